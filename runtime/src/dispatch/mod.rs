@@ -1,0 +1,32 @@
+//! What a dispatcher hands to a function: the resume request.
+//!
+//! The dispatcher loop itself (due-index scanning, shard leases, invokers)
+//! arrives with the emulator; the request format is shared now so that the
+//! SDK's entry point and every dispatcher agree on it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::ExecutionId;
+
+/// The payload of an invocation that continues an execution. The dispatcher
+/// has already claimed it: `epoch` is the claim, and the handler's final update
+/// is conditional on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeRequest {
+    /// The execution to continue.
+    pub execution_id: ExecutionId,
+    /// The epoch the dispatcher claimed.
+    pub epoch: u64,
+}
+
+/// The envelope key that marks an invocation payload as a resume request:
+/// `{"durafn_resume": {"execution_id": "...", "epoch": 3}}`.
+pub const RESUME_KEY: &str = "durafn_resume";
+
+/// The envelope key of an explicit start request:
+/// `{"durafn_start": {"name": "optional-id", "input": {...}}}`.
+pub const START_KEY: &str = "durafn_start";
+
+/// Grace added to a function's timeout to form its lease: a crashed
+/// invocation's execution becomes due again this long after its deadline.
+pub const LEASE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);

@@ -1,0 +1,17 @@
+//! Durafn's platform core: the data model, the stores, dispatch and triggers.
+//!
+//! Handler authors use the `durafn` crate; this one is for the SDK, the
+//! emulator and anyone building another runtime on the same table.
+//!
+//! - [`model`]: executions, operations, statuses, payload limits.
+//! - [`store`]: the [`Store`](store::Store) trait and its backends.
+//! - [`clock`]: injected time.
+//! - [`dispatch`]: the resume request a dispatcher sends to a function.
+
+pub mod clock;
+pub mod dispatch;
+mod error;
+pub mod model;
+pub mod store;
+
+pub use error::{Result, StoreError};

@@ -1,0 +1,583 @@
+//! The store contract: one suite of behaviours every backend must show.
+//!
+//! A backend's test file calls [`store_contract_tests!`](crate::store_contract_tests)
+//! with an async function that returns a [`Fixture`] holding a fresh, empty
+//! store. Each case below becomes one `#[tokio::test]`.
+
+// This module is test code shipped behind the `testing` feature: panicking on an
+// unexpected answer is how a case fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::any::Any;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::{Created, OpWrite, Outcome, Store, Transition};
+use crate::error::StoreError;
+use crate::model::{
+    ErrorObject, ExecutionId, ExecutionStatus, MAX_PAYLOAD_BYTES, NewExecution, OpKind, OpStatus,
+    Operation, Timestamp,
+};
+
+/// A fresh, empty store and whatever keeps it alive (a temp folder, a table).
+pub struct Fixture {
+    /// The store under test.
+    pub store: Arc<dyn Store>,
+    _guard: Box<dyn Any + Send + Sync>,
+}
+
+impl Fixture {
+    /// A fixture; `guard` is dropped when the test ends.
+    pub fn new(store: Arc<dyn Store>, guard: impl Any + Send + Sync) -> Self {
+        Fixture {
+            store,
+            _guard: Box::new(guard),
+        }
+    }
+}
+
+/// Generates one test per contract case for a backend.
+///
+/// ```text
+/// async fn fixture() -> durafn_runtime::store::contract::Fixture { ... }
+/// durafn_runtime::store_contract_tests!(fixture);
+/// ```
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($fixture:path) => {
+        $crate::store_contract_tests!(@cases $fixture;
+            create_is_idempotent_by_input,
+            create_conflicts_on_other_input_or_function,
+            missing_executions_read_as_none,
+            claim_bumps_epoch_and_takes_a_lease,
+            expired_lease_can_be_reclaimed,
+            racing_claims_have_one_winner,
+            first_writer_wins_on_operations,
+            operation_revisions_are_conditional,
+            racing_writers_record_one_result,
+            stale_epoch_cannot_finish_or_suspend,
+            finish_and_suspend_are_idempotent_for_the_same_claimant,
+            suspended_executions_are_due_at_their_wake_time,
+            due_index_is_sharded_ordered_and_limited,
+            wake_makes_a_suspended_execution_due,
+            wake_during_an_invocation_is_not_lost,
+            journal_lists_operations_in_start_order,
+            payloads_up_to_the_limit_round_trip,
+            payloads_over_the_limit_are_rejected,
+            finished_and_blocked_executions_leave_the_due_index
+        );
+    };
+    (@cases $fixture:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let fixture = $fixture().await;
+                $crate::store::contract::$case(fixture.store.clone()).await;
+            }
+        )*
+    };
+}
+
+const T0: Timestamp = Timestamp(1_700_000_000_000);
+
+fn at(ms: i64) -> Timestamp {
+    Timestamp(T0.0 + ms)
+}
+
+fn id(name: &str) -> ExecutionId {
+    ExecutionId::new(name).unwrap_or_else(|e| panic!("bad test id {name}: {e}"))
+}
+
+fn new_exec(name: &str, input: Value) -> NewExecution {
+    NewExecution {
+        id: id(name),
+        function: "order".into(),
+        version: "1".into(),
+        input,
+        now: T0,
+    }
+}
+
+fn op(op_id: &str, name: &str, rev: u64, result: Value) -> Operation {
+    Operation {
+        id: op_id.into(),
+        kind: OpKind::Step,
+        name: name.into(),
+        status: OpStatus::Succeeded,
+        attempt: 1,
+        result: Some(result),
+        error: None,
+        started_at: T0,
+        ended_at: Some(T0),
+        wake_at: None,
+        rev,
+    }
+}
+
+fn succeeded(output: Value) -> Outcome {
+    Outcome {
+        status: ExecutionStatus::Succeeded,
+        output: Some(output),
+        error: None,
+        expires_at: Some(at(86_400_000)),
+    }
+}
+
+async fn created(store: &Arc<dyn Store>, name: &str) -> ExecutionId {
+    store
+        .create_execution(&new_exec(name, json!({"n": name})))
+        .await
+        .unwrap_or_else(|e| panic!("create {name}: {e}"));
+    id(name)
+}
+
+async fn claimed(store: &Arc<dyn Store>, name: &str) -> (ExecutionId, u64) {
+    let x = created(store, name).await;
+    let c = store
+        .claim(&x, T0, at(30_000))
+        .await
+        .unwrap_or_else(|e| panic!("claim {name}: {e}"))
+        .unwrap_or_else(|| panic!("{name} should be claimable"));
+    (x, c.epoch)
+}
+
+/// Same id + same input returns the existing execution.
+pub async fn create_is_idempotent_by_input(store: Arc<dyn Store>) {
+    let first = store
+        .create_execution(&new_exec("c-1", json!({"order_id": "o-1"})))
+        .await
+        .unwrap();
+    let Created::New(e) = &first else {
+        panic!("first create should be New, got {first:?}")
+    };
+    assert_eq!(e.status, ExecutionStatus::Pending);
+    assert_eq!(e.epoch, 0);
+    assert_eq!(e.due_at, Some(T0), "a new execution is due at once");
+    assert_eq!(e.input, json!({"order_id": "o-1"}));
+    let again = store
+        .create_execution(&new_exec("c-1", json!({"order_id": "o-1"})))
+        .await
+        .unwrap();
+    assert!(matches!(again, Created::Existing(_)), "{again:?}");
+    assert_eq!(again.execution().id, e.id);
+}
+
+/// Same id with a different input or function is a conflict, and changes nothing.
+pub async fn create_conflicts_on_other_input_or_function(store: Arc<dyn Store>) {
+    store
+        .create_execution(&new_exec("c-2", json!({"a": 1})))
+        .await
+        .unwrap();
+    let err = store
+        .create_execution(&new_exec("c-2", json!({"a": 2})))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { what: "input", .. }),
+        "{err:?}"
+    );
+    let mut other_fn = new_exec("c-2", json!({"a": 1}));
+    other_fn.function = "approval".into();
+    let err = store.create_execution(&other_fn).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { what: "function", .. }),
+        "{err:?}"
+    );
+    let kept = store.get_execution(&id("c-2")).await.unwrap().unwrap();
+    assert_eq!(kept.input, json!({"a": 1}));
+    assert_eq!(kept.function, "order");
+}
+
+/// Reads of an unknown execution answer "none", not an error.
+pub async fn missing_executions_read_as_none(store: Arc<dyn Store>) {
+    let x = id("nobody");
+    assert!(store.get_execution(&x).await.unwrap().is_none());
+    assert!(store.load_journal(&x).await.unwrap().is_none());
+    assert!(store.claim(&x, T0, at(1000)).await.unwrap().is_none());
+    assert!(!store.wake(&x, T0).await.unwrap());
+}
+
+/// A claim bumps the epoch, sets RUNNING and a lease; a second claim fails.
+pub async fn claim_bumps_epoch_and_takes_a_lease(store: Arc<dyn Store>) {
+    let x = created(&store, "cl-1").await;
+    let c = store.claim(&x, T0, at(30_000)).await.unwrap().unwrap();
+    assert_eq!(c.epoch, 1);
+    assert_eq!(c.status, ExecutionStatus::Running);
+    assert_eq!(c.due_at, Some(at(30_000)), "the lease is the next due time");
+    assert!(
+        store.claim(&x, at(1), at(30_001)).await.unwrap().is_none(),
+        "a held lease cannot be claimed"
+    );
+    let later = store.get_execution(&x).await.unwrap().unwrap();
+    assert_eq!(later.epoch, 1);
+}
+
+/// A crashed invocation is a lease that expires: the next claim takes over.
+pub async fn expired_lease_can_be_reclaimed(store: Arc<dyn Store>) {
+    let (x, e1) = claimed(&store, "cl-2").await;
+    let c2 = store
+        .claim(&x, at(30_000), at(60_000))
+        .await
+        .unwrap()
+        .expect("an expired lease can be claimed");
+    assert_eq!(c2.epoch, e1 + 1);
+    let due = store.due(x.due_shard(), at(59_999), 10).await.unwrap();
+    assert!(due.iter().all(|d| d.id != x), "not due before the new lease ends");
+    let due = store.due(x.due_shard(), at(60_000), 10).await.unwrap();
+    assert!(due.iter().any(|d| d.id == x), "due when the new lease ends");
+}
+
+/// Concurrent claims of one due execution: exactly one wins.
+pub async fn racing_claims_have_one_winner(store: Arc<dyn Store>) {
+    let x = created(&store, "cl-3").await;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (store, x) = (store.clone(), x.clone());
+        tasks.push(tokio::spawn(async move {
+            store.claim(&x, T0, at(30_000)).await.unwrap()
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        if t.await.unwrap().is_some() {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1);
+    assert_eq!(store.get_execution(&x).await.unwrap().unwrap().epoch, 1);
+}
+
+/// Two writers of revision 1: the second gets the first's record back.
+pub async fn first_writer_wins_on_operations(store: Arc<dyn Store>) {
+    let x = created(&store, "op-1").await;
+    let first = op("1", "charge", 1, json!({"charge": "ch-A"}));
+    assert_eq!(
+        store.put_operation(&x, &first).await.unwrap(),
+        OpWrite::Written
+    );
+    let second = op("1", "charge", 1, json!({"charge": "ch-B"}));
+    match store.put_operation(&x, &second).await.unwrap() {
+        OpWrite::Conflict(current) => assert_eq!(current, first),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let journal = store.load_journal(&x).await.unwrap().unwrap();
+    assert_eq!(journal.operations, vec![first]);
+}
+
+/// Revision n+1 replaces revision n once; a stale revision conflicts.
+pub async fn operation_revisions_are_conditional(store: Arc<dyn Store>) {
+    let x = created(&store, "op-2").await;
+    let mut pending = op("1", "reserve", 1, Value::Null);
+    pending.status = OpStatus::Pending;
+    pending.result = None;
+    pending.error = Some(ErrorObject::new("Timeout", "inventory timed out"));
+    pending.wake_at = Some(at(2_000));
+    store.put_operation(&x, &pending).await.unwrap();
+    let done = op("1", "reserve", 2, json!("r-1"));
+    assert_eq!(
+        store.put_operation(&x, &done).await.unwrap(),
+        OpWrite::Written
+    );
+    let stale = op("1", "reserve", 2, json!("r-2"));
+    assert_eq!(
+        store.put_operation(&x, &stale).await.unwrap(),
+        OpWrite::Conflict(done.clone())
+    );
+    let skipping = op("1", "reserve", 5, json!("r-3"));
+    assert_eq!(
+        store.put_operation(&x, &skipping).await.unwrap(),
+        OpWrite::Conflict(done)
+    );
+}
+
+/// Many invocations racing on one operation never record two results.
+pub async fn racing_writers_record_one_result(store: Arc<dyn Store>) {
+    let x = created(&store, "op-3").await;
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let (store, x) = (store.clone(), x.clone());
+        tasks.push(tokio::spawn(async move {
+            let mine = op("1", "charge", 1, json!({ "writer": i }));
+            let answer = store.put_operation(&x, &mine).await.unwrap();
+            (mine, answer)
+        }));
+    }
+    let mut winners = Vec::new();
+    let mut adopted = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            (mine, OpWrite::Written) => winners.push(mine),
+            (_, OpWrite::Conflict(theirs)) => adopted.push(theirs),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one writer wins");
+    assert!(adopted.iter().all(|a| *a == winners[0]), "losers adopt the winner");
+    let journal = store.load_journal(&x).await.unwrap().unwrap();
+    assert_eq!(journal.operations, winners);
+}
+
+/// A zombie invocation (older epoch) cannot complete or suspend the execution.
+pub async fn stale_epoch_cannot_finish_or_suspend(store: Arc<dyn Store>) {
+    let (x, old) = claimed(&store, "ep-1").await;
+    let new = store
+        .claim(&x, at(30_000), at(60_000))
+        .await
+        .unwrap()
+        .unwrap()
+        .epoch;
+    assert_eq!(
+        store
+            .finish(&x, old, &succeeded(json!("zombie")), at(30_001))
+            .await
+            .unwrap(),
+        Transition::Stale
+    );
+    assert_eq!(
+        store.suspend(&x, old, 0, Some(at(99_000)), at(30_001)).await.unwrap(),
+        Transition::Stale
+    );
+    let e = store.get_execution(&x).await.unwrap().unwrap();
+    assert_eq!(e.status, ExecutionStatus::Running);
+    assert_eq!(e.output, None);
+    assert_eq!(
+        store
+            .finish(&x, new, &succeeded(json!("real")), at(30_002))
+            .await
+            .unwrap(),
+        Transition::Done
+    );
+    let e = store.get_execution(&x).await.unwrap().unwrap();
+    assert_eq!(e.status, ExecutionStatus::Succeeded);
+    assert_eq!(e.output, Some(json!("real")));
+    assert_eq!(e.ended_at, Some(at(30_002)));
+}
+
+/// Repeating an applied finish or suspend (a retry after a lost answer) is Done.
+pub async fn finish_and_suspend_are_idempotent_for_the_same_claimant(store: Arc<dyn Store>) {
+    let (x, epoch) = claimed(&store, "ep-2").await;
+    for _ in 0..2 {
+        assert_eq!(
+            store.suspend(&x, epoch, 0, Some(at(5_000)), at(1)).await.unwrap(),
+            Transition::Done
+        );
+    }
+    let c = store.claim(&x, at(5_000), at(35_000)).await.unwrap().unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            store
+                .finish(&x, c.epoch, &succeeded(json!(1)), at(5_001))
+                .await
+                .unwrap(),
+            Transition::Done
+        );
+    }
+    let failed = Outcome {
+        status: ExecutionStatus::Failed,
+        output: None,
+        error: Some(ErrorObject::new("X", "y")),
+        expires_at: None,
+    };
+    assert_eq!(
+        store.finish(&x, c.epoch, &failed, at(5_002)).await.unwrap(),
+        Transition::Stale,
+        "a finished execution cannot finish differently"
+    );
+}
+
+/// A suspended execution is due exactly from its wake time.
+pub async fn suspended_executions_are_due_at_their_wake_time(store: Arc<dyn Store>) {
+    let (x, epoch) = claimed(&store, "due-1").await;
+    store
+        .suspend(&x, epoch, 0, Some(at(10_000)), at(5))
+        .await
+        .unwrap();
+    let e = store.get_execution(&x).await.unwrap().unwrap();
+    assert_eq!(e.status, ExecutionStatus::Suspended);
+    assert_eq!(e.due_at, Some(at(10_000)));
+    let shard = x.due_shard();
+    assert!(store.due(shard, at(9_999), 10).await.unwrap().is_empty());
+    assert!(
+        store.claim(&x, at(9_999), at(40_000)).await.unwrap().is_none(),
+        "not claimable before its wake time"
+    );
+    let due = store.due(shard, at(10_000), 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].id, x);
+    assert_eq!(due[0].due_at, at(10_000));
+    assert!(store.claim(&x, at(10_000), at(40_000)).await.unwrap().is_some());
+
+    let (y, epoch) = claimed(&store, "due-2").await;
+    store.suspend(&y, epoch, 0, None, at(5)).await.unwrap();
+    let far = Timestamp(i64::MAX / 2);
+    assert!(
+        store
+            .due(y.due_shard(), far, 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|d| d.id != y),
+        "waiting on the outside world is never due by time"
+    );
+}
+
+/// The due index answers per shard, earliest first, up to a limit.
+pub async fn due_index_is_sharded_ordered_and_limited(store: Arc<dyn Store>) {
+    let mut by_shard: std::collections::BTreeMap<u32, Vec<(ExecutionId, Timestamp)>> =
+        Default::default();
+    for i in 0..24i64 {
+        let name = format!("sh-{i}");
+        let (x, epoch) = claimed(&store, &name).await;
+        // Wake times in reverse creation order, so ordering is the store's work.
+        let wake = at(100_000 - i * 100);
+        store.suspend(&x, epoch, 0, Some(wake), at(1)).await.unwrap();
+        by_shard.entry(x.due_shard()).or_default().push((x, wake));
+    }
+    let now = at(200_000);
+    for (shard, mut expected) in by_shard {
+        expected.sort_by_key(|(_, t)| *t);
+        let got = store.due(shard, now, 100).await.unwrap();
+        let got: Vec<_> = got.into_iter().map(|d| (d.id, d.due_at)).collect();
+        assert_eq!(got, expected, "shard {shard}");
+        let limited = store.due(shard, now, 1).await.unwrap();
+        assert_eq!(limited.len(), 1);
+        assert_eq!(limited[0].id, expected[0].0);
+    }
+}
+
+/// A wake signal makes a suspended execution due at once.
+pub async fn wake_makes_a_suspended_execution_due(store: Arc<dyn Store>) {
+    let (x, epoch) = claimed(&store, "wk-1").await;
+    store.suspend(&x, epoch, 0, None, at(1)).await.unwrap();
+    assert!(store.wake(&x, at(500)).await.unwrap());
+    let e = store.get_execution(&x).await.unwrap().unwrap();
+    assert_eq!(e.due_at, Some(at(500)));
+    assert_eq!(e.wakeups, 1);
+    let c = store.claim(&x, at(500), at(30_500)).await.unwrap().unwrap();
+    assert_eq!(c.wakeups, 1);
+
+    let (y, epoch) = claimed(&store, "wk-2").await;
+    store.suspend(&y, epoch, 0, Some(at(100)), at(1)).await.unwrap();
+    store.wake(&y, at(500)).await.unwrap();
+    let e = store.get_execution(&y).await.unwrap().unwrap();
+    assert_eq!(e.due_at, Some(at(100)), "an earlier wake time is kept");
+}
+
+/// A signal that lands while the invocation runs turns its suspension into "due now".
+pub async fn wake_during_an_invocation_is_not_lost(store: Arc<dyn Store>) {
+    let (x, epoch) = claimed(&store, "wk-3").await;
+    let seen = store.get_execution(&x).await.unwrap().unwrap().wakeups;
+    store.wake(&x, at(10)).await.unwrap();
+    let running = store.get_execution(&x).await.unwrap().unwrap();
+    assert_eq!(running.status, ExecutionStatus::Running);
+    assert_eq!(running.due_at, Some(at(30_000)), "the lease is untouched");
+    store.suspend(&x, epoch, seen, None, at(20)).await.unwrap();
+    let e = store.get_execution(&x).await.unwrap().unwrap();
+    assert_eq!(e.status, ExecutionStatus::Suspended);
+    assert_eq!(e.due_at, Some(at(20)), "due at once: it may have missed the signal");
+}
+
+/// The journal holds every operation, in start order, with its latest revision.
+pub async fn journal_lists_operations_in_start_order(store: Arc<dyn Store>) {
+    let x = created(&store, "j-1").await;
+    for op_id in ["10", "2", "2.1", "1", "3", "2.2"] {
+        store
+            .put_operation(&x, &op(op_id, &format!("s{op_id}"), 1, json!(op_id)))
+            .await
+            .unwrap();
+    }
+    store
+        .put_operation(&x, &op("3", "s3", 2, json!("three")))
+        .await
+        .unwrap();
+    let journal = store.load_journal(&x).await.unwrap().unwrap();
+    let ids: Vec<_> = journal.operations.iter().map(|o| o.id.as_str()).collect();
+    assert_eq!(ids, vec!["1", "2", "2.1", "2.2", "3", "10"]);
+    let three = &journal.operations[4];
+    assert_eq!((three.rev, three.result.clone()), (2, Some(json!("three"))));
+    assert_eq!(journal.execution.id, x);
+}
+
+/// Payloads up to the limit survive intact (backends may split them).
+pub async fn payloads_up_to_the_limit_round_trip(store: Arc<dyn Store>) {
+    let big_input = json!({ "blob": "i".repeat(1_000_000) });
+    store
+        .create_execution(&new_exec("big-1", big_input.clone()))
+        .await
+        .unwrap();
+    let x = id("big-1");
+    let big_result = json!({ "blob": "r".repeat(3_000_000), "tail": [1, 2, 3] });
+    store
+        .put_operation(&x, &op("1", "download", 1, big_result.clone()))
+        .await
+        .unwrap();
+    let mut small = op("2", "small", 1, json!("s"));
+    small.result = Some(json!({"ok": true}));
+    store.put_operation(&x, &small).await.unwrap();
+    let journal = store.load_journal(&x).await.unwrap().unwrap();
+    assert_eq!(journal.execution.input, big_input);
+    assert_eq!(journal.operations.len(), 2);
+    assert_eq!(journal.operations[0].result.as_ref(), Some(&big_result));
+    assert_eq!(journal.operations[1], small);
+    let c = store.claim(&x, T0, at(30_000)).await.unwrap().unwrap();
+    let out = json!("o".repeat(2_000_000));
+    store
+        .finish(&x, c.epoch, &succeeded(out.clone()), at(1))
+        .await
+        .unwrap();
+    let e = store.get_execution(&x).await.unwrap().unwrap();
+    assert_eq!(e.output, Some(out));
+}
+
+/// Payloads over the limit are a clear error naming the limit; nothing is written.
+pub async fn payloads_over_the_limit_are_rejected(store: Arc<dyn Store>) {
+    let huge = json!("h".repeat(MAX_PAYLOAD_BYTES + 10));
+    let err = store
+        .create_execution(&new_exec("big-2", huge.clone()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::PayloadTooLarge { .. }), "{err:?}");
+    assert!(err.to_string().contains(&MAX_PAYLOAD_BYTES.to_string()), "{err}");
+    assert!(store.get_execution(&id("big-2")).await.unwrap().is_none());
+
+    let x = created(&store, "big-3").await;
+    let err = store
+        .put_operation(&x, &op("1", "download", 1, huge.clone()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::PayloadTooLarge { .. }), "{err:?}");
+    assert!(err.to_string().contains("\"download\""), "{err}");
+    let journal = store.load_journal(&x).await.unwrap().unwrap();
+    assert!(journal.operations.is_empty());
+}
+
+/// Finished executions carry their expiry and are never due; blocked ones wait for a resume.
+pub async fn finished_and_blocked_executions_leave_the_due_index(store: Arc<dyn Store>) {
+    let (x, epoch) = claimed(&store, "fin-1").await;
+    store
+        .finish(&x, epoch, &succeeded(json!(1)), at(1))
+        .await
+        .unwrap();
+    let e = store.get_execution(&x).await.unwrap().unwrap();
+    assert_eq!(e.due_at, None);
+    assert_eq!(e.expires_at, Some(at(86_400_000)));
+    assert!(store.claim(&x, at(90_000), at(99_000)).await.unwrap().is_none());
+
+    let (y, epoch) = claimed(&store, "fin-2").await;
+    let blocked = Outcome {
+        status: ExecutionStatus::Blocked,
+        output: None,
+        error: Some(ErrorObject::new("NonDeterministic", "op 1 changed")),
+        expires_at: None,
+    };
+    store.finish(&y, epoch, &blocked, at(2)).await.unwrap();
+    let e = store.get_execution(&y).await.unwrap().unwrap();
+    assert_eq!(e.status, ExecutionStatus::Blocked);
+    assert_eq!(e.ended_at, None, "a blocked execution has not ended");
+    assert_eq!(e.error.map(|e| e.error_type), Some("NonDeterministic".into()));
+    let far = Timestamp(i64::MAX / 2);
+    for shard in [x.due_shard(), y.due_shard()] {
+        let due = store.due(shard, far, 100).await.unwrap();
+        assert!(due.iter().all(|d| d.id != x && d.id != y));
+    }
+}

@@ -1,0 +1,211 @@
+//! The `Store` trait and its backends.
+//!
+//! Every backend keeps the same semantics, checked by one contract suite
+//! ([`contract`], feature `testing`) run against each of them:
+//! - creating an execution is idempotent by id and input;
+//! - claiming is a conditional update that bumps the `epoch` and takes a lease;
+//! - operation writes are conditional on the previous revision (first writer wins);
+//! - suspending and finishing are conditional on the claimant's `epoch`;
+//! - the due index answers "what is due at time T" per shard, without scans.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::error::{Result, StoreError};
+use crate::model::{
+    ErrorObject, Execution, ExecutionId, ExecutionStatus, Journal, NewExecution, Operation,
+    Timestamp,
+};
+
+#[cfg(feature = "testing")]
+pub mod contract;
+#[cfg(feature = "testing")]
+mod faulty;
+mod retrying;
+pub mod sqlite;
+
+#[cfg(feature = "testing")]
+pub use faulty::FaultyStore;
+pub use retrying::RetryingStore;
+pub use sqlite::SqliteStore;
+
+/// The answer to [`Store::create_execution`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Created {
+    /// A new execution was created.
+    New(Execution),
+    /// An execution with the same id, function and input already existed.
+    Existing(Execution),
+}
+
+impl Created {
+    /// The execution, new or existing.
+    pub fn execution(&self) -> &Execution {
+        match self {
+            Created::New(e) | Created::Existing(e) => e,
+        }
+    }
+}
+
+/// The answer to [`Store::put_operation`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum OpWrite {
+    /// The record was written.
+    Written,
+    /// Another writer got there first; this is the record it wrote. First writer
+    /// wins: the caller adopts it.
+    Conflict(Operation),
+}
+
+/// The answer to an epoch-conditional update ([`Store::suspend`], [`Store::finish`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transition {
+    /// Applied (or had already been applied by this same claimant).
+    Done,
+    /// A newer claim owns the execution, or it is no longer running: nothing changed.
+    Stale,
+}
+
+/// An entry of the due index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueItem {
+    /// The execution that is due.
+    pub id: ExecutionId,
+    /// When it became due.
+    pub due_at: Timestamp,
+}
+
+/// How an invocation ends an execution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// `SUCCEEDED`, `FAILED`, `CANCELLED`, `TIMED_OUT` or `BLOCKED`.
+    pub status: ExecutionStatus,
+    /// The output, when `SUCCEEDED`.
+    pub output: Option<Value>,
+    /// The error otherwise.
+    pub error: Option<ErrorObject>,
+    /// When the store may delete the execution (`None`: keep it).
+    pub expires_at: Option<Timestamp>,
+}
+
+/// Durable storage for executions and their journals.
+///
+/// Every method is one conditional single-item write or one query, so the
+/// DynamoDB backend needs no transactions (ScyllaDB Alternator has none).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A short name for logs (`sqlite`, `dynamodb`).
+    fn backend(&self) -> &'static str;
+
+    /// Creates an execution in `PENDING`, due at once. Idempotent: the same id
+    /// with the same function and input returns the existing execution; a
+    /// different input or function is [`StoreError::Conflict`].
+    async fn create_execution(&self, new: &NewExecution) -> Result<Created>;
+
+    /// Reads an execution's meta record.
+    async fn get_execution(&self, id: &ExecutionId) -> Result<Option<Execution>>;
+
+    /// Loads an execution with all its operations, in start order, in one query.
+    async fn load_journal(&self, id: &ExecutionId) -> Result<Option<Journal>>;
+
+    /// Claims an execution for one invocation if it is due: `PENDING` or
+    /// `SUSPENDED` with `due_at <= now`, or `RUNNING` with an expired lease.
+    /// Bumps the epoch, sets `RUNNING` and the lease (`due_at = lease_until`).
+    /// Returns the claimed execution, or `None` when it is not claimable.
+    async fn claim(
+        &self,
+        id: &ExecutionId,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Option<Execution>>;
+
+    /// Writes an operation record. `op.rev == 1` creates it if absent; a higher
+    /// `rev` replaces revision `rev - 1`. If another writer got there first, the
+    /// stored record is returned as [`OpWrite::Conflict`].
+    async fn put_operation(&self, id: &ExecutionId, op: &Operation) -> Result<OpWrite>;
+
+    /// Ends an invocation by suspending: conditional on `epoch` and `RUNNING`.
+    /// `due_at` becomes `wake_at` — or `now` if a wake signal arrived since the
+    /// claim (`wakeups != seen_wakeups`), so no event is missed.
+    async fn suspend(
+        &self,
+        id: &ExecutionId,
+        epoch: u64,
+        seen_wakeups: u64,
+        wake_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<Transition>;
+
+    /// Ends an execution (or blocks it): conditional on `epoch` and `RUNNING`.
+    async fn finish(
+        &self,
+        id: &ExecutionId,
+        epoch: u64,
+        outcome: &Outcome,
+        now: Timestamp,
+    ) -> Result<Transition>;
+
+    /// Signals that something the execution may wait for has arrived: bumps
+    /// `wakeups` and, if `SUSPENDED`, makes it due now. Returns false if the
+    /// execution does not exist.
+    async fn wake(&self, id: &ExecutionId, now: Timestamp) -> Result<bool>;
+
+    /// Up to `limit` executions of `shard` due at or before `now`, earliest first.
+    async fn due(&self, shard: u32, now: Timestamp, limit: usize) -> Result<Vec<DueItem>>;
+
+    /// Deletes finished executions whose `expires_at` has passed. Returns how
+    /// many were deleted (backends with native TTL may return 0).
+    async fn purge_expired(&self, now: Timestamp) -> Result<u64>;
+}
+
+/// Opens a store from a URL: `sqlite://PATH` (a file, created if missing).
+pub fn open(url: &str) -> Result<Arc<dyn Store>> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        if path.is_empty() {
+            return Err(StoreError::Invalid(
+                "store URL sqlite:// needs a file path, e.g. sqlite://.durafn/durafn.db".into(),
+            ));
+        }
+        return Ok(Arc::new(SqliteStore::open(path)?));
+    }
+    Err(StoreError::Invalid(format!(
+        "unsupported store URL {url:?}: use sqlite://PATH"
+    )))
+}
+
+/// Checks the parts of a create request every backend validates the same way.
+pub(crate) fn validate_new(new: &NewExecution) -> Result<()> {
+    if new.function.is_empty() {
+        return Err(StoreError::Invalid("function name must not be empty".into()));
+    }
+    crate::model::check_payload("execution input", &new.input)
+}
+
+/// Checks an operation record before it is written.
+pub(crate) fn validate_op(op: &Operation) -> Result<()> {
+    if op.rev == 0 {
+        return Err(StoreError::Invalid(format!(
+            "operation {} has revision 0; revisions start at 1",
+            op.id
+        )));
+    }
+    let size = op.payload_bytes();
+    if size > crate::model::MAX_PAYLOAD_BYTES {
+        return Err(StoreError::PayloadTooLarge {
+            what: format!("{} {:?} (operation {}) payload", op.kind, op.name, op.id),
+            size,
+            limit: crate::model::MAX_PAYLOAD_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// Checks an outcome's payloads before it is written.
+pub(crate) fn validate_outcome(outcome: &Outcome) -> Result<()> {
+    if let Some(out) = &outcome.output {
+        crate::model::check_payload("execution output", out)?;
+    }
+    Ok(())
+}

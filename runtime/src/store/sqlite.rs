@@ -1,0 +1,639 @@
+//! The embedded store: one SQLite file, WAL, `synchronous=FULL`, group commit.
+//!
+//! All writes go through one writer thread. It takes every write that is
+//! waiting, runs each in its own savepoint inside one transaction, commits once
+//! (one fsync), and only then answers each caller: concurrent checkpoints share a
+//! commit without any of them being acknowledged before it is durable. Reads run
+//! on a small pool of reader connections (WAL lets them run beside the writer).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use tokio::sync::oneshot;
+
+use super::{
+    Created, DueItem, OpWrite, Outcome, Store, Transition, validate_new, validate_op,
+    validate_outcome,
+};
+use crate::error::{Result, StoreError};
+use crate::model::{
+    ErrorObject, Execution, ExecutionId, ExecutionStatus, Journal, NewExecution, Operation,
+    Timestamp, op_id_order,
+};
+
+/// The most writes grouped into one commit.
+const MAX_BATCH: usize = 512;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS executions (
+    id          TEXT PRIMARY KEY,
+    function    TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    input       TEXT NOT NULL,
+    output      TEXT,
+    error       TEXT,
+    epoch       INTEGER NOT NULL,
+    wakeups     INTEGER NOT NULL,
+    due_shard   INTEGER NOT NULL,
+    due_at      INTEGER,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    ended_at    INTEGER,
+    expires_at  INTEGER
+);
+CREATE INDEX IF NOT EXISTS executions_due ON executions(due_shard, due_at) WHERE due_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS executions_list ON executions(function, created_at);
+CREATE INDEX IF NOT EXISTS executions_expiry ON executions(expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS operations (
+    execution_id TEXT NOT NULL,
+    op_id        TEXT NOT NULL,
+    rev          INTEGER NOT NULL,
+    body         TEXT NOT NULL,
+    PRIMARY KEY (execution_id, op_id)
+) WITHOUT ROWID;
+";
+
+const EXEC_COLS: &str = "id, function, version, status, input, output, error, epoch, wakeups, \
+                         due_at, created_at, updated_at, ended_at, expires_at";
+
+/// A write to run inside the group transaction; it returns what to do once the
+/// commit's fate is known.
+type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+type Completion = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+
+/// The embedded SQLite store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer: Mutex<mpsc::Sender<Job>>,
+    readers: Mutex<Vec<Connection>>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.inner.path).finish()
+    }
+}
+
+fn sql_err(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            StoreError::Transient(e.to_string())
+        }
+        _ => StoreError::Backend(e.to_string()),
+    }
+}
+
+fn json_err(e: serde_json::Error) -> StoreError {
+    StoreError::Backend(format!("corrupt record: {e}"))
+}
+
+fn open_connection(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path).map_err(|e| {
+        StoreError::Invalid(format!("cannot open SQLite store {}: {e}", path.display()))
+    })?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(sql_err)?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(sql_err)?;
+    conn.pragma_update(None, "synchronous", "FULL").map_err(sql_err)?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path`, and its parent folder.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Invalid(format!("cannot create folder {}: {e}", parent.display()))
+            })?;
+        }
+        let conn = open_connection(&path)?;
+        conn.execute_batch(SCHEMA).map_err(sql_err)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("durafn-sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| StoreError::Backend(format!("cannot start the SQLite writer: {e}")))?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(tx),
+                readers: Mutex::new(Vec::new()),
+                path,
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` inside the next group commit; answers after the commit.
+    async fn write<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<Result<R>>();
+        let job: Job = Box::new(move |conn: &Connection| {
+            let result = in_savepoint(conn, f);
+            Box::new(move |commit: std::result::Result<(), String>| {
+                let answer = match commit {
+                    Ok(()) => result,
+                    Err(e) => Err(StoreError::Transient(format!("commit failed: {e}"))),
+                };
+                let _ = tx.send(answer);
+            })
+        });
+        {
+            let writer = self
+                .inner
+                .writer
+                .lock()
+                .map_err(|_| StoreError::Backend("SQLite writer lock poisoned".into()))?;
+            writer
+                .send(job)
+                .map_err(|_| StoreError::Backend("the SQLite writer has stopped".into()))?;
+        }
+        rx.await
+            .map_err(|_| StoreError::Backend("the SQLite writer dropped a write".into()))?
+    }
+
+    /// Runs `f` on a reader connection, off the async threads.
+    async fn read<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner.readers.lock().ok().and_then(|mut p| p.pop());
+            let conn = match pooled {
+                Some(c) => c,
+                None => open_connection(&inner.path)?,
+            };
+            let result = f(&conn);
+            if let Ok(mut pool) = inner.readers.lock() {
+                if pool.len() < 8 {
+                    pool.push(conn);
+                }
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("reader task failed: {e}")))?
+    }
+}
+
+fn in_savepoint<R>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+    conn.execute_batch("SAVEPOINT job").map_err(sql_err)?;
+    let result = f(conn);
+    let end = if result.is_ok() {
+        "RELEASE job"
+    } else {
+        "ROLLBACK TO job; RELEASE job"
+    };
+    conn.execute_batch(end).map_err(sql_err)?;
+    result
+}
+
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let msg = e.to_string();
+            for job in batch {
+                // Nothing ran: report the failure without running the job.
+                drop(job);
+                tracing::warn!(error = %msg, "SQLite BEGIN failed");
+            }
+            continue;
+        }
+        let completions: Vec<Completion> = batch.into_iter().map(|job| job(&conn)).collect();
+        let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        if commit.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for done in completions {
+            done(commit.clone());
+        }
+    }
+}
+
+fn exec_from_row(row: &Row<'_>) -> rusqlite::Result<RawExecution> {
+    Ok(RawExecution {
+        id: row.get(0)?,
+        function: row.get(1)?,
+        version: row.get(2)?,
+        status: row.get(3)?,
+        input: row.get(4)?,
+        output: row.get(5)?,
+        error: row.get(6)?,
+        epoch: row.get(7)?,
+        wakeups: row.get(8)?,
+        due_at: row.get(9)?,
+        created_at: row.get(10)?,
+        updated_at: row.get(11)?,
+        ended_at: row.get(12)?,
+        expires_at: row.get(13)?,
+    })
+}
+
+/// A row as stored; decoded outside rusqlite's error type.
+struct RawExecution {
+    id: String,
+    function: String,
+    version: String,
+    status: String,
+    input: String,
+    output: Option<String>,
+    error: Option<String>,
+    epoch: i64,
+    wakeups: i64,
+    due_at: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+    ended_at: Option<i64>,
+    expires_at: Option<i64>,
+}
+
+impl RawExecution {
+    fn decode(self) -> Result<Execution> {
+        let status = ExecutionStatus::parse(&self.status)
+            .ok_or_else(|| StoreError::Backend(format!("unknown status {:?}", self.status)))?;
+        let output = match self.output {
+            Some(s) => Some(serde_json::from_str(&s).map_err(json_err)?),
+            None => None,
+        };
+        let error: Option<ErrorObject> = match self.error {
+            Some(s) => Some(serde_json::from_str(&s).map_err(json_err)?),
+            None => None,
+        };
+        Ok(Execution {
+            id: ExecutionId::new(self.id)?,
+            function: self.function,
+            version: self.version,
+            status,
+            input: serde_json::from_str(&self.input).map_err(json_err)?,
+            output,
+            error,
+            epoch: u64::try_from(self.epoch).unwrap_or(0),
+            wakeups: u64::try_from(self.wakeups).unwrap_or(0),
+            due_at: self.due_at.map(Timestamp),
+            created_at: Timestamp(self.created_at),
+            updated_at: Timestamp(self.updated_at),
+            ended_at: self.ended_at.map(Timestamp),
+            expires_at: self.expires_at.map(Timestamp),
+        })
+    }
+}
+
+fn select_execution(conn: &Connection, id: &str) -> Result<Option<Execution>> {
+    let sql = format!("SELECT {EXEC_COLS} FROM executions WHERE id = ?1");
+    let mut stmt = conn.prepare_cached(&sql).map_err(sql_err)?;
+    let raw = stmt
+        .query_row(params![id], exec_from_row)
+        .optional()
+        .map_err(sql_err)?;
+    raw.map(RawExecution::decode).transpose()
+}
+
+fn select_operation(conn: &Connection, id: &str, op_id: &str) -> Result<Option<Operation>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT body FROM operations WHERE execution_id = ?1 AND op_id = ?2")
+        .map_err(sql_err)?;
+    let body: Option<String> = stmt
+        .query_row(params![id, op_id], |r| r.get(0))
+        .optional()
+        .map_err(sql_err)?;
+    body.map(|b| serde_json::from_str(&b).map_err(json_err))
+        .transpose()
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn create_execution(&self, new: &NewExecution) -> Result<Created> {
+        validate_new(new)?;
+        let new = new.clone();
+        let input = serde_json::to_string(&new.input).map_err(json_err)?;
+        self.write(move |conn| {
+            let inserted = conn
+                .prepare_cached(
+                    "INSERT INTO executions (id, function, version, status, input, epoch, wakeups, \
+                     due_shard, due_at, created_at, updated_at) \
+                     VALUES (?1, ?2, ?3, 'PENDING', ?4, 0, 0, ?5, ?6, ?6, ?6) \
+                     ON CONFLICT(id) DO NOTHING",
+                )
+                .map_err(sql_err)?
+                .execute(params![
+                    new.id.as_str(),
+                    new.function,
+                    new.version,
+                    input,
+                    new.id.due_shard(),
+                    new.now.0
+                ])
+                .map_err(sql_err)?;
+            let existing = select_execution(conn, new.id.as_str())?
+                .ok_or_else(|| StoreError::Backend("created execution vanished".into()))?;
+            if inserted == 1 {
+                return Ok(Created::New(existing));
+            }
+            if existing.function != new.function {
+                return Err(StoreError::Conflict {
+                    id: new.id.to_string(),
+                    what: "function",
+                });
+            }
+            if existing.input != new.input {
+                return Err(StoreError::Conflict {
+                    id: new.id.to_string(),
+                    what: "input",
+                });
+            }
+            Ok(Created::Existing(existing))
+        })
+        .await
+    }
+
+    async fn get_execution(&self, id: &ExecutionId) -> Result<Option<Execution>> {
+        let id = id.to_string();
+        self.read(move |conn| select_execution(conn, &id)).await
+    }
+
+    async fn load_journal(&self, id: &ExecutionId) -> Result<Option<Journal>> {
+        let id = id.to_string();
+        self.read(move |conn| {
+            let tx = conn.unchecked_transaction().map_err(sql_err)?;
+            let Some(execution) = select_execution(&tx, &id)? else {
+                return Ok(None);
+            };
+            let mut operations = Vec::new();
+            {
+                let mut stmt = tx
+                    .prepare_cached("SELECT body FROM operations WHERE execution_id = ?1")
+                    .map_err(sql_err)?;
+                let rows = stmt
+                    .query_map(params![id], |r| r.get::<_, String>(0))
+                    .map_err(sql_err)?;
+                for body in rows {
+                    let body = body.map_err(sql_err)?;
+                    operations.push(serde_json::from_str::<Operation>(&body).map_err(json_err)?);
+                }
+            }
+            tx.commit().map_err(sql_err)?;
+            operations.sort_by(|a, b| op_id_order(&a.id, &b.id));
+            Ok(Some(Journal {
+                execution,
+                operations,
+            }))
+        })
+        .await
+    }
+
+    async fn claim(
+        &self,
+        id: &ExecutionId,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Option<Execution>> {
+        let id = id.to_string();
+        self.write(move |conn| {
+            let sql = format!(
+                "UPDATE executions SET status = 'RUNNING', epoch = epoch + 1, due_at = ?3, \
+                 updated_at = ?2 \
+                 WHERE id = ?1 AND due_at IS NOT NULL AND due_at <= ?2 \
+                 AND status IN ('PENDING', 'SUSPENDED', 'RUNNING') \
+                 RETURNING {EXEC_COLS}"
+            );
+            let mut stmt = conn.prepare_cached(&sql).map_err(sql_err)?;
+            let raw = stmt
+                .query_row(params![id, now.0, lease_until.0], exec_from_row)
+                .optional()
+                .map_err(sql_err)?;
+            raw.map(RawExecution::decode).transpose()
+        })
+        .await
+    }
+
+    async fn put_operation(&self, id: &ExecutionId, op: &Operation) -> Result<OpWrite> {
+        validate_op(op)?;
+        let id = id.to_string();
+        let op_id = op.id.clone();
+        let rev = op.rev;
+        let body = serde_json::to_string(op).map_err(json_err)?;
+        self.write(move |conn| {
+            let changed = if rev == 1 {
+                conn.prepare_cached(
+                    "INSERT INTO operations (execution_id, op_id, rev, body) VALUES (?1, ?2, 1, ?3) \
+                     ON CONFLICT(execution_id, op_id) DO NOTHING",
+                )
+                .map_err(sql_err)?
+                .execute(params![id, op_id, body])
+                .map_err(sql_err)?
+            } else {
+                conn.prepare_cached(
+                    "UPDATE operations SET rev = ?3, body = ?4 \
+                     WHERE execution_id = ?1 AND op_id = ?2 AND rev = ?3 - 1",
+                )
+                .map_err(sql_err)?
+                .execute(params![id, op_id, to_i64(rev), body])
+                .map_err(sql_err)?
+            };
+            if changed == 1 {
+                return Ok(OpWrite::Written);
+            }
+            match select_operation(conn, &id, &op_id)? {
+                Some(current) => Ok(OpWrite::Conflict(current)),
+                None => Err(StoreError::Invalid(format!(
+                    "operation {op_id} of {id} has no revision {} to replace",
+                    rev - 1
+                ))),
+            }
+        })
+        .await
+    }
+
+    async fn suspend(
+        &self,
+        id: &ExecutionId,
+        epoch: u64,
+        seen_wakeups: u64,
+        wake_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<Transition> {
+        let id = id.to_string();
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE executions SET status = 'SUSPENDED', updated_at = ?3, \
+                     due_at = CASE WHEN wakeups != ?4 THEN ?3 ELSE ?5 END \
+                     WHERE id = ?1 AND epoch = ?2 AND status = 'RUNNING'",
+                )
+                .map_err(sql_err)?
+                .execute(params![
+                    id,
+                    to_i64(epoch),
+                    now.0,
+                    to_i64(seen_wakeups),
+                    wake_at.map(|t| t.0)
+                ])
+                .map_err(sql_err)?;
+            if changed == 1 {
+                return Ok(Transition::Done);
+            }
+            let current = select_execution(conn, &id)?.ok_or(StoreError::NotFound(id))?;
+            Ok(
+                if current.epoch == epoch && current.status == ExecutionStatus::Suspended {
+                    Transition::Done
+                } else {
+                    Transition::Stale
+                },
+            )
+        })
+        .await
+    }
+
+    async fn finish(
+        &self,
+        id: &ExecutionId,
+        epoch: u64,
+        outcome: &Outcome,
+        now: Timestamp,
+    ) -> Result<Transition> {
+        validate_outcome(outcome)?;
+        let id = id.to_string();
+        let status = outcome.status;
+        let output = outcome
+            .output
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(json_err)?;
+        let error = outcome
+            .error
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(json_err)?;
+        let expires_at = outcome.expires_at.map(|t| t.0);
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE executions SET status = ?4, output = ?5, error = ?6, updated_at = ?3, \
+                     ended_at = CASE WHEN ?4 = 'BLOCKED' THEN NULL ELSE ?3 END, \
+                     due_at = NULL, expires_at = ?7 \
+                     WHERE id = ?1 AND epoch = ?2 AND status = 'RUNNING'",
+                )
+                .map_err(sql_err)?
+                .execute(params![
+                    id,
+                    to_i64(epoch),
+                    now.0,
+                    status.as_str(),
+                    output,
+                    error,
+                    expires_at
+                ])
+                .map_err(sql_err)?;
+            if changed == 1 {
+                return Ok(Transition::Done);
+            }
+            let current = select_execution(conn, &id)?.ok_or(StoreError::NotFound(id))?;
+            Ok(if current.epoch == epoch && current.status == status {
+                Transition::Done
+            } else {
+                Transition::Stale
+            })
+        })
+        .await
+    }
+
+    async fn wake(&self, id: &ExecutionId, now: Timestamp) -> Result<bool> {
+        let id = id.to_string();
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE executions SET wakeups = wakeups + 1, updated_at = ?2, \
+                     due_at = CASE WHEN status = 'SUSPENDED' AND (due_at IS NULL OR due_at > ?2) \
+                              THEN ?2 ELSE due_at END \
+                     WHERE id = ?1",
+                )
+                .map_err(sql_err)?
+                .execute(params![id, now.0])
+                .map_err(sql_err)?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn due(&self, shard: u32, now: Timestamp, limit: usize) -> Result<Vec<DueItem>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id, due_at FROM executions \
+                     WHERE due_shard = ?1 AND due_at IS NOT NULL AND due_at <= ?2 \
+                     ORDER BY due_at LIMIT ?3",
+                )
+                .map_err(sql_err)?;
+            let rows = stmt
+                .query_map(params![shard, now.0, limit], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                })
+                .map_err(sql_err)?;
+            let mut items = Vec::new();
+            for row in rows {
+                let (id, due_at) = row.map_err(sql_err)?;
+                items.push(DueItem {
+                    id: ExecutionId::new(id)?,
+                    due_at: Timestamp(due_at),
+                });
+            }
+            Ok(items)
+        })
+        .await
+    }
+
+    async fn purge_expired(&self, now: Timestamp) -> Result<u64> {
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "DELETE FROM operations WHERE execution_id IN \
+                 (SELECT id FROM executions WHERE expires_at IS NOT NULL AND expires_at <= ?1)",
+            )
+            .map_err(sql_err)?
+            .execute(params![now.0])
+            .map_err(sql_err)?;
+            let n = conn
+                .prepare_cached(
+                    "DELETE FROM executions WHERE expires_at IS NOT NULL AND expires_at <= ?1",
+                )
+                .map_err(sql_err)?
+                .execute(params![now.0])
+                .map_err(sql_err)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+}

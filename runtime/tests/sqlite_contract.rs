@@ -1,0 +1,67 @@
+//! The store contract suite against the embedded SQLite store.
+
+use std::sync::Arc;
+
+use durafn_runtime::model::{ExecutionStatus, Timestamp};
+use durafn_runtime::store::contract::Fixture;
+use durafn_runtime::store::{FaultyStore, Outcome, RetryingStore, SqliteStore, Store};
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(dir.path().join("durafn.db")).expect("open store");
+    Fixture::new(Arc::new(store), dir)
+}
+
+durafn_runtime::store_contract_tests!(fixture);
+
+/// The same suite through the retrying wrapper over 20% injected faults (each
+/// before the call): retries must make every case behave as on a healthy store.
+mod through_faults {
+    use super::*;
+
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(dir.path().join("durafn.db")).expect("open store"));
+        let faulty = Arc::new(FaultyStore::new(store, 0.2, 7).before_only());
+        Fixture::new(Arc::new(RetryingStore::new(faulty)), dir)
+    }
+
+    durafn_runtime::store_contract_tests!(fixture);
+}
+
+#[tokio::test]
+async fn expired_executions_are_purged() {
+    let f = fixture().await;
+    let store = f.store.clone();
+    let id = durafn_runtime::model::ExecutionId::new("p-1").unwrap();
+    store
+        .create_execution(&durafn_runtime::model::NewExecution {
+            id: id.clone(),
+            function: "f".into(),
+            version: "1".into(),
+            input: serde_json::json!(1),
+            now: Timestamp(0),
+        })
+        .await
+        .unwrap();
+    let c = store.claim(&id, Timestamp(0), Timestamp(10)).await.unwrap().unwrap();
+    let outcome = Outcome {
+        status: ExecutionStatus::Succeeded,
+        output: Some(serde_json::json!(2)),
+        error: None,
+        expires_at: Some(Timestamp(1_000)),
+    };
+    store.finish(&id, c.epoch, &outcome, Timestamp(1)).await.unwrap();
+    assert_eq!(store.purge_expired(Timestamp(999)).await.unwrap(), 0);
+    assert_eq!(store.purge_expired(Timestamp(1_000)).await.unwrap(), 1);
+    assert!(store.load_journal(&id).await.unwrap().is_none());
+}
+
+#[test]
+fn bad_store_urls_are_clear_errors() {
+    let err = durafn_runtime::store::open("postgres://x").err().unwrap().to_string();
+    assert!(err.contains("sqlite://PATH"), "{err}");
+    let err = durafn_runtime::store::open("sqlite://").err().unwrap().to_string();
+    assert!(err.contains("file path"), "{err}");
+}
