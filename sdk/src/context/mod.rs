@@ -1,0 +1,229 @@
+//! `DurableContext`: the handle a handler uses for every durable operation.
+//!
+//! The context owns the invocation's shared state: the journal cursor, the
+//! count of work in flight (step bodies and checkpoint writes), and what the
+//! handler waits for. An operation that must wait *parks*: it records its wake
+//! time and never completes in this invocation. When the handler can make no
+//! more progress — nothing in flight, something parked — the invocation
+//! driver ends the invocation as `SUSPENDED` at the earliest wake time.
+
+mod sleep;
+mod step;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use durafn_runtime::StoreError;
+use durafn_runtime::clock::Clock;
+use durafn_runtime::model::{ExecutionId, OpKind, Operation, Timestamp};
+use durafn_runtime::store::{OpWrite, Store};
+
+use crate::invocation::InvocationConfig;
+use crate::replay::{JournalCursor, NonDeterministic, op_id};
+
+pub use sleep::{MAX_SLEEP, Sleep};
+pub use step::{Step, StepContext, StepSemantics};
+
+/// Why an invocation cannot go on.
+#[derive(Debug)]
+pub(crate) enum Fault {
+    /// The handler diverged from its journal.
+    NonDeterministic(NonDeterministic),
+    /// A checkpoint could not be written (after retries).
+    Store(StoreError),
+}
+
+/// What the driver needs to know after each poll of the handler.
+#[derive(Debug, Default)]
+pub(crate) struct RunState {
+    /// Step bodies and checkpoint writes under way.
+    pub(crate) in_flight: usize,
+    /// True once any operation parked.
+    pub(crate) waiting: bool,
+    /// The earliest time a parked operation wants to wake (`None`: only the
+    /// outside world can wake it).
+    pub(crate) earliest_wake: Option<Timestamp>,
+    /// Set when the invocation must stop.
+    pub(crate) fault: Option<Fault>,
+    /// Step attempts run in this invocation.
+    pub(crate) attempts_run: u32,
+}
+
+/// State shared by every context of one invocation.
+pub(crate) struct Shared {
+    pub(crate) execution_id: ExecutionId,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) cursor: Mutex<JournalCursor>,
+    pub(crate) state: Mutex<RunState>,
+    pub(crate) config: InvocationConfig,
+}
+
+impl Shared {
+    pub(crate) fn state(&self) -> MutexGuard<'_, RunState> {
+        // A poisoned lock only means a panic elsewhere; the counters stay usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn cursor(&self) -> MutexGuard<'_, JournalCursor> {
+        self.cursor.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One context's id space: its own id and its operation counter.
+struct Scope {
+    prefix: String,
+    next: AtomicU32,
+}
+
+/// The handle for durable operations, passed to every handler.
+///
+/// Cloning it is cheap; clones share the same operation counter, so
+/// operations are numbered in the order they are created, wherever created.
+#[derive(Clone)]
+pub struct DurableContext {
+    shared: Arc<Shared>,
+    scope: Arc<Scope>,
+}
+
+impl std::fmt::Debug for DurableContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DurableContext")
+            .field("execution_id", &self.shared.execution_id)
+            .field("scope", &self.scope.prefix)
+            .finish()
+    }
+}
+
+/// An operation as created at its call site: its id and its recorded state.
+pub(crate) struct Opened {
+    pub(crate) id: String,
+    /// The recorded state, or `Err` if the journal disagrees (the fault is set).
+    pub(crate) record: Result<Option<Operation>, ()>,
+}
+
+/// Marks work in flight for as long as it lives.
+pub(crate) struct WorkGuard {
+    shared: Arc<Shared>,
+}
+
+impl Drop for WorkGuard {
+    fn drop(&mut self) {
+        let mut st = self.shared.state();
+        st.in_flight = st.in_flight.saturating_sub(1);
+    }
+}
+
+impl DurableContext {
+    pub(crate) fn root(shared: Arc<Shared>) -> Self {
+        DurableContext {
+            shared,
+            scope: Arc::new(Scope {
+                prefix: String::new(),
+                next: AtomicU32::new(1),
+            }),
+        }
+    }
+
+    /// The id of the execution this handler runs.
+    pub fn execution_id(&self) -> &ExecutionId {
+        &self.shared.execution_id
+    }
+
+    /// Claims the next operation id and matches it against the journal.
+    pub(crate) fn open(&self, kind: OpKind, name: &str) -> Opened {
+        let n = self.scope.next.fetch_add(1, Ordering::SeqCst);
+        let id = op_id(&self.scope.prefix, n);
+        let record = match self.shared.cursor().open(&id, kind, name) {
+            Ok(rec) => Ok(rec.cloned()),
+            Err(nd) => {
+                tracing::error!(execution_id = %self.shared.execution_id, error = %nd, "non-deterministic replay");
+                self.set_fault(Fault::NonDeterministic(nd));
+                Err(())
+            }
+        };
+        Opened { id, record }
+    }
+
+    pub(crate) fn now(&self) -> Timestamp {
+        self.shared.clock.now()
+    }
+
+    fn set_fault(&self, fault: Fault) {
+        let mut st = self.shared.state();
+        if st.fault.is_none() {
+            st.fault = Some(fault);
+        }
+    }
+
+    /// Marks work in flight until the guard drops.
+    pub(crate) fn work(&self) -> WorkGuard {
+        self.shared.state().in_flight += 1;
+        WorkGuard {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Waits for good in this invocation: records the wake time (`None`: woken
+    /// only from outside) and never completes. The driver suspends the
+    /// invocation once nothing else can make progress.
+    pub(crate) fn park<T>(&self, wake: Option<Timestamp>) -> impl Future<Output = T> + use<T> {
+        {
+            let mut st = self.shared.state();
+            st.waiting = true;
+            if let Some(t) = wake {
+                st.earliest_wake = Some(st.earliest_wake.map_or(t, |e| e.min(t)));
+            }
+        }
+        std::future::pending::<T>()
+    }
+
+    /// True when the invocation should stop starting new attempts and ask to be
+    /// re-invoked at once: its step budget or its deadline is spent.
+    pub(crate) fn should_yield(&self, now: Timestamp) -> bool {
+        let cfg = &self.shared.config;
+        let st = self.shared.state();
+        if cfg.max_steps_per_invocation.is_some_and(|max| st.attempts_run >= max) {
+            return true;
+        }
+        cfg.deadline
+            .is_some_and(|deadline| now.plus(cfg.yield_margin) >= deadline)
+    }
+
+    pub(crate) fn count_attempt(&self) {
+        self.shared.state().attempts_run += 1;
+    }
+
+    /// Writes an operation record. First writer wins: if another invocation
+    /// recorded this operation first, its record is adopted and returned.
+    /// A store failure stops the invocation (nothing is lost: the next
+    /// invocation replays from the last checkpoint).
+    pub(crate) async fn checkpoint(&self, op: Operation) -> Operation {
+        let _work = self.work();
+        match self
+            .shared
+            .store
+            .put_operation(&self.shared.execution_id, &op)
+            .await
+        {
+            Ok(OpWrite::Written) => {
+                self.shared.cursor().record(op.clone());
+                if let Some(hook) = &self.shared.config.on_checkpoint {
+                    hook(&op);
+                }
+                op
+            }
+            Ok(OpWrite::Conflict(current)) => {
+                tracing::info!(op_id = %current.id, "operation already recorded by another invocation; adopting it");
+                self.shared.cursor().record(current.clone());
+                current
+            }
+            Err(e) => {
+                tracing::error!(op_id = %op.id, error = %e, "checkpoint failed; ending the invocation");
+                self.set_fault(Fault::Store(e));
+                self.park(None).await
+            }
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! `ctx.sleep` / `ctx.sleep_until`: durable timers. No compute while waiting.
+
+use std::future::IntoFuture;
+use std::time::Duration;
+
+use durafn_runtime::model::{OpKind, Timestamp};
+use futures::future::BoxFuture;
+
+use super::{DurableContext, Opened};
+use crate::error::DurableError;
+use crate::replay::sleep::{self, SleepDecision};
+
+/// The longest durable timer.
+pub const MAX_SLEEP: Duration = Duration::from_secs(366 * 24 * 3600);
+
+enum Target {
+    After(Duration),
+    At(Timestamp),
+}
+
+/// A durable timer; `.await` it. Created by [`DurableContext::sleep`] and
+/// [`DurableContext::sleep_until`].
+#[must_use = "a timer does nothing until it is awaited"]
+pub struct Sleep {
+    ctx: DurableContext,
+    opened: Opened,
+    name: String,
+    target: Target,
+}
+
+impl DurableContext {
+    /// Waits `d` (up to one year) durably: the invocation suspends and the
+    /// execution is re-invoked when the timer is due.
+    pub fn sleep(&self, name: &str, d: Duration) -> Sleep {
+        Sleep {
+            ctx: self.clone(),
+            opened: self.open(OpKind::Sleep, name),
+            name: name.to_string(),
+            target: Target::After(d),
+        }
+    }
+
+    /// Waits until `t` durably (a time in the past fires at once).
+    pub fn sleep_until(&self, name: &str, t: Timestamp) -> Sleep {
+        Sleep {
+            ctx: self.clone(),
+            opened: self.open(OpKind::Sleep, name),
+            name: name.to_string(),
+            target: Target::At(t),
+        }
+    }
+}
+
+impl IntoFuture for Sleep {
+    type Output = Result<(), DurableError>;
+    type IntoFuture = BoxFuture<'static, Result<(), DurableError>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}
+
+impl Sleep {
+    async fn run(self) -> Result<(), DurableError> {
+        let Sleep {
+            ctx,
+            opened,
+            name,
+            target,
+        } = self;
+        let Opened { id, record } = opened;
+        let Ok(mut record) = record else {
+            return ctx.park(None).await;
+        };
+        loop {
+            let now = ctx.now();
+            match sleep::decide(record.as_ref(), now) {
+                SleepDecision::Done => return Ok(()),
+                SleepDecision::Wait(t) => return ctx.park(Some(t)).await,
+                SleepDecision::Fire => {
+                    let Some(prev) = record.as_ref() else {
+                        return Ok(());
+                    };
+                    record = Some(ctx.checkpoint(sleep::fired(prev, now)).await);
+                }
+                SleepDecision::Start => {
+                    let wake_at = match target {
+                        Target::After(d) if d > MAX_SLEEP => {
+                            return Err(DurableError::Invalid(format!(
+                                "sleep {name:?} of {d:?} is longer than the one-year limit"
+                            )));
+                        }
+                        Target::After(d) => now.plus(d),
+                        Target::At(t) if now.until(t) > MAX_SLEEP => {
+                            return Err(DurableError::Invalid(format!(
+                                "sleep_until {name:?} targets {t}, more than a year ahead"
+                            )));
+                        }
+                        Target::At(t) => t,
+                    };
+                    record = Some(ctx.checkpoint(sleep::scheduled(&id, &name, wake_at, now)).await);
+                }
+            }
+        }
+    }
+}

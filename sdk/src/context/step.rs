@@ -1,0 +1,281 @@
+//! `ctx.step`: run a closure once, checkpoint its result, retry by suspending.
+
+use std::future::{Future, IntoFuture};
+use std::marker::PhantomData;
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use durafn_runtime::model::{ErrorObject, ExecutionId, OpKind, Timestamp};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{DurableContext, Opened};
+use crate::codec;
+use crate::error::DurableError;
+use crate::replay::step::{self, StepDecision};
+use crate::retry::RetryPolicy;
+
+/// What a retried step may run twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StepSemantics {
+    /// Each attempt runs at least once: an invocation that crashes mid-attempt
+    /// runs that attempt again. The default; one checkpoint per attempt.
+    #[default]
+    AtLeastOncePerRetry,
+    /// Each attempt runs at most once: the start of an attempt is checkpointed
+    /// first, and an attempt interrupted by a crash counts as failed.
+    AtMostOncePerRetry,
+}
+
+/// What a step body knows about itself. Steps cannot start durable
+/// operations, so steps do not nest.
+#[derive(Debug, Clone)]
+pub struct StepContext {
+    attempt: u32,
+    execution_id: ExecutionId,
+    op_id: String,
+    deadline: Option<Timestamp>,
+}
+
+impl StepContext {
+    /// The attempt number, from 1.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The execution's id (a good idempotency key for external calls,
+    /// together with [`op_id`](Self::op_id)).
+    pub fn execution_id(&self) -> &ExecutionId {
+        &self.execution_id
+    }
+
+    /// The step's operation id within the execution.
+    pub fn op_id(&self) -> &str {
+        &self.op_id
+    }
+
+    /// When the invocation must end, if it has a deadline.
+    pub fn deadline(&self) -> Option<Timestamp> {
+        self.deadline
+    }
+}
+
+/// A step being built; `.await` it to run it. Created by [`DurableContext::step`].
+#[must_use = "a step does nothing until it is awaited"]
+pub struct Step<'a, T, F> {
+    ctx: DurableContext,
+    opened: Opened,
+    name: String,
+    body: F,
+    policy: RetryPolicy,
+    semantics: StepSemantics,
+    timeout: Option<Duration>,
+    _out: PhantomData<fn() -> &'a T>,
+}
+
+impl DurableContext {
+    /// A durable step: runs `body` until it succeeds or its retries are spent,
+    /// and checkpoints the outcome. On replay the recorded result is returned
+    /// (or the recorded error raised) without running `body` again.
+    ///
+    /// `body` returns `Result<T, E>` for any `E` that converts into
+    /// [`DurableError`] (every `std::error::Error` does, as a retryable error).
+    pub fn step<'a, T, F, Fut, E>(&self, name: &str, body: F) -> Step<'a, T, F>
+    where
+        F: FnOnce(StepContext) -> Fut + Send + 'a,
+        Fut: Future<Output = Result<T, E>> + Send + 'a,
+        E: Into<DurableError> + 'a,
+        T: Serialize + DeserializeOwned + Send + 'a,
+    {
+        Step {
+            ctx: self.clone(),
+            opened: self.open(OpKind::Step, name),
+            name: name.to_string(),
+            body,
+            policy: RetryPolicy::default(),
+            semantics: StepSemantics::default(),
+            timeout: None,
+            _out: PhantomData,
+        }
+    }
+}
+
+impl<T, F> Step<'_, T, F> {
+    /// Sets the retry policy (default: [`RetryPolicy::exponential`]).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Sets what a retried attempt may run twice.
+    pub fn semantics(mut self, semantics: StepSemantics) -> Self {
+        self.semantics = semantics;
+        self
+    }
+
+    /// Fails an attempt (retryably) that runs longer than `d`.
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = Some(d);
+        self
+    }
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a non-string panic payload".to_string()
+    }
+}
+
+impl<'a, T, F, Fut, E> IntoFuture for Step<'a, T, F>
+where
+    F: FnOnce(StepContext) -> Fut + Send + 'a,
+    Fut: Future<Output = Result<T, E>> + Send + 'a,
+    E: Into<DurableError> + 'a,
+    T: Serialize + DeserializeOwned + Send + 'a,
+{
+    type Output = Result<T, DurableError>;
+    type IntoFuture = BoxFuture<'a, Result<T, DurableError>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}
+
+impl<'a, T, F, Fut, E> Step<'a, T, F>
+where
+    F: FnOnce(StepContext) -> Fut + Send + 'a,
+    Fut: Future<Output = Result<T, E>> + Send + 'a,
+    E: Into<DurableError> + 'a,
+    T: Serialize + DeserializeOwned + Send + 'a,
+{
+    async fn run(self) -> Result<T, DurableError> {
+        let Step {
+            ctx,
+            opened,
+            name,
+            body,
+            policy,
+            semantics,
+            timeout,
+            ..
+        } = self;
+        let Opened { id, record } = opened;
+        let Ok(mut record) = record else {
+            return ctx.park(None).await;
+        };
+        let mut body = Some(body);
+        loop {
+            let now = ctx.now();
+            match step::decide(record.as_ref(), now) {
+                StepDecision::Return(v) => {
+                    return codec::decode(&format!("step {name:?} result"), v);
+                }
+                StepDecision::Raise { error, attempts } => {
+                    return Err(DurableError::StepFailed {
+                        op_id: id,
+                        name,
+                        attempts,
+                        error,
+                    });
+                }
+                StepDecision::Wait(t) => return ctx.park(Some(t)).await,
+                StepDecision::Interrupted { attempt } => {
+                    let error = ErrorObject::new(
+                        "StepInterrupted",
+                        format!(
+                            "attempt {attempt} of at-most-once step {name:?} started but recorded no outcome; \
+                             it is counted as failed and not run again"
+                        ),
+                    );
+                    let next = step::failed(
+                        record.as_ref(),
+                        &id,
+                        &name,
+                        attempt,
+                        error,
+                        true,
+                        &policy,
+                        now,
+                        rand::random(),
+                    );
+                    record = Some(ctx.checkpoint(next).await);
+                }
+                StepDecision::Run { attempt } => {
+                    // One attempt per step per invocation: after adopting another
+                    // writer's record, a further attempt waits for a new invocation.
+                    let Some(run_body) = body.take() else {
+                        return ctx.park(Some(now)).await;
+                    };
+                    if ctx.should_yield(now) {
+                        return ctx.park(Some(now)).await;
+                    }
+                    let _work = ctx.work();
+                    ctx.count_attempt();
+                    if semantics == StepSemantics::AtMostOncePerRetry {
+                        let start = step::started(record.as_ref(), &id, &name, attempt, now);
+                        let written = ctx.checkpoint(start.clone()).await;
+                        let ours = written == start;
+                        record = Some(written);
+                        if !ours {
+                            continue;
+                        }
+                    }
+                    let step_ctx = StepContext {
+                        attempt,
+                        execution_id: ctx.execution_id().clone(),
+                        op_id: id.clone(),
+                        deadline: ctx.shared.config.deadline,
+                    };
+                    let result: Result<T, DurableError> = {
+                        let attempt_fut = AssertUnwindSafe(run_body(step_ctx)).catch_unwind();
+                        let outcome = match timeout {
+                            None => Some(attempt_fut.await),
+                            Some(d) => tokio::time::timeout(d, attempt_fut).await.ok(),
+                        };
+                        // Convert at once: `E` need not be `Send`, so it must not
+                        // live across the checkpoint's await.
+                        match outcome {
+                            Some(Ok(Ok(v))) => Ok(v),
+                            Some(Ok(Err(e))) => Err(e.into()),
+                            Some(Err(panic)) => Err(DurableError::new(
+                                "Panic",
+                                format!("the step panicked: {}", panic_message(panic.as_ref())),
+                            )),
+                            None => Err(DurableError::new(
+                                "StepTimeout",
+                                format!("the attempt ran longer than its {timeout:?} timeout"),
+                            )),
+                        }
+                    };
+                    let now = ctx.now();
+                    let encoded =
+                        result.and_then(|v| codec::encode(&format!("step {name:?} result"), &v));
+                    let next = match encoded {
+                        Ok(value) => step::succeeded(record.as_ref(), &id, &name, attempt, value, now),
+                        Err(e) => step::failed(
+                            record.as_ref(),
+                            &id,
+                            &name,
+                            attempt,
+                            codec::clip(e.to_error_object()),
+                            !e.is_terminal(),
+                            &policy,
+                            now,
+                            rand::random(),
+                        ),
+                    };
+                    if let Some(err) = &next.error {
+                        tracing::warn!(op_id = %id, step = %name, attempt, error = %err, "step attempt failed");
+                    }
+                    record = Some(ctx.checkpoint(next).await);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! One invocation: load the journal, run the handler until it finishes or can
+//! make no more progress, and record how it ended.
+
+use std::future::poll_fn;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::Duration;
+
+use durafn_runtime::clock::Clock;
+use durafn_runtime::model::{
+    ErrorObject, Execution, ExecutionId, ExecutionStatus, Operation, Timestamp, check_payload,
+};
+use durafn_runtime::store::{Outcome, Store, Transition};
+use futures::FutureExt;
+use serde::Serialize;
+use serde_json::Value;
+use tracing::Instrument;
+
+use crate::context::{DurableContext, Fault, RunState, Shared};
+use crate::error::{DurableError, Error};
+use crate::handler::Handler;
+use crate::replay::JournalCursor;
+
+/// A hook called after each checkpoint this invocation writes.
+pub type CheckpointHook = Arc<dyn Fn(&Operation) + Send + Sync>;
+
+/// Limits and settings of one invocation.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct InvocationConfig {
+    /// Yield (checkpoint and ask to be re-invoked at once) after this many
+    /// step attempts. `None`: no limit. `Some(1)`: one step per invocation.
+    pub max_steps_per_invocation: Option<u32>,
+    /// When the invocation must end (the Lambda deadline).
+    pub deadline: Option<Timestamp>,
+    /// How long before the deadline to stop starting new steps.
+    pub yield_margin: Duration,
+    /// How long finished executions are kept.
+    pub retention: Duration,
+    /// Called after each checkpoint write (tests use it to crash mid-way).
+    #[doc(hidden)]
+    pub on_checkpoint: Option<CheckpointHook>,
+}
+
+impl Default for InvocationConfig {
+    fn default() -> Self {
+        InvocationConfig {
+            max_steps_per_invocation: None,
+            deadline: None,
+            yield_margin: Duration::from_secs(2),
+            retention: Duration::from_secs(14 * 24 * 3600),
+            on_checkpoint: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for InvocationConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InvocationConfig")
+            .field("max_steps_per_invocation", &self.max_steps_per_invocation)
+            .field("deadline", &self.deadline)
+            .field("retention", &self.retention)
+            .finish()
+    }
+}
+
+/// How an invocation ended, as reported to whoever invoked it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InvocationReport {
+    /// The execution.
+    pub execution_id: ExecutionId,
+    /// Its status after this invocation; `SUPERSEDED` if a newer claim owns it.
+    pub status: String,
+    /// The output, when it succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    /// The error, when it failed or blocked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorObject>,
+    /// When it wants to run again, when suspended on a timer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wake_at: Option<Timestamp>,
+}
+
+enum End {
+    Done(Result<Value, DurableError>),
+    Panicked(String),
+    Suspend(Option<Timestamp>),
+    Fault(Fault),
+}
+
+/// Runs one invocation of a claimed execution (`claimed` is what the claim
+/// returned: its epoch makes the final update conditional).
+pub async fn run_invocation(
+    handler: &Handler,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    config: InvocationConfig,
+    claimed: &Execution,
+) -> Result<InvocationReport, Error> {
+    let span = tracing::info_span!("invocation", execution_id = %claimed.id, epoch = claimed.epoch);
+    run(handler, store, clock, config, claimed).instrument(span).await
+}
+
+async fn run(
+    handler: &Handler,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    config: InvocationConfig,
+    claimed: &Execution,
+) -> Result<InvocationReport, Error> {
+    let id = claimed.id.clone();
+    let journal = store
+        .load_journal(&id)
+        .await?
+        .ok_or_else(|| Error::State(format!("execution {id} does not exist")))?;
+    if journal.execution.epoch != claimed.epoch {
+        return Ok(report(&id, "SUPERSEDED", None, None, None));
+    }
+    let retention = config.retention;
+    let shared = Arc::new(Shared {
+        execution_id: id.clone(),
+        store: store.clone(),
+        clock: clock.clone(),
+        cursor: Mutex::new(JournalCursor::new(journal.operations)),
+        state: Mutex::new(RunState::default()),
+        config,
+    });
+    let ctx = DurableContext::root(shared.clone());
+    let mut handler_fut = AssertUnwindSafe(handler.call(ctx, journal.execution.input)).catch_unwind();
+
+    let end = poll_fn(|cx| {
+        let polled = handler_fut.poll_unpin(cx);
+        let mut st = shared.state();
+        if let Some(fault) = st.fault.take() {
+            return Poll::Ready(End::Fault(fault));
+        }
+        match polled {
+            Poll::Ready(Ok(result)) => Poll::Ready(End::Done(result)),
+            Poll::Ready(Err(panic)) => Poll::Ready(End::Panicked(panic_text(panic.as_ref()))),
+            Poll::Pending if st.in_flight == 0 && st.waiting => {
+                Poll::Ready(End::Suspend(st.earliest_wake))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await;
+    drop(handler_fut);
+
+    let now = clock.now();
+    let expires_at = Some(now.plus(retention));
+    let outcome = match end {
+        End::Fault(Fault::Store(e)) => return Err(Error::Store(e)),
+        End::Suspend(wake_at) => {
+            let t = store
+                .suspend(&id, claimed.epoch, claimed.wakeups, wake_at, now)
+                .await?;
+            if t == Transition::Stale {
+                return Ok(report(&id, "SUPERSEDED", None, None, None));
+            }
+            tracing::debug!(?wake_at, "suspended");
+            return Ok(report(&id, "SUSPENDED", None, None, wake_at));
+        }
+        End::Done(Ok(output)) => match check_payload("execution output", &output) {
+            Ok(()) => Outcome {
+                status: ExecutionStatus::Succeeded,
+                output: Some(output),
+                error: None,
+                expires_at,
+            },
+            Err(e) => Outcome {
+                status: ExecutionStatus::Failed,
+                output: None,
+                error: Some(ErrorObject::new("PayloadError", e.to_string())),
+                expires_at,
+            },
+        },
+        End::Done(Err(e)) => Outcome {
+            status: ExecutionStatus::Failed,
+            output: None,
+            error: Some(crate::codec::clip(e.to_error_object())),
+            expires_at,
+        },
+        End::Fault(Fault::NonDeterministic(nd)) => Outcome {
+            status: ExecutionStatus::Blocked,
+            output: None,
+            error: Some(DurableError::NonDeterministic(nd).to_error_object()),
+            expires_at: None,
+        },
+        End::Panicked(msg) => Outcome {
+            status: ExecutionStatus::Blocked,
+            output: None,
+            error: Some(ErrorObject::new(
+                "Panic",
+                format!(
+                    "the handler panicked outside a step: {msg}; fix the bug, deploy, then resume the execution"
+                ),
+            )),
+            expires_at: None,
+        },
+    };
+    let t = store.finish(&id, claimed.epoch, &outcome, now).await?;
+    if t == Transition::Stale {
+        return Ok(report(&id, "SUPERSEDED", None, None, None));
+    }
+    tracing::info!(status = %outcome.status, "execution ended");
+    Ok(report(
+        &id,
+        outcome.status.as_str(),
+        outcome.output,
+        outcome.error,
+        None,
+    ))
+}
+
+fn report(
+    id: &ExecutionId,
+    status: &str,
+    output: Option<Value>,
+    error: Option<ErrorObject>,
+    wake_at: Option<Timestamp>,
+) -> InvocationReport {
+    InvocationReport {
+        execution_id: id.clone(),
+        status: status.to_string(),
+        output,
+        error,
+        wake_at,
+    }
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string panic payload".into())
+}

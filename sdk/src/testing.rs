@@ -1,0 +1,292 @@
+//! An in-process runtime with a virtual clock, for testing workflows.
+//!
+//! ```no_run
+//! # use durafn::prelude::*;
+//! # async fn order(ctx: DurableContext, n: u32) -> Result<u32, DurableError> { Ok(n) }
+//! # async fn t() -> Result<(), durafn::Error> {
+//! let rt = durafn::testing::TestRuntime::new();
+//! let exec = rt.start(durafn::handler(order), 7).await?;
+//! exec.run_until_settled().await?;            // timers are skipped, not waited for
+//! assert_eq!(exec.status().await?, Status::Succeeded);
+//! let out: u32 = exec.result().await?;
+//! let ops = exec.operations().await?;          // type, name, status, attempt, result/error
+//! # Ok(()) }
+//! ```
+//!
+//! Every invocation is a real one: the handler replays its journal from a
+//! temporary SQLite store, exactly as under the emulator or on AWS Lambda.
+//! Only time is virtual: [`TestExecution::run_until_settled`] moves the clock
+//! to each timer or retry backoff as soon as the handler waits for it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use durafn_runtime::clock::{Clock, ManualClock};
+use durafn_runtime::model::{
+    ErrorObject, Execution, ExecutionId, ExecutionStatus, NewExecution, Operation, Timestamp,
+};
+use durafn_runtime::store::{SqliteStore, Store};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+
+use crate::error::Error;
+use crate::handler::Handler;
+use crate::invocation::{InvocationConfig, InvocationReport, run_invocation};
+
+/// Where the virtual clock starts: 2026-01-01T00:00:00Z.
+pub const EPOCH: Timestamp = Timestamp(1_767_225_600_000);
+
+/// How long a test invocation's lease lasts (a crashed one is retried after it).
+const LEASE: Duration = Duration::from_secs(15 * 60);
+
+/// The most invocations `run_until_settled` runs before it gives up.
+const MAX_INVOCATIONS: usize = 10_000;
+
+/// An in-process Durafn: a temporary SQLite store and a virtual clock.
+pub struct TestRuntime {
+    store: Arc<dyn Store>,
+    clock: ManualClock,
+    config: InvocationConfig,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Default for TestRuntime {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestRuntime {
+    /// A runtime on a fresh temporary SQLite store.
+    ///
+    /// # Panics
+    /// If no temporary folder can be created (use [`try_new`](Self::try_new) to handle that).
+    #[allow(clippy::expect_used)]
+    pub fn new() -> Self {
+        Self::try_new().expect("durafn::testing: cannot create a temporary SQLite store")
+    }
+
+    /// A runtime on a fresh temporary SQLite store.
+    pub fn try_new() -> Result<Self, Error> {
+        let dir = tempfile::tempdir()
+            .map_err(|e| Error::Invalid(format!("cannot create a temporary folder: {e}")))?;
+        let store = SqliteStore::open(dir.path().join("durafn.db"))?;
+        Ok(TestRuntime {
+            store: Arc::new(store),
+            clock: ManualClock::new(EPOCH),
+            config: InvocationConfig::default(),
+            _dir: Some(dir),
+        })
+    }
+
+    /// A runtime on a store of your own (e.g. one that injects faults).
+    pub fn with_store(store: Arc<dyn Store>) -> Self {
+        TestRuntime {
+            store,
+            clock: ManualClock::new(EPOCH),
+            config: InvocationConfig::default(),
+            _dir: None,
+        }
+    }
+
+    /// Yields after `n` step attempts per invocation (1: one step each).
+    pub fn max_steps_per_invocation(mut self, n: u32) -> Self {
+        self.config.max_steps_per_invocation = Some(n.max(1));
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// The virtual clock.
+    pub fn clock(&self) -> &ManualClock {
+        &self.clock
+    }
+
+    /// The virtual time now.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Moves virtual time forward.
+    pub fn advance(&self, d: Duration) {
+        self.clock.advance(d);
+    }
+
+    /// Starts an execution with a generated id. It does not run until you call
+    /// [`TestExecution::run_until_settled`] (or `run_once`).
+    pub async fn start<I: Serialize>(&self, handler: Handler, input: I) -> Result<TestExecution, Error> {
+        let name = uuid::Uuid::now_v7().to_string();
+        self.start_named(&name, handler, input).await
+    }
+
+    /// Starts (idempotently) an execution named `name`.
+    pub async fn start_named<I: Serialize>(
+        &self,
+        name: &str,
+        handler: Handler,
+        input: I,
+    ) -> Result<TestExecution, Error> {
+        let input = serde_json::to_value(input)
+            .map_err(|e| Error::Invalid(format!("the input cannot be serialized: {e}")))?;
+        let id = ExecutionId::new(name)?;
+        self.store
+            .create_execution(&NewExecution {
+                id: id.clone(),
+                function: "test".into(),
+                version: "1".into(),
+                input,
+                now: self.clock.now(),
+            })
+            .await?;
+        Ok(TestExecution {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            config: self.config.clone(),
+            handler,
+            id,
+            invocations: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+}
+
+/// One execution under the test runtime.
+pub struct TestExecution {
+    store: Arc<dyn Store>,
+    clock: ManualClock,
+    config: InvocationConfig,
+    handler: Handler,
+    id: ExecutionId,
+    invocations: Arc<AtomicUsize>,
+}
+
+impl TestExecution {
+    /// The execution id.
+    pub fn id(&self) -> &ExecutionId {
+        &self.id
+    }
+
+    /// Runs invocations until the execution finishes, blocks, or waits on the
+    /// outside world (a callback or event with no timer). Timers, retry
+    /// backoffs and expired leases are skipped by moving the virtual clock.
+    pub async fn run_until_settled(&self) -> Result<ExecutionStatus, Error> {
+        for _ in 0..MAX_INVOCATIONS {
+            let exec = self.execution().await?;
+            if exec.status.is_final() || exec.status == ExecutionStatus::Blocked {
+                return Ok(exec.status);
+            }
+            let Some(due_at) = exec.due_at else {
+                return Ok(exec.status);
+            };
+            self.clock.advance_to(due_at);
+            self.run_once().await?;
+        }
+        Err(Error::State(format!(
+            "execution {} did not settle within {MAX_INVOCATIONS} invocations",
+            self.id
+        )))
+    }
+
+    /// Runs one invocation if the execution is due now (no time skipping).
+    /// Returns `None` if it is not due.
+    pub async fn run_once(&self) -> Result<Option<InvocationReport>, Error> {
+        let now = self.clock.now();
+        let Some(claimed) = self.store.claim(&self.id, now, now.plus(LEASE)).await? else {
+            return Ok(None);
+        };
+        self.invocations.fetch_add(1, Ordering::SeqCst);
+        let clock: Arc<dyn Clock> = Arc::new(self.clock.clone());
+        let report = run_invocation(&self.handler, self.store.clone(), clock, self.config.clone(), &claimed)
+            .await?;
+        Ok(Some(report))
+    }
+
+    /// Simulates a crash: runs one invocation and drops it right after its
+    /// `n`-th checkpoint is durable, leaving its lease to expire as a dead
+    /// process would. Returns false if the invocation ended before that.
+    pub async fn crash_after_checkpoints(&self, n: usize) -> Result<bool, Error> {
+        let now = self.clock.now();
+        let Some(claimed) = self.store.claim(&self.id, now, now.plus(LEASE)).await? else {
+            return Err(Error::State(format!("execution {} is not due", self.id)));
+        };
+        self.invocations.fetch_add(1, Ordering::SeqCst);
+        let written = Arc::new(AtomicUsize::new(0));
+        let crash = Arc::new(Notify::new());
+        let mut config = self.config.clone();
+        let (w, c) = (written.clone(), crash.clone());
+        config.on_checkpoint = Some(Arc::new(move |_| {
+            if w.fetch_add(1, Ordering::SeqCst) + 1 == n {
+                c.notify_one();
+            }
+        }));
+        let clock: Arc<dyn Clock> = Arc::new(self.clock.clone());
+        tokio::select! {
+            biased;
+            _ = crash.notified() => Ok(true),
+            r = run_invocation(&self.handler, self.store.clone(), clock, config, &claimed) => {
+                r.map(|_| false)
+            }
+        }
+    }
+
+    /// How many invocations have run.
+    pub fn invocations(&self) -> usize {
+        self.invocations.load(Ordering::SeqCst)
+    }
+
+    /// The execution's meta record.
+    pub async fn execution(&self) -> Result<Execution, Error> {
+        self.store
+            .get_execution(&self.id)
+            .await?
+            .ok_or_else(|| Error::State(format!("execution {} does not exist", self.id)))
+    }
+
+    /// The execution's status.
+    pub async fn status(&self) -> Result<ExecutionStatus, Error> {
+        Ok(self.execution().await?.status)
+    }
+
+    /// The output, decoded; an error if the execution has not succeeded.
+    pub async fn result<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        let exec = self.execution().await?;
+        match (exec.status, exec.output) {
+            (ExecutionStatus::Succeeded, Some(out)) => serde_json::from_value(out)
+                .map_err(|e| Error::Invalid(format!("the output does not decode: {e}"))),
+            (status, _) => Err(Error::State(format!(
+                "execution {} is {status}, not SUCCEEDED{}",
+                self.id,
+                exec.error.map(|e| format!(": {e}")).unwrap_or_default()
+            ))),
+        }
+    }
+
+    /// The recorded error, if the execution failed or is blocked.
+    pub async fn error(&self) -> Result<Option<ErrorObject>, Error> {
+        Ok(self.execution().await?.error)
+    }
+
+    /// Every operation, in start order, with its latest state.
+    pub async fn operations(&self) -> Result<Vec<Operation>, Error> {
+        Ok(self
+            .store
+            .load_journal(&self.id)
+            .await?
+            .map(|j| j.operations)
+            .unwrap_or_default())
+    }
+
+    /// The first operation with this name.
+    pub async fn operation(&self, name: &str) -> Result<Option<Operation>, Error> {
+        Ok(self.operations().await?.into_iter().find(|o| o.name == name))
+    }
+
+    /// Moves virtual time forward.
+    pub fn advance(&self, d: Duration) {
+        self.clock.advance(d);
+    }
+}
