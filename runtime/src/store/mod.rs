@@ -21,11 +21,15 @@ use crate::model::{
 
 #[cfg(feature = "testing")]
 pub mod contract;
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
 #[cfg(feature = "testing")]
 mod faulty;
 mod retrying;
 pub mod sqlite;
 
+#[cfg(feature = "dynamodb")]
+pub use dynamodb::DynamoStore;
 #[cfg(feature = "testing")]
 pub use faulty::FaultyStore;
 pub use retrying::RetryingStore;
@@ -160,7 +164,16 @@ pub trait Store: Send + Sync + 'static {
     async fn purge_expired(&self, now: Timestamp) -> Result<u64>;
 }
 
-/// Opens a store from a URL: `sqlite://PATH` (a file, created if missing).
+/// Opens a store from a URL, without any I/O:
+/// - `sqlite://PATH`: a file, created if missing;
+/// - `dynamodb://TABLE?endpoint=URL&region=REGION` (feature `dynamodb`;
+///   `endpoint` and `region` optional): see [`DynamoStore::open`]. The client
+///   is configured at once when an endpoint is given (credentials from the
+///   environment, else `x`/`x` for DynamoDB Local), otherwise from the default
+///   AWS chain on first use; the table is created on first use if missing.
+///
+/// [`open_async`] does the same but also connects (and creates the table) before
+/// it returns, so configuration and connection errors surface at once.
 pub fn open(url: &str) -> Result<Arc<dyn Store>> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         if path.is_empty() {
@@ -170,9 +183,27 @@ pub fn open(url: &str) -> Result<Arc<dyn Store>> {
         }
         return Ok(Arc::new(SqliteStore::open(path)?));
     }
+    if url.starts_with("dynamodb://") {
+        #[cfg(feature = "dynamodb")]
+        return Ok(Arc::new(DynamoStore::open(url)?));
+        #[cfg(not(feature = "dynamodb"))]
+        return Err(StoreError::Invalid(format!(
+            "store URL {url:?} needs the DynamoDB backend: build durafn-runtime with feature \"dynamodb\""
+        )));
+    }
     Err(StoreError::Invalid(format!(
-        "unsupported store URL {url:?}: use sqlite://PATH"
+        "unsupported store URL {url:?}: use sqlite://PATH or dynamodb://TABLE?endpoint=URL&region=REGION"
     )))
+}
+
+/// Opens a store like [`open`], and for `dynamodb://` also connects and creates
+/// the table if it is missing before returning.
+pub async fn open_async(url: &str) -> Result<Arc<dyn Store>> {
+    #[cfg(feature = "dynamodb")]
+    if url.starts_with("dynamodb://") {
+        return Ok(Arc::new(DynamoStore::connect(url).await?));
+    }
+    open(url)
 }
 
 /// Checks the parts of a create request every backend validates the same way.

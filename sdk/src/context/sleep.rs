@@ -1,6 +1,8 @@
 //! `ctx.sleep` / `ctx.sleep_until`: durable timers. No compute while waiting.
 
-use std::future::IntoFuture;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use durafn_runtime::model::{OpKind, Timestamp};
@@ -18,10 +20,15 @@ enum Target {
     At(Timestamp),
 }
 
-/// A durable timer; `.await` it. Created by [`DurableContext::sleep`] and
-/// [`DurableContext::sleep_until`].
+/// A durable timer: a future. Created by [`DurableContext::sleep`] and
+/// [`DurableContext::sleep_until`]; its id is claimed at creation.
 #[must_use = "a timer does nothing until it is awaited"]
 pub struct Sleep {
+    parts: Option<SleepParts>,
+    running: Option<BoxFuture<'static, Result<(), DurableError>>>,
+}
+
+struct SleepParts {
     ctx: DurableContext,
     opened: Opened,
     name: String,
@@ -32,37 +39,52 @@ impl DurableContext {
     /// Waits `d` (up to one year) durably: the invocation suspends and the
     /// execution is re-invoked when the timer is due.
     pub fn sleep(&self, name: &str, d: Duration) -> Sleep {
-        Sleep {
+        Sleep::new(SleepParts {
             ctx: self.clone(),
             opened: self.open(OpKind::Sleep, name),
             name: name.to_string(),
             target: Target::After(d),
-        }
+        })
     }
 
     /// Waits until `t` durably (a time in the past fires at once).
     pub fn sleep_until(&self, name: &str, t: Timestamp) -> Sleep {
-        Sleep {
+        Sleep::new(SleepParts {
             ctx: self.clone(),
             opened: self.open(OpKind::Sleep, name),
             name: name.to_string(),
             target: Target::At(t),
-        }
-    }
-}
-
-impl IntoFuture for Sleep {
-    type Output = Result<(), DurableError>;
-    type IntoFuture = BoxFuture<'static, Result<(), DurableError>>;
-
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.run())
+        })
     }
 }
 
 impl Sleep {
+    fn new(parts: SleepParts) -> Self {
+        Sleep {
+            parts: Some(parts),
+            running: None,
+        }
+    }
+}
+
+impl Future for Sleep {
+    type Output = Result<(), DurableError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Some(parts) = this.parts.take() {
+            this.running = Some(Box::pin(parts.run()));
+        }
+        match this.running.as_mut() {
+            Some(fut) => fut.as_mut().poll(cx),
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl SleepParts {
     async fn run(self) -> Result<(), DurableError> {
-        let Sleep {
+        let SleepParts {
             ctx,
             opened,
             name,

@@ -1,8 +1,10 @@
 //! `ctx.step`: run a closure once, checkpoint its result, retry by suspending.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use durafn_runtime::model::{ErrorObject, ExecutionId, OpKind, Timestamp};
@@ -62,9 +64,16 @@ impl StepContext {
     }
 }
 
-/// A step being built; `.await` it to run it. Created by [`DurableContext::step`].
+/// A durable step: a future, so it can be awaited or joined with others.
+/// Created by [`DurableContext::step`]; its id is claimed at creation.
 #[must_use = "a step does nothing until it is awaited"]
 pub struct Step<'a, T, F> {
+    parts: Option<Box<StepParts<F>>>,
+    running: Option<BoxFuture<'a, Result<T, DurableError>>>,
+    _out: PhantomData<fn() -> &'a T>,
+}
+
+struct StepParts<F> {
     ctx: DurableContext,
     opened: Opened,
     name: String,
@@ -72,7 +81,6 @@ pub struct Step<'a, T, F> {
     policy: RetryPolicy,
     semantics: StepSemantics,
     timeout: Option<Duration>,
-    _out: PhantomData<fn() -> &'a T>,
 }
 
 impl DurableContext {
@@ -90,13 +98,16 @@ impl DurableContext {
         T: Serialize + DeserializeOwned + Send + 'a,
     {
         Step {
-            ctx: self.clone(),
-            opened: self.open(OpKind::Step, name),
-            name: name.to_string(),
-            body,
-            policy: RetryPolicy::default(),
-            semantics: StepSemantics::default(),
-            timeout: None,
+            parts: Some(Box::new(StepParts {
+                ctx: self.clone(),
+                opened: self.open(OpKind::Step, name),
+                name: name.to_string(),
+                body,
+                policy: RetryPolicy::default(),
+                semantics: StepSemantics::default(),
+                timeout: None,
+            })),
+            running: None,
             _out: PhantomData,
         }
     }
@@ -105,19 +116,25 @@ impl DurableContext {
 impl<T, F> Step<'_, T, F> {
     /// Sets the retry policy (default: [`RetryPolicy::exponential`]).
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
-        self.policy = policy;
+        if let Some(p) = self.parts.as_mut() {
+            p.policy = policy;
+        }
         self
     }
 
     /// Sets what a retried attempt may run twice.
     pub fn semantics(mut self, semantics: StepSemantics) -> Self {
-        self.semantics = semantics;
+        if let Some(p) = self.parts.as_mut() {
+            p.semantics = semantics;
+        }
         self
     }
 
     /// Fails an attempt (retryably) that runs longer than `d`.
     pub fn timeout(mut self, d: Duration) -> Self {
-        self.timeout = Some(d);
+        if let Some(p) = self.parts.as_mut() {
+            p.timeout = Some(d);
+        }
         self
     }
 }
@@ -132,7 +149,7 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-impl<'a, T, F, Fut, E> IntoFuture for Step<'a, T, F>
+impl<'a, T, F, Fut, E> Future for Step<'a, T, F>
 where
     F: FnOnce(StepContext) -> Fut + Send + 'a,
     Fut: Future<Output = Result<T, E>> + Send + 'a,
@@ -140,14 +157,20 @@ where
     T: Serialize + DeserializeOwned + Send + 'a,
 {
     type Output = Result<T, DurableError>;
-    type IntoFuture = BoxFuture<'a, Result<T, DurableError>>;
 
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.run())
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Some(parts) = this.parts.take() {
+            this.running = Some(Box::pin(parts.run()));
+        }
+        match this.running.as_mut() {
+            Some(fut) => fut.as_mut().poll(cx),
+            None => Poll::Pending,
+        }
     }
 }
 
-impl<'a, T, F, Fut, E> Step<'a, T, F>
+impl<'a, T, F, Fut, E> StepParts<F>
 where
     F: FnOnce(StepContext) -> Fut + Send + 'a,
     Fut: Future<Output = Result<T, E>> + Send + 'a,
@@ -155,7 +178,7 @@ where
     T: Serialize + DeserializeOwned + Send + 'a,
 {
     async fn run(self) -> Result<T, DurableError> {
-        let Step {
+        let StepParts {
             ctx,
             opened,
             name,

@@ -154,6 +154,11 @@ pub(super) struct Placed {
 }
 
 impl Placed {
+    /// The payload field's name (`input`, `result`, ...).
+    pub(super) fn field(&self) -> &'static str {
+        self.attr
+    }
+
     /// The attribute value to store on the referencing item, under its name.
     pub(super) fn attribute(&self) -> (String, AttributeValue) {
         match &self.chunked {

@@ -11,11 +11,9 @@
 //! `attempt` N, `result` / `result_chunks`, `error` / `error_chunks`,
 //! `started_at` N, `ended_at` N, `wake_at` N, `rev` N.
 
-use aws_sdk_dynamodb::types::AttributeValue;
-
 use super::expr::{n, s};
 use super::items::{
-    Chunks, Item, META_SK, Placed, get_n, get_s, get_ts, id_of_pk, op_sk, parse_enum, payload,
+    Chunks, Item, META_SK, Placed, get_s, get_ts, id_of_pk, op_sk, parse_enum, payload,
     req_n, req_s, shard_key, ts,
 };
 use crate::error::Result;
@@ -140,16 +138,6 @@ pub(super) fn sort_key(item: &Item) -> Option<&str> {
     get_s(item, "sk").ok().flatten()
 }
 
-/// The `rev` of an item, if it has one (used to tell operation items apart).
-pub(super) fn rev_of(item: &Item) -> Option<u64> {
-    get_n(item, "rev").ok().flatten()
-}
-
-/// An attribute value for an optional timestamp.
-pub(super) fn opt_ts(t: Option<Timestamp>) -> Option<AttributeValue> {
-    t.map(ts)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,7 +163,6 @@ mod tests {
         let placed = super::super::items::place(fields, 1000);
         let item = op_item("x#a", &op, &placed);
         assert_eq!(sort_key(&item), Some("op#3.1"));
-        assert_eq!(rev_of(&item), Some(3));
         let back = decode_operation(&item, &Chunks::new()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(back, op);
     }

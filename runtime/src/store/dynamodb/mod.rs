@@ -1,0 +1,315 @@
+//! The DynamoDB store: AWS DynamoDB, DynamoDB Local, ScyllaDB Alternator.
+//!
+//! One table, keys `pk` (S) / `sk` (S), two GSIs created with the table (see
+//! `table.rs`), and only single-item conditional `PutItem` / `UpdateItem`
+//! writes — no transactions, no batch writes — so it runs on Alternator too.
+//!
+//! | item | `pk` | `sk` |
+//! |---|---|---|
+//! | execution meta | `x#<execution id>` | `meta` |
+//! | operation | `x#<execution id>` | `op#<op id>` |
+//! | payload chunk | `x#<execution id>` | `chunk#<fnv64 hex>#<len>#<nnnn>` |
+//!
+//! The attributes of each are listed in `records.rs` and `items.rs`. A journal
+//! load is one paginated, strongly consistent `Query` on `pk` (meta, operations
+//! and chunks together). The due index is the sparse GSI `due`: a meta item
+//! carries `due_shard` (`s07`) and `due_at` exactly while it is due; its reads
+//! are eventually consistent, which is fine because claiming is a conditional
+//! update on the base item.
+//!
+//! Large payloads are split into content-addressed chunk items written before
+//! the item that references them (`items.rs`). Finished executions get
+//! `expires_at` (TTL, epoch seconds) on their meta item and, best effort, on
+//! every other item of the partition; deletion is left to the table's TTL, so
+//! [`Store::purge_expired`](super::Store::purge_expired) returns 0.
+//!
+//! Throttling and transient errors are retried inside the store with backoff
+//! and full jitter (`retry.rs`); conditional-check failures never are.
+
+mod items;
+mod expr;
+mod ops;
+mod records;
+mod retry;
+mod table;
+mod url;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::AttributeValue;
+use tokio::sync::OnceCell;
+use tokio::task::JoinSet;
+
+pub use retry::RetryPolicy;
+pub use table::{DUE_INDEX, LIST_INDEX, TTL_ATTRIBUTE};
+pub use url::DynamoUrl;
+
+use crate::error::{Result, StoreError};
+use expr::{Expr, n, s};
+use items::{Chunks, Item, Placed, collect_chunk};
+use records::key;
+use retry::{Failure, call};
+
+/// How many chunk or expiry writes one call keeps in flight.
+const WRITE_CONCURRENCY: usize = 8;
+
+/// The DynamoDB implementation of [`Store`](super::Store).
+#[derive(Debug)]
+pub struct DynamoStore {
+    table: String,
+    /// Where a lazily built client comes from (URLs without an endpoint).
+    url: Option<DynamoUrl>,
+    client: OnceCell<Client>,
+    /// Set once the table is known to exist (or creation is not wanted).
+    ready: OnceCell<()>,
+    retry: RetryPolicy,
+}
+
+impl DynamoStore {
+    /// Opens a store from `dynamodb://TABLE?endpoint=URL&region=REGION` without
+    /// any I/O. With an endpoint the client is configured at once; without one
+    /// the default AWS chain is loaded on first use. The table is created (with
+    /// its indexes and TTL) on first use if it is missing.
+    pub fn open(url: &str) -> Result<Self> {
+        let parsed = DynamoUrl::parse(url)?;
+        let client = OnceCell::new();
+        if let Some(builder) = parsed.config_builder() {
+            let _ = client.set(Client::from_conf(builder.build()));
+        }
+        Ok(DynamoStore {
+            table: parsed.table.clone(),
+            url: Some(parsed),
+            client,
+            ready: OnceCell::new(),
+            retry: RetryPolicy::default(),
+        })
+    }
+
+    /// Like [`DynamoStore::open`], then connects and creates the table if it is
+    /// missing, so configuration and connection errors surface here.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let store = Self::open(url)?;
+        store.create_table_if_missing().await?;
+        Ok(store)
+    }
+
+    /// A store on `table` through a client the caller configured (custom
+    /// interceptors, HTTP client, credentials). Turn the SDK's retries off in
+    /// its config (`RetryConfig::disabled()`): the store retries by itself.
+    /// The table is created on first use if it is missing.
+    pub fn from_client(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore {
+            table: table.into(),
+            url: None,
+            client: OnceCell::new_with(Some(client)),
+            ready: OnceCell::new(),
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// Replaces the retry policy for throttling and transient errors.
+    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Never creates the table (it is managed elsewhere, e.g. by CloudFormation).
+    pub fn without_table_creation(self) -> Self {
+        let _ = self.ready.set(());
+        self
+    }
+
+    /// The table name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Creates the table with its GSIs (`due`, `list`) and TTL on `expires_at`
+    /// if it does not exist, and waits until it is active; checks the keys and
+    /// indexes of an existing one. Returns true if this call created it.
+    /// Idempotent and safe to run from several processes at once.
+    pub async fn create_table_if_missing(&self) -> Result<bool> {
+        let client = self.sdk_client().await?;
+        let created = table::create_table_if_missing(client, &self.table, &self.retry).await?;
+        let _ = self.ready.set(());
+        Ok(created)
+    }
+
+    async fn sdk_client(&self) -> Result<&Client> {
+        self.client
+            .get_or_try_init(|| async {
+                let url = self.url.as_ref().ok_or_else(|| {
+                    StoreError::Backend("DynamoDB store has neither a client nor a URL".into())
+                })?;
+                Ok::<_, StoreError>(Client::from_conf(url.load_config().await))
+            })
+            .await
+    }
+
+    /// The client, once the table is ready.
+    async fn client(&self) -> Result<&Client> {
+        let client = self.sdk_client().await?;
+        self.ready
+            .get_or_try_init(|| async {
+                table::create_table_if_missing(client, &self.table, &self.retry)
+                    .await
+                    .map(|_| ())
+            })
+            .await?;
+        Ok(client)
+    }
+
+    /// One item, read with strong consistency.
+    async fn get_item(&self, pk: &str, sk: &str) -> Result<Option<Item>> {
+        let client = self.client().await?;
+        let what = format!("GetItem {pk}/{sk} on {}", self.table);
+        let req = client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .consistent_read(true);
+        let out = call(&self.retry, &what, || req.clone().send())
+            .await
+            .map_err(|e| e.into_store(&what))?;
+        Ok(out.item)
+    }
+
+    /// Every item of partition `pk` whose sort key starts with `prefix` (all of
+    /// them for `None`), strongly consistent, following pagination.
+    async fn query(&self, pk: &str, prefix: Option<&str>) -> Result<Vec<Item>> {
+        let client = self.client().await?;
+        let what = format!("Query {pk} on {}", self.table);
+        let mut e = Expr::new();
+        let mut cond = format!("{} = {}", e.name("pk"), e.value(s(pk)));
+        if let Some(p) = prefix {
+            cond = format!("{cond} AND begins_with({}, {})", e.name("sk"), e.value(s(p)));
+        }
+        let base = client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression(cond)
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .consistent_read(true);
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let req = base.clone().set_exclusive_start_key(start.take());
+            let out = call(&self.retry, &what, || req.clone().send())
+                .await
+                .map_err(|e| e.into_store(&what))?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    /// The chunk items `item` references for `attrs`.
+    async fn chunks_for(&self, pk: &str, item: &Item, attrs: &[&str]) -> Result<Chunks> {
+        let mut chunks = Chunks::new();
+        for r in items::chunk_refs(item, attrs)? {
+            for chunk in self.query(pk, Some(&r.prefix())).await? {
+                collect_chunk(&chunk, &mut chunks);
+            }
+        }
+        Ok(chunks)
+    }
+
+    /// Writes the chunk items of `placed` (before the item that references them).
+    /// Chunks are immutable and content-addressed: one that already exists holds
+    /// the same bytes, so its failed `attribute_not_exists` condition is success.
+    async fn write_chunks(&self, pk: &str, placed: &[Placed]) -> Result<()> {
+        let chunk_items: Vec<Item> = placed.iter().flat_map(|p| p.chunk_items(pk)).collect();
+        if chunk_items.is_empty() {
+            return Ok(());
+        }
+        let client = self.client().await?.clone();
+        let mut tasks = JoinSet::new();
+        let mut pending = chunk_items.into_iter();
+        let mut result = Ok(());
+        loop {
+            while tasks.len() < WRITE_CONCURRENCY {
+                let Some(item) = pending.next() else { break };
+                let (client, table, policy) = (client.clone(), self.table.clone(), self.retry.clone());
+                tasks.spawn(async move {
+                    let what = format!("PutItem chunk on {table}");
+                    let req = client
+                        .put_item()
+                        .table_name(&table)
+                        .set_item(Some(item))
+                        .condition_expression("attribute_not_exists(pk)");
+                    match call(&policy, &what, || req.clone().send()).await {
+                        Ok(_) | Err(Failure::Condition) => Ok(()),
+                        Err(e) => Err(e.into_store(&what)),
+                    }
+                });
+            }
+            let Some(joined) = tasks.join_next().await else {
+                return result;
+            };
+            let outcome = joined
+                .map_err(|e| StoreError::Backend(format!("chunk writer task failed: {e}")))
+                .and_then(|r| r);
+            if let Err(e) = outcome {
+                if result.is_ok() {
+                    result = Err(e);
+                }
+                // Stop starting new writes; let the ones in flight finish.
+                pending = Vec::new().into_iter();
+            }
+        }
+    }
+
+    /// Puts `expires_at` (TTL seconds) on every item of a finished execution's
+    /// partition besides the meta item. Best effort: failures are logged.
+    async fn sweep_expiry(&self, pk: &str, ttl: i64) {
+        let items = match self.query(pk, None).await {
+            Ok(items) => items,
+            Err(e) => {
+                tracing::warn!(pk, error = %e, "cannot list items to set their expiry");
+                return;
+            }
+        };
+        let want = ttl.to_string();
+        let keys: Vec<String> = items
+            .iter()
+            .filter(|it| records::sort_key(it).is_some_and(|sk| sk != items::META_SK))
+            .filter(|it| !matches!(it.get(TTL_ATTRIBUTE), Some(AttributeValue::N(v)) if *v == want))
+            .filter_map(|it| records::sort_key(it).map(str::to_string))
+            .collect();
+        let Ok(client) = self.client().await.cloned() else {
+            return;
+        };
+        let mut tasks = JoinSet::new();
+        let mut pending = keys.into_iter();
+        loop {
+            while tasks.len() < WRITE_CONCURRENCY {
+                let Some(sk) = pending.next() else { break };
+                let (client, table, policy, pk) =
+                    (client.clone(), self.table.clone(), self.retry.clone(), pk.to_string());
+                tasks.spawn(async move {
+                    let mut e = Expr::new();
+                    e.set(TTL_ATTRIBUTE, n(ttl));
+                    let cond = format!("attribute_exists({})", e.name("pk"));
+                    let what = format!("UpdateItem {pk}/{sk} expiry on {table}");
+                    let req = client
+                        .update_item()
+                        .table_name(&table)
+                        .set_key(Some(key(&pk, &sk)))
+                        .update_expression(e.update_expression())
+                        .condition_expression(cond)
+                        .set_expression_attribute_names(e.names())
+                        .set_expression_attribute_values(e.values());
+                    match call(&policy, &what, || req.clone().send()).await {
+                        Ok(_) | Err(Failure::Condition) => {}
+                        Err(err) => tracing::warn!(error = %err.into_store(&what), "cannot set expiry"),
+                    }
+                });
+            }
+            if tasks.join_next().await.is_none() {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,429 @@
+//! The [`Store`] operations on DynamoDB: each one conditional single-item write
+//! (plus the chunk items written before it) or one query.
+
+use async_trait::async_trait;
+
+use super::DynamoStore;
+use super::expr::{Expr, n, s};
+use super::items::{
+    self, Chunks, META_INPUT_BUDGET, META_OUTCOME_BUDGET, META_SK, OP_INLINE_BUDGET,
+    OP_PREFIX, collect_chunk, pk, place, shard_key, to_json, ts,
+};
+use super::records::{
+    META_PAYLOADS, OP_PAYLOADS, decode_execution, decode_operation, key, new_execution,
+    new_meta_item, op_item, sort_key, ttl_seconds,
+};
+use super::retry::{Failure, call};
+use super::table::{DUE_INDEX, TTL_ATTRIBUTE};
+use crate::error::{Result, StoreError};
+use crate::model::{
+    Execution, ExecutionId, ExecutionStatus, Journal, NewExecution, Operation, Timestamp,
+    op_id_order,
+};
+use crate::store::{
+    Created, DueItem, OpWrite, Outcome, Store, Transition, validate_new, validate_op,
+    validate_outcome,
+};
+
+/// How often `create` and `wake` re-run when the item changes under them.
+const MAX_RACES: usize = 8;
+
+impl DynamoStore {
+    /// The meta record of `id`, with its chunked payloads, strongly consistent.
+    async fn read_execution(&self, id: &ExecutionId) -> Result<Option<Execution>> {
+        let pk = pk(id);
+        let Some(item) = self.get_item(&pk, META_SK).await? else {
+            return Ok(None);
+        };
+        let chunks = self.chunks_for(&pk, &item, &META_PAYLOADS).await?;
+        decode_execution(&item, &chunks).map(Some)
+    }
+
+    /// An operation record, with its chunked payloads, strongly consistent.
+    async fn read_operation(&self, id: &ExecutionId, op_id: &str) -> Result<Option<Operation>> {
+        let pk = pk(id);
+        let Some(item) = self.get_item(&pk, &items::op_sk(op_id)).await? else {
+            return Ok(None);
+        };
+        let chunks = self.chunks_for(&pk, &item, &OP_PAYLOADS).await?;
+        decode_operation(&item, &chunks).map(Some)
+    }
+
+    /// One conditional `UpdateItem` on the meta item of `id`. `Ok(Some(item))`
+    /// (the new image, if `return_new`) when applied, `Ok(None)` when the
+    /// condition was false.
+    async fn update_meta(
+        &self,
+        id: &ExecutionId,
+        e: &Expr,
+        condition: String,
+        return_new: bool,
+        what: &str,
+    ) -> Result<Option<items::Item>> {
+        let client = self.client().await?;
+        let what = format!("UpdateItem {what} {id} on {}", self.table);
+        let mut req = client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&pk(id), META_SK)))
+            .update_expression(e.update_expression())
+            .condition_expression(condition)
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values());
+        if return_new {
+            req = req.return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
+        }
+        match call(&self.retry, &what, || req.clone().send()).await {
+            Ok(out) => Ok(Some(out.attributes.unwrap_or_default())),
+            Err(Failure::Condition) => Ok(None),
+            Err(err) => Err(err.into_store(&what)),
+        }
+    }
+
+    /// The claimant's view after a failed epoch condition: `Done` if it already
+    /// applied the same transition, `Stale` otherwise.
+    async fn settle(&self, id: &ExecutionId, epoch: u64, target: ExecutionStatus) -> Result<Transition> {
+        let current = self
+            .read_execution(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        Ok(if current.epoch == epoch && current.status == target {
+            Transition::Done
+        } else {
+            Transition::Stale
+        })
+    }
+}
+
+/// Sets `due_shard` + `due_at` together (or removes both).
+fn set_due(e: &mut Expr, id: &ExecutionId, due_at: Option<Timestamp>) {
+    match due_at {
+        Some(t) => {
+            e.set("due_at", ts(t));
+            e.set("due_shard", s(shard_key(id.due_shard())));
+        }
+        None => {
+            e.remove("due_at");
+            e.remove("due_shard");
+        }
+    }
+}
+
+/// `#epoch = :e AND #status = RUNNING`.
+fn claimant_condition(e: &mut Expr, epoch: u64) -> String {
+    format!(
+        "{} = {} AND {} = {}",
+        e.name("epoch"),
+        e.value(n(epoch)),
+        e.name("status"),
+        e.value(s(ExecutionStatus::Running.as_str()))
+    )
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    fn backend(&self) -> &'static str {
+        "dynamodb"
+    }
+
+    async fn create_execution(&self, new: &NewExecution) -> Result<Created> {
+        validate_new(new)?;
+        let pk = pk(&new.id);
+        let placed = place(vec![to_json("input", &new.input)?], META_INPUT_BUDGET);
+        self.write_chunks(&pk, &placed).await?;
+        let item = placed
+            .first()
+            .map(|input| new_meta_item(new, input))
+            .ok_or_else(|| StoreError::Backend("input was not placed".into()))?;
+        let client = self.client().await?;
+        let what = format!("PutItem meta {} on {}", new.id, self.table);
+        let req = client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)");
+        for _ in 0..MAX_RACES {
+            match call(&self.retry, &what, || req.clone().send()).await {
+                Ok(_) => return Ok(Created::New(new_execution(new))),
+                Err(Failure::Condition) => {}
+                Err(e) => return Err(e.into_store(&what)),
+            }
+            // It exists (or existed a moment ago: deleted by TTL, we try again).
+            let Some(existing) = self.read_execution(&new.id).await? else {
+                continue;
+            };
+            let what = if existing.function != new.function {
+                "function"
+            } else if existing.input != new.input {
+                "input"
+            } else {
+                return Ok(Created::Existing(existing));
+            };
+            return Err(StoreError::Conflict { id: new.id.to_string(), what });
+        }
+        Err(StoreError::Transient(format!("creating {} kept racing with deletes", new.id)))
+    }
+
+    async fn get_execution(&self, id: &ExecutionId) -> Result<Option<Execution>> {
+        self.read_execution(id).await
+    }
+
+    async fn load_journal(&self, id: &ExecutionId) -> Result<Option<Journal>> {
+        let pk = pk(id);
+        let all = self.query(&pk, None).await?;
+        let mut chunks = Chunks::new();
+        let mut meta = None;
+        let mut ops = Vec::new();
+        for item in &all {
+            if collect_chunk(item, &mut chunks) {
+                continue;
+            }
+            match sort_key(item) {
+                Some(META_SK) => meta = Some(item),
+                Some(sk) if sk.starts_with(OP_PREFIX) => ops.push(item),
+                _ => {}
+            }
+        }
+        let Some(meta) = meta else {
+            return Ok(None);
+        };
+        let execution = decode_execution(meta, &chunks)?;
+        let mut operations = ops
+            .into_iter()
+            .map(|item| decode_operation(item, &chunks))
+            .collect::<Result<Vec<_>>>()?;
+        operations.sort_by(|a, b| op_id_order(&a.id, &b.id));
+        Ok(Some(Journal { execution, operations }))
+    }
+
+    async fn claim(&self, id: &ExecutionId, now: Timestamp, lease_until: Timestamp) -> Result<Option<Execution>> {
+        let mut e = Expr::new();
+        e.set("status", s(ExecutionStatus::Running.as_str()));
+        e.add("epoch", 1);
+        e.set("updated_at", ts(now));
+        set_due(&mut e, id, Some(lease_until));
+        let claimable = [ExecutionStatus::Pending, ExecutionStatus::Suspended, ExecutionStatus::Running]
+            .map(|st| e.value(s(st.as_str())))
+            .join(", ");
+        let cond = format!(
+            "{status} IN ({claimable}) AND {due} <= {now}",
+            status = e.name("status"),
+            due = e.name("due_at"),
+            now = e.value(ts(now)),
+        );
+        let Some(item) = self.update_meta(id, &e, cond, true, "claim").await? else {
+            return Ok(None);
+        };
+        let chunks = self.chunks_for(&pk(id), &item, &META_PAYLOADS).await?;
+        decode_execution(&item, &chunks).map(Some)
+    }
+
+    async fn put_operation(&self, id: &ExecutionId, op: &Operation) -> Result<OpWrite> {
+        validate_op(op)?;
+        let pk = pk(id);
+        let mut fields = Vec::new();
+        if let Some(r) = &op.result {
+            fields.push(to_json("result", r)?);
+        }
+        if let Some(err) = &op.error {
+            fields.push(to_json("error", err)?);
+        }
+        let placed = place(fields, OP_INLINE_BUDGET);
+        self.write_chunks(&pk, &placed).await?;
+        let mut e = Expr::new();
+        let cond = if op.rev == 1 {
+            format!("attribute_not_exists({})", e.name("pk"))
+        } else {
+            format!("{} = {}", e.name("rev"), e.value(n(op.rev - 1)))
+        };
+        let client = self.client().await?;
+        let what = format!("PutItem op {} of {id} on {}", op.id, self.table);
+        let req = client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(op_item(&pk, op, &placed)))
+            .condition_expression(cond)
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values());
+        match call(&self.retry, &what, || req.clone().send()).await {
+            Ok(_) => Ok(OpWrite::Written),
+            // First writer wins: never retried, the current record is the answer.
+            Err(Failure::Condition) => match self.read_operation(id, &op.id).await? {
+                Some(current) => Ok(OpWrite::Conflict(current)),
+                None => Err(StoreError::Invalid(format!(
+                    "operation {} of {id} has no revision {} to replace",
+                    op.id,
+                    op.rev - 1
+                ))),
+            },
+            Err(err) => Err(err.into_store(&what)),
+        }
+    }
+
+    async fn suspend(
+        &self,
+        id: &ExecutionId,
+        epoch: u64,
+        seen_wakeups: u64,
+        wake_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<Transition> {
+        // No signal since the claim: due at `wake_at`; otherwise due now. Two
+        // conditional attempts stand in for SQL's CASE.
+        for (missed, due_at) in [(false, wake_at), (true, Some(now))] {
+            let mut e = Expr::new();
+            e.set("status", s(ExecutionStatus::Suspended.as_str()));
+            e.set("updated_at", ts(now));
+            set_due(&mut e, id, due_at);
+            let op = if missed { "<>" } else { "=" };
+            let cond = format!(
+                "{} AND {} {op} {}",
+                claimant_condition(&mut e, epoch),
+                e.name("wakeups"),
+                e.value(n(seen_wakeups))
+            );
+            if self.update_meta(id, &e, cond, false, "suspend").await?.is_some() {
+                return Ok(Transition::Done);
+            }
+        }
+        self.settle(id, epoch, ExecutionStatus::Suspended).await
+    }
+
+    async fn finish(&self, id: &ExecutionId, epoch: u64, outcome: &Outcome, now: Timestamp) -> Result<Transition> {
+        validate_outcome(outcome)?;
+        let pk = pk(id);
+        let mut fields = Vec::new();
+        if let Some(out) = &outcome.output {
+            fields.push(to_json("output", out)?);
+        }
+        if let Some(err) = &outcome.error {
+            fields.push(to_json("error", err)?);
+        }
+        let placed = place(fields, META_OUTCOME_BUDGET);
+        self.write_chunks(&pk, &placed).await?;
+
+        let mut e = Expr::new();
+        e.set("status", s(outcome.status.as_str()));
+        e.set("updated_at", ts(now));
+        let ended = (outcome.status != ExecutionStatus::Blocked).then(|| ts(now));
+        e.set_or_remove("ended_at", ended);
+        set_due(&mut e, id, None);
+        e.set_or_remove("expires_at_ms", outcome.expires_at.map(ts));
+        e.set_or_remove(TTL_ATTRIBUTE, outcome.expires_at.map(|t| n(ttl_seconds(t))));
+        for field in ["output", "error"] {
+            match placed.iter().find(|p| p.field() == field) {
+                Some(p) => {
+                    let (attr, value) = p.attribute();
+                    e.set(&attr, value);
+                    e.remove(&p.other_attribute());
+                }
+                None => {
+                    e.remove(field);
+                    e.remove(&format!("{field}_chunks"));
+                }
+            }
+        }
+        let cond = claimant_condition(&mut e, epoch);
+        let transition = if self.update_meta(id, &e, cond, false, "finish").await?.is_some() {
+            Transition::Done
+        } else {
+            self.settle(id, epoch, outcome.status).await?
+        };
+        if let (Transition::Done, Some(expires)) = (&transition, outcome.expires_at) {
+            self.sweep_expiry(&pk, ttl_seconds(expires)).await;
+        }
+        Ok(transition)
+    }
+
+    async fn wake(&self, id: &ExecutionId, now: Timestamp) -> Result<bool> {
+        for _ in 0..MAX_RACES {
+            // SUSPENDED and not due before now: bump and make it due now.
+            let mut e = Expr::new();
+            e.add("wakeups", 1);
+            e.set("updated_at", ts(now));
+            set_due(&mut e, id, Some(now));
+            let waiting = format!(
+                "({status} = {susp} AND (attribute_not_exists({due}) OR {due} > {now}))",
+                status = e.name("status"),
+                susp = e.value(s(ExecutionStatus::Suspended.as_str())),
+                due = e.name("due_at"),
+                now = e.value(ts(now)),
+            );
+            if self.update_meta(id, &e, waiting, false, "wake").await?.is_some() {
+                return Ok(true);
+            }
+            // Anything else that exists: only bump the counter.
+            let mut e = Expr::new();
+            e.add("wakeups", 1);
+            e.set("updated_at", ts(now));
+            let other = format!(
+                "attribute_exists({pk}) AND NOT ({status} = {susp} AND (attribute_not_exists({due}) OR {due} > {now}))",
+                pk = e.name("pk"),
+                status = e.name("status"),
+                susp = e.value(s(ExecutionStatus::Suspended.as_str())),
+                due = e.name("due_at"),
+                now = e.value(ts(now)),
+            );
+            if self.update_meta(id, &e, other, false, "wake").await?.is_some() {
+                return Ok(true);
+            }
+            if self.get_item(&pk(id), META_SK).await?.is_none() {
+                return Ok(false);
+            }
+            // The status changed between the two attempts: go again.
+        }
+        Err(StoreError::Transient(format!("waking {id} kept racing with other updates")))
+    }
+
+    async fn due(&self, shard: u32, now: Timestamp, limit: usize) -> Result<Vec<DueItem>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        let what = format!("Query {DUE_INDEX} shard {shard} on {}", self.table);
+        let mut e = Expr::new();
+        let cond = format!(
+            "{} = {} AND {} <= {}",
+            e.name("due_shard"),
+            e.value(s(shard_key(shard))),
+            e.name("due_at"),
+            e.value(ts(now))
+        );
+        let base = client
+            .query()
+            .table_name(&self.table)
+            .index_name(DUE_INDEX)
+            .key_condition_expression(cond)
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .scan_index_forward(true);
+        let mut found = Vec::new();
+        let mut start = None;
+        while found.len() < limit {
+            let page = i32::try_from(limit - found.len()).unwrap_or(i32::MAX).min(1000);
+            let req = base.clone().limit(page).set_exclusive_start_key(start.take());
+            let out = call(&self.retry, &what, || req.clone().send())
+                .await
+                .map_err(|err| err.into_store(&what))?;
+            for item in out.items.unwrap_or_default() {
+                if sort_key(&item) != Some(META_SK) || found.len() >= limit {
+                    continue;
+                }
+                found.push(DueItem {
+                    id: items::id_of_pk(items::req_s(&item, "pk")?)?,
+                    due_at: Timestamp(items::req_n(&item, "due_at")?),
+                });
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        Ok(found)
+    }
+
+    async fn purge_expired(&self, _now: Timestamp) -> Result<u64> {
+        // The table's TTL on `expires_at` deletes finished executions.
+        Ok(0)
+    }
+}

@@ -1,0 +1,347 @@
+//! The store contract suite, and DynamoDB-specific tests, against DynamoDB Local.
+//!
+//! Needs `DURAFN_DYNAMODB_ENDPOINT` (scripts/test-all.sh starts DynamoDB Local and
+//! sets it; by hand: `eval "$(scripts/dynamodb-local.sh start)"`). Without it
+//! every test that needs the database fails with a message saying so: they
+//! never pass or skip silently. Each fixture gets a fresh table.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Intercept, Region, RuntimeComponents};
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeDeserializationInterceptorContextMut, BeforeTransmitInterceptorContextMut,
+    BeforeSerializationInterceptorContextRef,
+};
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::http::{Response as HttpResponse, StatusCode};
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
+use durafn_runtime::StoreError;
+use durafn_runtime::model::{
+    ExecutionId, ExecutionStatus, MAX_PAYLOAD_BYTES, NewExecution, OpKind, OpStatus, Operation,
+    Timestamp,
+};
+use durafn_runtime::store::contract::Fixture;
+use durafn_runtime::store::dynamodb::{DynamoStore, RetryPolicy};
+use durafn_runtime::store::{OpWrite, Outcome, Store, Transition};
+use serde_json::{Value, json};
+
+fn endpoint() -> String {
+    match std::env::var("DURAFN_DYNAMODB_ENDPOINT") {
+        Ok(v) if !v.is_empty() => v,
+        _ => {
+            let where_ = if std::env::var_os("CI").is_some() { " (in CI)" } else { "" };
+            panic!(
+                "DURAFN_DYNAMODB_ENDPOINT is not set{where_}: the DynamoDB store tests need DynamoDB \
+                 Local. Run scripts/test-all.sh, or start it with \
+                 `eval \"$(scripts/dynamodb-local.sh start)\"` and run the tests again."
+            )
+        }
+    }
+}
+
+/// SDK config for DynamoDB Local: fixed region and static alphanumeric keys.
+fn config() -> aws_sdk_dynamodb::config::Builder {
+    aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("x", "x", None, None, "test"))
+        .retry_config(RetryConfig::disabled())
+}
+
+fn raw_client() -> Client {
+    Client::from_conf(config().build())
+}
+
+fn fresh_table() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("durafn-t{}-{}-{nanos}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Deletes its table when the test ends (on a thread of its own: Drop is sync).
+struct TableGuard(String);
+
+impl Drop for TableGuard {
+    fn drop(&mut self) {
+        let table = self.0.clone();
+        let deleter = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            rt.block_on(async {
+                let _ = raw_client().delete_table().table_name(table).send().await;
+            });
+        });
+        let _ = deleter.join();
+    }
+}
+
+/// A store on a fresh table, created before the test starts.
+async fn store_with(client: Client, policy: RetryPolicy) -> (Arc<DynamoStore>, TableGuard) {
+    let table = fresh_table();
+    let guard = TableGuard(table.clone());
+    let store = DynamoStore::from_client(client, &table).with_retry_policy(policy);
+    assert!(store.create_table_if_missing().await.expect("create table"), "fresh table {table}");
+    (Arc::new(store), guard)
+}
+
+async fn fixture() -> Fixture {
+    let (store, guard) = store_with(raw_client(), RetryPolicy::default()).await;
+    Fixture::new(store, guard)
+}
+
+durafn_runtime::store_contract_tests!(fixture);
+
+/// Fails a share of requests with DynamoDB's throttling and 5xx errors. A failed
+/// request never takes effect: its target is swapped for a harmless ListTables
+/// before it is sent, and the answer is replaced by the error response.
+#[derive(Debug)]
+struct Throttler {
+    per_mille: u64,
+    seq: AtomicU64,
+    injected: Arc<AtomicU64>,
+}
+
+#[derive(Debug, Clone)]
+struct Injected(Option<(u16, &'static str)>);
+
+impl Storable for Injected {
+    type Storer = StoreReplace<Self>;
+}
+
+const FAULTS: [(u16, &str); 5] = [
+    (400, "ThrottlingException"),
+    (400, "ProvisionedThroughputExceededException"),
+    (400, "RequestLimitExceeded"),
+    (500, "InternalServerError"),
+    (503, "ServiceUnavailable"),
+];
+
+impl Throttler {
+    fn new(per_mille: u64) -> (Self, Arc<AtomicU64>) {
+        let injected = Arc::new(AtomicU64::new(0));
+        let t = Throttler { per_mille, seq: AtomicU64::new(1), injected: injected.clone() };
+        (t, injected)
+    }
+
+    fn roll(&self) -> Option<(u16, &'static str)> {
+        let mut z = self.seq.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        if z % 1000 >= self.per_mille {
+            return None;
+        }
+        self.injected.fetch_add(1, Ordering::Relaxed);
+        Some(FAULTS[(z / 1000 % FAULTS.len() as u64) as usize])
+    }
+}
+
+impl Intercept for Throttler {
+    fn name(&self) -> &'static str {
+        "Throttler"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let fault = self.roll();
+        if fault.is_some() {
+            let req = context.request_mut();
+            req.headers_mut().insert("x-amz-target", "DynamoDB_20120810.ListTables");
+            req.headers_mut().insert("content-length", "2");
+            *req.body_mut() = SdkBody::from("{}");
+        }
+        cfg.interceptor_state().store_put(Injected(fault));
+        Ok(())
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        context: &mut BeforeDeserializationInterceptorContextMut<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(Injected(Some((status, code)))) = cfg.load::<Injected>().cloned() {
+            let body = format!(
+                r#"{{"__type":"com.amazonaws.dynamodb.v20120810#{code}","message":"injected by the test"}}"#
+            );
+            let mut resp = HttpResponse::new(StatusCode::try_from(status)?, SdkBody::from(body));
+            resp.headers_mut().insert("content-type", "application/x-amz-json-1.0");
+            *context.response_mut() = resp;
+        }
+        Ok(())
+    }
+}
+
+/// Counts requests per operation name (PutItem, GetItem, ...).
+#[derive(Debug, Default)]
+struct Counter(std::sync::Mutex<std::collections::HashMap<String, u64>>);
+
+#[derive(Debug, Clone)]
+struct CounterHandle(Arc<Counter>);
+
+impl CounterHandle {
+    fn get(&self, op: &str) -> u64 {
+        self.0.0.lock().map(|m| m.get(op).copied().unwrap_or(0)).unwrap_or(0)
+    }
+}
+
+impl Intercept for CounterHandle {
+    fn name(&self) -> &'static str {
+        "Counter"
+    }
+    fn read_before_execution(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let (Some(meta), Ok(mut m)) = (cfg.load::<Metadata>(), self.0.0.lock()) {
+            *m.entry(meta.name().to_string()).or_default() += 1;
+        }
+        Ok(())
+    }
+}
+
+/// The whole contract suite with 20% of requests throttled or failing with 5xx:
+/// the store's own retries must make every case behave as on a healthy table.
+mod through_throttling {
+    use super::*;
+
+    async fn fixture() -> Fixture {
+        let (throttler, _) = Throttler::new(200);
+        let client = Client::from_conf(config().interceptor(throttler).build());
+        let fast = RetryPolicy { max_attempts: 12, base_delay: Duration::from_millis(2), max_delay: Duration::from_millis(50) };
+        let (store, guard) = store_with(client, fast).await;
+        Fixture::new(store, guard)
+    }
+
+    durafn_runtime::store_contract_tests!(fixture);
+}
+
+const T0: Timestamp = Timestamp(1_700_000_000_000);
+
+fn xid(name: &str) -> ExecutionId {
+    ExecutionId::new(name).expect("valid id")
+}
+
+fn new_exec(name: &str, input: Value) -> NewExecution {
+    NewExecution { id: xid(name), function: "order".into(), version: "1".into(), input, now: T0 }
+}
+
+fn op(op_id: &str, rev: u64, result: Value) -> Operation {
+    Operation {
+        id: op_id.into(),
+        kind: OpKind::Step,
+        name: format!("step-{op_id}"),
+        status: OpStatus::Succeeded,
+        attempt: 1,
+        result: Some(result),
+        error: None,
+        started_at: T0,
+        ended_at: Some(T0),
+        wake_at: None,
+        rev,
+    }
+}
+
+/// Every item of an execution's partition, raw.
+async fn raw_items(table: &str, id: &str) -> Vec<std::collections::HashMap<String, AttributeValue>> {
+    let out = raw_client()
+        .query()
+        .table_name(table)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S(format!("x#{id}")))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("raw query");
+    out.items.unwrap_or_default()
+}
+
+fn item_size(item: &std::collections::HashMap<String, AttributeValue>) -> usize {
+    item.iter()
+        .map(|(k, v)| {
+            k.len()
+                + match v {
+                    AttributeValue::S(s) | AttributeValue::N(s) => s.len(),
+                    AttributeValue::B(b) => b.as_ref().len(),
+                    _ => 8,
+                }
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_calls_are_retried_and_counted() {
+    let (throttler, injected) = Throttler::new(200);
+    let client = Client::from_conf(config().interceptor(throttler).build());
+    let fast = RetryPolicy { max_attempts: 12, base_delay: Duration::from_millis(1), max_delay: Duration::from_millis(20) };
+    let (store, _guard) = store_with(client, fast).await;
+    for i in 0..30 {
+        let x = xid(&format!("thr-{i}"));
+        store.create_execution(&new_exec(x.as_str(), json!(i))).await.expect("create");
+        let c = store.claim(&x, T0, Timestamp(T0.0 + 1000)).await.expect("claim").expect("claimable");
+        assert_eq!(store.put_operation(&x, &op("1", 1, json!(i))).await.expect("op"), OpWrite::Written);
+        let out = Outcome { status: ExecutionStatus::Succeeded, output: Some(json!(i)), error: None, expires_at: None };
+        assert_eq!(store.finish(&x, c.epoch, &out, T0).await.expect("finish"), Transition::Done);
+        let j = store.load_journal(&x).await.expect("load").expect("exists");
+        assert_eq!((j.execution.output, j.operations.len()), (Some(json!(i)), 1));
+    }
+    let n = injected.load(Ordering::Relaxed);
+    assert!(n >= 10, "about 20% of ~150 requests should have been failed, got {n}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_errors_surface_after_the_last_attempt() {
+    let (throttler, injected) = Throttler::new(1000);
+    let throttled = Client::from_conf(config().interceptor(throttler).build());
+    let (healthy, _guard) = store_with(raw_client(), RetryPolicy::default()).await;
+    let policy = RetryPolicy { max_attempts: 3, base_delay: Duration::from_millis(1), max_delay: Duration::from_millis(5) };
+    let store = DynamoStore::from_client(throttled, healthy.table()).with_retry_policy(policy).without_table_creation();
+    let err = store.create_execution(&new_exec("tr-1", json!(1))).await.expect_err("always throttled");
+    assert!(matches!(err, StoreError::Transient(_)), "{err:?}");
+    assert!(err.to_string().contains("3 attempts"), "{err}");
+    assert_eq!(injected.load(Ordering::Relaxed), 3);
+    assert!(healthy.get_execution(&xid("tr-1")).await.expect("get").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_errors_are_backend_errors_with_the_cause() {
+    let store = DynamoStore::from_client(raw_client(), fresh_table()).without_table_creation();
+    let err = store.get_execution(&xid("nope")).await.expect_err("no such table");
+    assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("ResourceNotFoundException") && msg.contains("table"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn condition_failures_are_answers_not_retries() {
+    let counter = CounterHandle(Arc::default());
+    let client = Client::from_conf(config().interceptor(counter.clone()).build());
+    let (store, _guard) = store_with(client, RetryPolicy::default()).await;
+    let x = xid("cc-1");
+    store.create_execution(&new_exec("cc-1", json!(1))).await.expect("create");
+    let first = op("1", 1, json!("A"));
+    store.put_operation(&x, &first).await.expect("first");
+    let before = counter.get("PutItem");
+    let answer = store.put_operation(&x, &op("1", 1, json!("B"))).await.expect("second");
+    assert_eq!(answer, OpWrite::Conflict(first));
+    assert_eq!(counter.get("PutItem") - before, 1, "one conditional put, no retry");
+    assert!(!store.wake(&xid("ghost"), T0).await.expect("wake"), "waking nothing is false");
+    assert!(raw_items(store.table(), "ghost").await.is_empty(), "wake creates no phantom item");
+}
