@@ -16,9 +16,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{
     BeforeDeserializationInterceptorContextMut, BeforeTransmitInterceptorContextMut,
-    BeforeSerializationInterceptorContextRef,
+    BeforeTransmitInterceptorContextRef,
 };
-use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::http::{Response as HttpResponse, StatusCode};
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
@@ -188,7 +187,7 @@ impl Intercept for Throttler {
     }
 }
 
-/// Counts requests per operation name (PutItem, GetItem, ...).
+/// Counts requests sent, per operation (PutItem, GetItem, ...).
 #[derive(Debug, Default)]
 struct Counter(std::sync::Mutex<std::collections::HashMap<String, u64>>);
 
@@ -205,13 +204,16 @@ impl Intercept for CounterHandle {
     fn name(&self) -> &'static str {
         "Counter"
     }
-    fn read_before_execution(
+    fn read_before_transmit(
         &self,
-        _context: &BeforeSerializationInterceptorContextRef<'_>,
-        cfg: &mut ConfigBag,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        if let (Some(meta), Ok(mut m)) = (cfg.load::<Metadata>(), self.0.0.lock()) {
-            *m.entry(meta.name().to_string()).or_default() += 1;
+        let target = context.request().headers().get("x-amz-target").unwrap_or("");
+        let op = target.rsplit('.').next().unwrap_or(target).to_string();
+        if let Ok(mut m) = self.0.0.lock() {
+            *m.entry(op).or_default() += 1;
         }
         Ok(())
     }
@@ -261,16 +263,25 @@ fn op(op_id: &str, rev: u64, result: Value) -> Operation {
 
 /// Every item of an execution's partition, raw.
 async fn raw_items(table: &str, id: &str) -> Vec<std::collections::HashMap<String, AttributeValue>> {
-    let out = raw_client()
-        .query()
-        .table_name(table)
-        .key_condition_expression("pk = :pk")
-        .expression_attribute_values(":pk", AttributeValue::S(format!("x#{id}")))
-        .consistent_read(true)
-        .send()
-        .await
-        .expect("raw query");
-    out.items.unwrap_or_default()
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let out = raw_client()
+            .query()
+            .table_name(table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(format!("x#{id}")))
+            .consistent_read(true)
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .expect("raw query");
+        items.extend(out.items.unwrap_or_default());
+        match out.last_evaluated_key {
+            Some(k) if !k.is_empty() => start = Some(k),
+            _ => return items,
+        }
+    }
 }
 
 fn item_size(item: &std::collections::HashMap<String, AttributeValue>) -> usize {
@@ -344,4 +355,206 @@ async fn condition_failures_are_answers_not_retries() {
     assert_eq!(counter.get("PutItem") - before, 1, "one conditional put, no retry");
     assert!(!store.wake(&xid("ghost"), T0).await.expect("wake"), "waking nothing is false");
     assert!(raw_items(store.table(), "ghost").await.is_empty(), "wake creates no phantom item");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payloads_from_400kb_to_4mb_are_chunked_and_round_trip() {
+    let (store, _guard) = store_with(raw_client(), RetryPolicy::default()).await;
+    let x = xid("ch-1");
+    let input = json!({ "blob": "i".repeat(400_000) });
+    store.create_execution(&new_exec("ch-1", input.clone())).await.expect("create");
+    let sizes = [400_000usize, 1_000_000, 2_500_000, MAX_PAYLOAD_BYTES - 2];
+    for (i, size) in sizes.iter().enumerate() {
+        let result = json!("r".repeat(*size));
+        let rec = op(&(i + 1).to_string(), 1, result);
+        assert_eq!(store.put_operation(&x, &rec).await.expect("put"), OpWrite::Written);
+    }
+    let over = json!("r".repeat(MAX_PAYLOAD_BYTES - 1));
+    let err = store.put_operation(&x, &op("9", 1, over)).await.expect_err("over the limit");
+    assert!(matches!(err, StoreError::PayloadTooLarge { .. }), "{err:?}");
+
+    let j = store.load_journal(&x).await.expect("load").expect("exists");
+    assert_eq!(j.execution.input, input);
+    for (i, size) in sizes.iter().enumerate() {
+        assert_eq!(j.operations[i].result, Some(json!("r".repeat(*size))), "op {}", i + 1);
+    }
+    // A conflicting writer gets the stored, chunked record back whole.
+    match store.put_operation(&x, &op("3", 1, json!("small"))).await.expect("conflict") {
+        OpWrite::Conflict(cur) => assert_eq!(cur.result, Some(json!("r".repeat(2_500_000)))),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    // Failed with a big error, output absent.
+    let c = store.claim(&x, T0, Timestamp(T0.0 + 10)).await.expect("claim").expect("claimable");
+    let mut error = durafn_runtime::model::ErrorObject::new("Big", "m".repeat(600_000));
+    error.data = Some(json!({"d": "d".repeat(600_000)}));
+    let failed = Outcome { status: ExecutionStatus::Failed, output: None, error: Some(error.clone()), expires_at: None };
+    assert_eq!(store.finish(&x, c.epoch, &failed, T0).await.expect("finish"), Transition::Done);
+    assert_eq!(store.get_execution(&x).await.expect("get").expect("exists").error, Some(error));
+
+    let raw = raw_items(store.table(), "ch-1").await;
+    let biggest = raw.iter().map(item_size).max().unwrap_or(0);
+    assert!(biggest < 400_000, "every item stays under 400 KB, biggest {biggest}");
+    let chunks = raw.iter().filter(|it| it["sk"].as_s().is_ok_and(|s| s.starts_with("chunk#"))).count();
+    assert!(chunks >= 1 + 3 + 8 + 12 + 4, "payloads were split ({chunks} chunk items)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_of_revisions_and_racing_writers_never_mix() {
+    let (store, _guard) = store_with(raw_client(), RetryPolicy::default()).await;
+    let x = xid("ch-2");
+    store.create_execution(&new_exec("ch-2", json!(0))).await.expect("create");
+    let v1 = json!("a".repeat(900_000));
+    let v2 = json!("b".repeat(900_000));
+    store.put_operation(&x, &op("1", 1, v1.clone())).await.expect("rev 1");
+    store.put_operation(&x, &op("1", 2, v2.clone())).await.expect("rev 2");
+    let j = store.load_journal(&x).await.expect("load").expect("exists");
+    assert_eq!((j.operations[0].rev, j.operations[0].result.clone()), (2, Some(v2)));
+    let chunks = raw_items(store.table(), "ch-2").await.into_iter()
+        .filter(|it| it["sk"].as_s().is_ok_and(|s| s.starts_with("chunk#")))
+        .count();
+    assert_eq!(chunks, 6, "revision 2's chunks sit beside revision 1's, not over them");
+
+    let mut tasks = Vec::new();
+    for w in 0..6 {
+        let store = store.clone();
+        let x = x.clone();
+        tasks.push(tokio::spawn(async move {
+            let mine = op("2", 1, json!({ "writer": w, "blob": format!("{w}").repeat(500_000) }));
+            let answer = store.put_operation(&x, &mine).await.expect("put");
+            (mine, answer)
+        }));
+    }
+    let mut winners = Vec::new();
+    let mut adopted = Vec::new();
+    for t in tasks {
+        match t.await.expect("task") {
+            (mine, OpWrite::Written) => winners.push(mine),
+            (_, OpWrite::Conflict(theirs)) => adopted.push(theirs),
+        }
+    }
+    assert_eq!(winners.len(), 1);
+    assert!(adopted.iter().all(|a| *a == winners[0]));
+    let j = store.load_journal(&x).await.expect("load").expect("exists");
+    assert_eq!(j.operations[1], winners[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_creation_is_idempotent_and_complete() {
+    let table = fresh_table();
+    let _guard = TableGuard(table.clone());
+    let mut tasks = Vec::new();
+    for _ in 0..3 {
+        let table = table.clone();
+        tasks.push(tokio::spawn(async move {
+            DynamoStore::from_client(raw_client(), table).create_table_if_missing().await.expect("create")
+        }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        created += u32::from(t.await.expect("task"));
+    }
+    assert_eq!(created, 1, "exactly one concurrent caller creates the table");
+    let again = DynamoStore::from_client(raw_client(), table.as_str());
+    assert!(!again.create_table_if_missing().await.expect("again"));
+
+    let desc = raw_client().describe_table().table_name(&table).send().await.expect("describe");
+    let desc = desc.table.expect("table");
+    let mut gsis: Vec<_> = desc.global_secondary_indexes().iter().filter_map(|g| g.index_name.clone()).collect();
+    gsis.sort();
+    assert_eq!(gsis, vec!["due", "list"]);
+    let billing = desc.billing_mode_summary.and_then(|b| b.billing_mode);
+    assert_eq!(billing, Some(aws_sdk_dynamodb::types::BillingMode::PayPerRequest));
+    let ttl = raw_client().describe_time_to_live().table_name(&table).send().await.expect("ttl");
+    let ttl = ttl.time_to_live_description.expect("ttl description");
+    assert_eq!(ttl.attribute_name.as_deref(), Some("expires_at"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_with_another_layout_is_a_clear_error() {
+    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+    let table = fresh_table();
+    let _guard = TableGuard(table.clone());
+    let def = |n: &str| AttributeDefinition::builder().attribute_name(n).attribute_type(ScalarAttributeType::S).build().expect("def");
+    let key = |n: &str, k| KeySchemaElement::builder().attribute_name(n).key_type(k).build().expect("key");
+    raw_client()
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(def("pk"))
+        .attribute_definitions(def("sk"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .send()
+        .await
+        .expect("create plain table");
+    let err = DynamoStore::from_client(raw_client(), table.as_str())
+        .create_table_if_missing()
+        .await
+        .expect_err("no GSIs");
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    assert!(err.to_string().contains("no GSI \"due\""), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn due_attributes_move_together_and_finished_items_expire() {
+    let (store, _guard) = store_with(raw_client(), RetryPolicy::default()).await;
+    let x = xid("dd-1");
+    store.create_execution(&new_exec("dd-1", json!(1))).await.expect("create");
+    let meta = |items: &[std::collections::HashMap<String, AttributeValue>]| {
+        items.iter().find(|it| it["sk"].as_s().is_ok_and(|s| s == "meta")).cloned().expect("meta")
+    };
+    let m = meta(&raw_items(store.table(), "dd-1").await);
+    assert_eq!(m["due_shard"].as_s().ok(), Some(&format!("s{:02}", x.due_shard())));
+    assert_eq!(m["due_at"].as_n().ok(), Some(&T0.0.to_string()));
+    let c = store.claim(&x, T0, Timestamp(T0.0 + 500)).await.expect("claim").expect("claimable");
+    store.put_operation(&x, &op("1", 1, json!("x".repeat(500_000)))).await.expect("op");
+    store.put_operation(&x, &op("2", 1, json!(2))).await.expect("op");
+    let expires = Timestamp(T0.0 + 86_400_123);
+    let out = Outcome { status: ExecutionStatus::Succeeded, output: Some(json!(1)), error: None, expires_at: Some(expires) };
+    assert_eq!(store.finish(&x, c.epoch, &out, T0).await.expect("finish"), Transition::Done);
+    let items = raw_items(store.table(), "dd-1").await;
+    let m = meta(&items);
+    assert!(!m.contains_key("due_shard") && !m.contains_key("due_at"), "{m:?}");
+    let ttl = (expires.0 / 1000 + 1).to_string();
+    for it in &items {
+        assert_eq!(it.get("expires_at").and_then(|v| v.as_n().ok()), Some(&ttl), "{:?}", it["sk"]);
+    }
+    assert_eq!(store.get_execution(&x).await.expect("get").expect("exists").expires_at, Some(expires));
+    assert_eq!(store.purge_expired(Timestamp(i64::MAX / 2)).await.expect("purge"), 0, "native TTL");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_urls_open_and_create_their_table() {
+    let ep = endpoint();
+    let table = fresh_table();
+    let _guard = TableGuard(table.clone());
+    let url = format!("dynamodb://{table}?endpoint={ep}&region=us-east-1");
+    let lazy = durafn_runtime::store::open(&url).expect("open is sync");
+    assert_eq!(lazy.backend(), "dynamodb");
+    let created = lazy.create_execution(&new_exec("u-1", json!(1))).await.expect("first use creates the table");
+    assert_eq!(created.execution().status, ExecutionStatus::Pending);
+    let eager = durafn_runtime::store::open_async(&url).await.expect("open_async connects");
+    assert!(eager.get_execution(&xid("u-1")).await.expect("get").is_some());
+
+    let other = fresh_table();
+    let _guard2 = TableGuard(other.clone());
+    let store = DynamoStore::connect(&format!("dynamodb://{other}?endpoint={ep}")).await.expect("connect");
+    assert!(!store.create_table_if_missing().await.expect("exists already"));
+}
+
+#[test]
+fn bad_store_urls_are_clear_errors() {
+    let msg = |url: &str| match durafn_runtime::store::open(url) {
+        Ok(_) => panic!("{url} should not open"),
+        Err(e) => {
+            assert!(matches!(e, StoreError::Invalid(_)), "{e:?}");
+            e.to_string()
+        }
+    };
+    let err = msg("postgres://x");
+    assert!(err.contains("sqlite://PATH") && err.contains("dynamodb://TABLE"), "{err}");
+    assert!(msg("dynamodb://").contains("table name is missing"));
+    assert!(msg("dynamodb://tbl?endpoint=localhost:8000").contains("http://"));
+    assert!(msg("dynamodb://tbl?endpoint=http://x&color=red").contains("unknown parameter"));
+    assert!(msg("dynamodb://bad/name").contains("not valid"));
 }

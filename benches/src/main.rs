@@ -1,0 +1,3 @@
+//! Durafn's benchmarks.
+
+fn main() {}

@@ -1,0 +1,5 @@
+//! The `durafn` command.
+
+fn main() {
+    println!("durafn");
+}

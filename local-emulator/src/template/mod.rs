@@ -1,0 +1,1 @@
+//! Reading `template.yaml` (AWS SAM).
