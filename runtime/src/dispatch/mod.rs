@@ -1,8 +1,14 @@
-//! What a dispatcher hands to a function: the resume request.
+//! Dispatch: finding due executions, claiming them, invoking their function.
 //!
-//! The dispatcher loop itself (due-index scanning, shard leases, invokers)
-//! arrives with the emulator; the request format is shared now so that the
-//! SDK's entry point and every dispatcher agree on it.
+//! - [`Dispatcher`]: scans the due index shard by shard, claims each due
+//!   execution with a lease and hands it to an [`Invoker`].
+//! - [`ResumeRequest`]: the payload every invoker delivers to the function.
+
+mod dispatcher;
+mod invoker;
+
+pub use dispatcher::{DispatchHandle, Dispatcher, DispatcherConfig, ExecutionChanged};
+pub use invoker::{InvocationSummary, InvokeError, Invoker};
 
 use serde::{Deserialize, Serialize};
 

@@ -581,3 +581,99 @@ pub async fn finished_and_blocked_executions_leave_the_due_index(store: Arc<dyn 
         assert!(due.iter().all(|d| d.id != x && d.id != y));
     }
 }
+
+/// Listing pages through executions newest first, with filters and a cursor.
+pub async fn list_pages_newest_first_with_filters(store: Arc<dyn Store>) {
+    for i in 0..7i64 {
+        let mut n = new_exec(&format!("ls-{i}"), json!(i));
+        n.now = at(i * 1000);
+        if i % 2 == 1 {
+            n.function = "approval".into();
+        }
+        store.create_execution(&n).await.unwrap();
+    }
+    let x = id("ls-4");
+    store.claim(&x, at(10_000), at(40_000)).await.unwrap().unwrap();
+
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .list_executions(&super::ListFilter {
+                limit: 3,
+                cursor: cursor.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(page.executions.len() <= 3);
+        seen.extend(page.executions.into_iter().map(|e| e.id.to_string()));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["ls-6", "ls-5", "ls-4", "ls-3", "ls-2", "ls-1", "ls-0"]);
+
+    let names = |page: super::ExecutionPage| -> Vec<String> {
+        page.executions.into_iter().map(|e| e.id.to_string()).collect()
+    };
+    let only_approval = super::ListFilter {
+        function: Some("approval".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        names(store.list_executions(&only_approval).await.unwrap()),
+        ["ls-5", "ls-3", "ls-1"]
+    );
+    let running = super::ListFilter {
+        status: Some(ExecutionStatus::Running),
+        ..Default::default()
+    };
+    assert_eq!(names(store.list_executions(&running).await.unwrap()), ["ls-4"]);
+    let window = super::ListFilter {
+        created_after: Some(at(2_000)),
+        created_before: Some(at(4_000)),
+        ..Default::default()
+    };
+    assert_eq!(
+        names(store.list_executions(&window).await.unwrap()),
+        ["ls-3", "ls-2"]
+    );
+    let search = super::ListFilter {
+        id_contains: Some("s-6".into()),
+        ..Default::default()
+    };
+    assert_eq!(names(store.list_executions(&search).await.unwrap()), ["ls-6"]);
+    let bad = super::ListFilter {
+        cursor: Some("nonsense".into()),
+        ..Default::default()
+    };
+    assert!(matches!(
+        store.list_executions(&bad).await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+/// Cancelling stops an unfinished execution; a running invocation then finds itself stale.
+pub async fn cancel_stops_an_execution(store: Arc<dyn Store>) {
+    let (x, epoch) = claimed(&store, "cn-1").await;
+    let e = store.cancel(&x, at(5)).await.unwrap().unwrap();
+    assert_eq!(e.status, ExecutionStatus::Cancelled);
+    assert_eq!(e.due_at, None);
+    assert_eq!(e.ended_at, Some(at(5)));
+    assert!(e.expires_at.is_some());
+    assert_eq!(
+        store.finish(&x, epoch, &succeeded(json!(1)), at(6)).await.unwrap(),
+        Transition::Stale
+    );
+    assert_eq!(
+        store.suspend(&x, epoch, 0, Some(at(9)), at(6)).await.unwrap(),
+        Transition::Stale
+    );
+    let (y, epoch) = claimed(&store, "cn-2").await;
+    store.finish(&y, epoch, &succeeded(json!(2)), at(1)).await.unwrap();
+    let e = store.cancel(&y, at(5)).await.unwrap().unwrap();
+    assert_eq!(e.status, ExecutionStatus::Succeeded, "a finished execution stays finished");
+    assert!(store.cancel(&id("cn-none"), at(5)).await.unwrap().is_none());
+}

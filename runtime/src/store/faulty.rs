@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{Created, DueItem, OpWrite, Outcome, Store, Transition};
+use super::{Created, DueItem, ExecutionPage, ListFilter, OpWrite, Outcome, Store, Transition};
 use crate::error::{Result, StoreError};
 use crate::model::{Execution, ExecutionId, Journal, NewExecution, Operation, Timestamp};
 
@@ -135,5 +135,11 @@ impl Store for FaultyStore {
     }
     async fn purge_expired(&self, now: Timestamp) -> Result<u64> {
         self.call("purge", self.inner.purge_expired(now)).await
+    }
+    async fn list_executions(&self, filter: &ListFilter) -> Result<ExecutionPage> {
+        self.call("list", self.inner.list_executions(filter)).await
+    }
+    async fn cancel(&self, id: &ExecutionId, now: Timestamp) -> Result<Option<Execution>> {
+        self.call("cancel", self.inner.cancel(id, now)).await
     }
 }

@@ -162,6 +162,54 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes finished executions whose `expires_at` has passed. Returns how
     /// many were deleted (backends with native TTL may return 0).
     async fn purge_expired(&self, now: Timestamp) -> Result<u64>;
+
+    /// Lists executions, newest first, filtered, one page at a time.
+    async fn list_executions(&self, filter: &ListFilter) -> Result<ExecutionPage> {
+        let _ = filter;
+        Err(StoreError::Invalid(format!(
+            "the {} store cannot list executions yet",
+            self.backend()
+        )))
+    }
+
+    /// Cancels an execution that has not finished: it becomes `CANCELLED` and
+    /// leaves the due index; a running invocation's final update then finds it
+    /// stale. Returns the execution as it is afterwards (`None`: no such id).
+    async fn cancel(&self, id: &ExecutionId, now: Timestamp) -> Result<Option<Execution>> {
+        let _ = (id, now);
+        Err(StoreError::Invalid(format!(
+            "the {} store cannot cancel executions yet",
+            self.backend()
+        )))
+    }
+}
+
+/// What [`Store::list_executions`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    /// Only executions of this function.
+    pub function: Option<String>,
+    /// Only executions in this status.
+    pub status: Option<ExecutionStatus>,
+    /// Only executions created at or after this time.
+    pub created_after: Option<Timestamp>,
+    /// Only executions created before this time.
+    pub created_before: Option<Timestamp>,
+    /// Only executions whose id contains this text.
+    pub id_contains: Option<String>,
+    /// Page size (at most 1000; 0 means 100).
+    pub limit: usize,
+    /// Where the previous page stopped.
+    pub cursor: Option<String>,
+}
+
+/// One page of executions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionPage {
+    /// The executions, newest first.
+    pub executions: Vec<Execution>,
+    /// Pass this as `cursor` for the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// Opens a store from a URL, without any I/O:

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Created, DueItem, OpWrite, Outcome, Store, Transition};
+use super::{Created, DueItem, ExecutionPage, ListFilter, OpWrite, Outcome, Store, Transition};
 use crate::error::Result;
 use crate::model::{Execution, ExecutionId, Journal, NewExecution, Operation, Timestamp};
 
@@ -131,5 +131,11 @@ impl Store for RetryingStore {
     }
     async fn purge_expired(&self, now: Timestamp) -> Result<u64> {
         self.retry("purge", || self.inner.purge_expired(now)).await
+    }
+    async fn list_executions(&self, filter: &ListFilter) -> Result<ExecutionPage> {
+        self.retry("list", || self.inner.list_executions(filter)).await
+    }
+    async fn cancel(&self, id: &ExecutionId, now: Timestamp) -> Result<Option<Execution>> {
+        self.retry("cancel", || self.inner.cancel(id, now)).await
     }
 }

@@ -14,13 +14,13 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use tokio::sync::oneshot;
 
 use super::{
-    Created, DueItem, OpWrite, Outcome, Store, Transition, validate_new, validate_op,
-    validate_outcome,
+    Created, DueItem, ExecutionPage, ListFilter, OpWrite, Outcome, Store, Transition,
+    validate_new, validate_op, validate_outcome,
 };
 use crate::error::{Result, StoreError};
 use crate::model::{
-    ErrorObject, Execution, ExecutionId, ExecutionStatus, Journal, NewExecution, Operation,
-    Timestamp, op_id_order,
+    DEFAULT_RETENTION, ErrorObject, Execution, ExecutionId, ExecutionStatus, Journal,
+    NewExecution, Operation, Timestamp, op_id_order,
 };
 
 /// The most writes grouped into one commit.
@@ -636,4 +636,90 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn list_executions(&self, filter: &ListFilter) -> Result<ExecutionPage> {
+        let filter = filter.clone();
+        self.read(move |conn| {
+            let limit = match filter.limit {
+                0 => 100,
+                n => n.min(1000),
+            };
+            let mut sql = format!("SELECT {EXEC_COLS} FROM executions WHERE 1 = 1");
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            if let Some(f) = &filter.function {
+                sql.push_str(" AND function = ?");
+                args.push(f.clone().into());
+            }
+            if let Some(st) = filter.status {
+                sql.push_str(" AND status = ?");
+                args.push(st.as_str().to_string().into());
+            }
+            if let Some(t) = filter.created_after {
+                sql.push_str(" AND created_at >= ?");
+                args.push(t.0.into());
+            }
+            if let Some(t) = filter.created_before {
+                sql.push_str(" AND created_at < ?");
+                args.push(t.0.into());
+            }
+            if let Some(text) = filter.id_contains.as_ref().filter(|t| !t.is_empty()) {
+                sql.push_str(" AND instr(id, ?) > 0");
+                args.push(text.clone().into());
+            }
+            if let Some(cursor) = &filter.cursor {
+                let (at, id) = parse_cursor(cursor)?;
+                sql.push_str(" AND (created_at < ? OR (created_at = ? AND id < ?))");
+                args.push(at.into());
+                args.push(at.into());
+                args.push(id.into());
+            }
+            sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT ?");
+            args.push(i64::try_from(limit + 1).unwrap_or(i64::MAX).into());
+            let mut stmt = conn.prepare(&sql).map_err(sql_err)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args), exec_from_row)
+                .map_err(sql_err)?;
+            let mut executions = Vec::new();
+            for row in rows {
+                executions.push(row.map_err(sql_err)?.decode()?);
+            }
+            let next_cursor = if executions.len() > limit {
+                executions.truncate(limit);
+                executions
+                    .last()
+                    .map(|e| format!("{}:{}", e.created_at.0, e.id))
+            } else {
+                None
+            };
+            Ok(ExecutionPage {
+                executions,
+                next_cursor,
+            })
+        })
+        .await
+    }
+
+    async fn cancel(&self, id: &ExecutionId, now: Timestamp) -> Result<Option<Execution>> {
+        let id = id.to_string();
+        let expires_at = now.plus(DEFAULT_RETENTION).0;
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE executions SET status = 'CANCELLED', due_at = NULL, ended_at = ?2, \
+                 updated_at = ?2, expires_at = ?3 \
+                 WHERE id = ?1 AND status IN ('PENDING', 'RUNNING', 'SUSPENDED', 'BLOCKED')",
+            )
+            .map_err(sql_err)?
+            .execute(params![id, now.0, expires_at])
+            .map_err(sql_err)?;
+            select_execution(conn, &id)
+        })
+        .await
+    }
+}
+
+/// Splits a list cursor `<created_at>:<id>`.
+fn parse_cursor(cursor: &str) -> Result<(i64, String)> {
+    let bad = || StoreError::Invalid(format!("bad cursor {cursor:?}: pass the next_cursor of a previous page"));
+    let (at, id) = cursor.split_once(':').ok_or_else(bad)?;
+    Ok((at.parse().map_err(|_| bad())?, id.to_string()))
 }

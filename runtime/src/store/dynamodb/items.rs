@@ -108,15 +108,20 @@ impl ChunkRef {
 
     fn parse(s: &str) -> Result<Self> {
         let mut parts = s.split(':');
-        let (Some(h), Some(l), Some(c), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(h), Some(l), Some(c), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(corrupt(format!("bad chunk reference {s:?}")));
         };
         let bad = |_| corrupt(format!("bad chunk reference {s:?}"));
         Ok(ChunkRef {
             hash: u64::from_str_radix(h, 16).map_err(bad)?,
-            len: l.parse().map_err(|_| corrupt(format!("bad chunk reference {s:?}")))?,
-            count: c.parse().map_err(|_| corrupt(format!("bad chunk reference {s:?}")))?,
+            len: l
+                .parse()
+                .map_err(|_| corrupt(format!("bad chunk reference {s:?}")))?,
+            count: c
+                .parse()
+                .map_err(|_| corrupt(format!("bad chunk reference {s:?}")))?,
         })
     }
 
@@ -139,7 +144,10 @@ impl ChunkRef {
             bytes.extend_from_slice(piece);
         }
         if bytes.len() != self.len || fnv64(&bytes) != self.hash {
-            return Err(corrupt(format!("chunks under {} do not match their hash", self.prefix())));
+            return Err(corrupt(format!(
+                "chunks under {} do not match their hash",
+                self.prefix()
+            )));
         }
         String::from_utf8(bytes).map_err(|_| corrupt("chunked payload is not UTF-8"))
     }
@@ -207,10 +215,18 @@ pub(super) fn to_json<T: Serialize>(attr: &'static str, v: &T) -> Result<(&'stat
 pub(super) fn place(fields: Vec<(&'static str, String)>, budget: usize) -> Vec<Placed> {
     let mut placed: Vec<Placed> = fields
         .into_iter()
-        .map(|(attr, json)| Placed { attr, json, chunked: None })
+        .map(|(attr, json)| Placed {
+            attr,
+            json,
+            chunked: None,
+        })
         .collect();
     loop {
-        let inline: usize = placed.iter().filter(|p| p.chunked.is_none()).map(|p| p.json.len()).sum();
+        let inline: usize = placed
+            .iter()
+            .filter(|p| p.chunked.is_none())
+            .map(|p| p.json.len())
+            .sum();
         if inline <= budget {
             return placed;
         }
@@ -249,7 +265,11 @@ pub(super) fn collect_chunk(item: &Item, chunks: &mut Chunks) -> bool {
 }
 
 /// Reads payload field `attr` (inline or chunked) as `T`.
-pub(super) fn payload<T: DeserializeOwned>(item: &Item, attr: &str, chunks: &Chunks) -> Result<Option<T>> {
+pub(super) fn payload<T: DeserializeOwned>(
+    item: &Item,
+    attr: &str,
+    chunks: &Chunks,
+) -> Result<Option<T>> {
     let text = if let Some(inline) = get_s(item, attr)? {
         inline.to_string()
     } else if let Some(r) = get_s(item, &format!("{attr}_chunks"))? {
@@ -334,7 +354,8 @@ mod tests {
         let mut referencing = Item::new();
         let (k, v) = placed[1].attribute();
         referencing.insert(k, v);
-        let back: Option<Value> = payload(&referencing, "error", &chunks).unwrap_or_else(|e| panic!("{e}"));
+        let back: Option<Value> =
+            payload(&referencing, "error", &chunks).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(back, Some(big));
     }
 
@@ -355,7 +376,9 @@ mod tests {
         tampered.insert(first.clone(), b"\"x".to_vec());
         assert!(payload::<Value>(&item, "input", &tampered).is_err());
         chunks.remove(&first);
-        let err = payload::<Value>(&item, "input", &chunks).err().map(|e| e.to_string());
+        let err = payload::<Value>(&item, "input", &chunks)
+            .err()
+            .map(|e| e.to_string());
         assert!(err.unwrap_or_default().contains("missing"));
     }
 

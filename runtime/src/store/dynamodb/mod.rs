@@ -26,8 +26,9 @@
 //! Throttling and transient errors are retried inside the store with backoff
 //! and full jitter (`retry.rs`); conditional-check failures never are.
 
-mod items;
+mod access;
 mod expr;
+mod items;
 mod ops;
 mod records;
 mod retry;
@@ -44,8 +45,8 @@ pub use table::{DUE_INDEX, LIST_INDEX, TTL_ATTRIBUTE};
 pub use url::DynamoUrl;
 
 use crate::error::{Result, StoreError};
-use expr::{Expr, n, s};
-use items::{Chunks, Item, Placed, collect_chunk};
+use expr::{Expr, n};
+use items::{Item, Placed};
 use records::key;
 use retry::{Failure, call};
 
@@ -158,64 +159,6 @@ impl DynamoStore {
         Ok(client)
     }
 
-    /// One item, read with strong consistency.
-    async fn get_item(&self, pk: &str, sk: &str) -> Result<Option<Item>> {
-        let client = self.client().await?;
-        let what = format!("GetItem {pk}/{sk} on {}", self.table);
-        let req = client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(pk, sk)))
-            .consistent_read(true);
-        let out = call(&self.retry, &what, || req.clone().send())
-            .await
-            .map_err(|e| e.into_store(&what))?;
-        Ok(out.item)
-    }
-
-    /// Every item of partition `pk` whose sort key starts with `prefix` (all of
-    /// them for `None`), strongly consistent, following pagination.
-    async fn query(&self, pk: &str, prefix: Option<&str>) -> Result<Vec<Item>> {
-        let client = self.client().await?;
-        let what = format!("Query {pk} on {}", self.table);
-        let mut e = Expr::new();
-        let mut cond = format!("{} = {}", e.name("pk"), e.value(s(pk)));
-        if let Some(p) = prefix {
-            cond = format!("{cond} AND begins_with({}, {})", e.name("sk"), e.value(s(p)));
-        }
-        let base = client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression(cond)
-            .set_expression_attribute_names(e.names())
-            .set_expression_attribute_values(e.values())
-            .consistent_read(true);
-        let mut items = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let req = base.clone().set_exclusive_start_key(start.take());
-            let out = call(&self.retry, &what, || req.clone().send())
-                .await
-                .map_err(|e| e.into_store(&what))?;
-            items.extend(out.items.unwrap_or_default());
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(items),
-            }
-        }
-    }
-
-    /// The chunk items `item` references for `attrs`.
-    async fn chunks_for(&self, pk: &str, item: &Item, attrs: &[&str]) -> Result<Chunks> {
-        let mut chunks = Chunks::new();
-        for r in items::chunk_refs(item, attrs)? {
-            for chunk in self.query(pk, Some(&r.prefix())).await? {
-                collect_chunk(&chunk, &mut chunks);
-            }
-        }
-        Ok(chunks)
-    }
-
     /// Writes the chunk items of `placed` (before the item that references them).
     /// Chunks are immutable and content-addressed: one that already exists holds
     /// the same bytes, so its failed `attribute_not_exists` condition is success.
@@ -231,7 +174,8 @@ impl DynamoStore {
         loop {
             while tasks.len() < WRITE_CONCURRENCY {
                 let Some(item) = pending.next() else { break };
-                let (client, table, policy) = (client.clone(), self.table.clone(), self.retry.clone());
+                let (client, table, policy) =
+                    (client.clone(), self.table.clone(), self.retry.clone());
                 tasks.spawn(async move {
                     let what = format!("PutItem chunk on {table}");
                     let req = client
@@ -286,8 +230,12 @@ impl DynamoStore {
         loop {
             while tasks.len() < WRITE_CONCURRENCY {
                 let Some(sk) = pending.next() else { break };
-                let (client, table, policy, pk) =
-                    (client.clone(), self.table.clone(), self.retry.clone(), pk.to_string());
+                let (client, table, policy, pk) = (
+                    client.clone(),
+                    self.table.clone(),
+                    self.retry.clone(),
+                    pk.to_string(),
+                );
                 tasks.spawn(async move {
                     let mut e = Expr::new();
                     e.set(TTL_ATTRIBUTE, n(ttl));
@@ -303,7 +251,9 @@ impl DynamoStore {
                         .set_expression_attribute_values(e.values());
                     match call(&policy, &what, || req.clone().send()).await {
                         Ok(_) | Err(Failure::Condition) => {}
-                        Err(err) => tracing::warn!(error = %err.into_store(&what), "cannot set expiry"),
+                        Err(err) => {
+                            tracing::warn!(error = %err.into_store(&what), "cannot set expiry")
+                        }
                     }
                 });
             }

@@ -4,14 +4,15 @@
 use async_trait::async_trait;
 
 use super::DynamoStore;
+use super::access::{claimant_condition, set_due};
 use super::expr::{Expr, n, s};
 use super::items::{
-    self, Chunks, META_INPUT_BUDGET, META_OUTCOME_BUDGET, META_SK, OP_INLINE_BUDGET,
-    OP_PREFIX, collect_chunk, pk, place, shard_key, to_json, ts,
+    self, Chunks, META_INPUT_BUDGET, META_OUTCOME_BUDGET, META_SK, OP_INLINE_BUDGET, OP_PREFIX,
+    collect_chunk, pk, place, shard_key, to_json, ts,
 };
 use super::records::{
-    META_PAYLOADS, OP_PAYLOADS, decode_execution, decode_operation, key, new_execution,
-    new_meta_item, op_item, sort_key, ttl_seconds,
+    META_PAYLOADS, decode_execution, decode_operation, new_execution, new_meta_item, op_item,
+    sort_key, ttl_seconds,
 };
 use super::retry::{Failure, call};
 use super::table::{DUE_INDEX, TTL_ATTRIBUTE};
@@ -27,98 +28,6 @@ use crate::store::{
 
 /// How often `create` and `wake` re-run when the item changes under them.
 const MAX_RACES: usize = 8;
-
-impl DynamoStore {
-    /// The meta record of `id`, with its chunked payloads, strongly consistent.
-    async fn read_execution(&self, id: &ExecutionId) -> Result<Option<Execution>> {
-        let pk = pk(id);
-        let Some(item) = self.get_item(&pk, META_SK).await? else {
-            return Ok(None);
-        };
-        let chunks = self.chunks_for(&pk, &item, &META_PAYLOADS).await?;
-        decode_execution(&item, &chunks).map(Some)
-    }
-
-    /// An operation record, with its chunked payloads, strongly consistent.
-    async fn read_operation(&self, id: &ExecutionId, op_id: &str) -> Result<Option<Operation>> {
-        let pk = pk(id);
-        let Some(item) = self.get_item(&pk, &items::op_sk(op_id)).await? else {
-            return Ok(None);
-        };
-        let chunks = self.chunks_for(&pk, &item, &OP_PAYLOADS).await?;
-        decode_operation(&item, &chunks).map(Some)
-    }
-
-    /// One conditional `UpdateItem` on the meta item of `id`. `Ok(Some(item))`
-    /// (the new image, if `return_new`) when applied, `Ok(None)` when the
-    /// condition was false.
-    async fn update_meta(
-        &self,
-        id: &ExecutionId,
-        e: &Expr,
-        condition: String,
-        return_new: bool,
-        what: &str,
-    ) -> Result<Option<items::Item>> {
-        let client = self.client().await?;
-        let what = format!("UpdateItem {what} {id} on {}", self.table);
-        let mut req = client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(&pk(id), META_SK)))
-            .update_expression(e.update_expression())
-            .condition_expression(condition)
-            .set_expression_attribute_names(e.names())
-            .set_expression_attribute_values(e.values());
-        if return_new {
-            req = req.return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
-        }
-        match call(&self.retry, &what, || req.clone().send()).await {
-            Ok(out) => Ok(Some(out.attributes.unwrap_or_default())),
-            Err(Failure::Condition) => Ok(None),
-            Err(err) => Err(err.into_store(&what)),
-        }
-    }
-
-    /// The claimant's view after a failed epoch condition: `Done` if it already
-    /// applied the same transition, `Stale` otherwise.
-    async fn settle(&self, id: &ExecutionId, epoch: u64, target: ExecutionStatus) -> Result<Transition> {
-        let current = self
-            .read_execution(id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
-        Ok(if current.epoch == epoch && current.status == target {
-            Transition::Done
-        } else {
-            Transition::Stale
-        })
-    }
-}
-
-/// Sets `due_shard` + `due_at` together (or removes both).
-fn set_due(e: &mut Expr, id: &ExecutionId, due_at: Option<Timestamp>) {
-    match due_at {
-        Some(t) => {
-            e.set("due_at", ts(t));
-            e.set("due_shard", s(shard_key(id.due_shard())));
-        }
-        None => {
-            e.remove("due_at");
-            e.remove("due_shard");
-        }
-    }
-}
-
-/// `#epoch = :e AND #status = RUNNING`.
-fn claimant_condition(e: &mut Expr, epoch: u64) -> String {
-    format!(
-        "{} = {} AND {} = {}",
-        e.name("epoch"),
-        e.value(n(epoch)),
-        e.name("status"),
-        e.value(s(ExecutionStatus::Running.as_str()))
-    )
-}
 
 #[async_trait]
 impl Store for DynamoStore {
@@ -159,9 +68,15 @@ impl Store for DynamoStore {
             } else {
                 return Ok(Created::Existing(existing));
             };
-            return Err(StoreError::Conflict { id: new.id.to_string(), what });
+            return Err(StoreError::Conflict {
+                id: new.id.to_string(),
+                what,
+            });
         }
-        Err(StoreError::Transient(format!("creating {} kept racing with deletes", new.id)))
+        Err(StoreError::Transient(format!(
+            "creating {} kept racing with deletes",
+            new.id
+        )))
     }
 
     async fn get_execution(&self, id: &ExecutionId) -> Result<Option<Execution>> {
@@ -193,18 +108,30 @@ impl Store for DynamoStore {
             .map(|item| decode_operation(item, &chunks))
             .collect::<Result<Vec<_>>>()?;
         operations.sort_by(|a, b| op_id_order(&a.id, &b.id));
-        Ok(Some(Journal { execution, operations }))
+        Ok(Some(Journal {
+            execution,
+            operations,
+        }))
     }
 
-    async fn claim(&self, id: &ExecutionId, now: Timestamp, lease_until: Timestamp) -> Result<Option<Execution>> {
+    async fn claim(
+        &self,
+        id: &ExecutionId,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Option<Execution>> {
         let mut e = Expr::new();
         e.set("status", s(ExecutionStatus::Running.as_str()));
         e.add("epoch", 1);
         e.set("updated_at", ts(now));
         set_due(&mut e, id, Some(lease_until));
-        let claimable = [ExecutionStatus::Pending, ExecutionStatus::Suspended, ExecutionStatus::Running]
-            .map(|st| e.value(s(st.as_str())))
-            .join(", ");
+        let claimable = [
+            ExecutionStatus::Pending,
+            ExecutionStatus::Suspended,
+            ExecutionStatus::Running,
+        ]
+        .map(|st| e.value(s(st.as_str())))
+        .join(", ");
         let cond = format!(
             "{status} IN ({claimable}) AND {due} <= {now}",
             status = e.name("status"),
@@ -282,14 +209,24 @@ impl Store for DynamoStore {
                 e.name("wakeups"),
                 e.value(n(seen_wakeups))
             );
-            if self.update_meta(id, &e, cond, false, "suspend").await?.is_some() {
+            if self
+                .update_meta(id, &e, cond, false, "suspend")
+                .await?
+                .is_some()
+            {
                 return Ok(Transition::Done);
             }
         }
         self.settle(id, epoch, ExecutionStatus::Suspended).await
     }
 
-    async fn finish(&self, id: &ExecutionId, epoch: u64, outcome: &Outcome, now: Timestamp) -> Result<Transition> {
+    async fn finish(
+        &self,
+        id: &ExecutionId,
+        epoch: u64,
+        outcome: &Outcome,
+        now: Timestamp,
+    ) -> Result<Transition> {
         validate_outcome(outcome)?;
         let pk = pk(id);
         let mut fields = Vec::new();
@@ -324,7 +261,11 @@ impl Store for DynamoStore {
             }
         }
         let cond = claimant_condition(&mut e, epoch);
-        let transition = if self.update_meta(id, &e, cond, false, "finish").await?.is_some() {
+        let transition = if self
+            .update_meta(id, &e, cond, false, "finish")
+            .await?
+            .is_some()
+        {
             Transition::Done
         } else {
             self.settle(id, epoch, outcome.status).await?
@@ -349,7 +290,11 @@ impl Store for DynamoStore {
                 due = e.name("due_at"),
                 now = e.value(ts(now)),
             );
-            if self.update_meta(id, &e, waiting, false, "wake").await?.is_some() {
+            if self
+                .update_meta(id, &e, waiting, false, "wake")
+                .await?
+                .is_some()
+            {
                 return Ok(true);
             }
             // Anything else that exists: only bump the counter.
@@ -364,7 +309,11 @@ impl Store for DynamoStore {
                 due = e.name("due_at"),
                 now = e.value(ts(now)),
             );
-            if self.update_meta(id, &e, other, false, "wake").await?.is_some() {
+            if self
+                .update_meta(id, &e, other, false, "wake")
+                .await?
+                .is_some()
+            {
                 return Ok(true);
             }
             if self.get_item(&pk(id), META_SK).await?.is_none() {
@@ -372,7 +321,9 @@ impl Store for DynamoStore {
             }
             // The status changed between the two attempts: go again.
         }
-        Err(StoreError::Transient(format!("waking {id} kept racing with other updates")))
+        Err(StoreError::Transient(format!(
+            "waking {id} kept racing with other updates"
+        )))
     }
 
     async fn due(&self, shard: u32, now: Timestamp, limit: usize) -> Result<Vec<DueItem>> {
@@ -400,8 +351,13 @@ impl Store for DynamoStore {
         let mut found = Vec::new();
         let mut start = None;
         while found.len() < limit {
-            let page = i32::try_from(limit - found.len()).unwrap_or(i32::MAX).min(1000);
-            let req = base.clone().limit(page).set_exclusive_start_key(start.take());
+            let page = i32::try_from(limit - found.len())
+                .unwrap_or(i32::MAX)
+                .min(1000);
+            let req = base
+                .clone()
+                .limit(page)
+                .set_exclusive_start_key(start.take());
             let out = call(&self.retry, &what, || req.clone().send())
                 .await
                 .map_err(|err| err.into_store(&what))?;

@@ -13,8 +13,8 @@
 
 use super::expr::{n, s};
 use super::items::{
-    Chunks, Item, META_SK, Placed, get_s, get_ts, id_of_pk, op_sk, parse_enum, payload,
-    req_n, req_s, shard_key, ts,
+    Chunks, Item, META_SK, Placed, get_s, get_ts, id_of_pk, op_sk, parse_enum, payload, req_n,
+    req_s, shard_key, ts,
 };
 use crate::error::Result;
 use crate::model::{Execution, ExecutionStatus, NewExecution, Operation, Timestamp};
@@ -159,7 +159,10 @@ mod tests {
             wake_at: Some(Timestamp(9)),
             rev: 3,
         };
-        let fields = vec![("error", serde_json::to_string(&op.error).unwrap_or_default())];
+        let fields = vec![(
+            "error",
+            serde_json::to_string(&op.error).unwrap_or_default(),
+        )];
         let placed = super::super::items::place(fields, 1000);
         let item = op_item("x#a", &op, &placed);
         assert_eq!(sort_key(&item), Some("op#3.1"));

@@ -134,10 +134,13 @@ where
                 Class::Service(code.to_string(), text)
             }
         }
-        SdkError::TimeoutError(_) => Class::Transient(format!("timeout: {}", DisplayErrorContext(err))),
-        SdkError::DispatchFailure(_) => {
-            Class::Transient(format!("request not delivered: {}", DisplayErrorContext(err)))
+        SdkError::TimeoutError(_) => {
+            Class::Transient(format!("timeout: {}", DisplayErrorContext(err)))
         }
+        SdkError::DispatchFailure(_) => Class::Transient(format!(
+            "request not delivered: {}",
+            DisplayErrorContext(err)
+        )),
         SdkError::ResponseError(_) => {
             Class::Transient(format!("bad response: {}", DisplayErrorContext(err)))
         }
@@ -147,7 +150,11 @@ where
 
 /// Runs `f` until it succeeds, fails for good, or runs out of attempts.
 /// `what` names the call in errors and logs (e.g. `PutItem op#3 on table t`).
-pub(super) async fn call<T, E, F, Fut>(policy: &RetryPolicy, what: &str, mut f: F) -> Result<T, Failure>
+pub(super) async fn call<T, E, F, Fut>(
+    policy: &RetryPolicy,
+    what: &str,
+    mut f: F,
+) -> Result<T, Failure>
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     F: FnMut() -> Fut,
@@ -174,7 +181,9 @@ where
                 return Err(Failure::Service { code, error });
             }
             Class::Fatal(msg) => {
-                return Err(Failure::Store(StoreError::Backend(format!("DynamoDB {what}: {msg}"))));
+                return Err(Failure::Store(StoreError::Backend(format!(
+                    "DynamoDB {what}: {msg}"
+                ))));
             }
             Class::Transient(msg) if attempt >= max => {
                 return Err(Failure::Store(StoreError::Transient(format!(
@@ -211,6 +220,11 @@ fn jitter() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_dynamodb::error::ErrorMetadata;
+    use aws_sdk_dynamodb::operation::put_item::PutItemError;
+    use aws_smithy_runtime_api::client::result::ConnectorError;
+    use aws_smithy_runtime_api::http::StatusCode;
+    use aws_smithy_types::body::SdkBody;
 
     #[test]
     fn backoff_is_capped_and_jittered() {
@@ -222,6 +236,105 @@ mod tests {
         let first: Vec<_> = (0..200).map(|_| p.backoff(1)).collect();
         assert!(first.iter().all(|d| *d < p.base_delay));
         assert!(first.iter().any(|d| *d != first[0]), "jitter varies");
+    }
+
+    fn service(code: &str, status: u16) -> SdkError<PutItemError, HttpResponse> {
+        let meta = ErrorMetadata::builder().code(code).message("m").build();
+        let status = StatusCode::try_from(status).unwrap_or_else(|e| panic!("{e}"));
+        SdkError::service_error(
+            PutItemError::generic(meta),
+            HttpResponse::new(status, SdkBody::empty()),
+        )
+    }
+
+    #[test]
+    fn throttling_and_server_errors_are_transient() {
+        for code in [
+            "ProvisionedThroughputExceededException",
+            "ThrottlingException",
+            "RequestLimitExceeded",
+            "InternalServerError",
+        ] {
+            assert!(
+                matches!(classify(&service(code, 400)), Class::Transient(_)),
+                "{code}"
+            );
+        }
+        assert!(matches!(
+            classify(&service("Whatever", 503)),
+            Class::Transient(_)
+        ));
+        let timeout: SdkError<PutItemError, HttpResponse> = SdkError::timeout_error("slow");
+        assert!(matches!(classify(&timeout), Class::Transient(_)));
+        let refused: SdkError<PutItemError, HttpResponse> =
+            SdkError::dispatch_failure(ConnectorError::io("connection refused".into()));
+        assert!(matches!(classify(&refused), Class::Transient(_)));
+    }
+
+    #[test]
+    fn conditions_and_client_errors_are_not_retried() {
+        assert_eq!(
+            classify(&service("ConditionalCheckFailedException", 400)),
+            Class::Condition
+        );
+        match classify(&service("ValidationException", 400)) {
+            Class::Service(code, text) => {
+                assert_eq!(code, "ValidationException");
+                assert!(text.contains("HTTP 400"), "{text}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let bad: SdkError<PutItemError, HttpResponse> = SdkError::construction_failure("no region");
+        assert!(matches!(classify(&bad), Class::Fatal(_)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_retry_transient_errors_then_give_up() {
+        let policy = RetryPolicy::default();
+        let mut attempts = 0;
+        let out: Result<(), Failure> = call(&policy, "PutItem x", || {
+            attempts += 1;
+            let n = attempts;
+            async move {
+                if n < 4 {
+                    Err(service("ThrottlingException", 400))
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .await;
+        assert!(out.is_ok());
+        assert_eq!(attempts, 4);
+
+        let mut attempts = 0;
+        let out: Result<(), Failure> = call(&policy, "PutItem x", || {
+            attempts += 1;
+            async { Err(service("InternalServerError", 500)) }
+        })
+        .await;
+        assert_eq!(attempts, policy.max_attempts);
+        match out {
+            Err(Failure::Store(StoreError::Transient(msg))) => {
+                assert!(
+                    msg.contains("PutItem x") && msg.contains("InternalServerError"),
+                    "{msg}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let mut attempts = 0;
+        let out: Result<(), Failure> = call(&policy, "PutItem x", || {
+            attempts += 1;
+            async { Err(service("ConditionalCheckFailedException", 400)) }
+        })
+        .await;
+        assert!(matches!(out, Err(Failure::Condition)));
+        assert_eq!(
+            attempts, 1,
+            "a failed condition is an answer, never retried"
+        );
     }
 
     #[test]

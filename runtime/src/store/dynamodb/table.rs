@@ -57,7 +57,11 @@ fn gsi(name: &str, hash: &str, range: &str) -> Result<GlobalSecondaryIndex> {
         .index_name(name)
         .key_schema(key(hash, KeyType::Hash)?)
         .key_schema(key(range, KeyType::Range)?)
-        .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::KeysOnly)
+                .build(),
+        )
         .build()
         .map_err(build_err)
 }
@@ -65,7 +69,11 @@ fn gsi(name: &str, hash: &str, range: &str) -> Result<GlobalSecondaryIndex> {
 /// Creates `table` with its indexes and TTL if it does not exist, waits until it
 /// is `ACTIVE`, and checks the layout of an existing one. Returns true if this
 /// call created it. Safe to call concurrently and repeatedly.
-pub(super) async fn create_table_if_missing(client: &Client, table: &str, policy: &RetryPolicy) -> Result<bool> {
+pub(super) async fn create_table_if_missing(
+    client: &Client,
+    table: &str,
+    policy: &RetryPolicy,
+) -> Result<bool> {
     let created = match describe(client, table, policy).await? {
         Some(desc) => {
             check_layout(table, &desc)?;
@@ -78,7 +86,11 @@ pub(super) async fn create_table_if_missing(client: &Client, table: &str, policy
     Ok(created)
 }
 
-async fn describe(client: &Client, table: &str, policy: &RetryPolicy) -> Result<Option<TableDescription>> {
+async fn describe(
+    client: &Client,
+    table: &str,
+    policy: &RetryPolicy,
+) -> Result<Option<TableDescription>> {
     let what = format!("DescribeTable {table}");
     let req = client.describe_table().table_name(table);
     match call(policy, &what, || req.clone().send()).await {
@@ -147,7 +159,11 @@ async fn enable_ttl(client: &Client, table: &str, policy: &RetryPolicy) {
             match status {
                 Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling) => {
                     if attr.as_deref() != Some(TTL_ATTRIBUTE) {
-                        tracing::warn!(table, ?attr, "TTL is enabled on another attribute than {TTL_ATTRIBUTE}");
+                        tracing::warn!(
+                            table,
+                            ?attr,
+                            "TTL is enabled on another attribute than {TTL_ATTRIBUTE}"
+                        );
                     }
                     return;
                 }
@@ -195,7 +211,12 @@ fn check_layout(table: &str, desc: &TableDescription) -> Result<()> {
             .map(|k| (k.attribute_name.clone(), k.key_type.clone()))
             .collect()
     };
-    let want = |hash: &str, range: &str| vec![(hash.to_string(), KeyType::Hash), (range.to_string(), KeyType::Range)];
+    let want = |hash: &str, range: &str| {
+        vec![
+            (hash.to_string(), KeyType::Hash),
+            (range.to_string(), KeyType::Range),
+        ]
+    };
     let problem = |what: String| {
         StoreError::Invalid(format!(
             "DynamoDB table {table} exists but {what}; use another table name or recreate it \
@@ -204,9 +225,14 @@ fn check_layout(table: &str, desc: &TableDescription) -> Result<()> {
         ))
     };
     if keys(desc.key_schema()) != want("pk", "sk") {
-        return Err(problem("its key schema is not pk (hash, S) / sk (range, S)".into()));
+        return Err(problem(
+            "its key schema is not pk (hash, S) / sk (range, S)".into(),
+        ));
     }
-    for (index, hash, range) in [(DUE_INDEX, "due_shard", "due_at"), (LIST_INDEX, "function", "created_at")] {
+    for (index, hash, range) in [
+        (DUE_INDEX, "due_shard", "due_at"),
+        (LIST_INDEX, "function", "created_at"),
+    ] {
         let found = desc
             .global_secondary_indexes()
             .iter()
@@ -214,7 +240,9 @@ fn check_layout(table: &str, desc: &TableDescription) -> Result<()> {
         match found {
             None => return Err(problem(format!("it has no GSI {index:?}"))),
             Some(g) if keys(g.key_schema()) != want(hash, range) => {
-                return Err(problem(format!("its GSI {index:?} is not keyed on ({hash}, {range})")));
+                return Err(problem(format!(
+                    "its GSI {index:?} is not keyed on ({hash}, {range})"
+                )));
             }
             Some(_) => {}
         }

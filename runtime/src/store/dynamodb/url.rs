@@ -84,7 +84,12 @@ impl DynamoUrl {
             let host = ep
                 .strip_prefix("http://")
                 .or_else(|| ep.strip_prefix("https://"))
-                .ok_or_else(|| invalid(url, format!("endpoint {ep:?} must start with http:// or https://")))?;
+                .ok_or_else(|| {
+                    invalid(
+                        url,
+                        format!("endpoint {ep:?} must start with http:// or https://"),
+                    )
+                })?;
             if host.is_empty() || host.starts_with('/') {
                 return Err(invalid(url, format!("endpoint {ep:?} has no host")));
             }
@@ -142,12 +147,14 @@ impl DynamoUrl {
 /// Settings every client of the store gets: no SDK retries (the store retries),
 /// and bounded timeouts so a hung connection becomes a retryable error.
 fn tune(builder: Builder) -> Builder {
-    builder.retry_config(RetryConfig::disabled()).timeout_config(
-        TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .operation_attempt_timeout(Duration::from_secs(20))
-            .build(),
-    )
+    builder
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(Duration::from_secs(20))
+                .build(),
+        )
 }
 
 fn env_nonempty(name: &str) -> Option<String> {

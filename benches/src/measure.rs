@@ -1,0 +1,97 @@
+//! What every benchmark measures with: scratch folders, medians, joins.
+
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
+
+/// The error of a failed measurement: anything, with its message.
+pub(crate) type BenchError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The result of a measurement.
+pub(crate) type Result<T, E = BenchError> = std::result::Result<T, E>;
+
+/// A fresh scratch folder under [`std::env::temp_dir`], the same parent the
+/// SDK's `TestRuntime` uses, so a floor and its figure hit the same
+/// filesystem. Deleted when dropped.
+pub(crate) fn scratch_dir() -> Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new()
+        .prefix("durafn-bench-")
+        .tempdir_in(std::env::temp_dir())
+        .map_err(|e| {
+            format!(
+                "cannot create a scratch folder in {}: {e}",
+                std::env::temp_dir().display()
+            )
+        })?;
+    Ok(dir)
+}
+
+/// The median of `samples` (the mean of the middle two for an even count);
+/// `None` for no samples.
+pub(crate) fn median(samples: &[f64]) -> Option<f64> {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
+}
+
+/// `d` in microseconds.
+pub(crate) fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// `d` in milliseconds.
+pub(crate) fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// How many CPUs this process may use.
+pub(crate) fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Runs `futures` concurrently in the current task and returns their outputs
+/// in order. For a handful of durable steps; spawn tasks for thousands.
+pub(crate) async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut slots: Vec<(Pin<Box<F>>, Option<F::Output>)> =
+        futures.into_iter().map(|f| (Box::pin(f), None)).collect();
+    poll_fn(|cx| {
+        let mut pending = false;
+        for (fut, out) in slots.iter_mut().filter(|(_, out)| out.is_none()) {
+            match fut.as_mut().poll(cx) {
+                Poll::Ready(v) => *out = Some(v),
+                Poll::Pending => pending = true,
+            }
+        }
+        if pending { Poll::Pending } else { Poll::Ready(()) }
+    })
+    .await;
+    slots.into_iter().filter_map(|(_, out)| out).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+    }
+
+    #[tokio::test]
+    async fn join_all_keeps_order() {
+        let outs = join_all((0..5).map(|i| async move {
+            tokio::task::yield_now().await;
+            i * 2
+        }))
+        .await;
+        assert_eq!(outs, vec![0, 2, 4, 6, 8]);
+    }
+}
