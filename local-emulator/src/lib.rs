@@ -2,7 +2,17 @@
 //! self-hosted server (`durafn server`).
 //!
 //! - [`template`]: reads `template.yaml` (AWS SAM): functions, events, table.
-//! - [`lambda_api`]: the Lambda Runtime API that handler processes poll.
+//! - [`lambda_api`]: the Lambda Runtime API and Invoke API, and the handler
+//!   processes behind them.
+//! - [`api`]: the REST API for executions.
+//! - [`server`]: assembles store, dispatcher and APIs on one listener.
+//! - [`cli`]: the command line.
 
+pub mod api;
+pub mod cargo_build;
+pub mod cli;
+pub mod client;
 pub mod lambda_api;
+pub mod output;
+pub mod server;
 pub mod template;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use durafn::testing::{TestExecution, TestRuntime};
-use durafn_runtime::store::{OpWrite, SqliteStore, Store};
+use durafn_runtime::store::{OpWrite, SqliteStore};
 use tokio::task::JoinSet;
 
 use crate::Scale;

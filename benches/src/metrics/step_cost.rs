@@ -11,13 +11,15 @@
 use std::time::{Duration, Instant};
 
 use durafn::ExecutionStatus;
-use durafn::testing::TestRuntime;
+use durafn::testing::{EPOCH, TestRuntime};
+use durafn_runtime::model::{ExecutionId, NewExecution};
+use durafn_runtime::store::{OpWrite, SqliteStore, Store};
 
 use crate::Scale;
 use crate::floor::{CommitFloor, ROW_BYTES};
-use crate::measure::{Result, median, micros};
+use crate::measure::{Result, median, micros, scratch_dir};
 use crate::report::{Figure, Report};
-use crate::workflows::{BodyCount, expected_output, sequential_steps};
+use crate::workflows::{BodyCount, completed_step, expected_output, sequential_steps};
 
 /// The metric.
 const STEP_VS_COMMIT: &str = "step_vs_sqlite_commit";
@@ -37,8 +39,8 @@ impl Sizes {
     fn of(scale: Scale) -> Self {
         match scale {
             Scale::Full => Sizes {
-                rounds: 5,
-                steps: 500,
+                rounds: 9,
+                steps: 300,
             },
             Scale::Quick => Sizes {
                 rounds: 2,
@@ -62,49 +64,99 @@ pub(crate) async fn run(scale: Scale, report: &mut Report) {
     }
 }
 
+/// What one round times, `n` times over.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    /// The floor: a raw SQLite commit.
+    Commit,
+    /// `Store::put_operation` on the SQLite store, called directly: the
+    /// store's share of a step (writer thread, savepoint, JSON record).
+    StorePut,
+    /// A durable step through the SDK: the figure.
+    Step,
+}
+
 async fn measure(sizes: &Sizes, report: &mut Report) -> Result<f64> {
     let n = sizes.steps;
-    let count = usize::try_from(n)?;
-    let mut step_us = Vec::new();
-    let mut commit_us = Vec::new();
+    let mut samples = [Vec::new(), Vec::new(), Vec::new()];
     for round in 1..=sizes.rounds {
-        // Alternate which side goes first, so neither always runs on a
-        // disk the other has just made busy.
-        let (commit, step) = if round % 2 == 1 {
-            let c = CommitFloor::measure(count).await?;
-            (c, time_sequential_steps(n).await?)
-        } else {
-            let s = time_sequential_steps(n).await?;
-            (CommitFloor::measure(count).await?, s)
-        };
-        let (s, c) = (micros(step.elapsed) / n as f64, micros(commit) / n as f64);
+        // Rotate which side goes first, so none always runs on a disk
+        // another has just made busy.
+        let mut order = [Side::Commit, Side::StorePut, Side::Step];
+        let sides = order.len();
+        order.rotate_left((round - 1) % sides);
+        let mut us = [0.0; 3];
+        let mut record_bytes = 0.0;
+        for side in order {
+            let elapsed = match side {
+                Side::Commit => CommitFloor::measure(usize::try_from(n)?).await?,
+                Side::StorePut => time_store_puts(n).await?,
+                Side::Step => {
+                    let run = time_sequential_steps(n).await?;
+                    record_bytes = run.record_bytes;
+                    run.elapsed
+                }
+            };
+            us[side as usize] = micros(elapsed) / n as f64;
+        }
+        let [c, p, s] = us;
         report.info(
             STEP_VS_COMMIT,
             &[
                 ("round", round as f64),
                 ("n", n as f64),
                 ("step_us", s),
+                ("store_put_us", p),
                 ("sqlite_commit_us", c),
                 ("ratio", s / c),
-                ("op_record_bytes", step.record_bytes),
+                ("op_record_bytes", record_bytes),
                 ("floor_row_bytes", ROW_BYTES as f64),
             ],
         );
-        step_us.push(s);
-        commit_us.push(c);
+        for (side, v) in samples.iter_mut().zip(us) {
+            side.push(v);
+        }
     }
-    let (Some(s), Some(c)) = (median(&step_us), median(&commit_us)) else {
+    let [Some(c), Some(p), Some(s)] = samples.each_ref().map(|v| median(v)) else {
         return Err("no rounds were run".into());
     };
     report.info(
         STEP_VS_COMMIT,
         &[
             ("median_step_us", s),
+            ("median_store_put_us", p),
             ("median_sqlite_commit_us", c),
             ("rounds", sizes.rounds as f64),
         ],
     );
     Ok(s / c)
+}
+
+/// Writes `n` step records one after another with `Store::put_operation`
+/// on a fresh SQLite store; returns the time the writes took.
+async fn time_store_puts(n: u64) -> Result<Duration> {
+    let dir = scratch_dir()?;
+    let store = SqliteStore::open(dir.path().join("puts.db"))?;
+    let id = ExecutionId::new("store-puts")?;
+    store
+        .create_execution(&NewExecution {
+            id: id.clone(),
+            function: "bench".into(),
+            version: "1".into(),
+            input: n.into(),
+            now: EPOCH,
+        })
+        .await?;
+    let records = (1..=n)
+        .map(|seq| completed_step(seq, EPOCH))
+        .collect::<Result<Vec<_>>>()?;
+    let started = Instant::now();
+    for op in &records {
+        if let OpWrite::Conflict(op) = store.put_operation(&id, op).await? {
+            return Err(format!("operation {} was already recorded", op.id).into());
+        }
+    }
+    Ok(started.elapsed())
 }
 
 /// One timed execution.

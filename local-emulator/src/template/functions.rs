@@ -37,7 +37,11 @@ pub(super) fn read_functions<'n>(
     };
     let mut functions: Vec<FunctionDef> = Vec::new();
     let mut seen: BTreeMap<String, (String, usize)> = BTreeMap::new();
-    for res in ctx.resources.iter().filter(|r| r.ty == "AWS::Serverless::Function") {
+    for res in ctx
+        .resources
+        .iter()
+        .filter(|r| r.ty == "AWS::Serverless::Function")
+    {
         let (function, name_node) = read_function(ctx, res, &globals)?;
         let (line, _) = position(name_node);
         if let Some((other, other_line)) = seen.get(&function.name) {
@@ -62,7 +66,9 @@ fn read_globals<'n>(ctx: &Context<'n>, g: &'n Node) -> Result<Globals, TemplateE
         memory_size_mb: get(g, "MemorySize").map(|n| memory(ctx, n)).transpose()?,
         environment: environment(ctx, g)?,
         code_uri: get(g, "CodeUri").map(|n| code_uri(ctx, n)).transpose()?,
-        handler: get(g, "Handler").map(|n| text(ctx, n, "Handler")).transpose()?,
+        handler: get(g, "Handler")
+            .map(|n| text(ctx, n, "Handler"))
+            .transpose()?,
     })
 }
 
@@ -137,7 +143,11 @@ fn read_function<'n>(
 }
 
 /// A required text value (`what` names it in the error).
-pub(super) fn text<'n>(ctx: &Context<'n>, node: &'n Node, what: &str) -> Result<String, TemplateError> {
+pub(super) fn text<'n>(
+    ctx: &Context<'n>,
+    node: &'n Node,
+    what: &str,
+) -> Result<String, TemplateError> {
     ctx.text(node)?.ok_or_else(|| {
         ctx.src.error(
             node,
@@ -162,7 +172,9 @@ pub(super) fn bounded<'n>(
 ) -> Result<i64, TemplateError> {
     let got = ctx.src.describe(node);
     match integer(ctx, node)? {
-        None => Err(ctx.src.error(node, format!("{what} must be {expected}, got {got}"))),
+        None => Err(ctx
+            .src
+            .error(node, format!("{what} must be {expected}, got {got}"))),
         Some(n) if !range.contains(&n) => Err(ctx.src.error(
             node,
             format!(
@@ -176,12 +188,24 @@ pub(super) fn bounded<'n>(
 }
 
 fn timeout<'n>(ctx: &Context<'n>, node: &'n Node) -> Result<Duration, TemplateError> {
-    let secs = bounded(ctx, node, "Timeout", 1..=MAX_TIMEOUT_SECS, "a number of seconds")?;
+    let secs = bounded(
+        ctx,
+        node,
+        "Timeout",
+        1..=MAX_TIMEOUT_SECS,
+        "a number of seconds",
+    )?;
     Ok(Duration::from_secs(secs.unsigned_abs()))
 }
 
 fn memory<'n>(ctx: &Context<'n>, node: &'n Node) -> Result<u32, TemplateError> {
-    let mb = bounded(ctx, node, "MemorySize", MEMORY_RANGE_MB, "a number of megabytes")?;
+    let mb = bounded(
+        ctx,
+        node,
+        "MemorySize",
+        MEMORY_RANGE_MB,
+        "a number of megabytes",
+    )?;
     Ok(u32::try_from(mb).unwrap_or(DEFAULT_MEMORY_MB))
 }
 

@@ -21,6 +21,7 @@
 //! Errors always name the file, line and column, what is wrong and what is
 //! expected: `template.yaml:14:7: Timeout must be a number of seconds, got "ten"`.
 
+mod cron;
 mod events;
 mod functions;
 mod resolve;
@@ -232,7 +233,12 @@ pub fn parse(text: &str, file: &str) -> Result<Template, TemplateError> {
     let table = ctx
         .resources
         .iter()
-        .find(|r| matches!(r.ty, "AWS::DynamoDB::Table" | "AWS::Serverless::SimpleTable"))
+        .find(|r| {
+            matches!(
+                r.ty,
+                "AWS::DynamoDB::Table" | "AWS::Serverless::SimpleTable"
+            )
+        })
         .map(|r| {
             Ok::<_, TemplateError>(TableDef {
                 logical_id: r.id.to_owned(),

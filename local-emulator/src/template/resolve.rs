@@ -96,7 +96,13 @@ impl<'n> Context<'n> {
                 src.require_mapping(p, &format!("the Properties of {what}"))?;
             }
             let metadata = get(res, "Metadata");
-            list.push(Resource { id, key, ty, props, metadata });
+            list.push(Resource {
+                id,
+                key,
+                ty,
+                props,
+                metadata,
+            });
         }
         let params = get(root, "Parameters")
             .map(|p| {
@@ -105,7 +111,11 @@ impl<'n> Context<'n> {
                     .collect()
             })
             .unwrap_or_default();
-        Ok(Self { src, resources: list, params })
+        Ok(Self {
+            src,
+            resources: list,
+            params,
+        })
     }
 
     /// The resource with this logical id.
@@ -133,7 +143,11 @@ impl<'n> Context<'n> {
                 let Some((name, _, arg)) = entries(node).next() else {
                     return Ok(None);
                 };
-                let short = if name == "Ref" { Some("Ref") } else { name.strip_prefix("Fn::") };
+                let short = if name == "Ref" {
+                    Some("Ref")
+                } else {
+                    name.strip_prefix("Fn::")
+                };
                 Ok(short
                     .and_then(|s| INTRINSICS.iter().find(|n| **n == s))
                     .map(|name| Intrinsic { name, arg }))
@@ -183,7 +197,12 @@ impl<'n> Context<'n> {
     }
 
     /// `!GetAtt id.attr`: only a queue's `QueueName` has a local meaning.
-    fn getatt_text(&self, id: &str, attr: &str, depth: usize) -> Result<Option<String>, TemplateError> {
+    fn getatt_text(
+        &self,
+        id: &str,
+        attr: &str,
+        depth: usize,
+    ) -> Result<Option<String>, TemplateError> {
         match self.resource(id) {
             Some(res) if res.ty == QUEUE_TYPE && attr == "QueueName" => {
                 self.name_of(res, depth).map(Some)

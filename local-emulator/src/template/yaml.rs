@@ -56,8 +56,26 @@ impl Source<'_> {
         if end <= start {
             return String::new();
         }
-        let raw: String = self.text.chars().skip(start).take(end - start).collect();
-        raw.trim().trim_end_matches(['\n', '\r']).to_owned()
+        let mut raw: String = self.text.chars().skip(start).take(end - start).collect();
+        // A flow collection's span ends where its closing bracket starts.
+        let inner = match &node.data {
+            YamlDataOwned::Tagged(_, inner) => &inner.data,
+            data => data,
+        };
+        if matches!(
+            inner,
+            YamlDataOwned::Sequence(_) | YamlDataOwned::Mapping(_)
+        ) {
+            if let Some(close) = self
+                .text
+                .chars()
+                .nth(end)
+                .filter(|c| matches!(c, ']' | '}'))
+            {
+                raw.push(close);
+            }
+        }
+        raw.trim().to_owned()
     }
 
     /// A short description of `node` for "got ..." in error messages: the

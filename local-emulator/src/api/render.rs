@@ -1,0 +1,118 @@
+//! The JSON shapes of executions and operations, as the API and CLI show them.
+
+use durafn_runtime::model::{Execution, ExecutionStatus, OpKind, OpStatus, Operation, Timestamp};
+use serde_json::{Value, json};
+
+/// A timestamp as RFC 3339 (UTC, milliseconds).
+pub fn iso(t: Timestamp) -> String {
+    let nanos = i128::from(t.0) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| t.0.to_string())
+}
+
+fn opt_iso(t: Option<Timestamp>) -> Value {
+    t.map_or(Value::Null, |t| Value::String(iso(t)))
+}
+
+/// What an execution waits for, read off its journal.
+pub fn waiting_on(exec: &Execution, ops: &[Operation]) -> Value {
+    if exec.status != ExecutionStatus::Suspended {
+        return Value::Null;
+    }
+    let pending: Vec<Value> = ops
+        .iter()
+        .filter(|o| o.status == OpStatus::Pending)
+        .map(|o| {
+            let kind = match o.kind {
+                OpKind::Sleep => "timer",
+                OpKind::Step => "retry",
+                OpKind::Callback => "callback",
+                OpKind::Event => "event",
+                _ => "operation",
+            };
+            json!({
+                "kind": kind,
+                "op_id": o.id,
+                "name": o.name,
+                "attempt": o.attempt,
+                "until": opt_iso(o.wake_at),
+                "since": iso(o.started_at),
+            })
+        })
+        .collect();
+    match pending.len() {
+        0 => json!({ "kind": "resume", "until": opt_iso(exec.due_at) }),
+        1 => pending.into_iter().next().unwrap_or(Value::Null),
+        _ => json!({ "kind": "several", "operations": pending, "until": opt_iso(exec.due_at) }),
+    }
+}
+
+/// The operation the execution is on: the latest one not finished, else the last one.
+pub fn current_operation(ops: &[Operation]) -> Value {
+    ops.iter()
+        .rev()
+        .find(|o| !o.status.is_final())
+        .or_else(|| ops.last())
+        .map_or(Value::Null, |o| {
+            json!({ "op_id": o.id, "type": o.kind, "name": o.name, "status": o.status })
+        })
+}
+
+/// An execution's summary (for lists).
+pub fn summary(e: &Execution) -> Value {
+    json!({
+        "id": e.id,
+        "function": e.function,
+        "status": e.status,
+        "created_at": iso(e.created_at),
+        "updated_at": iso(e.updated_at),
+        "ended_at": opt_iso(e.ended_at),
+    })
+}
+
+/// An execution in full (for describe), with its journal-derived state.
+pub fn describe(e: &Execution, ops: &[Operation]) -> Value {
+    json!({
+        "id": e.id,
+        "function": e.function,
+        "version": e.version,
+        "status": e.status,
+        "created_at": iso(e.created_at),
+        "updated_at": iso(e.updated_at),
+        "ended_at": opt_iso(e.ended_at),
+        "input": e.input,
+        "output": e.output,
+        "error": e.error,
+        "waiting_on": waiting_on(e, ops),
+        "current_operation": current_operation(ops),
+        "operations": ops.len(),
+    })
+}
+
+/// One operation of a history.
+pub fn operation(o: &Operation) -> Value {
+    json!({
+        "id": o.id,
+        "type": o.kind,
+        "name": o.name,
+        "status": o.status,
+        "attempt": o.attempt,
+        "started_at": iso(o.started_at),
+        "ended_at": opt_iso(o.ended_at),
+        "wake_at": opt_iso(o.wake_at),
+        "result": o.result,
+        "error": o.error,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_render_as_rfc3339() {
+        assert_eq!(iso(Timestamp(1_767_225_600_123)), "2026-01-01T00:00:00.123Z");
+    }
+}

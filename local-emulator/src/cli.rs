@@ -1,0 +1,230 @@
+//! The `durafn` command line.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+
+use crate::client::ApiClient;
+use crate::server::{ServerConfig, serve};
+
+/// Durafn: durable functions on your laptop and on your servers.
+#[derive(Debug, Parser)]
+#[command(name = "durafn", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+struct ClientArgs {
+    /// The durafn API to talk to.
+    #[arg(long, env = "DURAFN_URL", default_value = "http://127.0.0.1:9000")]
+    url: String,
+    /// The API token (for `durafn server`).
+    #[arg(long, env = "DURAFN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the template's functions locally (SQLite under --state, no setup).
+    Dev {
+        /// Port on 127.0.0.1.
+        #[arg(long, default_value_t = 9000)]
+        port: u16,
+        /// Folder for local state.
+        #[arg(long, default_value = ".durafn")]
+        state: PathBuf,
+        /// The SAM template.
+        #[arg(long, default_value = "template.yaml")]
+        template: PathBuf,
+        /// A store URL instead of SQLite under --state (e.g. dynamodb://TABLE?endpoint=URL).
+        #[arg(long)]
+        store: Option<String>,
+        /// Build the functions in release mode.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Self-host: the same platform, bound where told, API token required.
+    Server {
+        /// The store URL (dynamodb://TABLE?endpoint=URL&region=R, or sqlite://PATH).
+        #[arg(long)]
+        store: String,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        bind: String,
+        /// File holding the API token clients must send.
+        #[arg(long)]
+        token_file: PathBuf,
+        /// The SAM template.
+        #[arg(long, default_value = "template.yaml")]
+        template: PathBuf,
+    },
+    /// Start an execution.
+    Start {
+        /// The function.
+        function: String,
+        /// The input, as JSON.
+        #[arg(default_value = "null")]
+        input: String,
+        /// The execution name (idempotent: the same name and input start it once).
+        #[arg(long)]
+        name: Option<String>,
+        /// Seconds to wait for it to finish.
+        #[arg(long, default_value_t = 0.0)]
+        wait: f64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List executions, newest first.
+    List {
+        /// Only this function's.
+        #[arg(long)]
+        function: Option<String>,
+        /// Only this status (e.g. SUSPENDED).
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Continue from a previous page.
+        #[arg(long)]
+        cursor: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show one execution: status, input, output, what it waits on.
+    Describe {
+        /// The execution id.
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show an execution's operations in start order.
+    History {
+        /// The execution id.
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Cancel an execution.
+    Cancel {
+        /// The execution id.
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+async fn ctrl_c() {
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("shutting down");
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Runs the command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Dev { port, state, template, store, release } => {
+            std::fs::create_dir_all(&state)
+                .with_context(|| format!("creating the state folder {}", state.display()))?;
+            let store = store.unwrap_or_else(|| format!("sqlite://{}", state.join("durafn.db").display()));
+            let mut config = ServerConfig::new(template, store);
+            config.release = release;
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                .await
+                .with_context(|| format!("cannot listen on 127.0.0.1:{port} (use --port)"))?;
+            eprintln!("durafn dev: http://127.0.0.1:{port}  (API /v1, try: durafn start order '{{\"order_id\": \"o-1\", \"amount_cents\": 1999}}' --wait 30)");
+            serve(config, listener, ctrl_c()).await
+        }
+        Command::Server { store, bind, token_file, template } => {
+            let token = std::fs::read_to_string(&token_file)
+                .with_context(|| format!("reading the token file {}", token_file.display()))?
+                .trim()
+                .to_string();
+            if token.len() < 16 {
+                bail!("the token in {} is too short: use at least 16 random characters", token_file.display());
+            }
+            let mut config = ServerConfig::new(template, store);
+            config.token = Some(token);
+            let listener = tokio::net::TcpListener::bind(&bind)
+                .await
+                .with_context(|| format!("cannot listen on {bind}"))?;
+            serve(config, listener, ctrl_c()).await
+        }
+        Command::Start { function, input, name, wait, client } => {
+            let input: Value = serde_json::from_str(&input)
+                .with_context(|| format!("the input is not valid JSON: {input}"))?;
+            let mut body = json!({ "input": input, "wait": wait });
+            if let Some(n) = name {
+                body["name"] = json!(n);
+            }
+            let path = format!("/v1/functions/{}/executions", encode(&function));
+            let v = call(&client, "POST", &path, Some(&body)).await?;
+            print_value(&client, &v, crate::output::describe);
+            Ok(())
+        }
+        Command::List { function, status, limit, cursor, client } => {
+            let mut q = format!("?limit={limit}");
+            if let Some(f) = function {
+                q.push_str(&format!("&function={}", encode(&f)));
+            }
+            if let Some(s) = status {
+                q.push_str(&format!("&status={}", encode(&s)));
+            }
+            if let Some(c) = cursor {
+                q.push_str(&format!("&cursor={}", encode(&c)));
+            }
+            let v = call(&client, "GET", &format!("/v1/executions{q}"), None).await?;
+            print_value(&client, &v, crate::output::list);
+            Ok(())
+        }
+        Command::Describe { id, client } => {
+            let v = call(&client, "GET", &format!("/v1/executions/{}", encode(&id)), None).await?;
+            print_value(&client, &v, crate::output::describe);
+            Ok(())
+        }
+        Command::History { id, client } => {
+            let v = call(&client, "GET", &format!("/v1/executions/{}/history", encode(&id)), None).await?;
+            print_value(&client, &v, crate::output::history);
+            Ok(())
+        }
+        Command::Cancel { id, client } => {
+            let v = call(&client, "POST", &format!("/v1/executions/{}/cancel", encode(&id)), None).await?;
+            print_value(&client, &v, crate::output::describe);
+            Ok(())
+        }
+    }
+}
+
+async fn call(args: &ClientArgs, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+    let client = ApiClient::new(&args.url, args.token.clone());
+    let (status, v) = client.call(method, path, body).await?;
+    if status >= 400 {
+        let msg = v["error"]["message"].as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+        let code = v["error"]["code"].as_str().unwrap_or("Error");
+        bail!("{code} ({status}): {msg}");
+    }
+    Ok(v)
+}
+
+fn print_value(args: &ClientArgs, v: &Value, human: fn(&Value) -> String) {
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    } else {
+        print!("{}", human(v));
+    }
+}

@@ -1,0 +1,365 @@
+//! One function's invocations and processes.
+//!
+//! Invocations wait in a queue until a process of the function asks for the
+//! next one (`GET …/invocation/next`). Processes are spawned on demand, one
+//! more whenever invocations are queued and no process is idle (up to the
+//! function's limit), kept warm, and reaped when idle. A process that exits or
+//! hangs past the function's timeout fails the invocation it held.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::{Notify, oneshot};
+
+/// What the emulator needs to run a function's processes.
+#[derive(Debug, Clone)]
+pub struct FunctionSpec {
+    /// The function name (`FunctionName`).
+    pub name: String,
+    /// The built handler binary.
+    pub executable: PathBuf,
+    /// Environment variables from the template (plus the emulator's own).
+    pub env: Vec<(String, String)>,
+    /// The function's timeout.
+    pub timeout: Duration,
+    /// The function's memory size (reported to the process, not enforced).
+    pub memory_mb: u32,
+    /// The most processes run at once.
+    pub max_instances: usize,
+    /// How long an idle process is kept warm.
+    pub idle_timeout: Duration,
+}
+
+/// Why an invocation produced no response.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvokeFailure {
+    /// The handler reported an error through `/error`.
+    #[error("{error_type}: {message}")]
+    FunctionError {
+        /// `errorType` of the report.
+        error_type: String,
+        /// `errorMessage` of the report.
+        message: String,
+    },
+    /// The process died while holding the invocation.
+    #[error("the handler process exited ({0}) during the invocation")]
+    ProcessExited(String),
+    /// The invocation ran past the function's timeout (the process was killed).
+    #[error("the invocation timed out after {0:?}; the handler process was killed")]
+    TimedOut(Duration),
+    /// The handler process could not be started or failed to initialise.
+    #[error("the handler could not start: {0}")]
+    InitFailed(String),
+}
+
+/// An invocation handed to a process.
+#[derive(Debug)]
+pub(crate) struct Delivery {
+    pub(crate) request_id: String,
+    pub(crate) payload: Bytes,
+    pub(crate) deadline_ms: u64,
+}
+
+struct Pending {
+    request_id: String,
+    payload: Bytes,
+    reply: oneshot::Sender<Result<Bytes, InvokeFailure>>,
+}
+
+struct InFlight {
+    instance: u64,
+    reply: oneshot::Sender<Result<Bytes, InvokeFailure>>,
+}
+
+struct Instance {
+    polling: bool,
+    last_active: Instant,
+    kill: Option<oneshot::Sender<()>>,
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<Pending>,
+    in_flight: HashMap<String, InFlight>,
+    instances: HashMap<u64, Instance>,
+    init_errors: u32,
+}
+
+/// A function's queue, in-flight invocations and processes.
+pub struct FunctionHost {
+    spec: FunctionSpec,
+    /// `host:port` of the Runtime API, without a path.
+    api_authority: String,
+    state: Mutex<State>,
+    queued: Notify,
+    next_instance: AtomicU64,
+}
+
+impl FunctionHost {
+    /// A host for `spec`, whose processes reach the Runtime API at `api_authority`.
+    pub fn new(spec: FunctionSpec, api_authority: String) -> Arc<Self> {
+        Arc::new(FunctionHost {
+            spec,
+            api_authority,
+            state: Mutex::new(State::default()),
+            queued: Notify::new(),
+            next_instance: AtomicU64::new(1),
+        })
+    }
+
+    /// The function's settings.
+    pub fn spec(&self) -> &FunctionSpec {
+        &self.spec
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many processes are running.
+    pub fn instances(&self) -> usize {
+        self.state().instances.len()
+    }
+
+    /// Invokes the function with `payload` and waits for its response.
+    pub async fn invoke(self: &Arc<Self>, payload: Bytes) -> Result<Bytes, InvokeFailure> {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut st = self.state();
+            st.queue.push_back(Pending {
+                request_id: request_id.clone(),
+                payload,
+                reply: tx,
+            });
+        }
+        self.queued.notify_one();
+        self.ensure_capacity();
+        // Queue time counts: a caller never waits much past the timeout.
+        let limit = self.spec.timeout + Duration::from_secs(2);
+        match tokio::time::timeout(limit, rx).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(InvokeFailure::ProcessExited("the emulator dropped the invocation".into())),
+            Err(_) => {
+                self.time_out(&request_id);
+                Err(InvokeFailure::TimedOut(self.spec.timeout))
+            }
+        }
+    }
+
+    fn time_out(&self, request_id: &str) {
+        let mut st = self.state();
+        st.queue.retain(|p| p.request_id != request_id);
+        if let Some(f) = st.in_flight.remove(request_id) {
+            if let Some(kill) = st.instances.get_mut(&f.instance).and_then(|i| i.kill.take()) {
+                let _ = kill.send(());
+            }
+        }
+    }
+
+    /// Spawns a process if invocations are waiting and no process is idle.
+    fn ensure_capacity(self: &Arc<Self>) {
+        let spawn = {
+            let st = self.state();
+            let idle = st.instances.values().filter(|i| i.polling).count();
+            st.queue.len() > idle && st.instances.len() < self.spec.max_instances.max(1)
+        };
+        if spawn {
+            self.spawn_instance();
+        }
+    }
+
+    fn spawn_instance(self: &Arc<Self>) {
+        let id = self.next_instance.fetch_add(1, Ordering::SeqCst);
+        // `lambda_runtime` accepts a full URL here, which lets each process have its own base path.
+        let api = format!("http://{}/fn/{}/{}", self.api_authority, self.spec.name, id);
+        let mut cmd = Command::new(&self.spec.executable);
+        cmd.envs(self.spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("AWS_LAMBDA_RUNTIME_API", api)
+            .env("AWS_LAMBDA_FUNCTION_NAME", &self.spec.name)
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", self.spec.memory_mb.to_string())
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", format!("{}/{id}", self.spec.name))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                let msg = format!("cannot run {}: {e}", self.spec.executable.display());
+                tracing::error!(function = %self.spec.name, "{msg}");
+                self.fail_queued(InvokeFailure::InitFailed(msg));
+                return;
+            }
+        };
+        let prefix = format!("{}#{id}", self.spec.name);
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(forward_lines(prefix.clone(), BufReader::new(out)));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(forward_lines(prefix, BufReader::new(err)));
+        }
+        let (kill_tx, kill_rx) = oneshot::channel();
+        self.state().instances.insert(
+            id,
+            Instance {
+                polling: false,
+                last_active: Instant::now(),
+                kill: Some(kill_tx),
+            },
+        );
+        tracing::debug!(function = %self.spec.name, instance = id, "started a handler process");
+        let host = self.clone();
+        tokio::spawn(async move {
+            let status = tokio::select! {
+                s = child.wait() => s.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()),
+                _ = kill_rx => {
+                    let _ = child.kill().await;
+                    "killed by the emulator".to_string()
+                }
+            };
+            host.on_exit(id, status);
+        });
+    }
+
+    fn fail_queued(&self, failure: InvokeFailure) {
+        let waiting: Vec<Pending> = self.state().queue.drain(..).collect();
+        for p in waiting {
+            let _ = p.reply.send(Err(failure.clone()));
+        }
+    }
+
+    fn on_exit(self: &Arc<Self>, id: u64, status: String) {
+        let (orphans, gave_up) = {
+            let mut st = self.state();
+            st.instances.remove(&id);
+            let mine: Vec<String> = st
+                .in_flight
+                .iter()
+                .filter(|(_, f)| f.instance == id)
+                .map(|(k, _)| k.clone())
+                .collect();
+            let orphans: Vec<InFlight> = mine.iter().filter_map(|k| st.in_flight.remove(k)).collect();
+            if orphans.is_empty() && !st.queue.is_empty() {
+                // It died before taking any work: count it as an init failure.
+                st.init_errors += 1;
+            } else {
+                st.init_errors = 0;
+            }
+            (orphans, st.init_errors >= 3)
+        };
+        tracing::debug!(function = %self.spec.name, instance = id, %status, "handler process exited");
+        for f in orphans {
+            let _ = f.reply.send(Err(InvokeFailure::ProcessExited(status.clone())));
+        }
+        if gave_up {
+            self.state().init_errors = 0;
+            self.fail_queued(InvokeFailure::InitFailed(format!(
+                "the handler process exited ({status}) three times before taking an invocation"
+            )));
+        } else {
+            self.ensure_capacity();
+        }
+    }
+
+    /// Waits for the next invocation for process `instance` (long poll).
+    pub(crate) async fn next(&self, instance: u64) -> Option<Delivery> {
+        loop {
+            let notified = self.queued.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut st = self.state();
+                if !st.instances.contains_key(&instance) {
+                    return None;
+                }
+                if let Some(p) = st.queue.pop_front() {
+                    if let Some(i) = st.instances.get_mut(&instance) {
+                        i.polling = false;
+                        i.last_active = Instant::now();
+                    }
+                    st.in_flight.insert(
+                        p.request_id.clone(),
+                        InFlight {
+                            instance,
+                            reply: p.reply,
+                        },
+                    );
+                    let deadline = std::time::SystemTime::now() + self.spec.timeout;
+                    let deadline_ms = deadline
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                        .unwrap_or(0);
+                    if !st.queue.is_empty() {
+                        self.queued.notify_one();
+                    }
+                    return Some(Delivery {
+                        request_id: p.request_id,
+                        payload: p.payload,
+                        deadline_ms,
+                    });
+                }
+                if let Some(i) = st.instances.get_mut(&instance) {
+                    if !i.polling {
+                        i.polling = true;
+                        i.last_active = Instant::now();
+                    }
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Completes an invocation with a response or an error; false if unknown.
+    pub(crate) fn complete(&self, request_id: &str, answer: Result<Bytes, InvokeFailure>) -> bool {
+        let entry = self.state().in_flight.remove(request_id);
+        match entry {
+            Some(f) => {
+                let _ = f.reply.send(answer);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Kills processes that have been idle longer than the idle timeout.
+    pub fn reap_idle(&self) -> usize {
+        let mut st = self.state();
+        let limit = self.spec.idle_timeout;
+        let mut n = 0;
+        for inst in st.instances.values_mut() {
+            if inst.polling && inst.last_active.elapsed() >= limit {
+                if let Some(kill) = inst.kill.take() {
+                    let _ = kill.send(());
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
+    /// Kills every process (on shutdown).
+    pub fn kill_all(&self) {
+        let mut st = self.state();
+        for inst in st.instances.values_mut() {
+            if let Some(kill) = inst.kill.take() {
+                let _ = kill.send(());
+            }
+        }
+    }
+}
+
+async fn forward_lines<R: tokio::io::AsyncRead + Unpin>(prefix: String, reader: BufReader<R>) {
+    let mut lines = reader.lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        eprintln!("[{prefix}] {line}");
+    }
+}

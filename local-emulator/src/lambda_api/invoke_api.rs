@@ -1,0 +1,87 @@
+//! The Lambda Invoke API, so `aws-sdk-lambda` clients work against the emulator:
+//! `POST /2015-03-31/functions/{name}/invocations` with
+//! `X-Amz-Invocation-Type: RequestResponse | Event | DryRun`.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::json;
+
+use super::{Hosts, InvokeFailure};
+
+/// The Invoke API route.
+pub(crate) fn routes() -> Router<Hosts> {
+    Router::new().route("/2015-03-31/functions/{name}/invocations", post(invoke))
+}
+
+fn aws_error(status: StatusCode, kind: &str, message: String) -> Response {
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(kind) {
+        headers.insert("x-amzn-errortype", v);
+    }
+    (status, headers, axum::Json(json!({ "Type": "User", "message": message }))).into_response()
+}
+
+async fn invoke(
+    State(hosts): State<Hosts>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // Accept a plain name or an ARN ending in `function:<name>`.
+    let name = name.rsplit(':').next().unwrap_or(&name).to_string();
+    let Some(host) = hosts.get(&name).cloned() else {
+        return aws_error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            format!("Function not found: {}", super::runtime_api::function_arn(&name)),
+        );
+    };
+    if !body.is_empty() && serde_json::from_slice::<serde_json::Value>(&body).is_err() {
+        return aws_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestContentException",
+            "Could not parse request body into json".into(),
+        );
+    }
+    let body = if body.is_empty() { Bytes::from_static(b"{}") } else { body };
+    let kind = headers
+        .get("x-amz-invocation-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("RequestResponse");
+    match kind {
+        "DryRun" => StatusCode::NO_CONTENT.into_response(),
+        "Event" => {
+            tokio::spawn(async move {
+                if let Err(e) = host.invoke(body).await {
+                    tracing::warn!(function = %host.spec().name, error = %e, "asynchronous invocation failed");
+                }
+            });
+            StatusCode::ACCEPTED.into_response()
+        }
+        "RequestResponse" => {
+            let mut out = HeaderMap::new();
+            out.insert("x-amz-executed-version", HeaderValue::from_static("$LATEST"));
+            match host.invoke(body).await {
+                Ok(answer) => (StatusCode::OK, out, answer).into_response(),
+                Err(failure) => {
+                    out.insert("x-amz-function-error", HeaderValue::from_static("Unhandled"));
+                    let (error_type, message) = match failure {
+                        InvokeFailure::FunctionError { error_type, message } => (error_type, message),
+                        other => ("Runtime.ExitError".to_string(), other.to_string()),
+                    };
+                    let body = json!({ "errorType": error_type, "errorMessage": message });
+                    (StatusCode::OK, out, axum::Json(body)).into_response()
+                }
+            }
+        }
+        other => aws_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterValueException",
+            format!("X-Amz-Invocation-Type {other:?} is not one of RequestResponse, Event, DryRun"),
+        ),
+    }
+}

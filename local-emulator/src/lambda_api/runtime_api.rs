@@ -1,0 +1,141 @@
+//! The Lambda Runtime API, one base path per handler process:
+//! `/fn/{function}/{instance}/2018-06-01/runtime/...`, which the emulator passes
+//! to each process as `AWS_LAMBDA_RUNTIME_API`. The `lambda_runtime` crate
+//! polls it exactly as it polls AWS Lambda's.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::{FunctionHost, Hosts, InvokeFailure};
+
+/// The Runtime API routes.
+pub(crate) fn routes() -> Router<Hosts> {
+    Router::new()
+        // GET /2018-06-01/runtime/invocation/next
+        .route("/fn/{function}/{instance}/2018-06-01/runtime/invocation/next", get(next))
+        // POST /2018-06-01/runtime/invocation/{request_id}/response
+        .route(
+            "/fn/{function}/{instance}/2018-06-01/runtime/invocation/{request_id}/response",
+            post(response),
+        )
+        // POST /2018-06-01/runtime/invocation/{request_id}/error
+        .route(
+            "/fn/{function}/{instance}/2018-06-01/runtime/invocation/{request_id}/error",
+            post(error),
+        )
+        // POST /2018-06-01/runtime/init/error
+        .route("/fn/{function}/{instance}/2018-06-01/runtime/init/error", post(init_error))
+}
+
+fn host(hosts: &Hosts, function: &str) -> Result<Arc<FunctionHost>, Response> {
+    hosts.get(function).cloned().ok_or_else(|| {
+        (StatusCode::NOT_FOUND, format!("unknown function {function:?}")).into_response()
+    })
+}
+
+/// The ARN the emulator reports for a function.
+pub fn function_arn(function: &str) -> String {
+    format!("arn:aws:lambda:us-east-1:000000000000:function:{function}")
+}
+
+async fn next(
+    State(hosts): State<Hosts>,
+    Path((function, instance)): Path<(String, u64)>,
+) -> Response {
+    let host = match host(&hosts, &function) {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
+    let Some(d) = host.next(instance).await else {
+        return (StatusCode::GONE, "this process has been retired").into_response();
+    };
+    let mut headers = HeaderMap::new();
+    let mut put = |name: &'static str, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    };
+    put("lambda-runtime-aws-request-id", d.request_id.clone());
+    put("lambda-runtime-deadline-ms", d.deadline_ms.to_string());
+    put("lambda-runtime-invoked-function-arn", function_arn(&function));
+    put(
+        "lambda-runtime-trace-id",
+        format!("Root=1-{:08x}-{}", d.deadline_ms / 1000, d.request_id.replace('-', "")),
+    );
+    put("content-type", "application/json".into());
+    (StatusCode::OK, headers, d.payload).into_response()
+}
+
+async fn response(
+    State(hosts): State<Hosts>,
+    Path((function, _instance, request_id)): Path<(String, u64, String)>,
+    body: Bytes,
+) -> Response {
+    let host = match host(&hosts, &function) {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
+    if host.complete(&request_id, Ok(body)) {
+        StatusCode::ACCEPTED.into_response()
+    } else {
+        (StatusCode::BAD_REQUEST, "unknown or finished request id").into_response()
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct ErrorReport {
+    #[serde(default)]
+    error_type: String,
+    #[serde(default)]
+    error_message: String,
+}
+
+fn read_report(body: &[u8]) -> ErrorReport {
+    serde_json::from_slice(body).unwrap_or_else(|_| ErrorReport {
+        error_type: "Unknown".into(),
+        error_message: String::from_utf8_lossy(body).into_owned(),
+    })
+}
+
+async fn error(
+    State(hosts): State<Hosts>,
+    Path((function, _instance, request_id)): Path<(String, u64, String)>,
+    body: Bytes,
+) -> Response {
+    let host = match host(&hosts, &function) {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
+    let report = read_report(&body);
+    let failure = InvokeFailure::FunctionError {
+        error_type: report.error_type,
+        message: report.error_message,
+    };
+    if host.complete(&request_id, Err(failure)) {
+        StatusCode::ACCEPTED.into_response()
+    } else {
+        (StatusCode::BAD_REQUEST, "unknown or finished request id").into_response()
+    }
+}
+
+async fn init_error(
+    State(hosts): State<Hosts>,
+    Path((function, instance)): Path<(String, u64)>,
+    body: Bytes,
+) -> Response {
+    let report = read_report(&body);
+    tracing::error!(%function, instance, error_type = %report.error_type, message = %report.error_message, "handler failed to initialise");
+    if hosts.contains_key(&function) {
+        StatusCode::ACCEPTED.into_response()
+    } else {
+        (StatusCode::NOT_FOUND, format!("unknown function {function:?}")).into_response()
+    }
+}

@@ -1,0 +1,127 @@
+//! Human-readable renderings of API answers for the CLI.
+
+use serde_json::Value;
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn clip(s: String, n: usize) -> String {
+    if s.chars().count() <= n {
+        s
+    } else {
+        let mut out: String = s.chars().take(n.saturating_sub(1)).collect();
+        out.push('…');
+        out
+    }
+}
+
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| -> String {
+        let mut s = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect::<Vec<_>>()
+            .join("  ");
+        s.truncate(s.trim_end().len());
+        s + "\n"
+    };
+    let mut out = line(header.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        out.push_str(&line(r));
+    }
+    out
+}
+
+/// `durafn describe` / `start` / `cancel`.
+pub fn describe(v: &Value) -> String {
+    let mut out = String::new();
+    out.push_str(&format!("{}  {}  {}\n", text(&v["function"]), text(&v["id"]), text(&v["status"])));
+    out.push_str(&format!("  created   {}\n", text(&v["created_at"])));
+    if !v["ended_at"].is_null() {
+        out.push_str(&format!("  ended     {}\n", text(&v["ended_at"])));
+    }
+    let cur = &v["current_operation"];
+    if !cur.is_null() {
+        out.push_str(&format!(
+            "  at        {} {:?} ({}, op {})\n",
+            text(&cur["type"]),
+            text(&cur["name"]),
+            text(&cur["status"]),
+            text(&cur["op_id"])
+        ));
+    }
+    let w = &v["waiting_on"];
+    if !w.is_null() {
+        out.push_str(&format!(
+            "  waiting   {} {} until {}\n",
+            text(&w["kind"]),
+            w.get("name").map(text).unwrap_or_default(),
+            text(&w["until"])
+        ));
+    }
+    out.push_str(&format!("  input     {}\n", clip(v["input"].to_string(), 200)));
+    if !v["output"].is_null() {
+        out.push_str(&format!("  output    {}\n", clip(v["output"].to_string(), 400)));
+    }
+    if !v["error"].is_null() {
+        out.push_str(&format!("  error     {}: {}\n", text(&v["error"]["type"]), text(&v["error"]["message"])));
+    }
+    out
+}
+
+/// `durafn list`.
+pub fn list(v: &Value) -> String {
+    let rows = v["executions"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| vec![text(&e["id"]), text(&e["function"]), text(&e["status"]), text(&e["created_at"])])
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = table(&["ID", "FUNCTION", "STATUS", "CREATED"], rows);
+    if let Some(c) = v["next_cursor"].as_str() {
+        out.push_str(&format!("more: --cursor {c}\n"));
+    }
+    out
+}
+
+/// `durafn history`.
+pub fn history(v: &Value) -> String {
+    let rows = v["operations"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|o| {
+                    let outcome = if o["error"].is_null() {
+                        clip(o["result"].to_string(), 60)
+                    } else {
+                        clip(format!("{}: {}", text(&o["error"]["type"]), text(&o["error"]["message"])), 60)
+                    };
+                    vec![
+                        text(&o["id"]),
+                        text(&o["type"]),
+                        text(&o["name"]),
+                        text(&o["status"]),
+                        text(&o["attempt"]),
+                        text(&o["started_at"]),
+                        outcome,
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    table(&["OP", "TYPE", "NAME", "STATUS", "ATTEMPT", "STARTED", "RESULT / ERROR"], rows)
+}
