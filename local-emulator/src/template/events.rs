@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use saphyr::{ScalarOwned, YamlDataOwned};
+
 use super::functions::{bounded, text};
 use super::resolve::{Context, QUEUE_TYPE};
 use super::yaml::{Node, entries, get, plain_str, position};
@@ -22,7 +24,7 @@ pub(super) fn read_events<'n>(
     for (name, key, event) in entries(events) {
         let what = format!("event `{name}`");
         ctx.src.require_mapping(event, &what)?;
-        let ty_node = ctx.src.required(event, "Type", &what)?;
+        let ty_node = ctx.src.required(event, "Type", key, &what)?;
         let ty = text(ctx, ty_node, "the event's Type")?;
         let props = get(event, "Properties");
         if let Some(p) = props {
@@ -160,9 +162,16 @@ fn arn_name<'n>(
     what: &str,
     expected: &str,
 ) -> Result<String, TemplateError> {
-    let name = plain_str(node)
+    let arn = match &node.data {
+        YamlDataOwned::Value(ScalarOwned::String(_)) | YamlDataOwned::Tagged(..) => {
+            ctx.text(node)?
+        }
+        _ => None,
+    };
+    let name = arn
+        .as_deref()
         .and_then(|arn| arn.rsplit(':').next())
-        .filter(|n| !n.is_empty());
+        .filter(|n| !n.is_empty() && !n.contains(['$', '{', '}']));
     name.map(str::to_owned).ok_or_else(|| {
         ctx.src.error(
             node,

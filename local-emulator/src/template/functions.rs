@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::resolve::{Context, Resource};
-use super::yaml::{Node, entries, get, position};
+use super::yaml::{Node, entries, get, is_null, position};
 use super::{FunctionDef, TemplateError, events};
 
 /// SAM's default `Timeout`.
@@ -239,7 +239,7 @@ fn environment<'n>(
     for (key, _, value) in entries(vars) {
         let text = match ctx.text(value)? {
             Some(t) => t,
-            None if super::yaml::is_null(value) => String::new(),
+            None if is_null(value) => String::new(),
             None if ctx.intrinsic(value)?.is_some() => ctx.src.text_of(value),
             None => {
                 return Err(ctx.src.error(

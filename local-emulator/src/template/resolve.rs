@@ -81,7 +81,7 @@ impl<'n> Context<'n> {
         for (id, key, res) in entries(resources) {
             let what = format!("resource `{id}`");
             src.require_mapping(res, &what)?;
-            let ty_node = src.required(res, "Type", &what)?;
+            let ty_node = src.required(res, "Type", key, &what)?;
             let ty = plain_str(ty_node).ok_or_else(|| {
                 src.error(
                     ty_node,

@@ -118,15 +118,16 @@ impl Source<'_> {
         }
     }
 
-    /// The value of `key` in `map`; an error at `map` (naming `what`) if it
-    /// is missing or null.
+    /// The value of `key` in `map`; if it is missing or null, an error at
+    /// `owner` (the key that holds `map`), naming it as `what`.
     pub(super) fn required<'n>(
         &self,
         map: &'n Node,
         key: &str,
+        owner: &Node,
         what: &str,
     ) -> Result<&'n Node, TemplateError> {
-        get(map, key).ok_or_else(|| self.error(map, format!("{what} has no `{key}`")))
+        get(map, key).ok_or_else(|| self.error(owner, format!("{what} has no `{key}`")))
     }
 }
 

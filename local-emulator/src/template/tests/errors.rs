@@ -63,7 +63,7 @@ fn missing_or_malformed_resources() {
         &["must be a mapping"],
     );
     let e = err("Resources:\n  Fn:\n    Properties: {}\n");
-    assert_error(&e, "template.yaml:3:5: ", &["resource `Fn` has no `Type`"]);
+    assert_error(&e, "template.yaml:2:3: ", &["resource `Fn` has no `Type`"]);
 }
 
 #[test]
@@ -241,6 +241,16 @@ fn sqs_queue_must_refer_to_a_queue_of_the_template() {
         &err(&text),
         "template.yaml:10:20: ",
         &["`Fn`, whose type is AWS::Serverless::Function rather than AWS::SQS::Queue"],
+    );
+    let e = err(&event("SQS", "Queue: !ImportValue shared-queue"));
+    assert_error(
+        &e,
+        "template.yaml:10:20: ",
+        &[
+            "Queue must be",
+            "or a queue ARN",
+            "got !ImportValue shared-queue",
+        ],
     );
     let e = err(&event("SQS", "BatchSize: 5"));
     assert_error(

@@ -94,7 +94,7 @@ Resources:
         External:
           Type: SQS
           Properties:
-            Queue: arn:aws:sqs:eu-west-1:123456789012:outside
+            Queue: !Sub "arn:aws:sqs:${AWS::Region}:${AWS::AccountId}:outside"
         Nightly:
           Type: Schedule
           Properties:
