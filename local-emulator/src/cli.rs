@@ -49,6 +49,10 @@ enum Command {
         /// Build the functions in release mode.
         #[arg(long)]
         release: bool,
+        /// Use a prebuilt executable for a function instead of building it
+        /// (`NAME=PATH`; repeatable).
+        #[arg(long = "exe", value_name = "NAME=PATH")]
+        exes: Vec<String>,
     },
     /// Self-host: the same platform, bound where told, API token required.
     Server {
@@ -135,15 +139,47 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
+/// The whole `durafn` program: logging, arguments, exit code.
+pub fn main_entry() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs the command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Dev { port, state, template, store, release } => {
+        Command::Dev { port, state, template, store, release, exes } => {
             std::fs::create_dir_all(&state)
                 .with_context(|| format!("creating the state folder {}", state.display()))?;
             let store = store.unwrap_or_else(|| format!("sqlite://{}", state.join("durafn.db").display()));
             let mut config = ServerConfig::new(template, store);
             config.release = release;
+            for exe in exes {
+                let Some((name, path)) = exe.split_once('=') else {
+                    bail!("--exe {exe:?} must look like NAME=PATH");
+                };
+                config.executables.insert(name.to_string(), PathBuf::from(path));
+            }
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
                 .await
                 .with_context(|| format!("cannot listen on 127.0.0.1:{port} (use --port)"))?;

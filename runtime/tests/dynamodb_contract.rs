@@ -33,7 +33,7 @@ use durafn_runtime::model::{
 };
 use durafn_runtime::store::contract::Fixture;
 use durafn_runtime::store::dynamodb::{DynamoStore, RetryPolicy};
-use durafn_runtime::store::{OpWrite, Outcome, Store, Transition};
+use durafn_runtime::store::{ListFilter, OpWrite, Outcome, Store, Transition};
 use serde_json::{Value, json};
 
 fn endpoint() -> String {
@@ -661,7 +661,7 @@ async fn table_creation_is_idempotent_and_complete() {
         .filter_map(|g| g.index_name.clone())
         .collect();
     gsis.sort();
-    assert_eq!(gsis, vec!["due", "list"]);
+    assert_eq!(gsis, vec!["due", "list", "recent"]);
     let billing = desc.billing_mode_summary.and_then(|b| b.billing_mode);
     assert_eq!(
         billing,
@@ -851,4 +851,279 @@ fn bad_store_urls_are_clear_errors() {
     assert!(msg("dynamodb://tbl?endpoint=localhost:8000").contains("http://"));
     assert!(msg("dynamodb://tbl?endpoint=http://x&color=red").contains("unknown parameter"));
     assert!(msg("dynamodb://bad/name").contains("not valid"));
+}
+
+/// Every page of a listing, following the cursor, checking the page sizes.
+async fn all_pages(store: &DynamoStore, filter: ListFilter) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut cursor = filter.cursor.clone();
+    loop {
+        let page = store
+            .list_executions(&ListFilter {
+                cursor: cursor.clone(),
+                ..filter.clone()
+            })
+            .await
+            .expect("list");
+        let n = page.executions.len();
+        seen.extend(page.executions.into_iter().map(|e| e.id.to_string()));
+        match page.next_cursor {
+            Some(c) => {
+                assert_eq!(n, filter.limit, "only the last page is short");
+                cursor = Some(c);
+            }
+            None => return seen,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_merges_buckets_exactly_with_ties_and_filters() {
+    let counter = CounterHandle(Arc::default());
+    let client = Client::from_conf(config().interceptor(counter.clone()).build());
+    let (store, _guard) = store_with(client, RetryPolicy::default()).await;
+    let functions = ["order", "approval", "media-sync"];
+    // (created_at, id, function, running)
+    let mut all = Vec::new();
+    for i in 0..60i64 {
+        let name = format!("t-{i:02}");
+        let mut n = new_exec(&name, json!(i));
+        n.now = Timestamp(T0.0 + i % 4); // many executions share a millisecond
+        n.function = functions[(i % 3) as usize].into();
+        store.create_execution(&n).await.expect("create");
+        let running = i % 5 == 0;
+        if running {
+            store
+                .claim(&n.id, n.now, Timestamp(T0.0 + 60_000))
+                .await
+                .expect("claim")
+                .expect("claimable");
+        }
+        all.push((n.now, name, n.function, running));
+    }
+    all.sort_by(|a, b| (b.0, &b.1).cmp(&(a.0, &a.1)));
+    let expect = |keep: &dyn Fn(&(Timestamp, String, String, bool)) -> bool| -> Vec<String> {
+        all.iter()
+            .filter(|e| keep(e))
+            .map(|e| e.1.clone())
+            .collect()
+    };
+
+    let everything = ListFilter {
+        limit: 7,
+        ..Default::default()
+    };
+    assert_eq!(all_pages(&store, everything).await, expect(&|_| true));
+    let approval = ListFilter {
+        function: Some("approval".into()),
+        limit: 4,
+        ..Default::default()
+    };
+    assert_eq!(
+        all_pages(&store, approval).await,
+        expect(&|e| e.2 == "approval")
+    );
+    let running = ListFilter {
+        status: Some(ExecutionStatus::Running),
+        limit: 3,
+        ..Default::default()
+    };
+    assert_eq!(all_pages(&store, running).await, expect(&|e| e.3));
+    let window = ListFilter {
+        created_after: Some(Timestamp(T0.0 + 1)),
+        created_before: Some(Timestamp(T0.0 + 3)),
+        id_contains: Some("1".into()),
+        limit: 5,
+        ..Default::default()
+    };
+    assert_eq!(
+        all_pages(&store, window).await,
+        expect(&|e| (T0.0 + 1..T0.0 + 3).contains(&e.0.0) && e.1.contains('1'))
+    );
+    let pending_orders = ListFilter {
+        function: Some("order".into()),
+        status: Some(ExecutionStatus::Pending),
+        limit: 1000,
+        ..Default::default()
+    };
+    assert_eq!(
+        all_pages(&store, pending_orders).await,
+        expect(&|e| e.2 == "order" && !e.3)
+    );
+    // A cursor is a position, not tied to the page size it came from.
+    let first = store
+        .list_executions(&ListFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    let rest = all_pages(
+        &store,
+        ListFilter {
+            limit: 50,
+            cursor: first.next_cursor.clone(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(rest, expect(&|_| true)[10..].to_vec());
+    // The default page is 100, so 60 executions fit in one.
+    let page = store
+        .list_executions(&ListFilter::default())
+        .await
+        .expect("list");
+    assert_eq!(
+        (page.executions.len(), page.next_cursor),
+        (60, None),
+        "one page"
+    );
+    let newest = &page.executions[0];
+    assert_eq!((newest.id.as_str(), &newest.input), ("t-59", &json!(59)));
+    assert_eq!(counter.get("Scan"), 0, "listing never scans");
+    assert!(counter.get("BatchGetItem") > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_index_that_does_not_project_status_is_a_clear_error() {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+        Projection, ProjectionType, ScalarAttributeType,
+    };
+    let table = fresh_table();
+    let _guard = TableGuard(table.clone());
+    let def = |n: &str, t: ScalarAttributeType| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(t)
+            .build()
+            .expect("def")
+    };
+    let key = |n: &str, k| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(k)
+            .build()
+            .expect("key")
+    };
+    let gsi = |name: &str, hash: &str, range: &str, status: bool| {
+        let projection = if status {
+            Projection::builder()
+                .projection_type(ProjectionType::Include)
+                .non_key_attributes("status")
+        } else {
+            Projection::builder().projection_type(ProjectionType::KeysOnly)
+        };
+        GlobalSecondaryIndex::builder()
+            .index_name(name)
+            .key_schema(key(hash, KeyType::Hash))
+            .key_schema(key(range, KeyType::Range))
+            .projection(projection.build())
+            .build()
+            .expect("gsi")
+    };
+    let mut req = raw_client()
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .global_secondary_indexes(gsi("due", "due_shard", "due_at", false))
+        .global_secondary_indexes(gsi("list", "fn_bucket", "list_key", true))
+        .global_secondary_indexes(gsi("recent", "list_bucket", "list_key", false));
+    for (n, t) in [
+        ("pk", ScalarAttributeType::S),
+        ("sk", ScalarAttributeType::S),
+        ("due_shard", ScalarAttributeType::S),
+        ("due_at", ScalarAttributeType::N),
+        ("fn_bucket", ScalarAttributeType::S),
+        ("list_bucket", ScalarAttributeType::S),
+        ("list_key", ScalarAttributeType::S),
+    ] {
+        req = req.attribute_definitions(def(n, t));
+    }
+    req.send()
+        .await
+        .expect("create a table with a keys-only recent index");
+    let err = DynamoStore::from_client(raw_client(), table.as_str())
+        .create_table_if_missing()
+        .await
+        .expect_err("recent does not project status");
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("GSI \"recent\" does not project \"status\""),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_executions_leave_the_due_index_and_expire_whole() {
+    let (store, _guard) = store_with(raw_client(), RetryPolicy::default()).await;
+    let x = xid("cx-1");
+    store
+        .create_execution(&new_exec("cx-1", json!({"big": "i".repeat(300_000)})))
+        .await
+        .expect("create");
+    let c = store
+        .claim(&x, T0, Timestamp(T0.0 + 30_000))
+        .await
+        .expect("claim")
+        .expect("claimable");
+    store
+        .put_operation(&x, &op("1", 1, json!("x".repeat(500_000))))
+        .await
+        .expect("op");
+    let at = Timestamp(T0.0 + 5);
+    let cancelled = store.cancel(&x, at).await.expect("cancel").expect("exists");
+    assert_eq!(cancelled.status, ExecutionStatus::Cancelled);
+    assert_eq!(cancelled.input, json!({"big": "i".repeat(300_000)}));
+    let expires = cancelled.expires_at.expect("expires");
+    let ttl = ((expires.0 + 999) / 1000).to_string();
+    let items = raw_items(store.table(), "cx-1").await;
+    for it in &items {
+        assert_eq!(
+            it.get("expires_at").and_then(|v| v.as_n().ok()),
+            Some(&ttl),
+            "{:?}",
+            it["sk"]
+        );
+        assert!(!it.contains_key("due_at") && !it.contains_key("due_shard"));
+    }
+    // The invocation still running writes one more operation, then finds
+    // itself stale: what it wrote expires with the rest.
+    store
+        .put_operation(&x, &op("2", 1, json!(2)))
+        .await
+        .expect("late op");
+    let out = Outcome {
+        status: ExecutionStatus::Succeeded,
+        output: Some(json!(1)),
+        error: None,
+        expires_at: None,
+    };
+    assert_eq!(
+        store.finish(&x, c.epoch, &out, at).await.expect("finish"),
+        Transition::Stale
+    );
+    let items = raw_items(store.table(), "cx-1").await;
+    assert!(items.len() > 3);
+    assert!(
+        items
+            .iter()
+            .all(|it| it.get("expires_at").and_then(|v| v.as_n().ok()) == Some(&ttl))
+    );
+    // Cancelling again changes nothing.
+    let again = store
+        .cancel(&x, Timestamp(T0.0 + 9))
+        .await
+        .expect("cancel")
+        .expect("exists");
+    assert_eq!(again, cancelled);
+    let none = store.cancel(&xid("cx-none"), at).await.expect("cancel");
+    assert!(none.is_none());
+    assert!(
+        raw_items(store.table(), "cx-none").await.is_empty(),
+        "cancelling nothing creates nothing"
+    );
 }

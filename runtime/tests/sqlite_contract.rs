@@ -14,19 +14,6 @@ async fn fixture() -> Fixture {
 
 durafn_runtime::store_contract_tests!(fixture);
 
-// Cases not yet in the shared list (the DynamoDB backend does not list or cancel yet).
-#[tokio::test]
-async fn list_pages_newest_first_with_filters() {
-    let f = fixture().await;
-    durafn_runtime::store::contract::list_pages_newest_first_with_filters(f.store.clone()).await;
-}
-
-#[tokio::test]
-async fn cancel_stops_an_execution() {
-    let f = fixture().await;
-    durafn_runtime::store::contract::cancel_stops_an_execution(f.store.clone()).await;
-}
-
 /// The same suite through the retrying wrapper over 20% injected faults (each
 /// before the call): retries must make every case behave as on a healthy store.
 mod through_faults {

@@ -14,13 +14,16 @@ use crate::report::Report;
 pub(crate) const METRICS: &[&str] = &[];
 
 const SCHEMA: &str = "CREATE TABLE operations (execution_id TEXT NOT NULL, op_id TEXT NOT NULL, rev INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (execution_id, op_id)) WITHOUT ROWID;
-CREATE TABLE rows (id INTEGER PRIMARY KEY, body TEXT NOT NULL);";
+CREATE TABLE rows (id INTEGER PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE ops_int (execution_id TEXT NOT NULL, op_seq INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (execution_id, op_seq)) WITHOUT ROWID;
+CREATE TABLE ops_padded (execution_id TEXT NOT NULL, op_id TEXT NOT NULL, rev INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (execution_id, op_id)) WITHOUT ROWID;";
 
 fn open(dir: &tempfile::TempDir) -> Connection {
     let conn = Connection::open(dir.path().join("p.db")).unwrap();
     conn.pragma_update(None, "journal_mode", "WAL").unwrap();
     conn.pragma_update(None, "synchronous", "FULL").unwrap();
     conn.execute_batch(SCHEMA).unwrap();
+    if std::env::var("PROBE_WAL").is_ok() { conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap(); }
     conn
 }
 
@@ -41,6 +44,24 @@ fn one(conn: &Connection, variant: usize, i: usize, body: &str) {
             if variant == 2 { conn.execute_batch("RELEASE job").unwrap(); }
             conn.execute_batch("COMMIT").unwrap();
         }
+        10 => {
+            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+            conn.prepare_cached("INSERT INTO ops_int (execution_id, op_seq, body) VALUES (?1, ?2, ?3)").unwrap()
+                .execute(params!["0198a0b2-1111-7222-8333-444455556666", i as i64, body]).unwrap();
+            conn.execute_batch("COMMIT").unwrap();
+        }
+        11 => {
+            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+            conn.prepare_cached("INSERT INTO ops_padded (execution_id, op_id, rev, body) VALUES (?1, ?2, 1, ?3)").unwrap()
+                .execute(params!["0198a0b2-1111-7222-8333-444455556666", format!("{i:08}"), body]).unwrap();
+            conn.execute_batch("COMMIT").unwrap();
+        }
+        12 => {
+            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+            conn.prepare_cached("INSERT INTO operations (execution_id, op_id, rev, body) VALUES (?1, ?2, 1, ?3)").unwrap()
+                .execute(params!["0198a0b2-1111-7222-8333-444455556666", i.to_string(), &body[..60]]).unwrap();
+            conn.execute_batch("COMMIT").unwrap();
+        }
         _ => unreachable!(),
     }
 }
@@ -51,7 +72,10 @@ fn sync_variant(variant: usize, n: usize) -> Duration {
     let b = body();
     let t = Instant::now();
     for i in 1..=n { one(&conn, variant, i, &b); }
-    t.elapsed()
+    let e = t.elapsed();
+    let wal = std::fs::metadata(dir.path().join("p.db-wal")).map(|m| m.len()).unwrap_or(0);
+    eprintln!("variant {variant}: wal bytes per commit {}", wal as f64 / n as f64);
+    e
 }
 
 type Job = (usize, oneshot::Sender<()>);
@@ -139,6 +163,12 @@ fn plain_threads(n: usize, spin_caller: bool, spin_writer: bool) -> Duration {
 }
 
 pub(crate) async fn run(_scale: Scale, report: &mut Report) {
+    if std::env::var("PROBE_WAL").is_ok() {
+        for v in [0, 1, 10, 11, 12] {
+            tokio::task::spawn_blocking(move || sync_variant(v, 1000)).await.unwrap();
+        }
+        return;
+    }
     let n = 300;
     let names = ["raw_rowid", "raw_ops_table", "raw_ops_savepoint", "thread_ops_savepoint", "handoff_only", "plain_block_block", "plain_spincaller", "plain_spinwriter"];
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); names.len()];

@@ -24,7 +24,8 @@ pub(super) fn read_events<'n>(
     for (name, key, event) in entries(events) {
         let what = format!("event `{name}`");
         ctx.src.require_mapping(event, &what)?;
-        let ty_node = ctx.src.required(event, "Type", key, &what)?;
+        let expected = "an event type such as HttpApi, SQS, Schedule or ScheduleV2";
+        let ty_node = ctx.src.required(event, "Type", key, &what, expected)?;
         let ty = text(ctx, ty_node, "the event's Type")?;
         let props = get(event, "Properties");
         if let Some(p) = props {

@@ -81,12 +81,13 @@ impl<'n> Context<'n> {
         for (id, key, res) in entries(resources) {
             let what = format!("resource `{id}`");
             src.require_mapping(res, &what)?;
-            let ty_node = src.required(res, "Type", key, &what)?;
+            let expected = "a resource type such as AWS::Serverless::Function";
+            let ty_node = src.required(res, "Type", key, &what, expected)?;
             let ty = plain_str(ty_node).ok_or_else(|| {
                 src.error(
                     ty_node,
                     format!(
-                        "the Type of {what} must be a resource type such as AWS::Serverless::Function, got {}",
+                        "the Type of {what} must be {expected}, got {}",
                         src.describe(ty_node)
                     ),
                 )

@@ -119,15 +119,18 @@ impl Source<'_> {
     }
 
     /// The value of `key` in `map`; if it is missing or null, an error at
-    /// `owner` (the key that holds `map`), naming it as `what`.
+    /// `owner` (the key that holds `map`) naming it as `what` and saying
+    /// what is `expected`.
     pub(super) fn required<'n>(
         &self,
         map: &'n Node,
         key: &str,
         owner: &Node,
         what: &str,
+        expected: &str,
     ) -> Result<&'n Node, TemplateError> {
-        get(map, key).ok_or_else(|| self.error(owner, format!("{what} has no `{key}`")))
+        get(map, key)
+            .ok_or_else(|| self.error(owner, format!("{what} has no `{key}`; expected {expected}")))
     }
 }
 

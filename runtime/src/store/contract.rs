@@ -65,7 +65,9 @@ macro_rules! store_contract_tests {
             journal_lists_operations_in_start_order,
             payloads_up_to_the_limit_round_trip,
             payloads_over_the_limit_are_rejected,
-            finished_and_blocked_executions_leave_the_due_index
+            finished_and_blocked_executions_leave_the_due_index,
+            list_pages_newest_first_with_filters,
+            cancel_stops_an_execution
         );
     };
     (@cases $fixture:path; $($case:ident),* $(,)?) => {

@@ -55,6 +55,8 @@ impl Created {
 
 /// The answer to [`Store::put_operation`].
 #[derive(Debug, Clone, PartialEq)]
+// The common variant is the small one, and conflicts are rare: no need to box.
+#[allow(clippy::large_enum_variant)]
 pub enum OpWrite {
     /// The record was written.
     Written,

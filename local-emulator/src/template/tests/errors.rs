@@ -63,7 +63,11 @@ fn missing_or_malformed_resources() {
         &["must be a mapping"],
     );
     let e = err("Resources:\n  Fn:\n    Properties: {}\n");
-    assert_error(&e, "template.yaml:2:3: ", &["resource `Fn` has no `Type`"]);
+    assert_error(
+        &e,
+        "template.yaml:2:3: ",
+        &["resource `Fn` has no `Type`; expected a resource type"],
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Tests of the template reader: what it reads from valid templates.
 
 mod errors;
+mod intrinsics;
 mod schedule;
 
 use std::path::Path;

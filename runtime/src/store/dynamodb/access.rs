@@ -5,6 +5,7 @@ use super::expr::{Expr, n, s};
 use super::items::{self, Chunks, Item, META_SK, collect_chunk, pk, shard_key, ts};
 use super::records::{META_PAYLOADS, OP_PAYLOADS, decode_execution, decode_operation, key};
 use super::retry::{Failure, call};
+use super::table::TTL_ATTRIBUTE;
 use crate::error::{Result, StoreError};
 use crate::model::{Execution, ExecutionId, ExecutionStatus, Operation, Timestamp};
 use crate::store::Transition;
@@ -129,6 +130,10 @@ impl DynamoStore {
 
     /// The claimant's view after a failed epoch condition: `Done` if it already
     /// applied the same transition, `Stale` otherwise.
+    ///
+    /// A stale claimant of an execution that has ended meanwhile (cancelled
+    /// while it ran) may have written operations after the expiry sweep of
+    /// that end: they are swept again here, so they expire with the rest.
     pub(super) async fn settle(
         &self,
         id: &ExecutionId,
@@ -136,19 +141,22 @@ impl DynamoStore {
         target: ExecutionStatus,
     ) -> Result<Transition> {
         // Only epoch and status matter here: no need to fetch payload chunks.
+        let pk = pk(id);
         let current = self
-            .get_item(&pk(id), META_SK)
+            .get_item(&pk, META_SK)
             .await?
             .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
         let (current_epoch, status): (u64, ExecutionStatus) = (
             items::req_n(&current, "epoch")?,
             items::parse_enum(&current, "status")?,
         );
-        Ok(if current_epoch == epoch && status == target {
-            Transition::Done
-        } else {
-            Transition::Stale
-        })
+        if current_epoch == epoch && status == target {
+            return Ok(Transition::Done);
+        }
+        if let Some(ttl) = items::get_n::<i64>(&current, TTL_ATTRIBUTE)? {
+            self.sweep_expiry(&pk, ttl).await;
+        }
+        Ok(Transition::Stale)
     }
 }
 

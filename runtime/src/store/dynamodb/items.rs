@@ -76,7 +76,7 @@ pub(super) fn corrupt(msg: impl std::fmt::Display) -> StoreError {
 }
 
 /// FNV-1a, 64 bits: stable across processes and Rust versions.
-fn fnv64(bytes: &[u8]) -> u64 {
+pub(super) fn fnv64(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {
         h ^= u64::from(*b);

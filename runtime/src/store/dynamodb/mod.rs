@@ -1,6 +1,6 @@
 //! The DynamoDB store: AWS DynamoDB, DynamoDB Local, ScyllaDB Alternator.
 //!
-//! One table, keys `pk` (S) / `sk` (S), two GSIs created with the table (see
+//! One table, keys `pk` (S) / `sk` (S), three GSIs created with the table (see
 //! `table.rs`), and only single-item conditional `PutItem` / `UpdateItem`
 //! writes — no transactions, no batch writes — so it runs on Alternator too.
 //!
@@ -15,7 +15,9 @@
 //! and chunks together). The due index is the sparse GSI `due`: a meta item
 //! carries `due_shard` (`s07`) and `due_at` exactly while it is due; its reads
 //! are eventually consistent, which is fine because claiming is a conditional
-//! update on the base item.
+//! update on the base item. Listing reads the sparse GSIs `recent` (every
+//! execution) and `list` (one function's), 16 buckets each, newest first
+//! (`list.rs`).
 //!
 //! Large payloads are split into content-addressed chunk items written before
 //! the item that references them (`items.rs`). Finished executions get
@@ -29,6 +31,7 @@
 mod access;
 mod expr;
 mod items;
+mod list;
 mod ops;
 mod records;
 mod retry;
@@ -41,7 +44,7 @@ use tokio::sync::OnceCell;
 use tokio::task::JoinSet;
 
 pub use retry::RetryPolicy;
-pub use table::{DUE_INDEX, LIST_INDEX, TTL_ATTRIBUTE};
+pub use table::{DUE_INDEX, LIST_INDEX, RECENT_INDEX, TTL_ATTRIBUTE};
 pub use url::DynamoUrl;
 
 use crate::error::{Result, StoreError};
@@ -124,7 +127,7 @@ impl DynamoStore {
         &self.table
     }
 
-    /// Creates the table with its GSIs (`due`, `list`) and TTL on `expires_at`
+    /// Creates the table with its GSIs (`due`, `list`, `recent`) and TTL on `expires_at`
     /// if it does not exist, and waits until it is active; checks the keys and
     /// indexes of an existing one. Returns true if this call created it.
     /// Idempotent and safe to run from several processes at once.

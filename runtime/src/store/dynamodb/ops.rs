@@ -18,12 +18,12 @@ use super::retry::{Failure, call};
 use super::table::{DUE_INDEX, TTL_ATTRIBUTE};
 use crate::error::{Result, StoreError};
 use crate::model::{
-    Execution, ExecutionId, ExecutionStatus, Journal, NewExecution, Operation, Timestamp,
-    op_id_order,
+    DEFAULT_RETENTION, Execution, ExecutionId, ExecutionStatus, Journal, NewExecution, Operation,
+    Timestamp, op_id_order,
 };
 use crate::store::{
-    Created, DueItem, OpWrite, Outcome, Store, Transition, validate_new, validate_op,
-    validate_outcome,
+    Created, DueItem, ExecutionPage, ListFilter, OpWrite, Outcome, Store, Transition, validate_new,
+    validate_op, validate_outcome,
 };
 
 /// How often `create` and `wake` re-run when the item changes under them.
@@ -381,5 +381,38 @@ impl Store for DynamoStore {
     async fn purge_expired(&self, _now: Timestamp) -> Result<u64> {
         // The table's TTL on `expires_at` deletes finished executions.
         Ok(0)
+    }
+
+    async fn list_executions(&self, filter: &ListFilter) -> Result<ExecutionPage> {
+        self.list_page(filter).await
+    }
+
+    async fn cancel(&self, id: &ExecutionId, now: Timestamp) -> Result<Option<Execution>> {
+        let expires = now.plus(DEFAULT_RETENTION);
+        let mut e = Expr::new();
+        e.set("status", s(ExecutionStatus::Cancelled.as_str()));
+        e.set("updated_at", ts(now));
+        e.set("ended_at", ts(now));
+        set_due(&mut e, id, None);
+        e.set("expires_at_ms", ts(expires));
+        e.set(TTL_ATTRIBUTE, n(ttl_seconds(expires)));
+        let unfinished = [
+            ExecutionStatus::Pending,
+            ExecutionStatus::Running,
+            ExecutionStatus::Suspended,
+            ExecutionStatus::Blocked,
+        ]
+        .map(|st| e.value(s(st.as_str())))
+        .join(", ");
+        // False for a missing item too: no phantom meta item is created.
+        let cond = format!("{} IN ({unfinished})", e.name("status"));
+        let pk = pk(id);
+        let Some(item) = self.update_meta(id, &e, cond, true, "cancel").await? else {
+            // Already finished, or no such execution: as it is now.
+            return self.read_execution(id).await;
+        };
+        self.sweep_expiry(&pk, ttl_seconds(expires)).await;
+        let chunks = self.chunks_for(&pk, &item, &META_PAYLOADS).await?;
+        decode_execution(&item, &chunks).map(Some)
     }
 }

@@ -5,7 +5,8 @@
 //! text), `epoch` N, `wakeups` N, `due_shard` S + `due_at` N (both or neither),
 //! `created_at` N, `updated_at` N, `ended_at` N, `expires_at_ms` N (the exact
 //! expiry) and `expires_at` N (the same in epoch seconds, the table's TTL
-//! attribute).
+//! attribute); and, written once at creation for the listing indexes
+//! (`list.rs`), `list_key` S, `list_bucket` S and `fn_bucket` S.
 //!
 //! Operation item (`sk = op#<op id>`): `op_id` S, `type` S, `name` S, `status` S,
 //! `attempt` N, `result` / `result_chunks`, `error` / `error_chunks`,
@@ -15,6 +16,9 @@ use super::expr::{n, s};
 use super::items::{
     Chunks, Item, META_SK, Placed, get_s, get_ts, id_of_pk, op_sk, parse_enum, payload, req_n,
     req_s, shard_key, ts,
+};
+use super::list::{
+    FN_BUCKET_ATTR, LIST_BUCKET_ATTR, LIST_KEY_ATTR, fn_bucket, list_bucket, list_key,
 };
 use crate::error::Result;
 use crate::model::{Execution, ExecutionStatus, NewExecution, Operation, Timestamp};
@@ -38,6 +42,7 @@ pub(super) fn ttl_seconds(t: Timestamp) -> i64 {
 pub(super) fn new_meta_item(new: &NewExecution, input: &Placed) -> Item {
     let mut item = key(&super::items::pk(&new.id), META_SK);
     let (attr, value) = input.attribute();
+    let bucket = list_bucket(&new.id);
     item.extend([
         ("function".to_string(), s(new.function.clone())),
         ("version".to_string(), s(new.version.clone())),
@@ -49,6 +54,12 @@ pub(super) fn new_meta_item(new: &NewExecution, input: &Placed) -> Item {
         ("due_at".to_string(), ts(new.now)),
         ("created_at".to_string(), ts(new.now)),
         ("updated_at".to_string(), ts(new.now)),
+        (LIST_KEY_ATTR.to_string(), s(list_key(new.now, &new.id))),
+        (
+            FN_BUCKET_ATTR.to_string(),
+            s(fn_bucket(&new.function, &bucket)),
+        ),
+        (LIST_BUCKET_ATTR.to_string(), s(bucket)),
     ]);
     item
 }

@@ -1,13 +1,17 @@
 //! Creating (or checking) the store's table.
 //!
 //! Alternator can only create secondary indexes together with the table, so
-//! both GSIs are part of `CreateTable`:
+//! every GSI is part of `CreateTable`:
 //! - `due`: hash `due_shard` (S, `s00`..`s15`), range `due_at` (N), keys only.
 //!   Sparse: only meta items that are due carry both attributes.
-//! - `list`: hash `function` (S), range `created_at` (N), keys only. Sparse:
-//!   only meta items carry `function`. Lists a function's executions by start
-//!   time; readers fetch the meta items of the keys they get.
+//! - `list`: hash `fn_bucket` (S, `<function>#b00`..`#b15`), range `list_key`
+//!   (S, `<created_at>#<id>`), projecting `status`: one function's executions
+//!   by start time.
+//! - `recent`: hash `list_bucket` (S, `b00`..`b15`), range `list_key`,
+//!   projecting `status`: every execution by start time.
 //!
+//! The two listing indexes are sparse (only meta items carry their keys) and
+//! split into 16 buckets each; `list.rs` explains why and how they are read.
 //! Billing is on demand (`PAY_PER_REQUEST`); TTL is enabled on `expires_at`.
 
 use std::time::{Duration, Instant};
@@ -19,15 +23,37 @@ use aws_sdk_dynamodb::types::{
     TimeToLiveStatus,
 };
 
+use super::list::{FN_BUCKET_ATTR, LIST_BUCKET_ATTR, LIST_KEY_ATTR};
 use super::retry::{Failure, RetryPolicy, call};
 use crate::error::{Result, StoreError};
 
 /// The due-index GSI.
 pub const DUE_INDEX: &str = "due";
-/// The listing GSI.
+/// The GSI listing one function's executions.
 pub const LIST_INDEX: &str = "list";
+/// The GSI listing every execution.
+pub const RECENT_INDEX: &str = "recent";
 /// The TTL attribute (epoch seconds).
 pub const TTL_ATTRIBUTE: &str = "expires_at";
+
+/// Every GSI: name, hash and range attributes, and the non-key attributes it
+/// must project (none: keys only).
+const INDEXES: [(&str, &str, &str, &[&str]); 3] = [
+    (DUE_INDEX, "due_shard", "due_at", &[]),
+    (LIST_INDEX, FN_BUCKET_ATTR, LIST_KEY_ATTR, &["status"]),
+    (RECENT_INDEX, LIST_BUCKET_ATTR, LIST_KEY_ATTR, &["status"]),
+];
+
+/// Every key attribute of the table and its indexes, with its type.
+const KEY_ATTRIBUTES: [(&str, ScalarAttributeType); 7] = [
+    ("pk", ScalarAttributeType::S),
+    ("sk", ScalarAttributeType::S),
+    ("due_shard", ScalarAttributeType::S),
+    ("due_at", ScalarAttributeType::N),
+    (FN_BUCKET_ATTR, ScalarAttributeType::S),
+    (LIST_BUCKET_ATTR, ScalarAttributeType::S),
+    (LIST_KEY_ATTR, ScalarAttributeType::S),
+];
 
 /// How long to wait for a new table to become `ACTIVE`.
 const ACTIVE_TIMEOUT: Duration = Duration::from_secs(180);
@@ -52,16 +78,20 @@ fn attr(name: &str, kind: ScalarAttributeType) -> Result<AttributeDefinition> {
         .map_err(build_err)
 }
 
-fn gsi(name: &str, hash: &str, range: &str) -> Result<GlobalSecondaryIndex> {
+fn gsi(name: &str, hash: &str, range: &str, include: &[&str]) -> Result<GlobalSecondaryIndex> {
+    let projection = if include.is_empty() {
+        Projection::builder().projection_type(ProjectionType::KeysOnly)
+    } else {
+        include.iter().fold(
+            Projection::builder().projection_type(ProjectionType::Include),
+            |p, attr| p.non_key_attributes(*attr),
+        )
+    };
     GlobalSecondaryIndex::builder()
         .index_name(name)
         .key_schema(key(hash, KeyType::Hash)?)
         .key_schema(key(range, KeyType::Range)?)
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::KeysOnly)
-                .build(),
-        )
+        .projection(projection.build())
         .build()
         .map_err(build_err)
 }
@@ -102,20 +132,18 @@ async fn describe(
 
 async fn create(client: &Client, table: &str, policy: &RetryPolicy) -> Result<bool> {
     let what = format!("CreateTable {table}");
-    let req = client
+    let mut req = client
         .create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attr("pk", ScalarAttributeType::S)?)
-        .attribute_definitions(attr("sk", ScalarAttributeType::S)?)
-        .attribute_definitions(attr("due_shard", ScalarAttributeType::S)?)
-        .attribute_definitions(attr("due_at", ScalarAttributeType::N)?)
-        .attribute_definitions(attr("function", ScalarAttributeType::S)?)
-        .attribute_definitions(attr("created_at", ScalarAttributeType::N)?)
         .key_schema(key("pk", KeyType::Hash)?)
-        .key_schema(key("sk", KeyType::Range)?)
-        .global_secondary_indexes(gsi(DUE_INDEX, "due_shard", "due_at")?)
-        .global_secondary_indexes(gsi(LIST_INDEX, "function", "created_at")?);
+        .key_schema(key("sk", KeyType::Range)?);
+    for (name, kind) in KEY_ATTRIBUTES {
+        req = req.attribute_definitions(attr(name, kind)?);
+    }
+    for (index, hash, range, include) in INDEXES {
+        req = req.global_secondary_indexes(gsi(index, hash, range, include)?);
+    }
     match call(policy, &what, || req.clone().send()).await {
         Ok(_) => {
             tracing::info!(table, "created DynamoDB table");
@@ -220,8 +248,9 @@ fn check_layout(table: &str, desc: &TableDescription) -> Result<()> {
     let problem = |what: String| {
         StoreError::Invalid(format!(
             "DynamoDB table {table} exists but {what}; use another table name or recreate it \
-             (Durafn creates it with keys pk/sk and GSIs {DUE_INDEX}(due_shard, due_at) and \
-             {LIST_INDEX}(function, created_at))"
+             (Durafn creates it with keys pk/sk and GSIs {DUE_INDEX}(due_shard, due_at), \
+             {LIST_INDEX}({FN_BUCKET_ATTR}, {LIST_KEY_ATTR}) and \
+             {RECENT_INDEX}({LIST_BUCKET_ATTR}, {LIST_KEY_ATTR}), the last two projecting status)"
         ))
     };
     if keys(desc.key_schema()) != want("pk", "sk") {
@@ -229,22 +258,33 @@ fn check_layout(table: &str, desc: &TableDescription) -> Result<()> {
             "its key schema is not pk (hash, S) / sk (range, S)".into(),
         ));
     }
-    for (index, hash, range) in [
-        (DUE_INDEX, "due_shard", "due_at"),
-        (LIST_INDEX, "function", "created_at"),
-    ] {
+    for (index, hash, range, include) in INDEXES {
         let found = desc
             .global_secondary_indexes()
             .iter()
             .find(|g| g.index_name.as_deref() == Some(index));
-        match found {
-            None => return Err(problem(format!("it has no GSI {index:?}"))),
-            Some(g) if keys(g.key_schema()) != want(hash, range) => {
-                return Err(problem(format!(
-                    "its GSI {index:?} is not keyed on ({hash}, {range})"
-                )));
-            }
-            Some(_) => {}
+        let Some(g) = found else {
+            return Err(problem(format!("it has no GSI {index:?}")));
+        };
+        if keys(g.key_schema()) != want(hash, range) {
+            return Err(problem(format!(
+                "its GSI {index:?} is not keyed on ({hash}, {range})"
+            )));
+        }
+        // A backend that does not describe the projection (older Alternator
+        // releases project every attribute anyway) passes.
+        let projects = |attr: &str| match g.projection() {
+            None => true,
+            Some(p) => match p.projection_type() {
+                Some(ProjectionType::KeysOnly) => false,
+                Some(ProjectionType::Include) => p.non_key_attributes().iter().any(|a| a == attr),
+                _ => true,
+            },
+        };
+        if let Some(missing) = include.iter().find(|a| !projects(a)) {
+            return Err(problem(format!(
+                "its GSI {index:?} does not project {missing:?}"
+            )));
         }
     }
     Ok(())

@@ -1,0 +1,375 @@
+//! End to end through `durafn dev`: the real `durafn` binary (as its own
+//! process), real handler binaries on `lambda_runtime`, SQLite state on disk.
+//! Processes are killed with SIGKILL to prove nothing is lost.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use durafn_emulator::client::ApiClient;
+use serde_json::{Value, json};
+
+/// The folder holding the workspace's built binaries.
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf()
+}
+
+fn order_exe() -> PathBuf {
+    let p = bin_dir().join("order");
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace first (`cargo build --workspace`, as scripts/test-all.sh does)",
+        p.display()
+    );
+    p
+}
+
+const TEMPLATE: &str = r#"
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  OrderFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      FunctionName: order
+      CodeUri: examples/order
+      Handler: order
+      Timeout: 30
+  TestFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      FunctionName: testfn
+      CodeUri: tests
+      Handler: testfn
+      Timeout: 3
+"#;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A `durafn dev` process.
+struct Dev {
+    child: Child,
+    client: ApiClient,
+    url: String,
+}
+
+impl Dev {
+    async fn start(state: &Path) -> Dev {
+        let template = state.join("template.yaml");
+        std::fs::write(&template, TEMPLATE).unwrap();
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_durafn-under-test"))
+            .args(["dev", "--port", &port.to_string()])
+            .arg("--state")
+            .arg(state.join(".durafn"))
+            .arg("--template")
+            .arg(&template)
+            .arg("--exe")
+            .arg(format!("order={}", order_exe().display()))
+            .arg("--exe")
+            .arg(format!("testfn={}", env!("CARGO_BIN_EXE_testfn")))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn durafn dev");
+        let url = format!("http://127.0.0.1:{port}");
+        let dev = Dev {
+            child,
+            client: ApiClient::new(&url, None),
+            url,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok((200, _)) = dev.client.call("GET", "/healthz", None).await {
+                return dev;
+            }
+            assert!(Instant::now() < deadline, "durafn dev did not come up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.client.call(method, path, body.as_ref()).await.unwrap()
+    }
+
+    async fn start_exec(&self, function: &str, name: &str, input: Value) -> Value {
+        let (status, v) = self
+            .call(
+                "POST",
+                &format!("/v1/functions/{function}/executions"),
+                Some(json!({ "name": name, "input": input })),
+            )
+            .await;
+        assert!(status == 201 || status == 202, "{status} {v}");
+        v
+    }
+
+    async fn describe(&self, id: &str) -> Value {
+        let (status, v) = self.call("GET", &format!("/v1/executions/{id}"), None).await;
+        assert_eq!(status, 200, "{v}");
+        v
+    }
+
+    async fn wait_status(&self, id: &str, want: &str, limit: Duration) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let v = self.describe(id).await;
+            if v["status"] == want {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "{id} did not reach {want}: {v}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn trace(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("trace"))
+        .map(|s| s.lines().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+fn count(lines: &[String], prefix: &str) -> usize {
+    lines.iter().filter(|l| l.starts_with(prefix)).count()
+}
+
+fn pids(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .filter_map(|l| l.split("pid=").nth(1).map(str::to_string))
+        .collect()
+}
+
+fn kill_pid(pid: &str) {
+    let status = Command::new("kill").args(["-9", pid]).status().unwrap();
+    assert!(status.success(), "kill -9 {pid}");
+}
+
+async fn until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn work_dir(root: &Path, name: &str) -> PathBuf {
+    let d = root.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_order_workflow_runs_through_durafn_dev_with_its_real_binary() {
+    let root = tempfile::tempdir().unwrap();
+    let dev = Dev::start(root.path()).await;
+    let (status, v) = dev
+        .call(
+            "POST",
+            "/v1/functions/order/executions",
+            Some(json!({
+                "name": "o-e2e",
+                "input": {"order_id": "o-e2e", "amount_cents": 1999},
+                "wait": 60
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["status"], "SUCCEEDED", "{v}");
+    assert_eq!(v["output"]["charge_id"], "ch-o-e2e-1");
+    let (_, h) = dev.call("GET", "/v1/executions/o-e2e/history", None).await;
+    let names: Vec<_> = h["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["name"].as_str().unwrap().to_string(), o["status"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(
+        names,
+        [("charge", "SUCCEEDED"), ("cool-off", "SUCCEEDED"), ("reserve", "SUCCEEDED"), ("email", "SUCCEEDED")]
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+    );
+    // The CLI speaks the same API.
+    let out = Command::new(env!("CARGO_BIN_EXE_durafn-under-test"))
+        .args(["describe", "o-e2e", "--url", &dev.url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("SUCCEEDED"), "{text}");
+    let out = Command::new(env!("CARGO_BIN_EXE_durafn-under-test"))
+        .args(["history", "o-e2e", "--url", &dev.url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("cool-off") && text.contains("email"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_killed_mid_step_is_reinvoked_and_recorded_steps_do_not_run_again() {
+    let root = tempfile::tempdir().unwrap();
+    let dev = Dev::start(root.path()).await;
+    let dir = work_dir(root.path(), "killed");
+    dev.start_exec("testfn", "kill-handler", json!({ "dir": dir, "block": true })).await;
+    until(Duration::from_secs(30), "the slow step to start", || {
+        count(&trace(&dir), "slow-start-1") == 1
+    })
+    .await;
+    let first_pid = pids(&trace(&dir))[0].clone();
+    kill_pid(&first_pid);
+    // The emulator sees the process die, fails that invocation and re-invokes.
+    until(Duration::from_secs(30), "the step to restart in a new process", || {
+        count(&trace(&dir), "slow-start-1") == 2
+    })
+    .await;
+    std::fs::write(dir.join("release"), "").unwrap();
+    let v = dev.wait_status("kill-handler", "SUCCEEDED", Duration::from_secs(30)).await;
+    assert_eq!(v["output"], json!({ "slow_attempt": 1 }), "at-least-once: the same attempt ran again");
+    let lines = trace(&dir);
+    assert_eq!(count(&lines, "before"), 1, "{lines:?}");
+    assert_eq!(count(&lines, "slow-end"), 1, "{lines:?}");
+    assert_eq!(count(&lines, "after"), 1, "{lines:?}");
+    let second_pid = pids(&lines)[1].clone();
+    assert_ne!(first_pid, second_pid);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_emulator_killed_and_restarted_finishes_every_execution() {
+    let root = tempfile::tempdir().unwrap();
+    let mut dev = Dev::start(root.path()).await;
+    let dirs: Vec<PathBuf> = (0..3).map(|i| work_dir(root.path(), &format!("x{i}"))).collect();
+    for (i, dir) in dirs.iter().enumerate() {
+        dev.start_exec("testfn", &format!("restart-{i}"), json!({ "dir": dir, "block": true }))
+            .await;
+    }
+    for dir in &dirs {
+        until(Duration::from_secs(30), "every slow step to start", || {
+            count(&trace(dir), "slow-start") == 1
+        })
+        .await;
+    }
+    // The machine dies: the emulator and every handler process, at once.
+    dev.kill9();
+    for dir in &dirs {
+        for pid in pids(&trace(dir)) {
+            let _ = Command::new("kill").args(["-9", &pid]).status();
+        }
+    }
+    drop(dev);
+    let dev = Dev::start(root.path()).await;
+    for dir in &dirs {
+        std::fs::write(dir.join("release"), "").unwrap();
+    }
+    for i in 0..3 {
+        // The dead invocations' leases (3 s timeout + 5 s grace) expire first.
+        dev.wait_status(&format!("restart-{i}"), "SUCCEEDED", Duration::from_secs(60)).await;
+    }
+    for dir in &dirs {
+        let lines = trace(dir);
+        assert_eq!(count(&lines, "before"), 1, "recorded before the crash: {lines:?}");
+        assert_eq!(count(&lines, "slow-start"), 2, "interrupted, then run again: {lines:?}");
+        assert_eq!(count(&lines, "after"), 1, "{lines:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_emulators_on_one_store_dispatch_each_execution_once() {
+    let root = tempfile::tempdir().unwrap();
+    let a = Dev::start(root.path()).await;
+    let b = Dev::start(root.path()).await;
+    let dirs: Vec<PathBuf> = (0..16).map(|i| work_dir(root.path(), &format!("d{i}"))).collect();
+    for (i, dir) in dirs.iter().enumerate() {
+        let dev = if i % 2 == 0 { &a } else { &b };
+        dev.start_exec("testfn", &format!("shared-{i}"), json!({ "dir": dir })).await;
+    }
+    for i in 0..dirs.len() {
+        a.wait_status(&format!("shared-{i}"), "SUCCEEDED", Duration::from_secs(60)).await;
+    }
+    for dir in &dirs {
+        let lines = trace(dir);
+        assert_eq!(count(&lines, "before"), 1, "{lines:?}");
+        assert_eq!(count(&lines, "slow-start"), 1, "never dispatched twice: {lines:?}");
+        assert_eq!(count(&lines, "after"), 1, "{lines:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_errors_and_a_panicking_step_is_retried() {
+    let root = tempfile::tempdir().unwrap();
+    let dev = Dev::start(root.path()).await;
+
+    let (status, v) = dev
+        .call("POST", "/v1/functions/nope/executions", Some(json!({})))
+        .await;
+    assert_eq!(status, 404, "{v}");
+    assert_eq!(v["error"]["code"], "FunctionNotFound");
+    assert!(v["error"]["message"].as_str().unwrap().contains("order, testfn"), "{v}");
+
+    let raw = |body: &'static str| {
+        let url = format!("{}/v1/functions/order/executions", dev.url);
+        async move {
+            let out = Command::new("curl")
+                .args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", "POST", &url, "--data-binary", body])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).to_string()
+        }
+    };
+    let answer = raw("{\"input\": {\"order_id\": ").await;
+    assert!(answer.ends_with("400"), "{answer}");
+    assert!(answer.contains("InvalidJson") && answer.contains("line 1"), "{answer}");
+
+    let big = root.path().join("big.json");
+    std::fs::write(&big, json!({ "input": "x".repeat(5 * 1024 * 1024) }).to_string()).unwrap();
+    let out = Command::new("curl")
+        .args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", "POST"])
+        .arg(format!("{}/v1/functions/order/executions", dev.url))
+        .arg("--data-binary")
+        .arg(format!("@{}", big.display()))
+        .output()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(answer.ends_with("413"), "{answer}");
+    assert!(answer.contains("PayloadTooLarge"), "{answer}");
+
+    let dir = work_dir(root.path(), "conflict");
+    dev.start_exec("testfn", "same-name", json!({ "dir": dir })).await;
+    let (status, v) = dev
+        .call(
+            "POST",
+            "/v1/functions/testfn/executions",
+            Some(json!({ "name": "same-name", "input": { "dir": "elsewhere" } })),
+        )
+        .await;
+    assert_eq!(status, 409, "{v}");
+
+    let (status, v) = dev.call("GET", "/v1/executions/no-such-id", None).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (404, Some("ExecutionNotFound")));
+    let (status, v) = dev.call("GET", "/v1/executions?status=SLEEPING", None).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("SUSPENDED"), "{v}");
+
+    let dir = work_dir(root.path(), "panic");
+    dev.start_exec("testfn", "panics-once", json!({ "dir": dir, "panic_once": true })).await;
+    let v = dev.wait_status("panics-once", "SUCCEEDED", Duration::from_secs(30)).await;
+    assert_eq!(v["output"], json!({ "slow_attempt": 2 }));
+    let (_, h) = dev.call("GET", "/v1/executions/panics-once/history", None).await;
+    let slow = &h["operations"][1];
+    assert_eq!(slow["attempt"], 2, "{h}");
+}

@@ -1,0 +1,56 @@
+//! A handler binary for the emulator's end-to-end tests.
+//!
+//! Its steps leave a trace in a folder given in the input, so a test can tell
+//! which step bodies really ran (and in which process), block a step until
+//! the test releases it, or panic once.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use durafn::prelude::*;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+#[derive(Debug, Deserialize)]
+struct Input {
+    dir: PathBuf,
+    #[serde(default)]
+    block: bool,
+    #[serde(default)]
+    panic_once: bool,
+}
+
+fn trace(dir: &Path, line: &str) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("trace"))?;
+    writeln!(f, "{line}")
+}
+
+async fn workflow(ctx: DurableContext, input: Input) -> Result<Value, DurableError> {
+    let dir = input.dir.clone();
+    ctx.step("before", |_| async move { trace(&dir, "before") }).await?;
+    let dir = input.dir.clone();
+    let attempt: u32 = ctx
+        .step("slow", |s| async move {
+            trace(&dir, &format!("slow-start-{} pid={}", s.attempt(), std::process::id()))?;
+            if input.panic_once && s.attempt() == 1 {
+                panic!("the handler hit a bug on attempt 1");
+            }
+            while input.block && !dir.join("release").exists() {
+                // A slow call to the outside world, not a durable wait.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            trace(&dir, "slow-end")?;
+            Ok::<_, DurableError>(s.attempt())
+        })
+        .retry(RetryPolicy::fixed(Duration::from_millis(100)))
+        .await?;
+    let dir = input.dir.clone();
+    ctx.step("after", |_| async move { trace(&dir, "after") }).await?;
+    Ok(json!({ "slow_attempt": attempt }))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), durafn::Error> {
+    durafn::run(durafn::handler(workflow)).await
+}
