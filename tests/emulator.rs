@@ -373,3 +373,77 @@ async fn bad_requests_get_clear_errors_and_a_panicking_step_is_retried() {
     let slow = &h["operations"][1];
     assert_eq!(slow["attempt"], 2, "{h}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_hanging_past_its_timeout_is_killed_and_the_execution_reinvoked() {
+    let root = tempfile::tempdir().unwrap();
+    let dev = Dev::start(root.path()).await;
+    let dir = work_dir(root.path(), "hang");
+    dev.start_exec("testfn", "hangs-once", json!({ "dir": dir, "hang_once": true })).await;
+    // testfn's timeout is 3 s: the emulator kills the hung process, the
+    // dispatcher re-invokes, and the step runs again in a new process.
+    let v = dev.wait_status("hangs-once", "SUCCEEDED", Duration::from_secs(30)).await;
+    assert_eq!(v["output"], json!({ "slow_attempt": 1 }));
+    let lines = trace(&dir);
+    assert_eq!(count(&lines, "slow-start-1"), 2, "{lines:?}");
+    assert_eq!(count(&lines, "before"), 1, "{lines:?}");
+    let p = pids(&lines);
+    assert_ne!(p[0], p[1], "a new process took over");
+    let status = Command::new("kill").args(["-0", &p[0]]).status().unwrap();
+    assert!(!status.success(), "the hung process was killed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durafn_server_requires_its_api_token() {
+    let root = tempfile::tempdir().unwrap();
+    let template = root.path().join("template.yaml");
+    std::fs::write(&template, TEMPLATE).unwrap();
+    let token_file = root.path().join("token");
+    std::fs::write(&token_file, "s3cret-token-0123456789\n").unwrap();
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_durafn-under-test"))
+        .args(["server", "--bind", &format!("127.0.0.1:{port}")])
+        .arg("--store")
+        .arg(format!("sqlite://{}", root.path().join("server.db").display()))
+        .arg("--token-file")
+        .arg(&token_file)
+        .arg("--template")
+        .arg(&template)
+        .arg("--exe")
+        .arg(format!("order={}", order_exe().display()))
+        .arg("--exe")
+        .arg(format!("testfn={}", env!("CARGO_BIN_EXE_testfn")))
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let anonymous = ApiClient::new(&url, None);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !matches!(anonymous.call("GET", "/healthz", None).await, Ok((200, _))) {
+        assert!(Instant::now() < deadline, "durafn server did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, v) = anonymous.call("GET", "/v1/executions", None).await.unwrap();
+    assert_eq!(status, 401, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("token"), "{v}");
+    let wrong = ApiClient::new(&url, Some("s3cret-token-0123456788".into()));
+    assert_eq!(wrong.call("GET", "/v1/executions", None).await.unwrap().0, 401);
+    let right = ApiClient::new(&url, Some("s3cret-token-0123456789".into()));
+    let (status, v) = right.call("GET", "/v1/executions", None).await.unwrap();
+    assert_eq!(status, 200, "{v}");
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // A missing or short token refuses to start.
+    std::fs::write(&token_file, "short").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_durafn-under-test"))
+        .args(["server", "--bind", "127.0.0.1:0", "--store", "sqlite://x.db"])
+        .arg("--token-file")
+        .arg(&token_file)
+        .arg("--template")
+        .arg(&template)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("too short"));
+}

@@ -68,6 +68,9 @@ enum Command {
         /// The SAM template.
         #[arg(long, default_value = "template.yaml")]
         template: PathBuf,
+        /// Use a prebuilt executable for a function (`NAME=PATH`; repeatable).
+        #[arg(long = "exe", value_name = "NAME=PATH")]
+        exes: Vec<String>,
     },
     /// Start an execution.
     Start {
@@ -174,19 +177,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = store.unwrap_or_else(|| format!("sqlite://{}", state.join("durafn.db").display()));
             let mut config = ServerConfig::new(template, store);
             config.release = release;
-            for exe in exes {
-                let Some((name, path)) = exe.split_once('=') else {
-                    bail!("--exe {exe:?} must look like NAME=PATH");
-                };
-                config.executables.insert(name.to_string(), PathBuf::from(path));
-            }
+            add_executables(&mut config, &exes)?;
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
                 .await
                 .with_context(|| format!("cannot listen on 127.0.0.1:{port} (use --port)"))?;
             eprintln!("durafn dev: http://127.0.0.1:{port}  (API /v1, try: durafn start order '{{\"order_id\": \"o-1\", \"amount_cents\": 1999}}' --wait 30)");
             serve(config, listener, ctrl_c()).await
         }
-        Command::Server { store, bind, token_file, template } => {
+        Command::Server { store, bind, token_file, template, exes } => {
             let token = std::fs::read_to_string(&token_file)
                 .with_context(|| format!("reading the token file {}", token_file.display()))?
                 .trim()
@@ -196,6 +194,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let mut config = ServerConfig::new(template, store);
             config.token = Some(token);
+            add_executables(&mut config, &exes)?;
             let listener = tokio::net::TcpListener::bind(&bind)
                 .await
                 .with_context(|| format!("cannot listen on {bind}"))?;
@@ -244,6 +243,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn add_executables(config: &mut ServerConfig, exes: &[String]) -> anyhow::Result<()> {
+    for exe in exes {
+        let Some((name, path)) = exe.split_once('=') else {
+            bail!("--exe {exe:?} must look like NAME=PATH");
+        };
+        config.executables.insert(name.to_string(), PathBuf::from(path));
+    }
+    Ok(())
 }
 
 async fn call(args: &ClientArgs, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {

@@ -902,7 +902,8 @@ async fn listing_merges_buckets_exactly_with_ties_and_filters() {
         all.push((n.now, name, n.function, running));
     }
     all.sort_by(|a, b| (b.0, &b.1).cmp(&(a.0, &a.1)));
-    let expect = |keep: &dyn Fn(&(Timestamp, String, String, bool)) -> bool| -> Vec<String> {
+    type Created = (Timestamp, String, String, bool);
+    let expect = |keep: &dyn Fn(&Created) -> bool| -> Vec<String> {
         all.iter()
             .filter(|e| keep(e))
             .map(|e| e.1.clone())

@@ -19,11 +19,20 @@ struct Input {
     block: bool,
     #[serde(default)]
     panic_once: bool,
+    #[serde(default)]
+    hang_once: bool,
 }
 
 fn trace(dir: &Path, line: &str) -> std::io::Result<()> {
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("trace"))?;
     writeln!(f, "{line}")
+}
+
+/// True the first time only: the trace has one `slow-start` line.
+fn count_hangs(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("trace"))
+        .map(|t| t.lines().filter(|l| l.starts_with("slow-start")).count() == 1)
+        .unwrap_or(false)
 }
 
 async fn workflow(ctx: DurableContext, input: Input) -> Result<Value, DurableError> {
@@ -35,6 +44,10 @@ async fn workflow(ctx: DurableContext, input: Input) -> Result<Value, DurableErr
             trace(&dir, &format!("slow-start-{} pid={}", s.attempt(), std::process::id()))?;
             if input.panic_once && s.attempt() == 1 {
                 panic!("the handler hit a bug on attempt 1");
+            }
+            if input.hang_once && std::fs::write(dir.join("hung"), "").is_ok() && count_hangs(&dir) {
+                // Hang past the function's timeout, once.
+                std::future::pending::<()>().await;
             }
             while input.block && !dir.join("release").exists() {
                 // A slow call to the outside world, not a durable wait.

@@ -15,6 +15,7 @@ pub(crate) const METRICS: &[&str] = &[];
 
 const SCHEMA: &str = "CREATE TABLE operations (execution_id TEXT NOT NULL, op_id TEXT NOT NULL, rev INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (execution_id, op_id)) WITHOUT ROWID;
 CREATE TABLE rows (id INTEGER PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE ops_rowid (seq INTEGER PRIMARY KEY, execution_id TEXT NOT NULL, op_id TEXT NOT NULL, rev INTEGER NOT NULL, body TEXT NOT NULL, UNIQUE (execution_id, op_id));
 CREATE TABLE ops_int (execution_id TEXT NOT NULL, op_seq INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (execution_id, op_seq)) WITHOUT ROWID;
 CREATE TABLE ops_padded (execution_id TEXT NOT NULL, op_id TEXT NOT NULL, rev INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (execution_id, op_id)) WITHOUT ROWID;";
 
@@ -60,6 +61,12 @@ fn one(conn: &Connection, variant: usize, i: usize, body: &str) {
             conn.execute_batch("BEGIN IMMEDIATE").unwrap();
             conn.prepare_cached("INSERT INTO operations (execution_id, op_id, rev, body) VALUES (?1, ?2, 1, ?3)").unwrap()
                 .execute(params!["0198a0b2-1111-7222-8333-444455556666", i.to_string(), &body[..60]]).unwrap();
+            conn.execute_batch("COMMIT").unwrap();
+        }
+        13 => {
+            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+            conn.prepare_cached("INSERT INTO ops_rowid (execution_id, op_id, rev, body) VALUES (?1, ?2, 1, ?3) ON CONFLICT(execution_id, op_id) DO NOTHING").unwrap()
+                .execute(params!["0198a0b2-1111-7222-8333-444455556666", i.to_string(), body]).unwrap();
             conn.execute_batch("COMMIT").unwrap();
         }
         _ => unreachable!(),
@@ -162,15 +169,28 @@ fn plain_threads(n: usize, spin_caller: bool, spin_writer: bool) -> Duration {
     e
 }
 
+/// The tokio task commits inline, on its worker, in `block_in_place`.
+async fn inline(n: usize) -> Duration {
+    let dir = scratch_dir().unwrap();
+    let conn = std::sync::Mutex::new(open(&dir));
+    let b = body();
+    let t = Instant::now();
+    for i in 1..=n {
+        tokio::task::block_in_place(|| one(&conn.lock().unwrap(), 2, i, &b));
+        tokio::task::yield_now().await;
+    }
+    t.elapsed()
+}
+
 pub(crate) async fn run(_scale: Scale, report: &mut Report) {
     if std::env::var("PROBE_WAL").is_ok() {
-        for v in [0, 1, 10, 11, 12] {
+        for v in [0, 1, 10, 11, 12, 13] {
             tokio::task::spawn_blocking(move || sync_variant(v, 1000)).await.unwrap();
         }
         return;
     }
     let n = 300;
-    let names = ["raw_rowid", "raw_ops_table", "raw_ops_savepoint", "thread_ops_savepoint", "handoff_only", "plain_block_block", "plain_spincaller", "plain_spinwriter"];
+    let names = ["raw_rowid", "raw_ops_table", "raw_ops_savepoint", "thread_ops_savepoint", "handoff_only", "plain_block_block", "plain_spincaller", "plain_spinwriter", "inline_block_in_place"];
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
     for round in 0..7 {
         let mut order: Vec<usize> = (0..names.len()).collect();
@@ -182,7 +202,8 @@ pub(crate) async fn run(_scale: Scale, report: &mut Report) {
                 4 => handoff_only(n).await,
                 5 => tokio::task::spawn_blocking(move || plain_threads(n, false, false)).await.unwrap(),
                 6 => tokio::task::spawn_blocking(move || plain_threads(n, true, false)).await.unwrap(),
-                _ => tokio::task::spawn_blocking(move || plain_threads(n, false, true)).await.unwrap(),
+                7 => tokio::task::spawn_blocking(move || plain_threads(n, false, true)).await.unwrap(),
+                _ => inline(n).await,
             };
             samples[v].push(micros(d) / n as f64);
         }
