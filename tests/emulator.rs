@@ -15,7 +15,18 @@ fn bin_dir() -> PathBuf {
     exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf()
 }
 
+/// The order example's own binary, rebuilt if stale (cargo only builds the
+/// binaries of the package under test, and this one lives in `examples/order`).
 fn order_exe() -> PathBuf {
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    BUILD.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-q", "-p", "order-example", "--bin", "order"])
+            .status()
+            .expect("run cargo");
+        assert!(status.success(), "building the order example failed");
+    });
     let p = bin_dir().join("order");
     assert!(
         p.exists(),
@@ -35,6 +46,12 @@ Resources:
       CodeUri: examples/order
       Handler: order
       Timeout: 30
+      Events:
+        Orders:
+          Type: HttpApi
+          Properties:
+            Path: /orders
+            Method: post
   TestFunction:
     Type: AWS::Serverless::Function
     Properties:
@@ -42,6 +59,12 @@ Resources:
       CodeUri: tests
       Handler: testfn
       Timeout: 3
+      Events:
+        Runs:
+          Type: HttpApi
+          Properties:
+            Path: /runs/{kind}
+            Method: post
 "#;
 
 fn free_port() -> u16 {
@@ -446,4 +469,64 @@ async fn durafn_server_requires_its_api_token() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("too short"));
+}
+
+fn curl(args: &[&str]) -> (u16, Value) {
+    let out = Command::new("curl")
+        .args(["-s", "-o", "-", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.parse().unwrap(), serde_json::from_str(body).unwrap_or(Value::String(body.into())))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_api_routes_start_executions_idempotently() {
+    let root = tempfile::tempdir().unwrap();
+    let dev = Dev::start(root.path()).await;
+    let orders = format!("{}/orders", dev.url);
+
+    // The order sleeps 10 s: the first invocation suspends, the route answers 202.
+    let body = r#"{"order_id": "o-http", "amount_cents": 1999}"#;
+    let (status, v) = curl(&["-X", "POST", &orders, "-H", "Idempotency-Key: k-1", "--data", body]);
+    assert_eq!(status, 202, "{v}");
+    assert_eq!(v["status"], "SUSPENDED", "{v}");
+    let id = v["execution_id"].as_str().unwrap().to_string();
+    assert_eq!(id, "http-k-1");
+    // The same key again: the same execution, not a second one.
+    let (status, v) = curl(&["-X", "POST", &orders, "-H", "Idempotency-Key: k-1", "--data", body]);
+    assert!(status == 202 || status == 200, "{status} {v}");
+    assert_eq!(v["execution_id"], id.as_str());
+    // The same key with another body is a conflict.
+    let (status, v) = curl(&["-X", "POST", &orders, "-H", "Idempotency-Key: k-1", "--data", "{}"]);
+    assert_eq!(status, 409, "{v}");
+    // A malformed body never starts anything.
+    let (status, v) = curl(&["-X", "POST", &orders, "--data", "{nope"]);
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("not valid JSON"), "{v}");
+
+    // A workflow that finishes in its first invocation answers 200 with its output;
+    // path parameters reach the function's event.
+    let dir = work_dir(root.path(), "http");
+    let runs = format!("{}/runs/quick", dev.url);
+    let (status, v) = curl(&["-X", "POST", &runs, "--data", &json!({ "dir": dir }).to_string()]);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["output"], json!({ "slow_attempt": 1 }));
+
+    // `Prefer: wait=N` waits for a suspended execution to finish.
+    let dir = work_dir(root.path(), "http-wait");
+    let (status, v) = curl(&[
+        "-X", "POST", &runs, "-H", "Prefer: wait=30",
+        "--data", &json!({ "dir": dir, "panic_once": true }).to_string(),
+    ]);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["status"], "SUCCEEDED", "{v}");
+    assert_eq!(v["output"], json!({ "slow_attempt": 2 }));
+
+    // Unknown routes are the emulator's 404, not a function call.
+    let (status, _) = curl(&["-X", "POST", &format!("{}/nowhere", dev.url)]);
+    assert_eq!(status, 404);
+    dev.wait_status(&id, "SUCCEEDED", Duration::from_secs(30)).await;
 }

@@ -31,9 +31,7 @@ impl CommitFloor {
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(format!("the floor database is in journal mode {mode:?}, not WAL").into());
         }
-        conn.execute_batch(
-            "CREATE TABLE rows (id INTEGER PRIMARY KEY, body TEXT NOT NULL);",
-        )?;
+        conn.execute_batch("CREATE TABLE rows (id INTEGER PRIMARY KEY, body TEXT NOT NULL);")?;
         Ok(CommitFloor {
             conn,
             row: "x".repeat(ROW_BYTES),

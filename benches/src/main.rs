@@ -105,9 +105,14 @@ fn main() -> ExitCode {
             ("cpus", measure::cpus() as f64),
         ],
     );
-    report.note("setup", &format!("scratch_dir={}", std::env::temp_dir().display()));
-    let groups: Vec<Group> = match args.only { Some(g) => vec![g], None => Group::ALL.to_vec() };
-    for group in groups {
+    report.note(
+        "setup",
+        &format!("scratch_dir={}", std::env::temp_dir().display()),
+    );
+    for group in Group::ALL {
+        if args.only.is_some_and(|only| only != group) {
+            continue;
+        }
         runtime.block_on(group.run(args.scale, &mut report));
         report.require(group.metrics());
     }

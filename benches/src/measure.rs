@@ -68,7 +68,11 @@ pub(crate) async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) ->
                 Poll::Pending => pending = true,
             }
         }
-        if pending { Poll::Pending } else { Poll::Ready(()) }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
     })
     .await;
     slots.into_iter().filter_map(|(_, out)| out).collect()

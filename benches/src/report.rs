@@ -99,7 +99,10 @@ impl Report {
     pub(crate) fn require(&mut self, metrics: &[&'static str]) {
         for metric in metrics {
             if !self.reported.contains(metric) {
-                self.error(metric, "the benchmark reported neither a figure nor an error");
+                self.error(
+                    metric,
+                    "the benchmark reported neither a figure nor an error",
+                );
             }
         }
     }

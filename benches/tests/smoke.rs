@@ -31,7 +31,10 @@ fn quick_json_run_prints_one_well_formed_figure_per_line() {
         assert_eq!(keys, ["metric", "target", "unit", "value"], "{line}");
         let metric = obj["metric"].as_str().expect("metric should be a string");
         assert!(!metric.is_empty(), "{line}");
-        assert!(obj["unit"].as_str().is_some_and(|u| !u.is_empty()), "{line}");
+        assert!(
+            obj["unit"].as_str().is_some_and(|u| !u.is_empty()),
+            "{line}"
+        );
         let value = obj["value"].as_f64().expect("value should be a number");
         assert!(value.is_finite() && value > 0.0, "{line}");
         let target = obj["target"].as_f64().expect("target should be a number");

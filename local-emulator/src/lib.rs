@@ -5,6 +5,7 @@
 //! - [`lambda_api`]: the Lambda Runtime API and Invoke API, and the handler
 //!   processes behind them.
 //! - [`api`]: the REST API for executions.
+//! - [`http_routes`]: the template's HttpApi routes, invoking functions with API Gateway events.
 //! - [`server`]: assembles store, dispatcher and APIs on one listener.
 //! - [`cli`]: the command line.
 
@@ -12,6 +13,7 @@ pub mod api;
 pub mod cargo_build;
 pub mod cli;
 pub mod client;
+pub mod http_routes;
 pub mod lambda_api;
 pub mod output;
 pub mod server;

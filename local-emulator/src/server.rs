@@ -100,6 +100,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (template, executables) = prepare(&config).await?;
+    let routes = crate::http_routes::routes_of(&template)?;
     let store: Arc<dyn Store> = Arc::new(RetryingStore::new(
         durafn_runtime::store::open_async(&config.store_url)
             .await
@@ -156,7 +157,9 @@ pub async fn serve(
         token: config.token.as_deref().map(Arc::from),
         metrics: Arc::new(Metrics::default()),
     };
-    let app = api::router(state).merge(lambda_api::router(hosts.clone()));
+    let app = api::router(state.clone())
+        .merge(lambda_api::router(hosts.clone()))
+        .merge(crate::http_routes::router(&routes, &hosts, state)?);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let dispatch_task = {

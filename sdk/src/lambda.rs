@@ -5,6 +5,10 @@
 //! - a **resume request** from a dispatcher, `{"durafn_resume": {"execution_id": "…", "epoch": 3}}`:
 //!   the dispatcher has claimed the execution; this invocation continues it;
 //! - an explicit **start**, `{"durafn_start": {"name": "optional-id", "input": …}}`;
+//! - an **API Gateway HTTP API (v2) / function URL** request: its JSON body is
+//!   the input, its `Idempotency-Key` header (else its request id) names the
+//!   execution, and the answer is an HTTP response — 200 with the output if the
+//!   execution finished in this first invocation, 202 with its id otherwise;
 //! - anything else: a **direct invoke**, whose whole payload is the input and
 //!   whose Lambda request id is the execution id (so Lambda's own retries of
 //!   the same request start nothing twice).
@@ -20,8 +24,11 @@ use durafn_runtime::clock::{Clock, SystemClock};
 use durafn_runtime::dispatch::{LEASE_GRACE, RESUME_KEY, ResumeRequest, START_KEY};
 use durafn_runtime::model::{ExecutionId, ExecutionStatus, NewExecution, Timestamp};
 use durafn_runtime::store::{RetryingStore, Store};
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use aws_lambda_events::encodings::Body;
+use aws_lambda_events::http::HeaderMap;
 use lambda_runtime::LambdaEvent;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::error::Error;
 use crate::handler::Handler;
@@ -35,6 +42,13 @@ pub const DEFAULT_STORE_URL: &str = "sqlite://.durafn/durafn.db";
 pub(crate) enum Request {
     Resume(ResumeRequest),
     Start { name: String, input: Value },
+    Http(Box<ApiGatewayV2httpRequest>),
+}
+
+/// True for an API Gateway HTTP API (payload 2.0) or function URL event.
+fn is_http_event(payload: &Value) -> bool {
+    payload.get("version").and_then(Value::as_str) == Some("2.0")
+        && payload.pointer("/requestContext/http/method").is_some()
 }
 
 /// Reads an invocation payload (pure; `request_id` names direct invokes).
@@ -60,10 +74,61 @@ pub(crate) fn parse_request(payload: Value, request_id: &str) -> Result<Request,
         let input = start.get("input").cloned().unwrap_or(Value::Null);
         return Ok(Request::Start { name, input });
     }
+    if is_http_event(&payload) {
+        let req: ApiGatewayV2httpRequest = serde_json::from_value(payload)
+            .map_err(|e| Error::Invalid(format!("bad HTTP API event: {e}")))?;
+        return Ok(Request::Http(Box::new(req)));
+    }
     Ok(Request::Start {
         name: request_id.to_string(),
         input: payload,
     })
+}
+
+/// An HTTP API response with a JSON body.
+fn http_response(status: i64, body: &Value) -> ApiGatewayV2httpResponse {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "content-type",
+        aws_lambda_events::http::HeaderValue::from_static("application/json"),
+    );
+    let mut response = ApiGatewayV2httpResponse::default();
+    response.status_code = status;
+    response.headers = headers;
+    response.body = Some(Body::Text(body.to_string()));
+    response
+}
+
+fn http_error(status: i64, code: &str, message: String) -> ApiGatewayV2httpResponse {
+    http_response(status, &json!({ "error": { "code": code, "message": message } }))
+}
+
+/// Reads an HTTP event's execution name and input, or the 4xx to answer.
+fn http_start(req: &ApiGatewayV2httpRequest) -> Result<(String, Value), ApiGatewayV2httpResponse> {
+    if req.is_base64_encoded {
+        return Err(http_error(
+            415,
+            "UnsupportedBody",
+            "send the input as a JSON body (Content-Type: application/json), not binary".into(),
+        ));
+    }
+    let body = req.body.as_deref().unwrap_or("");
+    let input = if body.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(body).map_err(|e| {
+            http_error(400, "InvalidJson", format!("the request body is not valid JSON: {e}"))
+        })?
+    };
+    let key = req
+        .headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(|k| format!("http-{k}"));
+    let name = key
+        .or_else(|| req.request_context.request_id.clone())
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    Ok((name, input))
 }
 
 struct LambdaRuntime {
@@ -96,11 +161,10 @@ pub async fn run(handler: Handler) -> Result<(), Error> {
     let service = lambda_runtime::service_fn(move |event: LambdaEvent<Value>| {
         let rt = rt.clone();
         async move {
-            let report = rt.handle(event).await.map_err(|e| {
+            rt.handle(event).await.map_err(|e| {
                 tracing::error!(error = %e, "invocation failed");
                 lambda_runtime::Error::from(e.to_string())
-            })?;
-            serde_json::to_value(report).map_err(lambda_runtime::Error::from)
+            })
         }
     });
     lambda_runtime::run(service)
@@ -109,13 +173,49 @@ pub async fn run(handler: Handler) -> Result<(), Error> {
 }
 
 impl LambdaRuntime {
-    async fn handle(&self, event: LambdaEvent<Value>) -> Result<InvocationReport, Error> {
+    async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, Error> {
         let (payload, lctx) = event.into_parts();
         let deadline = Timestamp(i64::try_from(lctx.deadline).unwrap_or(i64::MAX));
+        let request = parse_request(payload, &lctx.request_id)?;
+        let Request::Http(http) = request else {
+            let report = self.invoke(request, deadline).await?;
+            return serde_json::to_value(report).map_err(|e| Error::Invalid(e.to_string()));
+        };
+        let response = match http_start(&http) {
+            Err(response) => response,
+            Ok((name, input)) => match self.invoke(Request::Start { name, input }, deadline).await {
+                Ok(report) => {
+                    let status = match report.status.as_str() {
+                        "SUCCEEDED" => 200,
+                        "FAILED" | "TIMED_OUT" | "CANCELLED" | "BLOCKED" => 500,
+                        _ => 202,
+                    };
+                    let body = serde_json::to_value(&report).unwrap_or(Value::Null);
+                    http_response(status, &body)
+                }
+                Err(Error::Store(e @ durafn_runtime::StoreError::Conflict { .. })) => {
+                    http_error(409, "Conflict", e.to_string())
+                }
+                Err(Error::Store(e @ durafn_runtime::StoreError::PayloadTooLarge { .. })) => {
+                    http_error(413, "PayloadTooLarge", e.to_string())
+                }
+                Err(Error::Store(e @ durafn_runtime::StoreError::Invalid(_))) => {
+                    http_error(400, "InvalidRequest", e.to_string())
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        serde_json::to_value(response).map_err(|e| Error::Invalid(e.to_string()))
+    }
+
+    async fn invoke(&self, request: Request, deadline: Timestamp) -> Result<InvocationReport, Error> {
         let mut config = InvocationConfig::default();
         config.deadline = Some(deadline);
         config.max_steps_per_invocation = self.max_steps;
-        let claimed = match parse_request(payload, &lctx.request_id)? {
+        let claimed = match request {
+            Request::Http(_) => {
+                return Err(Error::Invalid("an HTTP event must be unwrapped first".into()));
+            }
             Request::Resume(r) => {
                 let current = self.store.get_execution(&r.execution_id).await?.ok_or_else(|| {
                     Error::Invalid(format!("execution {} does not exist", r.execution_id))
@@ -186,6 +286,49 @@ mod tests {
         let input = json!({"order_id": "o-1", "amount_cents": 1999});
         let r = parse_request(input.clone(), "req-42").unwrap();
         assert_eq!(r, Request::Start { name: "req-42".into(), input });
+    }
+
+    fn http_event(body: &str, key: Option<&str>) -> Value {
+        let mut headers = json!({"content-type": "application/json"});
+        if let Some(k) = key {
+            headers["idempotency-key"] = json!(k);
+        }
+        json!({
+            "version": "2.0",
+            "routeKey": "POST /orders",
+            "rawPath": "/orders",
+            "rawQueryString": "",
+            "headers": headers,
+            "requestContext": {
+                "accountId": "000000000000", "apiId": "local", "domainName": "localhost",
+                "domainPrefix": "localhost", "requestId": "req-9", "routeKey": "POST /orders",
+                "stage": "$default", "time": "25/Nov/2026:09:00:00 +0000", "timeEpoch": 1,
+                "http": {"method": "POST", "path": "/orders", "protocol": "HTTP/1.1",
+                         "sourceIp": "127.0.0.1", "userAgent": "curl"}
+            },
+            "body": body,
+            "isBase64Encoded": false
+        })
+    }
+
+    #[test]
+    fn http_events_start_under_their_idempotency_key_or_request_id() {
+        let r = parse_request(http_event("{\"order_id\": \"o-1\"}", None), "lambda-req").unwrap();
+        let Request::Http(req) = r else { panic!("{r:?}") };
+        assert_eq!(http_start(&req).unwrap(), ("req-9".to_string(), json!({"order_id": "o-1"})));
+        let r = parse_request(http_event("", Some("k-1")), "lambda-req").unwrap();
+        let Request::Http(req) = r else { panic!("{r:?}") };
+        assert_eq!(http_start(&req).unwrap(), ("http-k-1".to_string(), Value::Null));
+    }
+
+    #[test]
+    fn http_events_with_bad_json_get_a_400() {
+        let r = parse_request(http_event("{oops", None), "lambda-req").unwrap();
+        let Request::Http(req) = r else { panic!("{r:?}") };
+        let resp = http_start(&req).unwrap_err();
+        assert_eq!(resp.status_code, 400);
+        let Some(Body::Text(body)) = resp.body else { panic!("no body") };
+        assert!(body.contains("not valid JSON"), "{body}");
     }
 
     #[test]

@@ -85,7 +85,10 @@ pub(crate) async fn run(scale: Scale, report: &mut Report) {
             }
         }
         let last = |s: &Result<Vec<f64>, String>| {
-            s.as_ref().ok().and_then(|v| v.last().copied()).unwrap_or(f64::NAN)
+            s.as_ref()
+                .ok()
+                .and_then(|v| v.last().copied())
+                .unwrap_or(f64::NAN)
         };
         report.info(
             GROUP,
@@ -160,12 +163,20 @@ async fn time_concurrent(k: u64) -> Result<Duration> {
     for (exec, status) in settled {
         let status = status?;
         if status != ExecutionStatus::Succeeded {
-            let why = exec.error().await?.map(|e| e.to_string()).unwrap_or_default();
+            let why = exec
+                .error()
+                .await?
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             return Err(format!("an execution ended {status}, not SUCCEEDED: {why}").into());
         }
         let out: u64 = exec.result().await?;
         if out != expected_output(k) {
-            return Err(format!("an execution returned {out}, expected {}", expected_output(k)).into());
+            return Err(format!(
+                "an execution returned {out}, expected {}",
+                expected_output(k)
+            )
+            .into());
         }
     }
     let expected = CONCURRENCY as u64 * k;

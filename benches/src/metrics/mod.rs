@@ -4,7 +4,6 @@
 //! here and to [`Group::ALL`].
 
 mod group_commit;
-mod probe;
 mod replay;
 mod step_cost;
 
@@ -20,14 +19,11 @@ pub(crate) enum Group {
     Replay,
     /// Concurrent steps sharing commits.
     GroupCommit,
-    /// TEMPORARY
-    Probe,
 }
 
 impl Group {
     /// Every group, in the order they run.
     pub(crate) const ALL: [Group; 3] = [Group::StepCost, Group::Replay, Group::GroupCommit];
-    const PROBE: Group = Group::Probe;
 
     /// The name `--only` takes.
     pub(crate) fn name(self) -> &'static str {
@@ -35,13 +31,12 @@ impl Group {
             Group::StepCost => "step_cost",
             Group::Replay => "replay",
             Group::GroupCommit => "group_commit",
-            Group::Probe => "probe",
         }
     }
 
     /// The group called `name`.
     pub(crate) fn named(name: &str) -> Option<Group> {
-        Group::ALL.into_iter().chain([Group::PROBE]).find(|g| g.name() == name)
+        Group::ALL.into_iter().find(|g| g.name() == name)
     }
 
     /// The metrics the group reports.
@@ -50,7 +45,6 @@ impl Group {
             Group::StepCost => step_cost::METRICS,
             Group::Replay => replay::METRICS,
             Group::GroupCommit => group_commit::METRICS,
-            Group::Probe => probe::METRICS,
         }
     }
 
@@ -60,7 +54,6 @@ impl Group {
             Group::StepCost => step_cost::run(scale, report).await,
             Group::Replay => replay::run(scale, report).await,
             Group::GroupCommit => group_commit::run(scale, report).await,
-            Group::Probe => probe::run(scale, report).await,
         }
     }
 }

@@ -166,7 +166,9 @@ async fn time_replay(
     n: u64,
 ) -> Result<ReplayRun> {
     let bodies = BodyCount::default();
-    let exec = rt.start_named(name, sequential_steps(bodies.clone()), n).await?;
+    let exec = rt
+        .start_named(name, sequential_steps(bodies.clone()), n)
+        .await?;
     write_journal(rt, &exec, n).await?;
     checkpoint_wal(store).await?;
 
@@ -217,7 +219,11 @@ async fn write_journal(rt: &TestRuntime, exec: &TestExecution, n: u64) -> Result
     let store = rt.store();
     let mut writes = JoinSet::new();
     for seq in 1..=n {
-        let (store, id, op) = (store.clone(), exec.id().clone(), completed_step(seq, rt.now())?);
+        let (store, id, op) = (
+            store.clone(),
+            exec.id().clone(),
+            completed_step(seq, rt.now())?,
+        );
         writes.spawn(async move { store.put_operation(&id, &op).await });
     }
     while let Some(joined) = writes.join_next().await {

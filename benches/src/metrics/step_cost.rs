@@ -177,7 +177,11 @@ async fn time_sequential_steps(n: u64) -> Result<StepRun> {
     let status = exec.run_until_settled().await?;
     let elapsed = started.elapsed();
     if status != ExecutionStatus::Succeeded {
-        let why = exec.error().await?.map(|e| e.to_string()).unwrap_or_default();
+        let why = exec
+            .error()
+            .await?
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         return Err(format!("the workflow ended {status}, not SUCCEEDED: {why}").into());
     }
     let out: u64 = exec.result().await?;

@@ -201,7 +201,7 @@ async fn start(
 
 /// Waits until the execution finishes, blocks, or waits on the outside world,
 /// or `limit` passes.
-async fn wait_until_settled(state: &ApiState, id: &ExecutionId, limit: Duration) -> Result<(), ApiError> {
+pub(crate) async fn wait_until_settled(state: &ApiState, id: &ExecutionId, limit: Duration) -> Result<(), ApiError> {
     let mut changes = state.dispatch.subscribe();
     let deadline = tokio::time::Instant::now() + limit;
     loop {

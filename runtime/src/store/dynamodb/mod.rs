@@ -20,9 +20,10 @@
 //! (`list.rs`).
 //!
 //! Large payloads are split into content-addressed chunk items written before
-//! the item that references them (`items.rs`). Finished executions get
-//! `expires_at` (TTL, epoch seconds) on their meta item and, best effort, on
-//! every other item of the partition; deletion is left to the table's TTL, so
+//! the item that references them (`items.rs`). Finished and cancelled
+//! executions get `expires_at` (TTL, epoch seconds) on their meta item and,
+//! best effort, on every other item of the partition (again when a stale
+//! invocation ends, in case it wrote more); deletion is left to the table's TTL, so
 //! [`Store::purge_expired`](super::Store::purge_expired) returns 0.
 //!
 //! Throttling and transient errors are retried inside the store with backoff
