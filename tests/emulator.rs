@@ -2,6 +2,8 @@
 //! process), real handler binaries on `lambda_runtime`, SQLite state on disk.
 //! Processes are killed with SIGKILL to prove nothing is lost.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,7 +14,10 @@ use serde_json::{Value, json};
 /// The folder holding the workspace's built binaries.
 fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_path_buf()
 }
 
 /// The order example's own binary, rebuilt if stale (cargo only builds the
@@ -134,7 +139,9 @@ impl Dev {
     }
 
     async fn describe(&self, id: &str) -> Value {
-        let (status, v) = self.call("GET", &format!("/v1/executions/{id}"), None).await;
+        let (status, v) = self
+            .call("GET", &format!("/v1/executions/{id}"), None)
+            .await;
         assert_eq!(status, 200, "{v}");
         v
     }
@@ -222,12 +229,22 @@ async fn the_order_workflow_runs_through_durafn_dev_with_its_real_binary() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|o| (o["name"].as_str().unwrap().to_string(), o["status"].as_str().unwrap().to_string()))
+        .map(|o| {
+            (
+                o["name"].as_str().unwrap().to_string(),
+                o["status"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     assert_eq!(
         names,
-        [("charge", "SUCCEEDED"), ("cool-off", "SUCCEEDED"), ("reserve", "SUCCEEDED"), ("email", "SUCCEEDED")]
-            .map(|(a, b)| (a.to_string(), b.to_string()))
+        [
+            ("charge", "SUCCEEDED"),
+            ("cool-off", "SUCCEEDED"),
+            ("reserve", "SUCCEEDED"),
+            ("email", "SUCCEEDED")
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()))
     );
     // The CLI speaks the same API.
     let out = Command::new(env!("CARGO_BIN_EXE_durafn-under-test"))
@@ -241,7 +258,10 @@ async fn the_order_workflow_runs_through_durafn_dev_with_its_real_binary() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("cool-off") && text.contains("email"), "{text}");
+    assert!(
+        text.contains("cool-off") && text.contains("email"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,7 +269,12 @@ async fn a_handler_killed_mid_step_is_reinvoked_and_recorded_steps_do_not_run_ag
     let root = tempfile::tempdir().unwrap();
     let dev = Dev::start(root.path()).await;
     let dir = work_dir(root.path(), "killed");
-    dev.start_exec("testfn", "kill-handler", json!({ "dir": dir, "block": true })).await;
+    dev.start_exec(
+        "testfn",
+        "kill-handler",
+        json!({ "dir": dir, "block": true }),
+    )
+    .await;
     until(Duration::from_secs(30), "the slow step to start", || {
         count(&trace(&dir), "slow-start-1") == 1
     })
@@ -257,13 +282,21 @@ async fn a_handler_killed_mid_step_is_reinvoked_and_recorded_steps_do_not_run_ag
     let first_pid = pids(&trace(&dir))[0].clone();
     kill_pid(&first_pid);
     // The emulator sees the process die, fails that invocation and re-invokes.
-    until(Duration::from_secs(30), "the step to restart in a new process", || {
-        count(&trace(&dir), "slow-start-1") == 2
-    })
+    until(
+        Duration::from_secs(30),
+        "the step to restart in a new process",
+        || count(&trace(&dir), "slow-start-1") == 2,
+    )
     .await;
     std::fs::write(dir.join("release"), "").unwrap();
-    let v = dev.wait_status("kill-handler", "SUCCEEDED", Duration::from_secs(30)).await;
-    assert_eq!(v["output"], json!({ "slow_attempt": 1 }), "at-least-once: the same attempt ran again");
+    let v = dev
+        .wait_status("kill-handler", "SUCCEEDED", Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        v["output"],
+        json!({ "slow_attempt": 1 }),
+        "at-least-once: the same attempt ran again"
+    );
     let lines = trace(&dir);
     assert_eq!(count(&lines, "before"), 1, "{lines:?}");
     assert_eq!(count(&lines, "slow-end"), 1, "{lines:?}");
@@ -276,10 +309,16 @@ async fn a_handler_killed_mid_step_is_reinvoked_and_recorded_steps_do_not_run_ag
 async fn the_emulator_killed_and_restarted_finishes_every_execution() {
     let root = tempfile::tempdir().unwrap();
     let mut dev = Dev::start(root.path()).await;
-    let dirs: Vec<PathBuf> = (0..3).map(|i| work_dir(root.path(), &format!("x{i}"))).collect();
+    let dirs: Vec<PathBuf> = (0..3)
+        .map(|i| work_dir(root.path(), &format!("x{i}")))
+        .collect();
     for (i, dir) in dirs.iter().enumerate() {
-        dev.start_exec("testfn", &format!("restart-{i}"), json!({ "dir": dir, "block": true }))
-            .await;
+        dev.start_exec(
+            "testfn",
+            &format!("restart-{i}"),
+            json!({ "dir": dir, "block": true }),
+        )
+        .await;
     }
     for dir in &dirs {
         until(Duration::from_secs(30), "every slow step to start", || {
@@ -301,12 +340,25 @@ async fn the_emulator_killed_and_restarted_finishes_every_execution() {
     }
     for i in 0..3 {
         // The dead invocations' leases (3 s timeout + 5 s grace) expire first.
-        dev.wait_status(&format!("restart-{i}"), "SUCCEEDED", Duration::from_secs(60)).await;
+        dev.wait_status(
+            &format!("restart-{i}"),
+            "SUCCEEDED",
+            Duration::from_secs(60),
+        )
+        .await;
     }
     for dir in &dirs {
         let lines = trace(dir);
-        assert_eq!(count(&lines, "before"), 1, "recorded before the crash: {lines:?}");
-        assert_eq!(count(&lines, "slow-start"), 2, "interrupted, then run again: {lines:?}");
+        assert_eq!(
+            count(&lines, "before"),
+            1,
+            "recorded before the crash: {lines:?}"
+        );
+        assert_eq!(
+            count(&lines, "slow-start"),
+            2,
+            "interrupted, then run again: {lines:?}"
+        );
         assert_eq!(count(&lines, "after"), 1, "{lines:?}");
     }
 }
@@ -316,18 +368,26 @@ async fn two_emulators_on_one_store_dispatch_each_execution_once() {
     let root = tempfile::tempdir().unwrap();
     let a = Dev::start(root.path()).await;
     let b = Dev::start(root.path()).await;
-    let dirs: Vec<PathBuf> = (0..16).map(|i| work_dir(root.path(), &format!("d{i}"))).collect();
+    let dirs: Vec<PathBuf> = (0..16)
+        .map(|i| work_dir(root.path(), &format!("d{i}")))
+        .collect();
     for (i, dir) in dirs.iter().enumerate() {
         let dev = if i % 2 == 0 { &a } else { &b };
-        dev.start_exec("testfn", &format!("shared-{i}"), json!({ "dir": dir })).await;
+        dev.start_exec("testfn", &format!("shared-{i}"), json!({ "dir": dir }))
+            .await;
     }
     for i in 0..dirs.len() {
-        a.wait_status(&format!("shared-{i}"), "SUCCEEDED", Duration::from_secs(60)).await;
+        a.wait_status(&format!("shared-{i}"), "SUCCEEDED", Duration::from_secs(60))
+            .await;
     }
     for dir in &dirs {
         let lines = trace(dir);
         assert_eq!(count(&lines, "before"), 1, "{lines:?}");
-        assert_eq!(count(&lines, "slow-start"), 1, "never dispatched twice: {lines:?}");
+        assert_eq!(
+            count(&lines, "slow-start"),
+            1,
+            "never dispatched twice: {lines:?}"
+        );
         assert_eq!(count(&lines, "after"), 1, "{lines:?}");
     }
 }
@@ -342,13 +402,30 @@ async fn bad_requests_get_clear_errors_and_a_panicking_step_is_retried() {
         .await;
     assert_eq!(status, 404, "{v}");
     assert_eq!(v["error"]["code"], "FunctionNotFound");
-    assert!(v["error"]["message"].as_str().unwrap().contains("order, testfn"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("order, testfn"),
+        "{v}"
+    );
 
     let raw = |body: &'static str| {
         let url = format!("{}/v1/functions/order/executions", dev.url);
         async move {
             let out = Command::new("curl")
-                .args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", "POST", &url, "--data-binary", body])
+                .args([
+                    "-s",
+                    "-o",
+                    "-",
+                    "-w",
+                    "\n%{http_code}",
+                    "-X",
+                    "POST",
+                    &url,
+                    "--data-binary",
+                    body,
+                ])
                 .output()
                 .unwrap();
             String::from_utf8_lossy(&out.stdout).to_string()
@@ -356,10 +433,17 @@ async fn bad_requests_get_clear_errors_and_a_panicking_step_is_retried() {
     };
     let answer = raw("{\"input\": {\"order_id\": ").await;
     assert!(answer.ends_with("400"), "{answer}");
-    assert!(answer.contains("InvalidJson") && answer.contains("line 1"), "{answer}");
+    assert!(
+        answer.contains("InvalidJson") && answer.contains("line 1"),
+        "{answer}"
+    );
 
     let big = root.path().join("big.json");
-    std::fs::write(&big, json!({ "input": "x".repeat(5 * 1024 * 1024) }).to_string()).unwrap();
+    std::fs::write(
+        &big,
+        json!({ "input": "x".repeat(5 * 1024 * 1024) }).to_string(),
+    )
+    .unwrap();
     let out = Command::new("curl")
         .args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", "POST"])
         .arg(format!("{}/v1/functions/order/executions", dev.url))
@@ -372,7 +456,8 @@ async fn bad_requests_get_clear_errors_and_a_panicking_step_is_retried() {
     assert!(answer.contains("PayloadTooLarge"), "{answer}");
 
     let dir = work_dir(root.path(), "conflict");
-    dev.start_exec("testfn", "same-name", json!({ "dir": dir })).await;
+    dev.start_exec("testfn", "same-name", json!({ "dir": dir }))
+        .await;
     let (status, v) = dev
         .call(
             "POST",
@@ -383,16 +468,36 @@ async fn bad_requests_get_clear_errors_and_a_panicking_step_is_retried() {
     assert_eq!(status, 409, "{v}");
 
     let (status, v) = dev.call("GET", "/v1/executions/no-such-id", None).await;
-    assert_eq!((status, v["error"]["code"].as_str()), (404, Some("ExecutionNotFound")));
-    let (status, v) = dev.call("GET", "/v1/executions?status=SLEEPING", None).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (404, Some("ExecutionNotFound"))
+    );
+    let (status, v) = dev
+        .call("GET", "/v1/executions?status=SLEEPING", None)
+        .await;
     assert_eq!(status, 400, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("SUSPENDED"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("SUSPENDED"),
+        "{v}"
+    );
 
     let dir = work_dir(root.path(), "panic");
-    dev.start_exec("testfn", "panics-once", json!({ "dir": dir, "panic_once": true })).await;
-    let v = dev.wait_status("panics-once", "SUCCEEDED", Duration::from_secs(30)).await;
+    dev.start_exec(
+        "testfn",
+        "panics-once",
+        json!({ "dir": dir, "panic_once": true }),
+    )
+    .await;
+    let v = dev
+        .wait_status("panics-once", "SUCCEEDED", Duration::from_secs(30))
+        .await;
     assert_eq!(v["output"], json!({ "slow_attempt": 2 }));
-    let (_, h) = dev.call("GET", "/v1/executions/panics-once/history", None).await;
+    let (_, h) = dev
+        .call("GET", "/v1/executions/panics-once/history", None)
+        .await;
     let slow = &h["operations"][1];
     assert_eq!(slow["attempt"], 2, "{h}");
 }
@@ -402,10 +507,17 @@ async fn a_handler_hanging_past_its_timeout_is_killed_and_the_execution_reinvoke
     let root = tempfile::tempdir().unwrap();
     let dev = Dev::start(root.path()).await;
     let dir = work_dir(root.path(), "hang");
-    dev.start_exec("testfn", "hangs-once", json!({ "dir": dir, "hang_once": true })).await;
+    dev.start_exec(
+        "testfn",
+        "hangs-once",
+        json!({ "dir": dir, "hang_once": true }),
+    )
+    .await;
     // testfn's timeout is 3 s: the emulator kills the hung process, the
     // dispatcher re-invokes, and the step runs again in a new process.
-    let v = dev.wait_status("hangs-once", "SUCCEEDED", Duration::from_secs(30)).await;
+    let v = dev
+        .wait_status("hangs-once", "SUCCEEDED", Duration::from_secs(30))
+        .await;
     assert_eq!(v["output"], json!({ "slow_attempt": 1 }));
     let lines = trace(&dir);
     assert_eq!(count(&lines, "slow-start-1"), 2, "{lines:?}");
@@ -427,7 +539,10 @@ async fn durafn_server_requires_its_api_token() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_durafn-under-test"))
         .args(["server", "--bind", &format!("127.0.0.1:{port}")])
         .arg("--store")
-        .arg(format!("sqlite://{}", root.path().join("server.db").display()))
+        .arg(format!(
+            "sqlite://{}",
+            root.path().join("server.db").display()
+        ))
         .arg("--token-file")
         .arg(&token_file)
         .arg("--template")
@@ -448,9 +563,15 @@ async fn durafn_server_requires_its_api_token() {
     }
     let (status, v) = anonymous.call("GET", "/v1/executions", None).await.unwrap();
     assert_eq!(status, 401, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("token"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("token"),
+        "{v}"
+    );
     let wrong = ApiClient::new(&url, Some("s3cret-token-0123456788".into()));
-    assert_eq!(wrong.call("GET", "/v1/executions", None).await.unwrap().0, 401);
+    assert_eq!(
+        wrong.call("GET", "/v1/executions", None).await.unwrap().0,
+        401
+    );
     let right = ApiClient::new(&url, Some("s3cret-token-0123456789".into()));
     let (status, v) = right.call("GET", "/v1/executions", None).await.unwrap();
     assert_eq!(status, 200, "{v}");
@@ -460,7 +581,13 @@ async fn durafn_server_requires_its_api_token() {
     // A missing or short token refuses to start.
     std::fs::write(&token_file, "short").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_durafn-under-test"))
-        .args(["server", "--bind", "127.0.0.1:0", "--store", "sqlite://x.db"])
+        .args([
+            "server",
+            "--bind",
+            "127.0.0.1:0",
+            "--store",
+            "sqlite://x.db",
+        ])
         .arg("--token-file")
         .arg(&token_file)
         .arg("--template")
@@ -479,7 +606,10 @@ fn curl(args: &[&str]) -> (u16, Value) {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let (body, code) = text.rsplit_once('\n').unwrap();
-    (code.parse().unwrap(), serde_json::from_str(body).unwrap_or(Value::String(body.into())))
+    (
+        code.parse().unwrap(),
+        serde_json::from_str(body).unwrap_or(Value::String(body.into())),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -490,36 +620,77 @@ async fn http_api_routes_start_executions_idempotently() {
 
     // The order sleeps 10 s: the first invocation suspends, the route answers 202.
     let body = r#"{"order_id": "o-http", "amount_cents": 1999}"#;
-    let (status, v) = curl(&["-X", "POST", &orders, "-H", "Idempotency-Key: k-1", "--data", body]);
+    let (status, v) = curl(&[
+        "-X",
+        "POST",
+        &orders,
+        "-H",
+        "Idempotency-Key: k-1",
+        "--data",
+        body,
+    ]);
     assert_eq!(status, 202, "{v}");
     assert_eq!(v["status"], "SUSPENDED", "{v}");
     let id = v["execution_id"].as_str().unwrap().to_string();
     assert_eq!(id, "http-k-1");
     // The same key again: the same execution, not a second one.
-    let (status, v) = curl(&["-X", "POST", &orders, "-H", "Idempotency-Key: k-1", "--data", body]);
+    let (status, v) = curl(&[
+        "-X",
+        "POST",
+        &orders,
+        "-H",
+        "Idempotency-Key: k-1",
+        "--data",
+        body,
+    ]);
     assert!(status == 202 || status == 200, "{status} {v}");
     assert_eq!(v["execution_id"], id.as_str());
     // The same key with another body is a conflict.
-    let (status, v) = curl(&["-X", "POST", &orders, "-H", "Idempotency-Key: k-1", "--data", "{}"]);
+    let (status, v) = curl(&[
+        "-X",
+        "POST",
+        &orders,
+        "-H",
+        "Idempotency-Key: k-1",
+        "--data",
+        "{}",
+    ]);
     assert_eq!(status, 409, "{v}");
     // A malformed body never starts anything.
     let (status, v) = curl(&["-X", "POST", &orders, "--data", "{nope"]);
     assert_eq!(status, 400, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("not valid JSON"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not valid JSON"),
+        "{v}"
+    );
 
     // A workflow that finishes in its first invocation answers 200 with its output;
     // path parameters reach the function's event.
     let dir = work_dir(root.path(), "http");
     let runs = format!("{}/runs/quick", dev.url);
-    let (status, v) = curl(&["-X", "POST", &runs, "--data", &json!({ "dir": dir }).to_string()]);
+    let (status, v) = curl(&[
+        "-X",
+        "POST",
+        &runs,
+        "--data",
+        &json!({ "dir": dir }).to_string(),
+    ]);
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["output"], json!({ "slow_attempt": 1 }));
 
     // `Prefer: wait=N` waits for a suspended execution to finish.
     let dir = work_dir(root.path(), "http-wait");
     let (status, v) = curl(&[
-        "-X", "POST", &runs, "-H", "Prefer: wait=30",
-        "--data", &json!({ "dir": dir, "panic_once": true }).to_string(),
+        "-X",
+        "POST",
+        &runs,
+        "-H",
+        "Prefer: wait=30",
+        "--data",
+        &json!({ "dir": dir, "panic_once": true }).to_string(),
     ]);
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["status"], "SUCCEEDED", "{v}");
@@ -528,5 +699,6 @@ async fn http_api_routes_start_executions_idempotently() {
     // Unknown routes are the emulator's 404, not a function call.
     let (status, _) = curl(&["-X", "POST", &format!("{}/nowhere", dev.url)]);
     assert_eq!(status, 404);
-    dev.wait_status(&id, "SUCCEEDED", Duration::from_secs(30)).await;
+    dev.wait_status(&id, "SUCCEEDED", Duration::from_secs(30))
+        .await;
 }

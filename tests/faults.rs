@@ -2,6 +2,8 @@
 //! after the write landed — every execution still completes, with the same
 //! results as on a healthy store, and nothing is charged twice.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
+
 use std::sync::Arc;
 
 use durafn::prelude::*;
@@ -24,9 +26,17 @@ async fn executions_complete_with_the_same_results_through_injected_faults() {
             fail_reserve_attempts: u32::try_from(i % 3).unwrap(),
         };
         let exec = rt.start(handler(workflow), &order).await.unwrap();
-        assert_eq!(exec.run_until_settled().await.unwrap(), Status::Succeeded, "order {i}");
+        assert_eq!(
+            exec.run_until_settled().await.unwrap(),
+            Status::Succeeded,
+            "order {i}"
+        );
         let receipt: Receipt = exec.result().await.unwrap();
-        assert_eq!(payments::charges(&order.order_id), 1, "order {i} charged once");
+        assert_eq!(
+            payments::charges(&order.order_id),
+            1,
+            "order {i} charged once"
+        );
 
         let mut twin = order.clone();
         twin.order_id = format!("healthy-{i}");
@@ -48,7 +58,11 @@ async fn executions_complete_with_the_same_results_through_injected_faults() {
             "order {i}: same journal as on a healthy store"
         );
     }
-    assert!(faulty.injected() > 50, "faults were injected: {}", faulty.injected());
+    assert!(
+        faulty.injected() > 50,
+        "faults were injected: {}",
+        faulty.injected()
+    );
 }
 
 fn tempfile_dir() -> std::path::PathBuf {

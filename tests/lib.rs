@@ -95,7 +95,12 @@ pub fn fanout(log: RunLog) -> Handler {
     })
 }
 
-async fn futures_join<A, B, C, D>(a: A, b: B, c: C, d: D) -> (A::Output, B::Output, C::Output, D::Output)
+async fn futures_join<A, B, C, D>(
+    a: A,
+    b: B,
+    c: C,
+    d: D,
+) -> (A::Output, B::Output, C::Output, D::Output)
 where
     A: std::future::Future,
     B: std::future::Future,

@@ -7,6 +7,8 @@
 //! - **incrementally**: the same workflow run from an empty journal; the final
 //!   journal must equal the replayed run's, operation for operation.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
+
 use std::path::PathBuf;
 
 use durafn::testing::TestRuntime;
@@ -55,9 +57,7 @@ fn load(name: &str) -> Fixture {
 /// What must match between two runs of the same workflow.
 fn shape(ops: &[Operation]) -> Vec<Value> {
     ops.iter()
-        .map(|o| {
-            serde_json::json!([o.id, o.kind, o.name, o.status, o.attempt, o.result, o.error])
-        })
+        .map(|o| serde_json::json!([o.id, o.kind, o.name, o.status, o.attempt, o.result, o.error]))
         .collect()
 }
 
@@ -66,7 +66,10 @@ async fn replayed(name: &str, fx: &Fixture) -> Vec<Operation> {
     let handler = workflow(&fx.workflow, log.clone())
         .unwrap_or_else(|| panic!("{name}: unknown workflow {}", fx.workflow));
     let rt = TestRuntime::new();
-    let exec = rt.start_named("replayed", handler, &fx.input).await.unwrap();
+    let exec = rt
+        .start_named("replayed", handler, &fx.input)
+        .await
+        .unwrap();
     for op in &fx.operations {
         // Write each revision in turn, as the invocations that made it did.
         for rev in 1..=op.rev {
@@ -77,22 +80,40 @@ async fn replayed(name: &str, fx: &Fixture) -> Vec<Operation> {
     }
     let status = exec.run_until_settled().await.unwrap();
     let exec_record = exec.execution().await.unwrap();
-    assert_eq!(status.as_str(), fx.expect.status, "{name}: {}\n{exec_record:?}", fx.description);
+    assert_eq!(
+        status.as_str(),
+        fx.expect.status,
+        "{name}: {}\n{exec_record:?}",
+        fx.description
+    );
     if let Some(out) = &fx.expect.output {
         assert_eq!(exec_record.output.as_ref(), Some(out), "{name}: output");
     }
     if let Some(t) = &fx.expect.error_type {
-        let err = exec_record.error.clone().unwrap_or_else(|| panic!("{name}: no error recorded"));
+        let err = exec_record
+            .error
+            .clone()
+            .unwrap_or_else(|| panic!("{name}: no error recorded"));
         assert_eq!(&err.error_type, t, "{name}: {err}");
     }
     if let Some(text) = &fx.expect.error_contains {
-        let err = exec_record.error.clone().unwrap_or_else(|| panic!("{name}: no error recorded"));
+        let err = exec_record
+            .error
+            .clone()
+            .unwrap_or_else(|| panic!("{name}: no error recorded"));
         assert!(err.message.contains(text.as_str()), "{name}: {err}");
     }
-    assert_eq!(log.take(), fx.expect.bodies_run, "{name}: step bodies that ran");
+    assert_eq!(
+        log.take(),
+        fx.expect.bodies_run,
+        "{name}: step bodies that ran"
+    );
     let ops = exec.operations().await.unwrap();
     if status == ExecutionStatus::Blocked {
-        assert_eq!(ops, fx.operations, "{name}: a blocked execution keeps its journal untouched");
+        assert_eq!(
+            ops, fx.operations,
+            "{name}: a blocked execution keeps its journal untouched"
+        );
     }
     ops
 }
@@ -101,7 +122,10 @@ async fn incremental(fx: &Fixture) -> Vec<Operation> {
     let log = RunLog::default();
     let handler = workflow(&fx.workflow, log).unwrap();
     let rt = TestRuntime::new();
-    let exec = rt.start_named("incremental", handler, &fx.input).await.unwrap();
+    let exec = rt
+        .start_named("incremental", handler, &fx.input)
+        .await
+        .unwrap();
     exec.run_until_settled().await.unwrap();
     exec.operations().await.unwrap()
 }

@@ -18,7 +18,7 @@ mod workflows;
 
 use std::process::ExitCode;
 
-use metrics::Group;
+use metrics::MetricGroup;
 use report::{Format, Report};
 
 /// How much work each measurement does.
@@ -35,7 +35,7 @@ pub(crate) enum Scale {
 struct Args {
     format: Format,
     scale: Scale,
-    only: Option<Group>,
+    only: Option<MetricGroup>,
 }
 
 const USAGE: &str = "\
@@ -60,10 +60,10 @@ impl Args {
                     let name = args
                         .next()
                         .ok_or_else(|| "--only needs a group name".to_string())?;
-                    parsed.only = Some(Group::named(&name).ok_or_else(|| {
+                    parsed.only = Some(MetricGroup::named(&name).ok_or_else(|| {
                         format!(
                             "unknown group {name:?}; the groups are: {}",
-                            Group::ALL.map(Group::name).join(", ")
+                            MetricGroup::ALL.map(MetricGroup::name).join(", ")
                         )
                     })?);
                 }
@@ -109,7 +109,7 @@ fn main() -> ExitCode {
         "setup",
         &format!("scratch_dir={}", std::env::temp_dir().display()),
     );
-    for group in Group::ALL {
+    for group in MetricGroup::ALL {
         if args.only.is_some_and(|only| only != group) {
             continue;
         }

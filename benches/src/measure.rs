@@ -55,11 +55,13 @@ pub(crate) fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
+/// A future being joined, and its output once it has one.
+type Slot<F> = (Pin<Box<F>>, Option<<F as Future>::Output>);
+
 /// Runs `futures` concurrently in the current task and returns their outputs
 /// in order. For a handful of durable steps; spawn tasks for thousands.
 pub(crate) async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    let mut slots: Vec<(Pin<Box<F>>, Option<F::Output>)> =
-        futures.into_iter().map(|f| (Box::pin(f), None)).collect();
+    let mut slots: Vec<Slot<F>> = futures.into_iter().map(|f| (Box::pin(f), None)).collect();
     poll_fn(|cx| {
         let mut pending = false;
         for (fut, out) in slots.iter_mut().filter(|(_, out)| out.is_none()) {

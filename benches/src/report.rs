@@ -73,9 +73,11 @@ impl Report {
     }
 
     /// Prints the raw numbers behind a figure: `info <topic> k=v k=v ...`.
+    /// Fields that are not finite (a side that failed) are left out.
     pub(crate) fn info(&mut self, topic: &str, fields: &[(&str, f64)]) {
         let fields: Vec<String> = fields
             .iter()
+            .filter(|(_, v)| v.is_finite())
             .map(|(k, v)| format!("{k}={}", round_significant(*v, 5)))
             .collect();
         self.note(topic, &fields.join(" "));

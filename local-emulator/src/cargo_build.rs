@@ -23,7 +23,9 @@ pub enum BuildError {
         manifest: String,
     },
     /// The build succeeded but produced no binary of that name.
-    #[error("building function {function:?} produced no binary named {binary:?}: set the function's Handler to its binary name")]
+    #[error(
+        "building function {function:?} produced no binary named {binary:?}: set the function's Handler to its binary name"
+    )]
     NoBinary {
         /// The function.
         function: String,
@@ -48,7 +50,11 @@ struct Target {
 
 /// Builds one function (`cargo build --bin <binary>` in its CodeUri) and
 /// returns the path of its executable.
-pub async fn build_function(root: &Path, f: &FunctionDef, release: bool) -> Result<PathBuf, BuildError> {
+pub async fn build_function(
+    root: &Path,
+    f: &FunctionDef,
+    release: bool,
+) -> Result<PathBuf, BuildError> {
     let manifest = root.join(&f.code_uri).join("Cargo.toml");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = tokio::process::Command::new(cargo);
@@ -80,7 +86,10 @@ pub async fn build_function(root: &Path, f: &FunctionDef, release: bool) -> Resu
             }
         }
     }
-    let status = child.wait().await.map_err(|e| BuildError::Cargo(e.to_string()))?;
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| BuildError::Cargo(e.to_string()))?;
     if !status.success() {
         return Err(BuildError::Failed {
             function: f.name.clone(),

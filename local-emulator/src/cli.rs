@@ -136,7 +136,9 @@ async fn ctrl_c() {
 fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -171,26 +173,45 @@ pub fn main_entry() -> std::process::ExitCode {
 /// Runs the command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Dev { port, state, template, store, release, exes } => {
+        Command::Dev {
+            port,
+            state,
+            template,
+            store,
+            release,
+            exes,
+        } => {
             std::fs::create_dir_all(&state)
                 .with_context(|| format!("creating the state folder {}", state.display()))?;
-            let store = store.unwrap_or_else(|| format!("sqlite://{}", state.join("durafn.db").display()));
+            let store =
+                store.unwrap_or_else(|| format!("sqlite://{}", state.join("durafn.db").display()));
             let mut config = ServerConfig::new(template, store);
             config.release = release;
             add_executables(&mut config, &exes)?;
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
                 .await
                 .with_context(|| format!("cannot listen on 127.0.0.1:{port} (use --port)"))?;
-            eprintln!("durafn dev: http://127.0.0.1:{port}  (API /v1, try: durafn start order '{{\"order_id\": \"o-1\", \"amount_cents\": 1999}}' --wait 30)");
+            eprintln!(
+                "durafn dev: http://127.0.0.1:{port}  (API /v1, try: durafn start order '{{\"order_id\": \"o-1\", \"amount_cents\": 1999}}' --wait 30)"
+            );
             serve(config, listener, ctrl_c()).await
         }
-        Command::Server { store, bind, token_file, template, exes } => {
+        Command::Server {
+            store,
+            bind,
+            token_file,
+            template,
+            exes,
+        } => {
             let token = std::fs::read_to_string(&token_file)
                 .with_context(|| format!("reading the token file {}", token_file.display()))?
                 .trim()
                 .to_string();
             if token.len() < 16 {
-                bail!("the token in {} is too short: use at least 16 random characters", token_file.display());
+                bail!(
+                    "the token in {} is too short: use at least 16 random characters",
+                    token_file.display()
+                );
             }
             let mut config = ServerConfig::new(template, store);
             config.token = Some(token);
@@ -200,7 +221,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot listen on {bind}"))?;
             serve(config, listener, ctrl_c()).await
         }
-        Command::Start { function, input, name, wait, client } => {
+        Command::Start {
+            function,
+            input,
+            name,
+            wait,
+            client,
+        } => {
             let input: Value = serde_json::from_str(&input)
                 .with_context(|| format!("the input is not valid JSON: {input}"))?;
             let mut body = json!({ "input": input, "wait": wait });
@@ -212,7 +239,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print_value(&client, &v, crate::output::describe);
             Ok(())
         }
-        Command::List { function, status, limit, cursor, client } => {
+        Command::List {
+            function,
+            status,
+            limit,
+            cursor,
+            client,
+        } => {
             let mut q = format!("?limit={limit}");
             if let Some(f) = function {
                 q.push_str(&format!("&function={}", encode(&f)));
@@ -228,17 +261,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Describe { id, client } => {
-            let v = call(&client, "GET", &format!("/v1/executions/{}", encode(&id)), None).await?;
+            let v = call(
+                &client,
+                "GET",
+                &format!("/v1/executions/{}", encode(&id)),
+                None,
+            )
+            .await?;
             print_value(&client, &v, crate::output::describe);
             Ok(())
         }
         Command::History { id, client } => {
-            let v = call(&client, "GET", &format!("/v1/executions/{}/history", encode(&id)), None).await?;
+            let v = call(
+                &client,
+                "GET",
+                &format!("/v1/executions/{}/history", encode(&id)),
+                None,
+            )
+            .await?;
             print_value(&client, &v, crate::output::history);
             Ok(())
         }
         Command::Cancel { id, client } => {
-            let v = call(&client, "POST", &format!("/v1/executions/{}/cancel", encode(&id)), None).await?;
+            let v = call(
+                &client,
+                "POST",
+                &format!("/v1/executions/{}/cancel", encode(&id)),
+                None,
+            )
+            .await?;
             print_value(&client, &v, crate::output::describe);
             Ok(())
         }
@@ -250,16 +301,26 @@ fn add_executables(config: &mut ServerConfig, exes: &[String]) -> anyhow::Result
         let Some((name, path)) = exe.split_once('=') else {
             bail!("--exe {exe:?} must look like NAME=PATH");
         };
-        config.executables.insert(name.to_string(), PathBuf::from(path));
+        config
+            .executables
+            .insert(name.to_string(), PathBuf::from(path));
     }
     Ok(())
 }
 
-async fn call(args: &ClientArgs, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+async fn call(
+    args: &ClientArgs,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> anyhow::Result<Value> {
     let client = ApiClient::new(&args.url, args.token.clone());
     let (status, v) = client.call(method, path, body).await?;
     if status >= 400 {
-        let msg = v["error"]["message"].as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+        let msg = v["error"]["message"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| v.to_string());
         let code = v["error"]["code"].as_str().unwrap_or("Error");
         bail!("{code} ({status}): {msg}");
     }

@@ -79,10 +79,12 @@ pub fn routes_of(template: &Template) -> anyhow::Result<Vec<HttpRoute>> {
 /// `{proxy+}` (API Gateway) → `{*proxy}` (axum).
 fn axum_path(path: &str) -> String {
     path.split('/')
-        .map(|seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix("+}")) {
-            Some(name) => format!("{{*{name}}}"),
-            None => seg.to_string(),
-        })
+        .map(
+            |seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix("+}")) {
+                Some(name) => format!("{{*{name}}}"),
+                None => seg.to_string(),
+            },
+        )
         .collect::<Vec<_>>()
         .join("/")
 }
@@ -164,7 +166,14 @@ async fn handle(
         .into_response();
     };
     let wait = prefer_wait(&parts.headers);
-    let event = event_json(&route_key, &parts.method, &parts.uri, &parts.headers, &params, body);
+    let event = event_json(
+        &route_key,
+        &parts.method,
+        &parts.uri,
+        &parts.headers,
+        &params,
+        body,
+    );
     let payload = Bytes::from(event.to_string());
     let answer = match host.invoke(payload).await {
         Ok(a) => a,

@@ -47,7 +47,12 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
 /// `durafn describe` / `start` / `cancel`.
 pub fn describe(v: &Value) -> String {
     let mut out = String::new();
-    out.push_str(&format!("{}  {}  {}\n", text(&v["function"]), text(&v["id"]), text(&v["status"])));
+    out.push_str(&format!(
+        "{}  {}  {}\n",
+        text(&v["function"]),
+        text(&v["id"]),
+        text(&v["status"])
+    ));
     out.push_str(&format!("  created   {}\n", text(&v["created_at"])));
     if !v["ended_at"].is_null() {
         out.push_str(&format!("  ended     {}\n", text(&v["ended_at"])));
@@ -71,12 +76,22 @@ pub fn describe(v: &Value) -> String {
             text(&w["until"])
         ));
     }
-    out.push_str(&format!("  input     {}\n", clip(v["input"].to_string(), 200)));
+    out.push_str(&format!(
+        "  input     {}\n",
+        clip(v["input"].to_string(), 200)
+    ));
     if !v["output"].is_null() {
-        out.push_str(&format!("  output    {}\n", clip(v["output"].to_string(), 400)));
+        out.push_str(&format!(
+            "  output    {}\n",
+            clip(v["output"].to_string(), 400)
+        ));
     }
     if !v["error"].is_null() {
-        out.push_str(&format!("  error     {}: {}\n", text(&v["error"]["type"]), text(&v["error"]["message"])));
+        out.push_str(&format!(
+            "  error     {}: {}\n",
+            text(&v["error"]["type"]),
+            text(&v["error"]["message"])
+        ));
     }
     out
 }
@@ -87,7 +102,14 @@ pub fn list(v: &Value) -> String {
         .as_array()
         .map(|a| {
             a.iter()
-                .map(|e| vec![text(&e["id"]), text(&e["function"]), text(&e["status"]), text(&e["created_at"])])
+                .map(|e| {
+                    vec![
+                        text(&e["id"]),
+                        text(&e["function"]),
+                        text(&e["status"]),
+                        text(&e["created_at"]),
+                    ]
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -108,7 +130,14 @@ pub fn history(v: &Value) -> String {
                     let outcome = if o["error"].is_null() {
                         clip(o["result"].to_string(), 60)
                     } else {
-                        clip(format!("{}: {}", text(&o["error"]["type"]), text(&o["error"]["message"])), 60)
+                        clip(
+                            format!(
+                                "{}: {}",
+                                text(&o["error"]["type"]),
+                                text(&o["error"]["message"])
+                            ),
+                            60,
+                        )
                     };
                     vec![
                         text(&o["id"]),
@@ -123,5 +152,16 @@ pub fn history(v: &Value) -> String {
                 .collect()
         })
         .unwrap_or_default();
-    table(&["OP", "TYPE", "NAME", "STATUS", "ATTEMPT", "STARTED", "RESULT / ERROR"], rows)
+    table(
+        &[
+            "OP",
+            "TYPE",
+            "NAME",
+            "STATUS",
+            "ATTEMPT",
+            "STARTED",
+            "RESULT / ERROR",
+        ],
+        rows,
+    )
 }

@@ -62,7 +62,9 @@ fn handler_store_url(url: &str) -> String {
             let abs = if p.is_absolute() {
                 p.to_path_buf()
             } else {
-                std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
+                std::env::current_dir()
+                    .map(|d| d.join(p))
+                    .unwrap_or_else(|_| p.to_path_buf())
             };
             format!("sqlite://{}", abs.display())
         }
@@ -71,12 +73,20 @@ fn handler_store_url(url: &str) -> String {
 }
 
 /// Reads the template and builds (or locates) every function's executable.
-pub async fn prepare(config: &ServerConfig) -> anyhow::Result<(Template, HashMap<String, PathBuf>)> {
+pub async fn prepare(
+    config: &ServerConfig,
+) -> anyhow::Result<(Template, HashMap<String, PathBuf>)> {
     let template = template::load(&config.template)?;
     let root = config
         .template
         .parent()
-        .map(|p| if p.as_os_str().is_empty() { std::path::Path::new(".") } else { p })
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                p
+            }
+        })
         .unwrap_or(std::path::Path::new("."))
         .to_path_buf();
     let mut executables = HashMap::new();
@@ -113,9 +123,14 @@ pub async fn serve(
     let mut hosts = HashMap::new();
     let mut timeouts = HashMap::new();
     for f in &template.functions {
-        let Some(exe) = executables.get(&f.name) else { continue };
-        let mut env: Vec<(String, String)> =
-            f.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let Some(exe) = executables.get(&f.name) else {
+            continue;
+        };
+        let mut env: Vec<(String, String)> = f
+            .environment
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         env.retain(|(k, _)| k != "DURAFN_STORE");
         env.push(("DURAFN_STORE".into(), handler_store.clone()));
         if let Ok(filter) = std::env::var("RUST_LOG") {
@@ -139,9 +154,8 @@ pub async fn serve(
     let mut dconfig = DispatcherConfig::default();
     dconfig.poll_interval = config.poll_interval;
     let timeouts = Arc::new(timeouts);
-    dconfig.timeout_for = Arc::new(move |f: &str| {
-        timeouts.get(f).copied().unwrap_or(Duration::from_secs(30))
-    });
+    dconfig.timeout_for =
+        Arc::new(move |f: &str| timeouts.get(f).copied().unwrap_or(Duration::from_secs(30)));
     let dispatcher = Arc::new(Dispatcher::new(
         store.clone(),
         clock.clone(),
@@ -152,7 +166,13 @@ pub async fn serve(
     let state = ApiState {
         store: store.clone(),
         clock,
-        functions: Arc::new(template.functions.iter().map(|f| f.name.clone()).collect::<BTreeSet<_>>()),
+        functions: Arc::new(
+            template
+                .functions
+                .iter()
+                .map(|f| f.name.clone())
+                .collect::<BTreeSet<_>>(),
+        ),
         dispatch: dispatcher.handle(),
         token: config.token.as_deref().map(Arc::from),
         metrics: Arc::new(Metrics::default()),

@@ -21,7 +21,9 @@ pub enum StoreError {
         what: &'static str,
     },
     /// A payload is larger than any record may carry.
-    #[error("{what} is {size} bytes, over the {limit}-byte limit; store large data elsewhere and pass a reference")]
+    #[error(
+        "{what} is {size} bytes, over the {limit}-byte limit; store large data elsewhere and pass a reference"
+    )]
     PayloadTooLarge {
         /// What the payload is (e.g. `step "charge" result`).
         what: String,

@@ -390,7 +390,11 @@ impl Operation {
 
 /// Sorts operation ids in start order within each context: `1 < 2 < 2.1 < 3 < 10`.
 pub fn op_id_order(a: &str, b: &str) -> std::cmp::Ordering {
-    let seg = |s: &str| -> Vec<u64> { s.split('.').map(|p| p.parse().unwrap_or(u64::MAX)).collect() };
+    let seg = |s: &str| -> Vec<u64> {
+        s.split('.')
+            .map(|p| p.parse().unwrap_or(u64::MAX))
+            .collect()
+    };
     seg(a).cmp(&seg(b))
 }
 
@@ -467,7 +471,9 @@ mod tests {
     #[test]
     fn payload_limit_is_enforced_with_a_clear_message() {
         let big = Value::String("x".repeat(MAX_PAYLOAD_BYTES + 1));
-        let err = check_payload("step \"charge\" result", &big).unwrap_err().to_string();
+        let err = check_payload("step \"charge\" result", &big)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("step \"charge\" result"), "{err}");
         assert!(err.contains("4194304"), "{err}");
         assert!(check_payload("x", &Value::String("small".into())).is_ok());

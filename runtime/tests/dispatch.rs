@@ -2,6 +2,8 @@
 //! invokers — the emulator's process pool, the SDK in process — are tested in
 //! their own crates).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -48,7 +50,12 @@ impl Invoker for Finisher {
             expires_at: None,
         };
         self.store
-            .finish(&request.execution_id, request.epoch, &outcome, self.clock.now())
+            .finish(
+                &request.execution_id,
+                request.epoch,
+                &outcome,
+                self.clock.now(),
+            )
             .await
             .map_err(|e| InvokeError::FunctionError(e.to_string()))?;
         Ok(InvocationSummary {
@@ -58,7 +65,15 @@ impl Invoker for Finisher {
     }
 }
 
-async fn setup(n: usize, fail_first: u32) -> (Arc<dyn Store>, ManualClock, Arc<Finisher>, tempfile::TempDir) {
+async fn setup(
+    n: usize,
+    fail_first: u32,
+) -> (
+    Arc<dyn Store>,
+    ManualClock,
+    Arc<Finisher>,
+    tempfile::TempDir,
+) {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("d.db")).unwrap());
     let clock = ManualClock::new(Timestamp(1_000_000));
@@ -127,14 +142,22 @@ async fn a_failed_invocation_is_rescheduled_with_backoff_not_left_to_its_lease()
     d.idle().await;
     let e = store.get_execution(&id).await.unwrap().unwrap();
     assert_eq!(e.status, ExecutionStatus::Suspended);
-    assert_eq!(e.due_at, Some(clock.now().plus(Duration::from_millis(200))), "first backoff");
+    assert_eq!(
+        e.due_at,
+        Some(clock.now().plus(Duration::from_millis(200))),
+        "first backoff"
+    );
 
     assert_eq!(d.tick().await.unwrap(), 0, "not due during the backoff");
     clock.advance(Duration::from_millis(200));
     d.tick().await.unwrap();
     d.idle().await;
     let e = store.get_execution(&id).await.unwrap().unwrap();
-    assert_eq!(e.due_at, Some(clock.now().plus(Duration::from_millis(400))), "doubled");
+    assert_eq!(
+        e.due_at,
+        Some(clock.now().plus(Duration::from_millis(400))),
+        "doubled"
+    );
 
     clock.advance(Duration::from_millis(400));
     d.tick().await.unwrap();
@@ -159,13 +182,23 @@ async fn results_are_published_to_subscribers() {
 async fn the_run_loop_stops_on_shutdown_and_wakes_on_demand() {
     let (store, _clock, finisher, _dir) = setup(0, 0).await;
     let clock = durafn_runtime::clock::SystemClock;
-    let d = Arc::new(Dispatcher::new(store.clone(), Arc::new(clock), finisher, DispatcherConfig::default()));
+    let d = Arc::new(Dispatcher::new(
+        store.clone(),
+        Arc::new(clock),
+        finisher,
+        DispatcherConfig::default(),
+    ));
     let handle = d.handle();
     let mut changes = handle.subscribe();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let runner = {
         let d = d.clone();
-        tokio::spawn(async move { d.run(async { let _ = stop_rx.await; }).await })
+        tokio::spawn(async move {
+            d.run(async {
+                let _ = stop_rx.await;
+            })
+            .await
+        })
     };
     store
         .create_execution(&NewExecution {
@@ -184,5 +217,8 @@ async fn the_run_loop_stops_on_shutdown_and_wakes_on_demand() {
         .unwrap();
     assert_eq!(change.id.as_str(), "late");
     stop_tx.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), runner).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), runner)
+        .await
+        .unwrap()
+        .unwrap();
 }

@@ -1,5 +1,7 @@
 //! The store contract suite against the embedded SQLite store.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
+
 use std::sync::Arc;
 
 use durafn_runtime::model::{ExecutionStatus, Timestamp};
@@ -45,14 +47,21 @@ async fn expired_executions_are_purged() {
         })
         .await
         .unwrap();
-    let c = store.claim(&id, Timestamp(0), Timestamp(10)).await.unwrap().unwrap();
+    let c = store
+        .claim(&id, Timestamp(0), Timestamp(10))
+        .await
+        .unwrap()
+        .unwrap();
     let outcome = Outcome {
         status: ExecutionStatus::Succeeded,
         output: Some(serde_json::json!(2)),
         error: None,
         expires_at: Some(Timestamp(1_000)),
     };
-    store.finish(&id, c.epoch, &outcome, Timestamp(1)).await.unwrap();
+    store
+        .finish(&id, c.epoch, &outcome, Timestamp(1))
+        .await
+        .unwrap();
     assert_eq!(store.purge_expired(Timestamp(999)).await.unwrap(), 0);
     assert_eq!(store.purge_expired(Timestamp(1_000)).await.unwrap(), 1);
     assert!(store.load_journal(&id).await.unwrap().is_none());
@@ -60,8 +69,14 @@ async fn expired_executions_are_purged() {
 
 #[test]
 fn bad_store_urls_are_clear_errors() {
-    let err = durafn_runtime::store::open("postgres://x").err().unwrap().to_string();
+    let err = durafn_runtime::store::open("postgres://x")
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("sqlite://PATH"), "{err}");
-    let err = durafn_runtime::store::open("sqlite://").err().unwrap().to_string();
+    let err = durafn_runtime::store::open("sqlite://")
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("file path"), "{err}");
 }

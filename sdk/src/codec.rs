@@ -44,7 +44,11 @@ pub(crate) fn clip(mut error: ErrorObject) -> ErrorObject {
         error.message.truncate(cut);
         error.message.push_str(" …(truncated)");
     }
-    if error.data.as_ref().is_some_and(|d| json_len(d) > MAX_ERROR_MESSAGE) {
+    if error
+        .data
+        .as_ref()
+        .is_some_and(|d| json_len(d) > MAX_ERROR_MESSAGE)
+    {
         error.data = None;
     }
     error
@@ -57,7 +61,9 @@ mod tests {
     #[test]
     fn oversized_values_are_a_clear_error() {
         let big = "x".repeat(MAX_PAYLOAD_BYTES);
-        let err = encode("step \"download\" result", &big).unwrap_err().to_string();
+        let err = encode("step \"download\" result", &big)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("step \"download\" result"), "{err}");
         assert!(err.contains("limit"), "{err}");
     }

@@ -2,8 +2,8 @@
 
 use std::fmt;
 
-use durafn_runtime::model::ErrorObject;
 use durafn_runtime::StoreError;
+use durafn_runtime::model::ErrorObject;
 
 use crate::replay::NonDeterministic;
 
@@ -173,7 +173,10 @@ mod tests {
     fn std_errors_convert_retryable_with_their_type_name() {
         let e: DurableError = PaymentDeclined.into();
         assert!(!e.is_terminal());
-        assert_eq!(e.to_error_object(), ErrorObject::new("PaymentDeclined", "card declined"));
+        assert_eq!(
+            e.to_error_object(),
+            ErrorObject::new("PaymentDeclined", "card declined")
+        );
     }
 
     #[test]
@@ -194,6 +197,9 @@ mod tests {
         };
         let obj = e.to_error_object();
         assert_eq!(obj.error_type, "PaymentDeclined");
-        assert_eq!(obj.message, "step \"charge\" failed after 3 attempts: card declined");
+        assert_eq!(
+            obj.message,
+            "step \"charge\" failed after 3 attempts: card declined"
+        );
     }
 }

@@ -26,7 +26,11 @@ impl std::fmt::Debug for Handler {
 }
 
 trait ErasedHandler: Send + Sync {
-    fn call(&self, ctx: DurableContext, input: Value) -> BoxFuture<'static, Result<Value, DurableError>>;
+    fn call(
+        &self,
+        ctx: DurableContext,
+        input: Value,
+    ) -> BoxFuture<'static, Result<Value, DurableError>>;
 }
 
 struct FnHandler<F, I, O> {
@@ -41,7 +45,11 @@ where
     I: DeserializeOwned + Send + 'static,
     O: Serialize + 'static,
 {
-    fn call(&self, ctx: DurableContext, input: Value) -> BoxFuture<'static, Result<Value, DurableError>> {
+    fn call(
+        &self,
+        ctx: DurableContext,
+        input: Value,
+    ) -> BoxFuture<'static, Result<Value, DurableError>> {
         let input: I = match serde_json::from_value(input) {
             Ok(i) => i,
             Err(e) => {

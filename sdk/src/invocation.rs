@@ -100,7 +100,9 @@ pub async fn run_invocation(
     claimed: &Execution,
 ) -> Result<InvocationReport, Error> {
     let span = tracing::info_span!("invocation", execution_id = %claimed.id, epoch = claimed.epoch);
-    run(handler, store, clock, config, claimed).instrument(span).await
+    run(handler, store, clock, config, claimed)
+        .instrument(span)
+        .await
 }
 
 async fn run(
@@ -128,7 +130,8 @@ async fn run(
         config,
     });
     let ctx = DurableContext::root(shared.clone());
-    let mut handler_fut = AssertUnwindSafe(handler.call(ctx, journal.execution.input)).catch_unwind();
+    let mut handler_fut =
+        AssertUnwindSafe(handler.call(ctx, journal.execution.input)).catch_unwind();
 
     let end = poll_fn(|cx| {
         let polled = handler_fut.poll_unpin(cx);

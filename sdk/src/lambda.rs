@@ -20,13 +20,13 @@
 
 use std::sync::Arc;
 
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use aws_lambda_events::encodings::Body;
+use aws_lambda_events::http::HeaderMap;
 use durafn_runtime::clock::{Clock, SystemClock};
 use durafn_runtime::dispatch::{LEASE_GRACE, RESUME_KEY, ResumeRequest, START_KEY};
 use durafn_runtime::model::{ExecutionId, ExecutionStatus, NewExecution, Timestamp};
 use durafn_runtime::store::{RetryingStore, Store};
-use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
-use aws_lambda_events::encodings::Body;
-use aws_lambda_events::http::HeaderMap;
 use lambda_runtime::LambdaEvent;
 use serde_json::{Value, json};
 
@@ -100,7 +100,10 @@ fn http_response(status: i64, body: &Value) -> ApiGatewayV2httpResponse {
 }
 
 fn http_error(status: i64, code: &str, message: String) -> ApiGatewayV2httpResponse {
-    http_response(status, &json!({ "error": { "code": code, "message": message } }))
+    http_response(
+        status,
+        &json!({ "error": { "code": code, "message": message } }),
+    )
 }
 
 /// Reads an HTTP event's execution name and input, or the 4xx to answer.
@@ -117,7 +120,11 @@ fn http_start(req: &ApiGatewayV2httpRequest) -> Result<(String, Value), ApiGatew
         Value::Null
     } else {
         serde_json::from_str(body).map_err(|e| {
-            http_error(400, "InvalidJson", format!("the request body is not valid JSON: {e}"))
+            http_error(
+                400,
+                "InvalidJson",
+                format!("the request body is not valid JSON: {e}"),
+            )
         })?
     };
     let key = req
@@ -146,7 +153,9 @@ pub async fn run(handler: Handler) -> Result<(), Error> {
     let store: Arc<dyn Store> = Arc::new(RetryingStore::new(durafn_runtime::store::open(&url)?));
     let max_steps = match std::env::var("DURAFN_MAX_STEPS_PER_INVOCATION") {
         Ok(v) => Some(v.parse::<u32>().map_err(|e| {
-            Error::Invalid(format!("DURAFN_MAX_STEPS_PER_INVOCATION={v:?} is not a number: {e}"))
+            Error::Invalid(format!(
+                "DURAFN_MAX_STEPS_PER_INVOCATION={v:?} is not a number: {e}"
+            ))
         })?),
         Err(_) => None,
     };
@@ -183,43 +192,57 @@ impl LambdaRuntime {
         };
         let response = match http_start(&http) {
             Err(response) => response,
-            Ok((name, input)) => match self.invoke(Request::Start { name, input }, deadline).await {
-                Ok(report) => {
-                    let status = match report.status.as_str() {
-                        "SUCCEEDED" => 200,
-                        "FAILED" | "TIMED_OUT" | "CANCELLED" | "BLOCKED" => 500,
-                        _ => 202,
-                    };
-                    let body = serde_json::to_value(&report).unwrap_or(Value::Null);
-                    http_response(status, &body)
+            Ok((name, input)) => {
+                match self.invoke(Request::Start { name, input }, deadline).await {
+                    Ok(report) => {
+                        let status = match report.status.as_str() {
+                            "SUCCEEDED" => 200,
+                            "FAILED" | "TIMED_OUT" | "CANCELLED" | "BLOCKED" => 500,
+                            _ => 202,
+                        };
+                        let body = serde_json::to_value(&report).unwrap_or(Value::Null);
+                        http_response(status, &body)
+                    }
+                    Err(Error::Store(e @ durafn_runtime::StoreError::Conflict { .. })) => {
+                        http_error(409, "Conflict", e.to_string())
+                    }
+                    Err(Error::Store(e @ durafn_runtime::StoreError::PayloadTooLarge { .. })) => {
+                        http_error(413, "PayloadTooLarge", e.to_string())
+                    }
+                    Err(Error::Store(e @ durafn_runtime::StoreError::Invalid(_))) => {
+                        http_error(400, "InvalidRequest", e.to_string())
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(Error::Store(e @ durafn_runtime::StoreError::Conflict { .. })) => {
-                    http_error(409, "Conflict", e.to_string())
-                }
-                Err(Error::Store(e @ durafn_runtime::StoreError::PayloadTooLarge { .. })) => {
-                    http_error(413, "PayloadTooLarge", e.to_string())
-                }
-                Err(Error::Store(e @ durafn_runtime::StoreError::Invalid(_))) => {
-                    http_error(400, "InvalidRequest", e.to_string())
-                }
-                Err(e) => return Err(e),
-            },
+            }
         };
         serde_json::to_value(response).map_err(|e| Error::Invalid(e.to_string()))
     }
 
-    async fn invoke(&self, request: Request, deadline: Timestamp) -> Result<InvocationReport, Error> {
-        let mut config = InvocationConfig::default();
-        config.deadline = Some(deadline);
-        config.max_steps_per_invocation = self.max_steps;
+    async fn invoke(
+        &self,
+        request: Request,
+        deadline: Timestamp,
+    ) -> Result<InvocationReport, Error> {
+        let config = InvocationConfig {
+            deadline: Some(deadline),
+            max_steps_per_invocation: self.max_steps,
+            ..InvocationConfig::default()
+        };
         let claimed = match request {
             Request::Http(_) => {
-                return Err(Error::Invalid("an HTTP event must be unwrapped first".into()));
+                return Err(Error::Invalid(
+                    "an HTTP event must be unwrapped first".into(),
+                ));
             }
             Request::Resume(r) => {
-                let current = self.store.get_execution(&r.execution_id).await?.ok_or_else(|| {
-                    Error::Invalid(format!("execution {} does not exist", r.execution_id))
-                })?;
+                let current = self
+                    .store
+                    .get_execution(&r.execution_id)
+                    .await?
+                    .ok_or_else(|| {
+                        Error::Invalid(format!("execution {} does not exist", r.execution_id))
+                    })?;
                 if current.epoch != r.epoch || current.status != ExecutionStatus::Running {
                     return Ok(status_report(&r.execution_id, "SUPERSEDED", None));
                 }
@@ -249,7 +272,14 @@ impl LambdaRuntime {
                 }
             }
         };
-        run_invocation(&self.handler, self.store.clone(), self.clock.clone(), config, &claimed).await
+        run_invocation(
+            &self.handler,
+            self.store.clone(),
+            self.clock.clone(),
+            config,
+            &claimed,
+        )
+        .await
     }
 }
 
@@ -270,14 +300,22 @@ mod tests {
 
     #[test]
     fn resume_requests_are_recognised() {
-        let r = parse_request(json!({"durafn_resume": {"execution_id": "x-1", "epoch": 3}}), "req").unwrap();
-        let Request::Resume(r) = r else { panic!("{r:?}") };
+        let r = parse_request(
+            json!({"durafn_resume": {"execution_id": "x-1", "epoch": 3}}),
+            "req",
+        )
+        .unwrap();
+        let Request::Resume(r) = r else {
+            panic!("{r:?}")
+        };
         assert_eq!((r.execution_id.as_str(), r.epoch), ("x-1", 3));
     }
 
     #[test]
     fn bad_resume_requests_say_what_is_expected() {
-        let err = parse_request(json!({"durafn_resume": {"epoch": 3}}), "req").unwrap_err().to_string();
+        let err = parse_request(json!({"durafn_resume": {"epoch": 3}}), "req")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("execution_id"), "{err}");
     }
 
@@ -285,7 +323,13 @@ mod tests {
     fn direct_invokes_start_under_the_request_id() {
         let input = json!({"order_id": "o-1", "amount_cents": 1999});
         let r = parse_request(input.clone(), "req-42").unwrap();
-        assert_eq!(r, Request::Start { name: "req-42".into(), input });
+        assert_eq!(
+            r,
+            Request::Start {
+                name: "req-42".into(),
+                input
+            }
+        );
     }
 
     fn http_event(body: &str, key: Option<&str>) -> Value {
@@ -314,29 +358,59 @@ mod tests {
     #[test]
     fn http_events_start_under_their_idempotency_key_or_request_id() {
         let r = parse_request(http_event("{\"order_id\": \"o-1\"}", None), "lambda-req").unwrap();
-        let Request::Http(req) = r else { panic!("{r:?}") };
-        assert_eq!(http_start(&req).unwrap(), ("req-9".to_string(), json!({"order_id": "o-1"})));
+        let Request::Http(req) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(
+            http_start(&req).unwrap(),
+            ("req-9".to_string(), json!({"order_id": "o-1"}))
+        );
         let r = parse_request(http_event("", Some("k-1")), "lambda-req").unwrap();
-        let Request::Http(req) = r else { panic!("{r:?}") };
-        assert_eq!(http_start(&req).unwrap(), ("http-k-1".to_string(), Value::Null));
+        let Request::Http(req) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(
+            http_start(&req).unwrap(),
+            ("http-k-1".to_string(), Value::Null)
+        );
     }
 
     #[test]
     fn http_events_with_bad_json_get_a_400() {
         let r = parse_request(http_event("{oops", None), "lambda-req").unwrap();
-        let Request::Http(req) = r else { panic!("{r:?}") };
+        let Request::Http(req) = r else {
+            panic!("{r:?}")
+        };
         let resp = http_start(&req).unwrap_err();
         assert_eq!(resp.status_code, 400);
-        let Some(Body::Text(body)) = resp.body else { panic!("no body") };
+        let Some(Body::Text(body)) = resp.body else {
+            panic!("no body")
+        };
         assert!(body.contains("not valid JSON"), "{body}");
     }
 
     #[test]
     fn explicit_starts_may_name_the_execution() {
-        let r = parse_request(json!({"durafn_start": {"name": "o-1", "input": [1]}}), "req").unwrap();
-        assert_eq!(r, Request::Start { name: "o-1".into(), input: json!([1]) });
+        let r = parse_request(
+            json!({"durafn_start": {"name": "o-1", "input": [1]}}),
+            "req",
+        )
+        .unwrap();
+        assert_eq!(
+            r,
+            Request::Start {
+                name: "o-1".into(),
+                input: json!([1])
+            }
+        );
         let r = parse_request(json!({"durafn_start": {"input": 2}}), "req-7").unwrap();
-        assert_eq!(r, Request::Start { name: "req-7".into(), input: json!(2) });
+        assert_eq!(
+            r,
+            Request::Start {
+                name: "req-7".into(),
+                input: json!(2)
+            }
+        );
         assert!(parse_request(json!({"durafn_start": {"name": 5}}), "r").is_err());
     }
 }

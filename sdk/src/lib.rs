@@ -59,6 +59,10 @@
 //! With the `testing` feature, [`testing::TestRuntime`] runs executions in
 //! process on a temporary SQLite store with a virtual clock; see its docs.
 
+// `DurableError` carries the recorded error object by value: errors are the
+// cold path, and boxing would only move the allocation.
+#![allow(clippy::result_large_err)]
+
 mod codec;
 pub mod context;
 mod error;

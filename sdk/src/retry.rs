@@ -110,7 +110,9 @@ mod tests {
 
     #[test]
     fn exponential_backoff_doubles_up_to_the_cap() {
-        let p = RetryPolicy::exponential().no_jitter().max_delay(Duration::from_secs(5));
+        let p = RetryPolicy::exponential()
+            .no_jitter()
+            .max_delay(Duration::from_secs(5));
         let delays: Vec<_> = (1..=5).map(|a| p.delay_after(a, 0.5).as_secs()).collect();
         assert_eq!(delays, vec![1, 2, 4, 5, 5]);
     }

@@ -119,7 +119,11 @@ impl TestRuntime {
 
     /// Starts an execution with a generated id. It does not run until you call
     /// [`TestExecution::run_until_settled`] (or `run_once`).
-    pub async fn start<I: Serialize>(&self, handler: Handler, input: I) -> Result<TestExecution, Error> {
+    pub async fn start<I: Serialize>(
+        &self,
+        handler: Handler,
+        input: I,
+    ) -> Result<TestExecution, Error> {
         let name = uuid::Uuid::now_v7().to_string();
         self.start_named(&name, handler, input).await
     }
@@ -200,8 +204,14 @@ impl TestExecution {
         };
         self.invocations.fetch_add(1, Ordering::SeqCst);
         let clock: Arc<dyn Clock> = Arc::new(self.clock.clone());
-        let report = run_invocation(&self.handler, self.store.clone(), clock, self.config.clone(), &claimed)
-            .await?;
+        let report = run_invocation(
+            &self.handler,
+            self.store.clone(),
+            clock,
+            self.config.clone(),
+            &claimed,
+        )
+        .await?;
         Ok(Some(report))
     }
 
@@ -282,7 +292,11 @@ impl TestExecution {
 
     /// The first operation with this name.
     pub async fn operation(&self, name: &str) -> Result<Option<Operation>, Error> {
-        Ok(self.operations().await?.into_iter().find(|o| o.name == name))
+        Ok(self
+            .operations()
+            .await?
+            .into_iter()
+            .find(|o| o.name == name))
     }
 
     /// Moves virtual time forward.

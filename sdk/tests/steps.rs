@@ -29,9 +29,13 @@ async fn completed_steps_are_not_run_again_on_replay() {
     let h = handler(move |ctx: DurableContext, n: u32| {
         let c = c.clone();
         async move {
-            let a: u32 = ctx.step("a", |_| async { Ok::<_, DurableError>(c.hit() + n) }).await?;
+            let a: u32 = ctx
+                .step("a", |_| async { Ok::<_, DurableError>(c.hit() + n) })
+                .await?;
             ctx.sleep("wait", Duration::from_secs(60)).await?;
-            let b: u32 = ctx.step("b", |_| async move { Ok::<_, DurableError>(a * 10) }).await?;
+            let b: u32 = ctx
+                .step("b", |_| async move { Ok::<_, DurableError>(a * 10) })
+                .await?;
             Ok(b)
         }
     });
@@ -41,7 +45,11 @@ async fn completed_steps_are_not_run_again_on_replay() {
     assert_eq!(first.status, "SUSPENDED");
     assert_eq!(first.wake_at, Some(rt.now().plus(Duration::from_secs(60))));
     assert_eq!(calls.get(), 1);
-    assert_eq!(exec.run_once().await.unwrap(), None, "not due before the timer");
+    assert_eq!(
+        exec.run_once().await.unwrap(),
+        None,
+        "not due before the timer"
+    );
     rt.advance(Duration::from_secs(60));
     assert_eq!(exec.run_until_settled().await.unwrap(), Status::Succeeded);
     assert_eq!(calls.get(), 1, "step a replayed from the journal");
@@ -58,7 +66,11 @@ async fn terminal_errors_stop_retries_and_retryable_ones_use_the_policy() {
             ctx.step("flaky", |_| async move {
                 c.hit();
                 let e = DurableError::new("Boom", "no luck");
-                Err::<(), _>(if terminal { DurableError::terminal(e) } else { e })
+                Err::<(), _>(if terminal {
+                    DurableError::terminal(e)
+                } else {
+                    e
+                })
             })
             .retry(RetryPolicy::fixed(Duration::from_secs(5)).max_attempts(4))
             .await?;
@@ -74,13 +86,24 @@ async fn terminal_errors_stop_retries_and_retryable_ones_use_the_policy() {
     let t0 = rt.now();
     assert_eq!(exec.run_until_settled().await.unwrap(), Status::Failed);
     assert_eq!(calls.get(), 1 + 4);
-    assert_eq!(exec.invocations(), 4, "each retry is a new invocation after a suspension");
-    assert_eq!(rt.now().0 - t0.0, 15_000, "three fixed 5 s backoffs in virtual time");
+    assert_eq!(
+        exec.invocations(),
+        4,
+        "each retry is a new invocation after a suspension"
+    );
+    assert_eq!(
+        rt.now().0 - t0.0,
+        15_000,
+        "three fixed 5 s backoffs in virtual time"
+    );
     let op = exec.operation("flaky").await.unwrap().unwrap();
     assert_eq!((op.status, op.attempt), (OpStatus::Failed, 4));
     let err = exec.error().await.unwrap().unwrap();
     assert_eq!(err.error_type, "Boom");
-    assert_eq!(err.message, "step \"flaky\" failed after 4 attempts: no luck");
+    assert_eq!(
+        err.message,
+        "step \"flaky\" failed after 4 attempts: no luck"
+    );
 }
 
 #[tokio::test]
@@ -93,7 +116,10 @@ async fn a_recorded_failure_is_raised_identically_on_replay_and_can_be_caught() 
             let r = ctx
                 .step("pay", |_| async move {
                     c.hit();
-                    Err::<(), _>(DurableError::terminal(DurableError::new("Declined", "card declined")))
+                    Err::<(), _>(DurableError::terminal(DurableError::new(
+                        "Declined",
+                        "card declined",
+                    )))
                 })
                 .await;
             let caught = match r {
@@ -107,7 +133,11 @@ async fn a_recorded_failure_is_raised_identically_on_replay_and_can_be_caught() 
     let rt = TestRuntime::new();
     let exec = rt.start(h, ()).await.unwrap();
     assert_eq!(exec.run_until_settled().await.unwrap(), Status::Succeeded);
-    assert_eq!(exec.invocations(), 2, "the second invocation replays the failure");
+    assert_eq!(
+        exec.invocations(),
+        2,
+        "the second invocation replays the failure"
+    );
     assert_eq!(calls.get(), 1);
     assert_eq!(
         exec.result::<String>().await.unwrap(),
@@ -190,7 +220,8 @@ async fn an_at_least_once_step_interrupted_by_a_crash_runs_the_same_attempt_agai
     let h = handler(move |ctx: DurableContext, _: ()| {
         let c = c.clone();
         async move {
-            ctx.step("first", |_| async { Ok::<_, DurableError>(1) }).await?;
+            ctx.step("first", |_| async { Ok::<_, DurableError>(1) })
+                .await?;
             ctx.step("second", |s| async move {
                 if c.hit() == 1 {
                     // The process dies in the middle of this attempt.
@@ -207,7 +238,11 @@ async fn an_at_least_once_step_interrupted_by_a_crash_runs_the_same_attempt_agai
     assert_eq!(calls.get(), 1);
     assert_eq!(exec.run_until_settled().await.unwrap(), Status::Succeeded);
     assert_eq!(calls.get(), 2, "the interrupted attempt ran again");
-    assert_eq!(exec.result::<u32>().await.unwrap(), 1, "as the same attempt");
+    assert_eq!(
+        exec.result::<u32>().await.unwrap(),
+        1,
+        "as the same attempt"
+    );
     assert_eq!(exec.operation("first").await.unwrap().unwrap().rev, 1);
 }
 
@@ -249,8 +284,15 @@ async fn an_oversized_step_result_is_a_clear_terminal_error() {
     let err = exec.error().await.unwrap().unwrap();
     assert_eq!(err.error_type, "PayloadError");
     assert!(err.message.contains("step \"download\" result"), "{err}");
-    assert!(err.message.contains(&MAX_PAYLOAD_BYTES.to_string()), "{err}");
-    assert_eq!(exec.operation("download").await.unwrap().unwrap().attempt, 1, "not retried");
+    assert!(
+        err.message.contains(&MAX_PAYLOAD_BYTES.to_string()),
+        "{err}"
+    );
+    assert_eq!(
+        exec.operation("download").await.unwrap().unwrap().attempt,
+        1,
+        "not retried"
+    );
 }
 
 #[tokio::test]
@@ -272,7 +314,12 @@ async fn max_steps_per_invocation_yields_between_steps() {
     let h = handler(|ctx: DurableContext, _: ()| async move {
         let mut total = 0u32;
         for i in 0..5u32 {
-            total += ctx.step(&format!("s{i}"), |_| async move { Ok::<_, DurableError>(i) }).await?;
+            total += ctx
+                .step(
+                    &format!("s{i}"),
+                    |_| async move { Ok::<_, DurableError>(i) },
+                )
+                .await?;
         }
         Ok(total)
     });
@@ -289,7 +336,9 @@ async fn max_steps_per_invocation_yields_between_steps() {
 async fn sleep_until_a_past_time_fires_at_once_and_long_sleeps_are_refused() {
     let h = handler(|ctx: DurableContext, _: ()| async move {
         ctx.sleep_until("past", Timestamp(0)).await?;
-        let r = ctx.sleep("forever", Duration::from_secs(400 * 24 * 3600)).await;
+        let r = ctx
+            .sleep("forever", Duration::from_secs(400 * 24 * 3600))
+            .await;
         Ok(r.err().map(|e| e.to_string()))
     });
     let rt = TestRuntime::new();
@@ -323,12 +372,22 @@ async fn joined_branches_suspend_together_and_resume_without_rerunning() {
     let exec = rt.start(h, ()).await.unwrap();
     let first = exec.run_once().await.unwrap().unwrap();
     assert_eq!(first.status, "SUSPENDED");
-    assert_eq!(first.wake_at, Some(rt.now().plus(Duration::from_secs(5))), "earliest timer");
+    assert_eq!(
+        first.wake_at,
+        Some(rt.now().plus(Duration::from_secs(5))),
+        "earliest timer"
+    );
     assert_eq!(calls.get(), 2);
     assert_eq!(exec.run_until_settled().await.unwrap(), Status::Succeeded);
     assert_eq!(calls.get(), 2, "finished branches are not re-run");
     assert_eq!(exec.result::<u32>().await.unwrap(), 3);
-    let ids: Vec<_> = exec.operations().await.unwrap().into_iter().map(|o| (o.id, o.name)).collect();
+    let ids: Vec<_> = exec
+        .operations()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.id, o.name))
+        .collect();
     assert_eq!(
         ids,
         vec![
@@ -348,10 +407,12 @@ async fn a_changed_operation_order_blocks_the_execution_with_a_clear_error() {
         let v = v.clone();
         async move {
             if v.load(Ordering::SeqCst) == 1 {
-                ctx.step("charge", |_| async { Ok::<_, DurableError>(1) }).await?;
+                ctx.step("charge", |_| async { Ok::<_, DurableError>(1) })
+                    .await?;
             } else {
                 // A deploy renamed the first step while executions were running.
-                ctx.step("authorize", |_| async { Ok::<_, DurableError>(1) }).await?;
+                ctx.step("authorize", |_| async { Ok::<_, DurableError>(1) })
+                    .await?;
             }
             ctx.sleep("wait", Duration::from_secs(10)).await?;
             Ok(())

@@ -24,7 +24,10 @@ struct Input {
 }
 
 fn trace(dir: &Path, line: &str) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("trace"))?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("trace"))?;
     writeln!(f, "{line}")
 }
 
@@ -37,15 +40,20 @@ fn count_hangs(dir: &Path) -> bool {
 
 async fn workflow(ctx: DurableContext, input: Input) -> Result<Value, DurableError> {
     let dir = input.dir.clone();
-    ctx.step("before", |_| async move { trace(&dir, "before") }).await?;
+    ctx.step("before", |_| async move { trace(&dir, "before") })
+        .await?;
     let dir = input.dir.clone();
     let attempt: u32 = ctx
         .step("slow", |s| async move {
-            trace(&dir, &format!("slow-start-{} pid={}", s.attempt(), std::process::id()))?;
+            trace(
+                &dir,
+                &format!("slow-start-{} pid={}", s.attempt(), std::process::id()),
+            )?;
             if input.panic_once && s.attempt() == 1 {
                 panic!("the handler hit a bug on attempt 1");
             }
-            if input.hang_once && std::fs::write(dir.join("hung"), "").is_ok() && count_hangs(&dir) {
+            if input.hang_once && std::fs::write(dir.join("hung"), "").is_ok() && count_hangs(&dir)
+            {
                 // Hang past the function's timeout, once.
                 std::future::pending::<()>().await;
             }
@@ -59,7 +67,8 @@ async fn workflow(ctx: DurableContext, input: Input) -> Result<Value, DurableErr
         .retry(RetryPolicy::fixed(Duration::from_millis(100)))
         .await?;
     let dir = input.dir.clone();
-    ctx.step("after", |_| async move { trace(&dir, "after") }).await?;
+    ctx.step("after", |_| async move { trace(&dir, "after") })
+        .await?;
     Ok(json!({ "slow_attempt": attempt }))
 }
 

@@ -1,7 +1,7 @@
 //! The metric groups. Each lives in its own module with a `METRICS` list and
 //! an `async fn run(Scale, &mut Report)` that reports a figure or an error for
 //! every metric in its list. To add a group: write the module, add a variant
-//! here and to [`Group::ALL`].
+//! here and to [`MetricGroup::ALL`].
 
 mod group_commit;
 mod replay;
@@ -12,7 +12,7 @@ use crate::report::Report;
 
 /// A group of metrics measured together (they share a setup or a floor).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Group {
+pub(crate) enum MetricGroup {
     /// One durable step against one raw SQLite commit.
     StepCost,
     /// Replaying long journals.
@@ -21,39 +21,43 @@ pub(crate) enum Group {
     GroupCommit,
 }
 
-impl Group {
+impl MetricGroup {
     /// Every group, in the order they run.
-    pub(crate) const ALL: [Group; 3] = [Group::StepCost, Group::Replay, Group::GroupCommit];
+    pub(crate) const ALL: [MetricGroup; 3] = [
+        MetricGroup::StepCost,
+        MetricGroup::Replay,
+        MetricGroup::GroupCommit,
+    ];
 
     /// The name `--only` takes.
     pub(crate) fn name(self) -> &'static str {
         match self {
-            Group::StepCost => "step_cost",
-            Group::Replay => "replay",
-            Group::GroupCommit => "group_commit",
+            MetricGroup::StepCost => "step_cost",
+            MetricGroup::Replay => "replay",
+            MetricGroup::GroupCommit => "group_commit",
         }
     }
 
     /// The group called `name`.
-    pub(crate) fn named(name: &str) -> Option<Group> {
-        Group::ALL.into_iter().find(|g| g.name() == name)
+    pub(crate) fn named(name: &str) -> Option<MetricGroup> {
+        MetricGroup::ALL.into_iter().find(|g| g.name() == name)
     }
 
     /// The metrics the group reports.
     pub(crate) fn metrics(self) -> &'static [&'static str] {
         match self {
-            Group::StepCost => step_cost::METRICS,
-            Group::Replay => replay::METRICS,
-            Group::GroupCommit => group_commit::METRICS,
+            MetricGroup::StepCost => step_cost::METRICS,
+            MetricGroup::Replay => replay::METRICS,
+            MetricGroup::GroupCommit => group_commit::METRICS,
         }
     }
 
     /// Measures the group and reports its figures.
     pub(crate) async fn run(self, scale: Scale, report: &mut Report) {
         match self {
-            Group::StepCost => step_cost::run(scale, report).await,
-            Group::Replay => replay::run(scale, report).await,
-            Group::GroupCommit => group_commit::run(scale, report).await,
+            MetricGroup::StepCost => step_cost::run(scale, report).await,
+            MetricGroup::Replay => replay::run(scale, report).await,
+            MetricGroup::GroupCommit => group_commit::run(scale, report).await,
         }
     }
 }

@@ -16,7 +16,10 @@ fn order(id: &str) -> Order {
 async fn an_order_runs_to_completion_with_each_step_recorded() {
     let rt = TestRuntime::new();
     let start = rt.now();
-    let exec = rt.start(handler(workflow), order("o-complete")).await.unwrap();
+    let exec = rt
+        .start(handler(workflow), order("o-complete"))
+        .await
+        .unwrap();
     assert_eq!(exec.run_until_settled().await.unwrap(), Status::Succeeded);
 
     let receipt: Receipt = exec.result().await.unwrap();
@@ -28,7 +31,14 @@ async fn an_order_runs_to_completion_with_each_step_recorded() {
     let ops = exec.operations().await.unwrap();
     let summary: Vec<_> = ops
         .iter()
-        .map(|o| (o.id.as_str(), o.kind.as_str(), o.name.as_str(), o.status.as_str()))
+        .map(|o| {
+            (
+                o.id.as_str(),
+                o.kind.as_str(),
+                o.name.as_str(),
+                o.status.as_str(),
+            )
+        })
         .collect();
     assert_eq!(
         summary,
@@ -54,7 +64,11 @@ async fn a_crash_after_the_payment_does_not_charge_twice() {
     // The process dies right after the charge is checkpointed.
     assert!(exec.crash_after_checkpoints(1).await.unwrap());
     assert_eq!(payments::charges("o-crash"), 1);
-    assert_eq!(exec.status().await.unwrap(), Status::Running, "the dead invocation still holds its lease");
+    assert_eq!(
+        exec.status().await.unwrap(),
+        Status::Running,
+        "the dead invocation still holds its lease"
+    );
 
     // The lease expires; the next invocation replays the charge from the journal.
     assert_eq!(exec.run_until_settled().await.unwrap(), Status::Succeeded);

@@ -49,17 +49,25 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match &e {
             StoreError::NotFound(_) => Self::not_found("ExecutionNotFound", e.to_string()),
-            StoreError::Conflict { .. } => Self::new(StatusCode::CONFLICT, "Conflict", e.to_string()),
-            StoreError::PayloadTooLarge { .. } => {
-                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge", e.to_string())
+            StoreError::Conflict { .. } => {
+                Self::new(StatusCode::CONFLICT, "Conflict", e.to_string())
             }
+            StoreError::PayloadTooLarge { .. } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PayloadTooLarge",
+                e.to_string(),
+            ),
             StoreError::Invalid(_) => Self::bad_request("InvalidRequest", e.to_string()),
             StoreError::Transient(_) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "StoreUnavailable",
                 format!("{e}; retry the request"),
             ),
-            _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "StoreError", e.to_string()),
+            _ => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "StoreError",
+                e.to_string(),
+            ),
         }
     }
 }

@@ -69,7 +69,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/executions/{id}", get(describe))
         .route("/v1/executions/{id}/history", get(history))
         .route("/v1/executions/{id}/cancel", post(cancel))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), authorize));
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authorize,
+        ));
     Router::new()
         .merge(v1)
         .route("/healthz", get(|| async { Json(json!({ "ok": true })) }))
@@ -122,7 +125,10 @@ fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
         return Ok(json!({}));
     }
     serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::bad_request("InvalidJson", format!("the request body is not valid JSON: {e}"))
+        ApiError::bad_request(
+            "InvalidJson",
+            format!("the request body is not valid JSON: {e}"),
+        )
     })
 }
 
@@ -146,7 +152,10 @@ async fn start(
         let known: Vec<_> = state.functions.iter().cloned().collect();
         return Err(ApiError::not_found(
             "FunctionNotFound",
-            format!("no function {function:?}; this template declares: {}", known.join(", ")),
+            format!(
+                "no function {function:?}; this template declares: {}",
+                known.join(", ")
+            ),
         ));
     }
     let req: StartRequest = serde_json::from_value(json_body(body)?).map_err(|e| {
@@ -201,7 +210,11 @@ async fn start(
 
 /// Waits until the execution finishes, blocks, or waits on the outside world,
 /// or `limit` passes.
-pub(crate) async fn wait_until_settled(state: &ApiState, id: &ExecutionId, limit: Duration) -> Result<(), ApiError> {
+pub(crate) async fn wait_until_settled(
+    state: &ApiState,
+    id: &ExecutionId,
+    limit: Duration,
+) -> Result<(), ApiError> {
     let mut changes = state.dispatch.subscribe();
     let deadline = tokio::time::Instant::now() + limit;
     loop {
@@ -254,21 +267,31 @@ async fn list(
     let Query(q) = query.map_err(|e| ApiError::bad_request("InvalidRequest", e.body_text()))?;
     let status = match q.status.as_deref() {
         None | Some("") => None,
-        Some(s) => Some(ExecutionStatus::parse(&s.to_ascii_uppercase()).ok_or_else(|| {
-            ApiError::bad_request(
-                "InvalidRequest",
-                format!(
-                    "unknown status {s:?}; use one of {}",
-                    ExecutionStatus::ALL.map(|s| s.as_str()).join(", ")
-                ),
-            )
-        })?),
+        Some(s) => Some(
+            ExecutionStatus::parse(&s.to_ascii_uppercase()).ok_or_else(|| {
+                ApiError::bad_request(
+                    "InvalidRequest",
+                    format!(
+                        "unknown status {s:?}; use one of {}",
+                        ExecutionStatus::ALL.map(|s| s.as_str()).join(", ")
+                    ),
+                )
+            })?,
+        ),
     };
     let filter = ListFilter {
         function: q.function.filter(|f| !f.is_empty()),
         status,
-        created_after: q.since.as_deref().map(|s| parse_time("since", s)).transpose()?,
-        created_before: q.until.as_deref().map(|s| parse_time("until", s)).transpose()?,
+        created_after: q
+            .since
+            .as_deref()
+            .map(|s| parse_time("since", s))
+            .transpose()?,
+        created_before: q
+            .until
+            .as_deref()
+            .map(|s| parse_time("until", s))
+            .transpose()?,
         id_contains: q.q.filter(|s| !s.is_empty()),
         limit: q.limit.unwrap_or(50),
         cursor: q.cursor.filter(|c| !c.is_empty()),
@@ -320,9 +343,13 @@ async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
-    let exec = state.store.cancel(&id, state.clock.now()).await?.ok_or_else(|| {
-        ApiError::not_found("ExecutionNotFound", format!("execution {id:?} not found"))
-    })?;
+    let exec = state
+        .store
+        .cancel(&id, state.clock.now())
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found("ExecutionNotFound", format!("execution {id:?} not found"))
+        })?;
     if exec.status != ExecutionStatus::Cancelled {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

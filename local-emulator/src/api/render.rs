@@ -8,7 +8,10 @@ pub fn iso(t: Timestamp) -> String {
     let nanos = i128::from(t.0) * 1_000_000;
     time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
         .ok()
-        .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| t.0.to_string())
 }
 
@@ -55,9 +58,10 @@ pub fn current_operation(ops: &[Operation]) -> Value {
         .rev()
         .find(|o| !o.status.is_final())
         .or_else(|| ops.last())
-        .map_or(Value::Null, |o| {
-            json!({ "op_id": o.id, "type": o.kind, "name": o.name, "status": o.status })
-        })
+        .map_or(
+            Value::Null,
+            |o| json!({ "op_id": o.id, "type": o.kind, "name": o.name, "status": o.status }),
+        )
 }
 
 /// An execution's summary (for lists).
@@ -113,6 +117,9 @@ mod tests {
 
     #[test]
     fn timestamps_render_as_rfc3339() {
-        assert_eq!(iso(Timestamp(1_767_225_600_123)), "2026-01-01T00:00:00.123Z");
+        assert_eq!(
+            iso(Timestamp(1_767_225_600_123)),
+            "2026-01-01T00:00:00.123Z"
+        );
     }
 }

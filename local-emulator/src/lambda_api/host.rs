@@ -146,7 +146,9 @@ impl FunctionHost {
         let limit = self.spec.timeout + Duration::from_secs(2);
         match tokio::time::timeout(limit, rx).await {
             Ok(Ok(answer)) => answer,
-            Ok(Err(_)) => Err(InvokeFailure::ProcessExited("the emulator dropped the invocation".into())),
+            Ok(Err(_)) => Err(InvokeFailure::ProcessExited(
+                "the emulator dropped the invocation".into(),
+            )),
             Err(_) => {
                 self.time_out(&request_id);
                 Err(InvokeFailure::TimedOut(self.spec.timeout))
@@ -158,7 +160,11 @@ impl FunctionHost {
         let mut st = self.state();
         st.queue.retain(|p| p.request_id != request_id);
         if let Some(f) = st.in_flight.remove(request_id) {
-            if let Some(kill) = st.instances.get_mut(&f.instance).and_then(|i| i.kill.take()) {
+            if let Some(kill) = st
+                .instances
+                .get_mut(&f.instance)
+                .and_then(|i| i.kill.take())
+            {
                 let _ = kill.send(());
             }
         }
@@ -185,8 +191,14 @@ impl FunctionHost {
             .env("AWS_LAMBDA_RUNTIME_API", api)
             .env("AWS_LAMBDA_FUNCTION_NAME", &self.spec.name)
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", self.spec.memory_mb.to_string())
-            .env("AWS_LAMBDA_LOG_STREAM_NAME", format!("{}/{id}", self.spec.name))
+            .env(
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+                self.spec.memory_mb.to_string(),
+            )
+            .env(
+                "AWS_LAMBDA_LOG_STREAM_NAME",
+                format!("{}/{id}", self.spec.name),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -247,7 +259,8 @@ impl FunctionHost {
                 .filter(|(_, f)| f.instance == id)
                 .map(|(k, _)| k.clone())
                 .collect();
-            let orphans: Vec<InFlight> = mine.iter().filter_map(|k| st.in_flight.remove(k)).collect();
+            let orphans: Vec<InFlight> =
+                mine.iter().filter_map(|k| st.in_flight.remove(k)).collect();
             if orphans.is_empty() && !st.queue.is_empty() {
                 // It died before taking any work: count it as an init failure.
                 st.init_errors += 1;
@@ -258,7 +271,9 @@ impl FunctionHost {
         };
         tracing::debug!(function = %self.spec.name, instance = id, %status, "handler process exited");
         for f in orphans {
-            let _ = f.reply.send(Err(InvokeFailure::ProcessExited(status.clone())));
+            let _ = f
+                .reply
+                .send(Err(InvokeFailure::ProcessExited(status.clone())));
         }
         if gave_up {
             self.state().init_errors = 0;

@@ -22,7 +22,12 @@ fn aws_error(status: StatusCode, kind: &str, message: String) -> Response {
     if let Ok(v) = HeaderValue::from_str(kind) {
         headers.insert("x-amzn-errortype", v);
     }
-    (status, headers, axum::Json(json!({ "Type": "User", "message": message }))).into_response()
+    (
+        status,
+        headers,
+        axum::Json(json!({ "Type": "User", "message": message })),
+    )
+        .into_response()
 }
 
 async fn invoke(
@@ -37,7 +42,10 @@ async fn invoke(
         return aws_error(
             StatusCode::NOT_FOUND,
             "ResourceNotFoundException",
-            format!("Function not found: {}", super::runtime_api::function_arn(&name)),
+            format!(
+                "Function not found: {}",
+                super::runtime_api::function_arn(&name)
+            ),
         );
     };
     if !body.is_empty() && serde_json::from_slice::<serde_json::Value>(&body).is_err() {
@@ -47,7 +55,11 @@ async fn invoke(
             "Could not parse request body into json".into(),
         );
     }
-    let body = if body.is_empty() { Bytes::from_static(b"{}") } else { body };
+    let body = if body.is_empty() {
+        Bytes::from_static(b"{}")
+    } else {
+        body
+    };
     let kind = headers
         .get("x-amz-invocation-type")
         .and_then(|v| v.to_str().ok())
@@ -64,13 +76,22 @@ async fn invoke(
         }
         "RequestResponse" => {
             let mut out = HeaderMap::new();
-            out.insert("x-amz-executed-version", HeaderValue::from_static("$LATEST"));
+            out.insert(
+                "x-amz-executed-version",
+                HeaderValue::from_static("$LATEST"),
+            );
             match host.invoke(body).await {
                 Ok(answer) => (StatusCode::OK, out, answer).into_response(),
                 Err(failure) => {
-                    out.insert("x-amz-function-error", HeaderValue::from_static("Unhandled"));
+                    out.insert(
+                        "x-amz-function-error",
+                        HeaderValue::from_static("Unhandled"),
+                    );
                     let (error_type, message) = match failure {
-                        InvokeFailure::FunctionError { error_type, message } => (error_type, message),
+                        InvokeFailure::FunctionError {
+                            error_type,
+                            message,
+                        } => (error_type, message),
                         other => ("Runtime.ExitError".to_string(), other.to_string()),
                     };
                     let body = json!({ "errorType": error_type, "errorMessage": message });

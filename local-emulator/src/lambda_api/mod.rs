@@ -62,9 +62,12 @@ impl Invoker for ProcessInvoker {
                 let v: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
                 Ok(InvocationSummary::from_response(&v))
             }
-            Err(InvokeFailure::FunctionError { error_type, message }) => {
-                Err(InvokeError::FunctionError(format!("{error_type}: {message}")))
-            }
+            Err(InvokeFailure::FunctionError {
+                error_type,
+                message,
+            }) => Err(InvokeError::FunctionError(format!(
+                "{error_type}: {message}"
+            ))),
             Err(other) => Err(InvokeError::Failed(other.to_string())),
         }
     }

@@ -19,7 +19,10 @@ use super::{FunctionHost, Hosts, InvokeFailure};
 pub(crate) fn routes() -> Router<Hosts> {
     Router::new()
         // GET /2018-06-01/runtime/invocation/next
-        .route("/fn/{function}/{instance}/2018-06-01/runtime/invocation/next", get(next))
+        .route(
+            "/fn/{function}/{instance}/2018-06-01/runtime/invocation/next",
+            get(next),
+        )
         // POST /2018-06-01/runtime/invocation/{request_id}/response
         .route(
             "/fn/{function}/{instance}/2018-06-01/runtime/invocation/{request_id}/response",
@@ -31,12 +34,19 @@ pub(crate) fn routes() -> Router<Hosts> {
             post(error),
         )
         // POST /2018-06-01/runtime/init/error
-        .route("/fn/{function}/{instance}/2018-06-01/runtime/init/error", post(init_error))
+        .route(
+            "/fn/{function}/{instance}/2018-06-01/runtime/init/error",
+            post(init_error),
+        )
 }
 
 fn host(hosts: &Hosts, function: &str) -> Result<Arc<FunctionHost>, Response> {
     hosts.get(function).cloned().ok_or_else(|| {
-        (StatusCode::NOT_FOUND, format!("unknown function {function:?}")).into_response()
+        (
+            StatusCode::NOT_FOUND,
+            format!("unknown function {function:?}"),
+        )
+            .into_response()
     })
 }
 
@@ -64,10 +74,17 @@ async fn next(
     };
     put("lambda-runtime-aws-request-id", d.request_id.clone());
     put("lambda-runtime-deadline-ms", d.deadline_ms.to_string());
-    put("lambda-runtime-invoked-function-arn", function_arn(&function));
+    put(
+        "lambda-runtime-invoked-function-arn",
+        function_arn(&function),
+    );
     put(
         "lambda-runtime-trace-id",
-        format!("Root=1-{:08x}-{}", d.deadline_ms / 1000, d.request_id.replace('-', "")),
+        format!(
+            "Root=1-{:08x}-{}",
+            d.deadline_ms / 1000,
+            d.request_id.replace('-', "")
+        ),
     );
     put("content-type", "application/json".into());
     (StatusCode::OK, headers, d.payload).into_response()
@@ -136,6 +153,10 @@ async fn init_error(
     if hosts.contains_key(&function) {
         StatusCode::ACCEPTED.into_response()
     } else {
-        (StatusCode::NOT_FOUND, format!("unknown function {function:?}")).into_response()
+        (
+            StatusCode::NOT_FOUND,
+            format!("unknown function {function:?}"),
+        )
+            .into_response()
     }
 }

@@ -159,7 +159,11 @@ impl Dispatcher {
         let now = self.inner.clock.now();
         let mut started = 0;
         for shard in 0..DUE_SHARDS {
-            let due = self.inner.store.due(shard, now, self.inner.config.batch).await?;
+            let due = self
+                .inner
+                .store
+                .due(shard, now, self.inner.config.batch)
+                .await?;
             for item in due {
                 if !self.inner.mark_in_flight(&item.id) {
                     continue;
@@ -303,7 +307,11 @@ impl Inner {
         let now = self.clock.now();
         let retry_at = now.plus(backoff);
         tracing::warn!(execution_id = %id, error, failures = n, ?backoff, "invocation failed; rescheduling");
-        match self.store.suspend(id, epoch, wakeups, Some(retry_at), now).await {
+        match self
+            .store
+            .suspend(id, epoch, wakeups, Some(retry_at), now)
+            .await
+        {
             Ok(_) => self.add_timer(retry_at),
             Err(e) => {
                 tracing::warn!(execution_id = %id, error = %e, "could not reschedule; the lease will expire")

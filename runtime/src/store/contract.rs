@@ -183,7 +183,13 @@ pub async fn create_conflicts_on_other_input_or_function(store: Arc<dyn Store>) 
     other_fn.function = "approval".into();
     let err = store.create_execution(&other_fn).await.unwrap_err();
     assert!(
-        matches!(err, StoreError::Conflict { what: "function", .. }),
+        matches!(
+            err,
+            StoreError::Conflict {
+                what: "function",
+                ..
+            }
+        ),
         "{err:?}"
     );
     let kept = store.get_execution(&id("c-2")).await.unwrap().unwrap();
@@ -225,7 +231,10 @@ pub async fn expired_lease_can_be_reclaimed(store: Arc<dyn Store>) {
         .expect("an expired lease can be claimed");
     assert_eq!(c2.epoch, e1 + 1);
     let due = store.due(x.due_shard(), at(59_999), 10).await.unwrap();
-    assert!(due.iter().all(|d| d.id != x), "not due before the new lease ends");
+    assert!(
+        due.iter().all(|d| d.id != x),
+        "not due before the new lease ends"
+    );
     let due = store.due(x.due_shard(), at(60_000), 10).await.unwrap();
     assert!(due.iter().any(|d| d.id == x), "due when the new lease ends");
 }
@@ -314,7 +323,10 @@ pub async fn racing_writers_record_one_result(store: Arc<dyn Store>) {
         }
     }
     assert_eq!(winners.len(), 1, "exactly one writer wins");
-    assert!(adopted.iter().all(|a| *a == winners[0]), "losers adopt the winner");
+    assert!(
+        adopted.iter().all(|a| *a == winners[0]),
+        "losers adopt the winner"
+    );
     let journal = store.load_journal(&x).await.unwrap().unwrap();
     assert_eq!(journal.operations, winners);
 }
@@ -336,7 +348,10 @@ pub async fn stale_epoch_cannot_finish_or_suspend(store: Arc<dyn Store>) {
         Transition::Stale
     );
     assert_eq!(
-        store.suspend(&x, old, 0, Some(at(99_000)), at(30_001)).await.unwrap(),
+        store
+            .suspend(&x, old, 0, Some(at(99_000)), at(30_001))
+            .await
+            .unwrap(),
         Transition::Stale
     );
     let e = store.get_execution(&x).await.unwrap().unwrap();
@@ -360,11 +375,18 @@ pub async fn finish_and_suspend_are_idempotent_for_the_same_claimant(store: Arc<
     let (x, epoch) = claimed(&store, "ep-2").await;
     for _ in 0..2 {
         assert_eq!(
-            store.suspend(&x, epoch, 0, Some(at(5_000)), at(1)).await.unwrap(),
+            store
+                .suspend(&x, epoch, 0, Some(at(5_000)), at(1))
+                .await
+                .unwrap(),
             Transition::Done
         );
     }
-    let c = store.claim(&x, at(5_000), at(35_000)).await.unwrap().unwrap();
+    let c = store
+        .claim(&x, at(5_000), at(35_000))
+        .await
+        .unwrap()
+        .unwrap();
     for _ in 0..2 {
         assert_eq!(
             store
@@ -400,14 +422,24 @@ pub async fn suspended_executions_are_due_at_their_wake_time(store: Arc<dyn Stor
     let shard = x.due_shard();
     assert!(store.due(shard, at(9_999), 10).await.unwrap().is_empty());
     assert!(
-        store.claim(&x, at(9_999), at(40_000)).await.unwrap().is_none(),
+        store
+            .claim(&x, at(9_999), at(40_000))
+            .await
+            .unwrap()
+            .is_none(),
         "not claimable before its wake time"
     );
     let due = store.due(shard, at(10_000), 10).await.unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].id, x);
     assert_eq!(due[0].due_at, at(10_000));
-    assert!(store.claim(&x, at(10_000), at(40_000)).await.unwrap().is_some());
+    assert!(
+        store
+            .claim(&x, at(10_000), at(40_000))
+            .await
+            .unwrap()
+            .is_some()
+    );
 
     let (y, epoch) = claimed(&store, "due-2").await;
     store.suspend(&y, epoch, 0, None, at(5)).await.unwrap();
@@ -432,7 +464,10 @@ pub async fn due_index_is_sharded_ordered_and_limited(store: Arc<dyn Store>) {
         let (x, epoch) = claimed(&store, &name).await;
         // Wake times in reverse creation order, so ordering is the store's work.
         let wake = at(100_000 - i * 100);
-        store.suspend(&x, epoch, 0, Some(wake), at(1)).await.unwrap();
+        store
+            .suspend(&x, epoch, 0, Some(wake), at(1))
+            .await
+            .unwrap();
         by_shard.entry(x.due_shard()).or_default().push((x, wake));
     }
     let now = at(200_000);
@@ -459,7 +494,10 @@ pub async fn wake_makes_a_suspended_execution_due(store: Arc<dyn Store>) {
     assert_eq!(c.wakeups, 1);
 
     let (y, epoch) = claimed(&store, "wk-2").await;
-    store.suspend(&y, epoch, 0, Some(at(100)), at(1)).await.unwrap();
+    store
+        .suspend(&y, epoch, 0, Some(at(100)), at(1))
+        .await
+        .unwrap();
     store.wake(&y, at(500)).await.unwrap();
     let e = store.get_execution(&y).await.unwrap().unwrap();
     assert_eq!(e.due_at, Some(at(100)), "an earlier wake time is kept");
@@ -476,7 +514,11 @@ pub async fn wake_during_an_invocation_is_not_lost(store: Arc<dyn Store>) {
     store.suspend(&x, epoch, seen, None, at(20)).await.unwrap();
     let e = store.get_execution(&x).await.unwrap().unwrap();
     assert_eq!(e.status, ExecutionStatus::Suspended);
-    assert_eq!(e.due_at, Some(at(20)), "due at once: it may have missed the signal");
+    assert_eq!(
+        e.due_at,
+        Some(at(20)),
+        "due at once: it may have missed the signal"
+    );
 }
 
 /// The journal holds every operation, in start order, with its latest revision.
@@ -539,7 +581,10 @@ pub async fn payloads_over_the_limit_are_rejected(store: Arc<dyn Store>) {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::PayloadTooLarge { .. }), "{err:?}");
-    assert!(err.to_string().contains(&MAX_PAYLOAD_BYTES.to_string()), "{err}");
+    assert!(
+        err.to_string().contains(&MAX_PAYLOAD_BYTES.to_string()),
+        "{err}"
+    );
     assert!(store.get_execution(&id("big-2")).await.unwrap().is_none());
 
     let x = created(&store, "big-3").await;
@@ -563,7 +608,13 @@ pub async fn finished_and_blocked_executions_leave_the_due_index(store: Arc<dyn 
     let e = store.get_execution(&x).await.unwrap().unwrap();
     assert_eq!(e.due_at, None);
     assert_eq!(e.expires_at, Some(at(86_400_000)));
-    assert!(store.claim(&x, at(90_000), at(99_000)).await.unwrap().is_none());
+    assert!(
+        store
+            .claim(&x, at(90_000), at(99_000))
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     let (y, epoch) = claimed(&store, "fin-2").await;
     let blocked = Outcome {
@@ -576,7 +627,10 @@ pub async fn finished_and_blocked_executions_leave_the_due_index(store: Arc<dyn 
     let e = store.get_execution(&y).await.unwrap().unwrap();
     assert_eq!(e.status, ExecutionStatus::Blocked);
     assert_eq!(e.ended_at, None, "a blocked execution has not ended");
-    assert_eq!(e.error.map(|e| e.error_type), Some("NonDeterministic".into()));
+    assert_eq!(
+        e.error.map(|e| e.error_type),
+        Some("NonDeterministic".into())
+    );
     let far = Timestamp(i64::MAX / 2);
     for shard in [x.due_shard(), y.due_shard()] {
         let due = store.due(shard, far, 100).await.unwrap();
@@ -595,7 +649,11 @@ pub async fn list_pages_newest_first_with_filters(store: Arc<dyn Store>) {
         store.create_execution(&n).await.unwrap();
     }
     let x = id("ls-4");
-    store.claim(&x, at(10_000), at(40_000)).await.unwrap().unwrap();
+    store
+        .claim(&x, at(10_000), at(40_000))
+        .await
+        .unwrap()
+        .unwrap();
 
     let mut seen = Vec::new();
     let mut cursor = None;
@@ -615,10 +673,16 @@ pub async fn list_pages_newest_first_with_filters(store: Arc<dyn Store>) {
             None => break,
         }
     }
-    assert_eq!(seen, ["ls-6", "ls-5", "ls-4", "ls-3", "ls-2", "ls-1", "ls-0"]);
+    assert_eq!(
+        seen,
+        ["ls-6", "ls-5", "ls-4", "ls-3", "ls-2", "ls-1", "ls-0"]
+    );
 
     let names = |page: super::ExecutionPage| -> Vec<String> {
-        page.executions.into_iter().map(|e| e.id.to_string()).collect()
+        page.executions
+            .into_iter()
+            .map(|e| e.id.to_string())
+            .collect()
     };
     let only_approval = super::ListFilter {
         function: Some("approval".into()),
@@ -632,7 +696,10 @@ pub async fn list_pages_newest_first_with_filters(store: Arc<dyn Store>) {
         status: Some(ExecutionStatus::Running),
         ..Default::default()
     };
-    assert_eq!(names(store.list_executions(&running).await.unwrap()), ["ls-4"]);
+    assert_eq!(
+        names(store.list_executions(&running).await.unwrap()),
+        ["ls-4"]
+    );
     let window = super::ListFilter {
         created_after: Some(at(2_000)),
         created_before: Some(at(4_000)),
@@ -646,7 +713,10 @@ pub async fn list_pages_newest_first_with_filters(store: Arc<dyn Store>) {
         id_contains: Some("s-6".into()),
         ..Default::default()
     };
-    assert_eq!(names(store.list_executions(&search).await.unwrap()), ["ls-6"]);
+    assert_eq!(
+        names(store.list_executions(&search).await.unwrap()),
+        ["ls-6"]
+    );
     let bad = super::ListFilter {
         cursor: Some("nonsense".into()),
         ..Default::default()
@@ -666,16 +736,29 @@ pub async fn cancel_stops_an_execution(store: Arc<dyn Store>) {
     assert_eq!(e.ended_at, Some(at(5)));
     assert!(e.expires_at.is_some());
     assert_eq!(
-        store.finish(&x, epoch, &succeeded(json!(1)), at(6)).await.unwrap(),
+        store
+            .finish(&x, epoch, &succeeded(json!(1)), at(6))
+            .await
+            .unwrap(),
         Transition::Stale
     );
     assert_eq!(
-        store.suspend(&x, epoch, 0, Some(at(9)), at(6)).await.unwrap(),
+        store
+            .suspend(&x, epoch, 0, Some(at(9)), at(6))
+            .await
+            .unwrap(),
         Transition::Stale
     );
     let (y, epoch) = claimed(&store, "cn-2").await;
-    store.finish(&y, epoch, &succeeded(json!(2)), at(1)).await.unwrap();
+    store
+        .finish(&y, epoch, &succeeded(json!(2)), at(1))
+        .await
+        .unwrap();
     let e = store.cancel(&y, at(5)).await.unwrap().unwrap();
-    assert_eq!(e.status, ExecutionStatus::Succeeded, "a finished execution stays finished");
+    assert_eq!(
+        e.status,
+        ExecutionStatus::Succeeded,
+        "a finished execution stays finished"
+    );
     assert!(store.cancel(&id("cn-none"), at(5)).await.unwrap().is_none());
 }

@@ -70,13 +70,21 @@ impl FaultyStore {
         }
     }
 
-    async fn call<T>(&self, what: &str, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    async fn call<T>(
+        &self,
+        what: &str,
+        fut: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
         match self.roll() {
             Fault::None => fut.await,
-            Fault::Before => Err(StoreError::Transient(format!("injected fault before {what}"))),
+            Fault::Before => Err(StoreError::Transient(format!(
+                "injected fault before {what}"
+            ))),
             Fault::After => {
                 let _ = fut.await;
-                Err(StoreError::Transient(format!("injected fault after {what}")))
+                Err(StoreError::Transient(format!(
+                    "injected fault after {what}"
+                )))
             }
         }
     }
@@ -102,10 +110,12 @@ impl Store for FaultyStore {
         now: Timestamp,
         lease_until: Timestamp,
     ) -> Result<Option<Execution>> {
-        self.call("claim", self.inner.claim(id, now, lease_until)).await
+        self.call("claim", self.inner.claim(id, now, lease_until))
+            .await
     }
     async fn put_operation(&self, id: &ExecutionId, op: &Operation) -> Result<OpWrite> {
-        self.call("put_operation", self.inner.put_operation(id, op)).await
+        self.call("put_operation", self.inner.put_operation(id, op))
+            .await
     }
     async fn suspend(
         &self,
@@ -115,8 +125,11 @@ impl Store for FaultyStore {
         wake_at: Option<Timestamp>,
         now: Timestamp,
     ) -> Result<Transition> {
-        self.call("suspend", self.inner.suspend(id, epoch, seen_wakeups, wake_at, now))
-            .await
+        self.call(
+            "suspend",
+            self.inner.suspend(id, epoch, seen_wakeups, wake_at, now),
+        )
+        .await
     }
     async fn finish(
         &self,
@@ -125,7 +138,8 @@ impl Store for FaultyStore {
         outcome: &Outcome,
         now: Timestamp,
     ) -> Result<Transition> {
-        self.call("finish", self.inner.finish(id, epoch, outcome, now)).await
+        self.call("finish", self.inner.finish(id, epoch, outcome, now))
+            .await
     }
     async fn wake(&self, id: &ExecutionId, now: Timestamp) -> Result<bool> {
         self.call("wake", self.inner.wake(id, now)).await

@@ -259,7 +259,9 @@ pub async fn open_async(url: &str) -> Result<Arc<dyn Store>> {
 /// Checks the parts of a create request every backend validates the same way.
 pub(crate) fn validate_new(new: &NewExecution) -> Result<()> {
     if new.function.is_empty() {
-        return Err(StoreError::Invalid("function name must not be empty".into()));
+        return Err(StoreError::Invalid(
+            "function name must not be empty".into(),
+        ));
     }
     crate::model::check_payload("execution input", &new.input)
 }

@@ -81,7 +81,8 @@ impl Store for RetryingStore {
         self.inner.backend()
     }
     async fn create_execution(&self, new: &NewExecution) -> Result<Created> {
-        self.retry("create", || self.inner.create_execution(new)).await
+        self.retry("create", || self.inner.create_execution(new))
+            .await
     }
     async fn get_execution(&self, id: &ExecutionId) -> Result<Option<Execution>> {
         self.retry("get", || self.inner.get_execution(id)).await
@@ -95,10 +96,12 @@ impl Store for RetryingStore {
         now: Timestamp,
         lease_until: Timestamp,
     ) -> Result<Option<Execution>> {
-        self.retry("claim", || self.inner.claim(id, now, lease_until)).await
+        self.retry("claim", || self.inner.claim(id, now, lease_until))
+            .await
     }
     async fn put_operation(&self, id: &ExecutionId, op: &Operation) -> Result<OpWrite> {
-        self.retry("put_operation", || self.inner.put_operation(id, op)).await
+        self.retry("put_operation", || self.inner.put_operation(id, op))
+            .await
     }
     async fn suspend(
         &self,
@@ -127,13 +130,15 @@ impl Store for RetryingStore {
         self.retry("wake", || self.inner.wake(id, now)).await
     }
     async fn due(&self, shard: u32, now: Timestamp, limit: usize) -> Result<Vec<DueItem>> {
-        self.retry("due", || self.inner.due(shard, now, limit)).await
+        self.retry("due", || self.inner.due(shard, now, limit))
+            .await
     }
     async fn purge_expired(&self, now: Timestamp) -> Result<u64> {
         self.retry("purge", || self.inner.purge_expired(now)).await
     }
     async fn list_executions(&self, filter: &ListFilter) -> Result<ExecutionPage> {
-        self.retry("list", || self.inner.list_executions(filter)).await
+        self.retry("list", || self.inner.list_executions(filter))
+            .await
     }
     async fn cancel(&self, id: &ExecutionId, now: Timestamp) -> Result<Option<Execution>> {
         self.retry("cancel", || self.inner.cancel(id, now)).await

@@ -14,13 +14,13 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use tokio::sync::oneshot;
 
 use super::{
-    Created, DueItem, ExecutionPage, ListFilter, OpWrite, Outcome, Store, Transition,
-    validate_new, validate_op, validate_outcome,
+    Created, DueItem, ExecutionPage, ListFilter, OpWrite, Outcome, Store, Transition, validate_new,
+    validate_op, validate_outcome,
 };
 use crate::error::{Result, StoreError};
 use crate::model::{
-    DEFAULT_RETENTION, ErrorObject, Execution, ExecutionId, ExecutionStatus, Journal,
-    NewExecution, Operation, Timestamp, op_id_order,
+    DEFAULT_RETENTION, ErrorObject, Execution, ExecutionId, ExecutionStatus, Journal, NewExecution,
+    Operation, Timestamp, op_id_order,
 };
 
 /// The most writes grouped into one commit.
@@ -78,7 +78,9 @@ struct Inner {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.inner.path).finish()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .finish()
     }
 }
 
@@ -99,9 +101,12 @@ fn open_connection(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path).map_err(|e| {
         StoreError::Invalid(format!("cannot open SQLite store {}: {e}", path.display()))
     })?;
-    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(sql_err)?;
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(sql_err)?;
-    conn.pragma_update(None, "synchronous", "FULL").map_err(sql_err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(sql_err)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(sql_err)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(sql_err)?;
     Ok(conn)
 }
 
@@ -719,7 +724,11 @@ impl Store for SqliteStore {
 
 /// Splits a list cursor `<created_at>:<id>`.
 fn parse_cursor(cursor: &str) -> Result<(i64, String)> {
-    let bad = || StoreError::Invalid(format!("bad cursor {cursor:?}: pass the next_cursor of a previous page"));
+    let bad = || {
+        StoreError::Invalid(format!(
+            "bad cursor {cursor:?}: pass the next_cursor of a previous page"
+        ))
+    };
     let (at, id) = cursor.split_once(':').ok_or_else(bad)?;
     Ok((at.parse().map_err(|_| bad())?, id.to_string()))
 }

@@ -184,7 +184,10 @@ impl DurableContext {
     pub(crate) fn should_yield(&self, now: Timestamp) -> bool {
         let cfg = &self.shared.config;
         let st = self.shared.state();
-        if cfg.max_steps_per_invocation.is_some_and(|max| st.attempts_run >= max) {
+        if cfg
+            .max_steps_per_invocation
+            .is_some_and(|max| st.attempts_run >= max)
+        {
             return true;
         }
         cfg.deadline

@@ -120,7 +120,10 @@ impl SleepParts {
                         }
                         Target::At(t) => t,
                     };
-                    record = Some(ctx.checkpoint(sleep::scheduled(&id, &name, wake_at, now)).await);
+                    record = Some(
+                        ctx.checkpoint(sleep::scheduled(&id, &name, wake_at, now))
+                            .await,
+                    );
                 }
             }
         }

@@ -170,12 +170,12 @@ where
     }
 }
 
-impl<'a, T, F, Fut, E> StepParts<F>
+impl<T, F, Fut, E> StepParts<F>
 where
-    F: FnOnce(StepContext) -> Fut + Send + 'a,
-    Fut: Future<Output = Result<T, E>> + Send + 'a,
-    E: Into<DurableError> + 'a,
-    T: Serialize + DeserializeOwned + Send + 'a,
+    F: FnOnce(StepContext) -> Fut + Send,
+    Fut: Future<Output = Result<T, E>> + Send,
+    E: Into<DurableError>,
+    T: Serialize + DeserializeOwned + Send,
 {
     async fn run(self) -> Result<T, DurableError> {
         let StepParts {
@@ -280,7 +280,9 @@ where
                     let encoded =
                         result.and_then(|v| codec::encode(&format!("step {name:?} result"), &v));
                     let next = match encoded {
-                        Ok(value) => step::succeeded(record.as_ref(), &id, &name, attempt, value, now),
+                        Ok(value) => {
+                            step::succeeded(record.as_ref(), &id, &name, attempt, value, now)
+                        }
                         Err(e) => step::failed(
                             record.as_ref(),
                             &id,

@@ -77,7 +77,10 @@ impl JournalCursor {
     /// A cursor over a loaded journal.
     pub fn new(operations: Vec<Operation>) -> Self {
         JournalCursor {
-            records: operations.into_iter().map(|op| (op.id.clone(), op)).collect(),
+            records: operations
+                .into_iter()
+                .map(|op| (op.id.clone(), op))
+                .collect(),
         }
     }
 
@@ -187,6 +190,9 @@ mod tests {
         assert_eq!((first.rev, first.started_at), (1, Timestamp(5)));
         first.attempt = 2;
         let second = next_revision(Some(&first), "2", OpKind::Step, "x", Timestamp(9));
-        assert_eq!((second.rev, second.started_at, second.attempt), (2, Timestamp(5), 2));
+        assert_eq!(
+            (second.rev, second.started_at, second.attempt),
+            (2, Timestamp(5), 2)
+        );
     }
 }

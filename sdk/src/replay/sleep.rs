@@ -55,7 +55,10 @@ mod tests {
         let now = Timestamp(1_000);
         assert_eq!(decide(None, now), SleepDecision::Start);
         let rec = scheduled("2", "cool-off", Timestamp(11_000), now);
-        assert_eq!(decide(Some(&rec), now), SleepDecision::Wait(Timestamp(11_000)));
+        assert_eq!(
+            decide(Some(&rec), now),
+            SleepDecision::Wait(Timestamp(11_000))
+        );
         assert_eq!(decide(Some(&rec), Timestamp(11_000)), SleepDecision::Fire);
         let done = fired(&rec, Timestamp(11_005));
         assert_eq!((done.rev, done.status), (2, OpStatus::Succeeded));

@@ -42,7 +42,10 @@ pub fn decide(record: Option<&Operation>, now: Timestamp) -> StepDecision {
         OpStatus::Succeeded => StepDecision::Return(rec.result.clone().unwrap_or(Value::Null)),
         OpStatus::Failed | OpStatus::Cancelled | OpStatus::TimedOut => StepDecision::Raise {
             error: rec.error.clone().unwrap_or_else(|| {
-                ErrorObject::new(rec.status.as_str(), "the step ended without a recorded error")
+                ErrorObject::new(
+                    rec.status.as_str(),
+                    "the step ended without a recorded error",
+                )
             }),
             attempts: rec.attempt,
         },
@@ -59,7 +62,13 @@ pub fn decide(record: Option<&Operation>, now: Timestamp) -> StepDecision {
 }
 
 /// The record an at-most-once step writes before running `attempt`.
-pub fn started(prev: Option<&Operation>, id: &str, name: &str, attempt: u32, now: Timestamp) -> Operation {
+pub fn started(
+    prev: Option<&Operation>,
+    id: &str,
+    name: &str,
+    attempt: u32,
+    now: Timestamp,
+) -> Operation {
     let mut op = next_revision(prev, id, OpKind::Step, name, now);
     op.status = OpStatus::Started;
     op.attempt = attempt;
@@ -126,13 +135,29 @@ mod tests {
     #[test]
     fn recorded_outcomes_are_returned_or_raised() {
         let ok = succeeded(None, "1", "charge", 1, Value::from("ch-1"), NOW);
-        assert_eq!(decide(Some(&ok), NOW), StepDecision::Return(Value::from("ch-1")));
+        assert_eq!(
+            decide(Some(&ok), NOW),
+            StepDecision::Return(Value::from("ch-1"))
+        );
         let err = ErrorObject::new("Declined", "card declined");
-        let bad = failed(None, "1", "charge", 2, err.clone(), false, &RetryPolicy::default(), NOW, 0.0);
+        let bad = failed(
+            None,
+            "1",
+            "charge",
+            2,
+            err.clone(),
+            false,
+            &RetryPolicy::default(),
+            NOW,
+            0.0,
+        );
         assert_eq!(bad.status, OpStatus::Failed);
         assert_eq!(
             decide(Some(&bad), NOW),
-            StepDecision::Raise { error: err, attempts: 2 }
+            StepDecision::Raise {
+                error: err,
+                attempts: 2
+            }
         );
     }
 
@@ -160,13 +185,23 @@ mod tests {
     #[test]
     fn an_interrupted_at_most_once_attempt_is_not_rerun() {
         let rec = started(None, "1", "charge", 1, NOW);
-        assert_eq!(decide(Some(&rec), NOW), StepDecision::Interrupted { attempt: 1 });
+        assert_eq!(
+            decide(Some(&rec), NOW),
+            StepDecision::Interrupted { attempt: 1 }
+        );
     }
 
     #[test]
     fn revisions_advance_with_each_record() {
         let a = started(None, "1", "s", 1, NOW);
-        let b = succeeded(Some(&a), "1", "s", 1, Value::Null, NOW.plus(Duration::from_secs(1)));
+        let b = succeeded(
+            Some(&a),
+            "1",
+            "s",
+            1,
+            Value::Null,
+            NOW.plus(Duration::from_secs(1)),
+        );
         assert_eq!((a.rev, b.rev), (1, 2));
         assert_eq!(b.started_at, NOW);
     }
