@@ -13,3 +13,9 @@ fi
 
 cargo build --workspace --all-targets
 cargo test --workspace -- --test-threads="${TEST_THREADS:-4}"
+
+# The UI in a real headless Chromium (installs Chromium and playwright-core
+# if missing); screenshots land in test-output/ui/.
+if [ -x scripts/ui-test.sh ]; then
+  scripts/ui-test.sh
+fi

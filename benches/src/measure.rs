@@ -5,6 +5,8 @@ use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
 
+use crate::report::Report;
+
 /// The error of a failed measurement: anything, with its message.
 pub(crate) type BenchError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -37,6 +39,33 @@ pub(crate) fn median(samples: &[f64]) -> Option<f64> {
         0 => None,
         _ if n % 2 == 1 => Some(sorted[n / 2]),
         _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
+}
+
+/// The largest sample over the smallest: how much a floor drifted between
+/// rounds. Near 1 on a quiet machine; past [`NOISY_SPREAD`] the figures
+/// built on it are not worth quoting.
+pub(crate) fn spread(samples: &[f64]) -> f64 {
+    let max = samples.iter().copied().fold(f64::NAN, f64::max);
+    let min = samples.iter().copied().fold(f64::NAN, f64::min);
+    max / min
+}
+
+/// The [`spread`] above which a run is flagged as noisy.
+pub(crate) const NOISY_SPREAD: f64 = 2.0;
+
+/// Adds a `noisy` note to `topic` when the floor `samples` drifted more
+/// than [`NOISY_SPREAD`] between rounds.
+pub(crate) fn warn_if_noisy(report: &mut Report, topic: &str, samples: &[f64]) {
+    let spread = spread(samples);
+    if spread > NOISY_SPREAD {
+        report.note(
+            topic,
+            &format!(
+                "noisy: the floor varied {spread:.1}x between rounds (another process is using the disk?); \
+                 rerun on a quiet machine before quoting this figure"
+            ),
+        );
     }
 }
 
@@ -83,6 +112,12 @@ pub(crate) async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spreads() {
+        assert_eq!(spread(&[2.0, 1.0, 4.0]), 4.0);
+        assert!(spread(&[]).is_nan());
+    }
 
     #[test]
     fn medians() {

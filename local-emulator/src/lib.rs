@@ -6,6 +6,7 @@
 //!   processes behind them.
 //! - [`api`]: the REST API for executions.
 //! - [`http_routes`]: the template's HttpApi routes, invoking functions with API Gateway events.
+//! - [`ui`]: the visibility UI.
 //! - [`server`]: assembles store, dispatcher and APIs on one listener.
 //! - [`cli`]: the command line.
 
@@ -21,3 +22,4 @@ pub mod lambda_api;
 pub mod output;
 pub mod server;
 pub mod template;
+pub mod ui;

@@ -178,6 +178,7 @@ pub async fn serve(
         metrics: Arc::new(Metrics::default()),
     };
     let app = api::router(state.clone())
+        .merge(crate::ui::router(state.clone()))
         .merge(lambda_api::router(hosts.clone()))
         .merge(crate::http_routes::router(&routes, &hosts, state)?);
 

@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 
 use crate::Scale;
 use crate::floor::CommitFloor;
-use crate::measure::{Result, median};
+use crate::measure::{Result, median, spread, warn_if_noisy};
 use crate::report::{Figure, Report};
 use crate::workflows::{BodyCount, expected_output, parallel_steps};
 
@@ -49,7 +49,7 @@ impl Sizes {
     fn of(scale: Scale) -> Self {
         match scale {
             Scale::Full => Sizes {
-                rounds: 5,
+                rounds: 7,
                 steps_per_execution: 25,
                 floor_commits: 500,
             },
@@ -62,25 +62,44 @@ impl Sizes {
     }
 }
 
+/// What one round times.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    /// Sequential raw commits.
+    Floor,
+    /// [`CONCURRENCY`] executions of parallel steps.
+    Concurrent,
+}
+
 /// Measures and reports [`METRICS`].
 pub(crate) async fn run(scale: Scale, report: &mut Report) {
     let sizes = Sizes::of(scale);
     let mut floor: Result<Vec<f64>, String> = Ok(Vec::new());
     let mut group: Result<Vec<f64>, String> = Ok(Vec::new());
     for round in 1..=sizes.rounds {
-        let floor_first = round % 2 == 1;
-        for side in if floor_first { [0, 1] } else { [1, 0] } {
-            if side == 0 {
-                if let Ok(samples) = &mut floor {
-                    match CommitFloor::measure(sizes.floor_commits).await {
-                        Ok(t) => samples.push(sizes.floor_commits as f64 / t.as_secs_f64()),
-                        Err(e) => floor = Err(e.to_string()),
+        // Alternate which side goes first, so neither always runs on a disk
+        // the other has just made busy.
+        let mut order = [Side::Floor, Side::Concurrent];
+        if round % 2 == 0 {
+            order.reverse();
+        }
+        for side in order {
+            match side {
+                Side::Floor => {
+                    if let Ok(samples) = &mut floor {
+                        match CommitFloor::measure(sizes.floor_commits).await {
+                            Ok(t) => samples.push(sizes.floor_commits as f64 / t.as_secs_f64()),
+                            Err(e) => floor = Err(e.to_string()),
+                        }
                     }
                 }
-            } else if let Ok(samples) = &mut group {
-                match time_concurrent(sizes.steps_per_execution).await {
-                    Ok(t) => samples.push(total_steps(&sizes) as f64 / t.as_secs_f64()),
-                    Err(e) => group = Err(e.to_string()),
+                Side::Concurrent => {
+                    if let Ok(samples) = &mut group {
+                        match time_concurrent(sizes.steps_per_execution).await {
+                            Ok(t) => samples.push(total_steps(&sizes) as f64 / t.as_secs_f64()),
+                            Err(e) => group = Err(e.to_string()),
+                        }
+                    }
                 }
             }
         }
@@ -99,6 +118,10 @@ pub(crate) async fn run(scale: Scale, report: &mut Report) {
                 ("sqlite_commits_per_s", last(&floor)),
             ],
         );
+    }
+    if let Ok(samples) = &floor {
+        report.info(GROUP, &[("floor_spread", spread(samples))]);
+        warn_if_noisy(report, GROUP, samples);
     }
     let medians = |s: Result<Vec<f64>, String>| {
         s.and_then(|v| median(&v).ok_or_else(|| "no rounds were run".to_string()))

@@ -44,7 +44,7 @@ impl Sizes {
     fn of(scale: Scale) -> Self {
         match scale {
             Scale::Full => Sizes {
-                rounds: 5,
+                rounds: 7,
                 short: 1_000,
                 long: 10_000,
             },
