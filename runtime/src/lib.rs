@@ -6,12 +6,14 @@
 //! - [`model`]: executions, operations, statuses, payload limits.
 //! - [`store`]: the [`Store`](store::Store) trait and its backends.
 //! - [`clock`]: injected time.
-//! - [`dispatch`]: the resume request a dispatcher sends to a function.
+//! - [`dispatch`]: the dispatcher and the resume request it sends to a function.
+//! - [`trigger`]: callbacks (tokens, completion).
 
 pub mod clock;
 pub mod dispatch;
 mod error;
 pub mod model;
 pub mod store;
+pub mod trigger;
 
 pub use error::{Result, StoreError};

@@ -244,6 +244,28 @@ pub struct Execution {
     /// When the store may delete it (finished executions only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Timestamp>,
+    /// A random secret chosen by the store at creation; callback tokens are
+    /// derived from it. Never shown by the API.
+    #[serde(default, skip_serializing)]
+    pub seed: String,
+}
+
+/// A new random execution seed (128 bits, hex).
+pub fn new_seed() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// An event sent to an execution (`sk = ev#<seq>`), delivered in `seq` order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// Sortable position among the execution's events.
+    pub seq: String,
+    /// The event's name (what `wait_for_event` waits for).
+    pub name: String,
+    /// The event's payload.
+    pub payload: Value,
+    /// When it was sent.
+    pub sent_at: Timestamp,
 }
 
 /// What a caller asks for when it starts an execution.
@@ -405,6 +427,8 @@ pub struct Journal {
     pub execution: Execution,
     /// The operations, in start order.
     pub operations: Vec<Operation>,
+    /// The events sent to it, in `seq` order (consumed or not).
+    pub events: Vec<EventRecord>,
 }
 
 /// Serialized length of a JSON value.

@@ -33,7 +33,7 @@ use durafn_runtime::model::{
 };
 use durafn_runtime::store::contract::Fixture;
 use durafn_runtime::store::dynamodb::{DynamoStore, RetryPolicy};
-use durafn_runtime::store::{ListFilter, OpWrite, Outcome, Store, Transition};
+use durafn_runtime::store::{ListFilter, OpWrite, Outcome, SentEvent, Store, Transition};
 use serde_json::{Value, json};
 
 fn endpoint() -> String {
@@ -1127,4 +1127,298 @@ async fn cancelled_executions_leave_the_due_index_and_expire_whole() {
         raw_items(store.table(), "cx-none").await.is_empty(),
         "cancelling nothing creates nothing"
     );
+}
+
+/// The TTL attribute of every item of a partition, by sort key.
+async fn expiries(table: &str, id: &str) -> Vec<(String, Option<String>)> {
+    raw_items(table, id)
+        .await
+        .into_iter()
+        .map(|it| {
+            let sk = it["sk"].as_s().cloned().unwrap_or_default();
+            let ttl = it.get("expires_at").and_then(|v| v.as_n().ok()).cloned();
+            (sk, ttl)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_event_payloads_are_chunked_and_expire_with_the_execution() {
+    let (store, _guard) = store_with(raw_client(), RetryPolicy::default()).await;
+    let x = xid("evb-1");
+    store
+        .create_execution(&new_exec("evb-1", json!(1)))
+        .await
+        .expect("create");
+    let c = store
+        .claim(&x, T0, Timestamp(T0.0 + 500))
+        .await
+        .expect("claim")
+        .expect("claimable");
+    assert_eq!(
+        store
+            .suspend(&x, c.epoch, 0, None, T0)
+            .await
+            .expect("suspend"),
+        Transition::Done
+    );
+    let big = json!({ "doc": "e".repeat(1_000_000) });
+    let sent = store
+        .send_event(&x, "upload", &big, Timestamp(T0.0 + 1))
+        .await
+        .expect("send big");
+    let SentEvent::Delivered(first) = sent else {
+        panic!("not delivered: {sent:?}")
+    };
+    let near_limit = json!("n".repeat(MAX_PAYLOAD_BYTES - 2));
+    store
+        .send_event(&x, "upload", &near_limit, Timestamp(T0.0 + 1))
+        .await
+        .expect("send near the limit");
+    store
+        .send_event(&x, "small", &json!(3), Timestamp(T0.0 + 1))
+        .await
+        .expect("send small");
+    let woken = store.get_execution(&x).await.expect("get").expect("exists");
+    assert_eq!(
+        (woken.wakeups, woken.due_at),
+        (3, Some(Timestamp(T0.0 + 1)))
+    );
+
+    let j = store.load_journal(&x).await.expect("load").expect("exists");
+    let got: Vec<_> = j
+        .events
+        .iter()
+        .map(|e| (e.name.as_str(), &e.payload))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("upload", &big),
+            ("upload", &near_limit),
+            ("small", &json!(3))
+        ],
+        "same millisecond, still in sending order"
+    );
+    assert_eq!(j.events[0], first);
+
+    let raw = raw_items(store.table(), "evb-1").await;
+    let biggest = raw.iter().map(item_size).max().unwrap_or(0);
+    assert!(
+        biggest < 400_000,
+        "every item stays under 400 KB, biggest {biggest}"
+    );
+    let count = |prefix: &str| {
+        raw.iter()
+            .filter(|it| it["sk"].as_s().is_ok_and(|s| s.starts_with(prefix)))
+            .count()
+    };
+    assert_eq!(count("ev#"), 3);
+    assert!(count("chunk#") >= 3 + 12, "{} chunk items", count("chunk#"));
+
+    // Finishing puts the expiry on the events and their chunks too.
+    let c = store
+        .claim(&x, Timestamp(T0.0 + 2), Timestamp(T0.0 + 500))
+        .await
+        .expect("claim")
+        .expect("claimable");
+    let expires = Timestamp(T0.0 + 86_400_000);
+    let out = Outcome {
+        status: ExecutionStatus::Succeeded,
+        output: Some(json!("ok")),
+        error: None,
+        expires_at: Some(expires),
+    };
+    assert_eq!(
+        store.finish(&x, c.epoch, &out, T0).await.expect("finish"),
+        Transition::Done
+    );
+    let ttl = (expires.0 / 1000).to_string();
+    for (sk, seen) in expiries(store.table(), "evb-1").await {
+        assert_eq!(seen.as_ref(), Some(&ttl), "{sk}");
+    }
+    assert_eq!(
+        store
+            .send_event(&x, "late", &json!(1), Timestamp(T0.0 + 3))
+            .await
+            .expect("send late"),
+        SentEvent::Ended(ExecutionStatus::Succeeded)
+    );
+    assert_eq!(raw_items(store.table(), "evb-1").await.len(), raw.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_removes_the_expiry_from_every_item() {
+    let (store, _guard) = store_with(raw_client(), RetryPolicy::default()).await;
+    let x = xid("rsx-1");
+    let input = json!({ "big": "i".repeat(300_000) });
+    store
+        .create_execution(&new_exec("rsx-1", input.clone()))
+        .await
+        .expect("create");
+    let c = store
+        .claim(&x, T0, Timestamp(T0.0 + 500))
+        .await
+        .expect("claim")
+        .expect("claimable");
+    let ops = [op("1", 1, json!("x".repeat(500_000))), op("2", 1, json!(2))];
+    for o in &ops {
+        store.put_operation(&x, o).await.expect("op");
+    }
+    store
+        .send_event(&x, "go", &json!({"n": 1}), T0)
+        .await
+        .expect("event");
+    let expires = Timestamp(T0.0 + 86_400_000);
+    let mut error = durafn_runtime::model::ErrorObject::new("Big", "m".repeat(400_000));
+    error.data = Some(json!({"why": "boom"}));
+    let failed = Outcome {
+        status: ExecutionStatus::Failed,
+        output: None,
+        error: Some(error),
+        expires_at: Some(expires),
+    };
+    assert_eq!(
+        store
+            .finish(&x, c.epoch, &failed, T0)
+            .await
+            .expect("finish"),
+        Transition::Done
+    );
+    let before = expiries(store.table(), "rsx-1").await;
+    assert!(before.len() > 5, "{before:?}");
+    assert!(before.iter().all(|(_, ttl)| ttl.is_some()), "{before:?}");
+
+    let at = Timestamp(T0.0 + 7);
+    let resumed = store.resume(&x, at).await.expect("resume").expect("exists");
+    assert_eq!(resumed.status, ExecutionStatus::Suspended);
+    assert_eq!(
+        (
+            resumed.due_at,
+            resumed.error.clone(),
+            resumed.ended_at,
+            resumed.expires_at
+        ),
+        (Some(at), None, None, None)
+    );
+    let items = raw_items(store.table(), "rsx-1").await;
+    assert_eq!(items.len(), before.len(), "resume deletes nothing");
+    for it in &items {
+        assert!(!it.contains_key("expires_at"), "{:?} keeps a TTL", it["sk"]);
+    }
+    let meta = items
+        .iter()
+        .find(|it| it["sk"].as_s().is_ok_and(|s| s == "meta"))
+        .expect("meta");
+    for gone in ["expires_at_ms", "error", "error_chunks", "ended_at"] {
+        assert!(!meta.contains_key(gone), "meta keeps {gone}");
+    }
+    assert_eq!(
+        meta["due_shard"].as_s().ok(),
+        Some(&format!("s{:02}", x.due_shard()))
+    );
+    let j = store.load_journal(&x).await.expect("load").expect("exists");
+    assert_eq!(j.execution.input, input);
+    assert_eq!(j.operations, ops.to_vec());
+    assert_eq!(j.events.len(), 1);
+    let due = store
+        .due(x.due_shard(), at, 100)
+        .await
+        .expect("due")
+        .into_iter()
+        .any(|d| d.id == x);
+    assert!(due, "a resumed execution is due again");
+
+    // A resume whose cleanup failed half-way is finished by the next call.
+    raw_client()
+        .update_item()
+        .table_name(store.table())
+        .key("pk", AttributeValue::S("x#rsx-1".into()))
+        .key("sk", AttributeValue::S("op#2".into()))
+        .update_expression("SET expires_at = :t")
+        .expression_attribute_values(":t", AttributeValue::N("123".into()))
+        .send()
+        .await
+        .expect("raw update");
+    let again = store
+        .resume(&x, Timestamp(T0.0 + 8))
+        .await
+        .expect("resume")
+        .expect("exists");
+    assert_eq!(again, resumed, "a suspended execution is left alone");
+    assert!(
+        expiries(store.table(), "rsx-1")
+            .await
+            .iter()
+            .all(|(_, ttl)| ttl.is_none())
+    );
+
+    // It can end again, and then expires whole again.
+    let c = store
+        .claim(&x, at, Timestamp(T0.0 + 500))
+        .await
+        .expect("claim")
+        .expect("claimable");
+    assert_eq!(c.epoch, 2);
+    let expires = Timestamp(T0.0 + 2 * 86_400_000);
+    let out = Outcome {
+        status: ExecutionStatus::Succeeded,
+        output: Some(json!(1)),
+        error: None,
+        expires_at: Some(expires),
+    };
+    assert_eq!(
+        store.finish(&x, c.epoch, &out, at).await.expect("finish"),
+        Transition::Done
+    );
+    let ttl = (expires.0 / 1000).to_string();
+    for (sk, seen) in expiries(store.table(), "rsx-1").await {
+        assert_eq!(seen.as_ref(), Some(&ttl), "{sk}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeds_are_kept_on_the_meta_item_and_never_indexed() {
+    let (store, _guard) = store_with(raw_client(), RetryPolicy::default()).await;
+    let x = xid("sdx-1");
+    let created = store
+        .create_execution(&new_exec("sdx-1", json!(1)))
+        .await
+        .expect("create");
+    let seed = created.execution().seed.clone();
+    assert_eq!(seed.len(), 32);
+    let again = store
+        .create_execution(&new_exec("sdx-1", json!(1)))
+        .await
+        .expect("create again");
+    assert_eq!(
+        again.execution().seed,
+        seed,
+        "an idempotent create keeps it"
+    );
+    let meta = raw_items(store.table(), "sdx-1")
+        .await
+        .into_iter()
+        .find(|it| it["sk"].as_s().is_ok_and(|s| s == "meta"))
+        .expect("meta");
+    assert_eq!(meta["seed"].as_s().ok(), Some(&seed));
+    let listed = store
+        .list_executions(&ListFilter::default())
+        .await
+        .expect("list");
+    assert_eq!(listed.executions[0].seed, seed);
+    let cancelled = store.cancel(&x, T0).await.expect("cancel").expect("exists");
+    assert_eq!(cancelled.seed, seed);
+    for index in ["due", "list", "recent"] {
+        let out = raw_client()
+            .scan()
+            .table_name(store.table())
+            .index_name(index)
+            .send()
+            .await
+            .expect("scan index");
+        for it in out.items.unwrap_or_default() {
+            assert!(!it.contains_key("seed"), "{index} projects the seed");
+        }
+    }
 }

@@ -34,6 +34,34 @@ pub enum DurableError {
         /// The last attempt's error.
         error: ErrorObject,
     },
+    /// A callback, event or invoked execution did not arrive in time.
+    Timeout {
+        /// The operation id.
+        op_id: String,
+        /// The operation's name.
+        name: String,
+    },
+    /// A callback was completed with a failure.
+    CallbackFailed {
+        /// The operation id.
+        op_id: String,
+        /// The callback's name.
+        name: String,
+        /// The error it was failed with.
+        error: ErrorObject,
+    },
+    /// A child context (or an invoked execution) failed.
+    ChildFailed {
+        /// The operation id.
+        op_id: String,
+        /// The child's name.
+        name: String,
+        /// Its error.
+        error: ErrorObject,
+    },
+    /// The handler asked to continue as a new execution with this input.
+    #[doc(hidden)]
+    ContinueAsNew(serde_json::Value),
     /// A value could not be (de)serialized, or is too large to record.
     Payload(String),
     /// The handler changed the order of its operations (the execution is BLOCKED).
@@ -75,6 +103,10 @@ impl DurableError {
         match self {
             DurableError::User { terminal, .. } => *terminal,
             DurableError::StepFailed { .. }
+            | DurableError::Timeout { .. }
+            | DurableError::CallbackFailed { .. }
+            | DurableError::ChildFailed { .. }
+            | DurableError::ContinueAsNew(_)
             | DurableError::Payload(_)
             | DurableError::NonDeterministic(_)
             | DurableError::Invalid(_) => true,
@@ -99,6 +131,24 @@ impl DurableError {
                 ),
                 data: Some(serde_json::json!({ "op_id": op_id, "step": name, "cause": error })),
             },
+            DurableError::Timeout { op_id, name } => ErrorObject {
+                error_type: "Timeout".into(),
+                message: format!("{name:?} timed out"),
+                data: Some(serde_json::json!({ "op_id": op_id })),
+            },
+            DurableError::CallbackFailed { op_id, name, error } => ErrorObject {
+                error_type: error.error_type.clone(),
+                message: format!("callback {name:?} was failed: {}", error.message),
+                data: Some(serde_json::json!({ "op_id": op_id, "cause": error })),
+            },
+            DurableError::ChildFailed { op_id, name, error } => ErrorObject {
+                error_type: error.error_type.clone(),
+                message: format!("{name:?} failed: {}", error.message),
+                data: Some(serde_json::json!({ "op_id": op_id, "cause": error })),
+            },
+            DurableError::ContinueAsNew(_) => {
+                ErrorObject::new("ContinueAsNew", "the execution continued as a new one")
+            }
             DurableError::Payload(m) => ErrorObject::new("PayloadError", m.clone()),
             DurableError::NonDeterministic(nd) => ErrorObject {
                 error_type: "NonDeterministic".into(),

@@ -123,15 +123,19 @@ async fn run(
     let retention = config.retention;
     let shared = Arc::new(Shared {
         execution_id: id.clone(),
+        seed: journal.execution.seed.clone(),
         store: store.clone(),
         clock: clock.clone(),
-        cursor: Mutex::new(JournalCursor::new(journal.operations)),
+        cursor: Mutex::new(JournalCursor::with_events(
+            journal.operations,
+            journal.events,
+        )),
         state: Mutex::new(RunState::default()),
         config,
     });
     let ctx = DurableContext::root(shared.clone());
     let mut handler_fut =
-        AssertUnwindSafe(handler.call(ctx, journal.execution.input)).catch_unwind();
+        AssertUnwindSafe(handler.call(ctx, journal.execution.input.clone())).catch_unwind();
 
     let end = poll_fn(|cx| {
         let polled = handler_fut.poll_unpin(cx);
@@ -179,6 +183,15 @@ async fn run(
                 expires_at,
             },
         },
+        End::Done(Err(DurableError::ContinueAsNew(input))) => {
+            let next = continue_as_new(&store, &journal.execution, input, now).await?;
+            Outcome {
+                status: ExecutionStatus::Succeeded,
+                output: Some(serde_json::json!({ "continued_as_new": next })),
+                error: None,
+                expires_at,
+            }
+        }
         End::Done(Err(e)) => Outcome {
             status: ExecutionStatus::Failed,
             output: None,
@@ -215,6 +228,32 @@ async fn run(
         outcome.error,
         None,
     ))
+}
+
+/// Starts the execution that continues `current` (id `<base>:<n+1>`), idempotently.
+async fn continue_as_new(
+    store: &Arc<dyn Store>,
+    current: &Execution,
+    input: Value,
+    now: Timestamp,
+) -> Result<ExecutionId, Error> {
+    let id = current.id.as_str();
+    let (base, n) = match id.rsplit_once(':') {
+        Some((b, n)) if n.parse::<u64>().is_ok() => (b, n.parse::<u64>().unwrap_or(1)),
+        _ => (id, 1),
+    };
+    let next = ExecutionId::new(format!("{base}:{}", n + 1))?;
+    store
+        .create_execution(&durafn_runtime::model::NewExecution {
+            id: next.clone(),
+            function: current.function.clone(),
+            version: current.version.clone(),
+            input,
+            now,
+        })
+        .await?;
+    tracing::info!(next = %next, "continued as a new execution");
+    Ok(next)
 }
 
 fn report(

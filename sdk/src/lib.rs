@@ -74,18 +74,23 @@ pub mod retry;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use context::{DurableContext, Sleep, Step, StepContext, StepSemantics};
+pub use context::{
+    BatchItem, BatchResult, Branch, Callback, Condition, DurableContext, EventWait, ReplayLogger,
+    Sleep, Step, StepContext, StepSemantics, WaitStrategy,
+};
 pub use durafn_runtime::model::{ErrorObject, ExecutionStatus, Timestamp};
 pub use error::{DurableError, Error};
 pub use handler::{Handler, handler};
 pub use lambda::run;
+pub use replay::batch::{Completion, CompletionReason};
 pub use retry::RetryPolicy;
 
 /// Everything a handler author needs.
 pub mod prelude {
     pub use crate::{
-        DurableContext, DurableError, ErrorObject, Handler, RetryPolicy, StepContext,
-        StepSemantics, Timestamp, handler,
+        BatchItem, BatchResult, Branch, Completion, CompletionReason, Condition, DurableContext,
+        DurableError, ErrorObject, Handler, RetryPolicy, StepContext, StepSemantics, Timestamp,
+        WaitStrategy, handler,
     };
     pub use durafn_runtime::model::ExecutionStatus as Status;
     pub use std::time::Duration;

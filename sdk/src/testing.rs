@@ -24,9 +24,11 @@ use std::time::Duration;
 
 use durafn_runtime::clock::{Clock, ManualClock};
 use durafn_runtime::model::{
-    ErrorObject, Execution, ExecutionId, ExecutionStatus, NewExecution, Operation, Timestamp,
+    ErrorObject, Execution, ExecutionId, ExecutionStatus, NewExecution, OpKind, OpStatus,
+    Operation, Timestamp,
 };
-use durafn_runtime::store::{SqliteStore, Store};
+use durafn_runtime::store::{SentEvent, SqliteStore, Store};
+use durafn_runtime::trigger::callback::{self, Completion};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
@@ -175,17 +177,39 @@ impl TestExecution {
     }
 
     /// Runs invocations until the execution finishes, blocks, or waits on the
-    /// outside world (a callback or event with no timer). Timers, retry
-    /// backoffs and expired leases are skipped by moving the virtual clock.
+    /// outside world (a callback or an event, even one with a timeout).
+    /// Timers, retry backoffs and expired leases are skipped by moving the
+    /// virtual clock; to let a callback or event time out, [`advance`](Self::advance)
+    /// the clock yourself.
     pub async fn run_until_settled(&self) -> Result<ExecutionStatus, Error> {
         for _ in 0..MAX_INVOCATIONS {
             let exec = self.execution().await?;
             if exec.status.is_final() || exec.status == ExecutionStatus::Blocked {
                 return Ok(exec.status);
             }
-            let Some(due_at) = exec.due_at else {
+            let Some(mut due_at) = exec.due_at else {
                 return Ok(exec.status);
             };
+            if exec.status == ExecutionStatus::Suspended && due_at > self.clock.now() {
+                let ops = self.operations().await?;
+                let waiting_outside = ops.iter().any(|o| {
+                    matches!(o.kind, OpKind::Callback | OpKind::Event)
+                        && o.status == OpStatus::Pending
+                });
+                if waiting_outside {
+                    // Skip only timers and backoffs, never an outside wait's timeout.
+                    let timer = ops
+                        .iter()
+                        .filter(|o| matches!(o.kind, OpKind::Sleep | OpKind::Step))
+                        .filter(|o| o.status == OpStatus::Pending)
+                        .filter_map(|o| o.wake_at)
+                        .min();
+                    match timer {
+                        Some(t) => due_at = t,
+                        None => return Ok(exec.status),
+                    }
+                }
+            }
             self.clock.advance_to(due_at);
             self.run_once().await?;
         }
@@ -302,5 +326,74 @@ impl TestExecution {
     /// Moves virtual time forward.
     pub fn advance(&self, d: Duration) {
         self.clock.advance(d);
+    }
+
+    /// Sends an event to the execution (as `POST /v1/executions/{id}/events/{name}` does).
+    pub async fn send_event<T: Serialize>(&self, name: &str, payload: T) -> Result<(), Error> {
+        let payload = serde_json::to_value(payload)
+            .map_err(|e| Error::Invalid(format!("the event payload cannot be serialized: {e}")))?;
+        match self
+            .store
+            .send_event(&self.id, name, &payload, self.clock.now())
+            .await?
+        {
+            SentEvent::Delivered(_) => Ok(()),
+            SentEvent::NotFound => Err(Error::State(format!(
+                "execution {} does not exist",
+                self.id
+            ))),
+            SentEvent::Ended(status) => Err(Error::State(format!(
+                "execution {} has ended ({status}); it takes no more events",
+                self.id
+            ))),
+        }
+    }
+
+    async fn callback_op(&self, name: &str) -> Result<Operation, Error> {
+        self.operations()
+            .await?
+            .into_iter()
+            .filter(|o| o.kind == OpKind::Callback && o.name == name)
+            .last()
+            .ok_or_else(|| Error::State(format!("no callback named {name:?} has been created")))
+    }
+
+    /// The id (token) of the callback named `name`, as handed to the outside world.
+    pub async fn callback_id(&self, name: &str) -> Result<String, Error> {
+        let op = self.callback_op(name).await?;
+        let seed = self.execution().await?.seed;
+        Ok(callback::token(&self.id, &seed, &op.id))
+    }
+
+    async fn complete(&self, name: &str, completion: Completion) -> Result<(), Error> {
+        let op = self.callback_op(name).await?;
+        callback::complete(
+            self.store.as_ref(),
+            &self.id,
+            &op.id,
+            completion,
+            self.clock.now(),
+        )
+        .await?
+        .map(|_| ())
+        .map_err(|e| Error::State(format!("callback {name:?}: {e}")))
+    }
+
+    /// Completes the callback named `name` with a result.
+    pub async fn callback_succeed<T: Serialize>(&self, name: &str, result: T) -> Result<(), Error> {
+        let v = serde_json::to_value(result).map_err(|e| {
+            Error::Invalid(format!("the callback result cannot be serialized: {e}"))
+        })?;
+        self.complete(name, Completion::Succeed(v)).await
+    }
+
+    /// Fails the callback named `name`.
+    pub async fn callback_fail(&self, name: &str, error: ErrorObject) -> Result<(), Error> {
+        self.complete(name, Completion::Fail(error)).await
+    }
+
+    /// Sends a heartbeat to the callback named `name`.
+    pub async fn callback_heartbeat(&self, name: &str) -> Result<(), Error> {
+        self.complete(name, Completion::Heartbeat).await
     }
 }

@@ -69,6 +69,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/executions/{id}", get(describe))
         .route("/v1/executions/{id}/history", get(history))
         .route("/v1/executions/{id}/cancel", post(cancel))
+        .route("/v1/executions/{id}/resume", post(resume))
+        .route("/v1/executions/{id}/events/{name}", post(send_event))
+        .route("/v1/callbacks/{token}/{action}", post(complete_callback))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authorize,
@@ -331,10 +334,23 @@ async fn history(
     let journal = state.store.load_journal(&id).await?.ok_or_else(|| {
         ApiError::not_found("ExecutionNotFound", format!("execution {id:?} not found"))
     })?;
+    let seed = journal.execution.seed.clone();
+    let ops: Vec<Value> = journal
+        .operations
+        .iter()
+        .map(|o| {
+            let mut v = render::operation(o);
+            if o.kind == durafn_runtime::model::OpKind::Callback {
+                v["callback_id"] =
+                    json!(durafn_runtime::trigger::callback::token(&id, &seed, &o.id));
+            }
+            v
+        })
+        .collect();
     Ok(Json(json!({
         "execution_id": id,
         "status": journal.execution.status,
-        "operations": journal.operations.iter().map(render::operation).collect::<Vec<_>>(),
+        "operations": ops,
     })))
 }
 
@@ -358,6 +374,142 @@ async fn cancel(
         ));
     }
     Ok(Json(describe_json(&state, &id).await?))
+}
+
+async fn resume(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    use durafn_runtime::trigger::resume::{ResumeError, resume};
+    let id = parse_id(&id)?;
+    match resume(state.store.as_ref(), &id, state.clock.now()).await? {
+        Ok(_) => {
+            state.dispatch.wake();
+            Ok(Json(describe_json(&state, &id).await?))
+        }
+        Err(ResumeError::NotFound) => Err(ApiError::not_found(
+            "ExecutionNotFound",
+            format!("execution {id:?} not found"),
+        )),
+        Err(e @ ResumeError::NotResumable(_)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "NotResumable",
+            e.to_string(),
+        )),
+    }
+}
+
+async fn send_event(
+    State(state): State<ApiState>,
+    Path((id, name)): Path<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    use durafn_runtime::store::SentEvent;
+    let id = parse_id(&id)?;
+    let payload = json_body_or_null(body)?;
+    match state
+        .store
+        .send_event(&id, &name, &payload, state.clock.now())
+        .await?
+    {
+        SentEvent::Delivered(ev) => {
+            state.dispatch.wake();
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({ "execution_id": id, "event": name, "seq": ev.seq })),
+            )
+                .into_response())
+        }
+        SentEvent::NotFound => Err(ApiError::not_found(
+            "ExecutionNotFound",
+            format!("execution {id:?} not found"),
+        )),
+        SentEvent::Ended(status) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "ExecutionEnded",
+            format!("execution {id} has ended ({status}); it takes no more events"),
+        )),
+    }
+}
+
+async fn complete_callback(
+    State(state): State<ApiState>,
+    Path((token, action)): Path<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    use durafn_runtime::trigger::callback::{CallbackRef, CompleteError, Completion, complete};
+    let body = json_body_or_null(body)?;
+    let completion = match action.as_str() {
+        "succeed" => Completion::Succeed(body),
+        "fail" => {
+            let e = if body.get("error").is_some() {
+                &body["error"]
+            } else {
+                &body
+            };
+            Completion::Fail(durafn_runtime::model::ErrorObject::new(
+                e["type"].as_str().unwrap_or("CallbackFailed"),
+                e["message"].as_str().unwrap_or("failed through the API"),
+            ))
+        }
+        "heartbeat" => Completion::Heartbeat,
+        other => {
+            return Err(ApiError::not_found(
+                "UnknownAction",
+                format!("unknown callback action {other:?}: use succeed, fail or heartbeat"),
+            ));
+        }
+    };
+    let unknown = || {
+        ApiError::not_found(
+            "CallbackNotFound",
+            "no such callback: the id is unknown or not valid",
+        )
+    };
+    let r = CallbackRef::parse(&token).ok_or_else(unknown)?;
+    let exec = state
+        .store
+        .get_execution(&r.execution_id)
+        .await?
+        .ok_or_else(unknown)?;
+    if !r.verify(&exec.seed) {
+        return Err(unknown());
+    }
+    match complete(
+        state.store.as_ref(),
+        &r.execution_id,
+        &r.op_id,
+        completion,
+        state.clock.now(),
+    )
+    .await?
+    {
+        Ok(op) => {
+            state.dispatch.wake();
+            Ok(Json(
+                json!({ "execution_id": r.execution_id, "callback": op.name, "status": op.status }),
+            ))
+        }
+        Err(CompleteError::NotFound) => Err(unknown()),
+        Err(e @ CompleteError::NotReady) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "CallbackNotReady",
+            e.to_string(),
+        )),
+        Err(e @ CompleteError::AlreadyEnded(_)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "CallbackAlreadyCompleted",
+            e.to_string(),
+        )),
+    }
+}
+
+/// A JSON body where an empty body means `null`.
+fn json_body_or_null(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
+    match &body {
+        Ok(b) if b.iter().all(u8::is_ascii_whitespace) => Ok(Value::Null),
+        _ => json_body(body),
+    }
 }
 
 async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {

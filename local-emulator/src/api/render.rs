@@ -35,14 +35,20 @@ pub fn waiting_on(exec: &Execution, ops: &[Operation]) -> Value {
                 OpKind::Event => "event",
                 _ => "operation",
             };
-            json!({
+            let mut w = json!({
                 "kind": kind,
                 "op_id": o.id,
                 "name": o.name,
                 "attempt": o.attempt,
                 "until": opt_iso(o.wake_at),
                 "since": iso(o.started_at),
-            })
+            });
+            if o.kind == OpKind::Callback {
+                w["callback_id"] = json!(durafn_runtime::trigger::callback::token(
+                    &exec.id, &exec.seed, &o.id
+                ));
+            }
+            w
         })
         .collect();
     match pending.len() {

@@ -230,7 +230,10 @@ mod tests {
         assert!(INDEX_HTML.contains("/ui/assets/app.js"));
         assert!(!INDEX_HTML.contains("<script>"), "no inline scripts");
         assert!(!INDEX_HTML.contains("style="), "no inline styles");
-        assert!(!APP_JS.contains("innerHTML"), "the script never parses HTML");
+        assert!(
+            !APP_JS.contains("innerHTML"),
+            "the script never parses HTML"
+        );
         assert!(!APP_JS.contains("http://") && !APP_JS.contains("https://"));
         assert!(!APP_CSS.contains("http://") && !APP_CSS.contains("https://"));
     }

@@ -67,7 +67,10 @@ macro_rules! store_contract_tests {
             payloads_over_the_limit_are_rejected,
             finished_and_blocked_executions_leave_the_due_index,
             list_pages_newest_first_with_filters,
-            cancel_stops_an_execution
+            cancel_stops_an_execution,
+            events_are_delivered_in_order_and_wake_the_execution,
+            resume_restarts_failed_and_blocked_executions,
+            executions_get_a_secret_seed
         );
     };
     (@cases $fixture:path; $($case:ident),* $(,)?) => {
@@ -761,4 +764,123 @@ pub async fn cancel_stops_an_execution(store: Arc<dyn Store>) {
         "a finished execution stays finished"
     );
     assert!(store.cancel(&id("cn-none"), at(5)).await.unwrap().is_none());
+}
+
+/// Events are stored in order, wake the execution, and are refused once it ended.
+pub async fn events_are_delivered_in_order_and_wake_the_execution(store: Arc<dyn Store>) {
+    let (x, epoch) = claimed(&store, "ev-1").await;
+    store.suspend(&x, epoch, 0, None, at(1)).await.unwrap();
+    let first = store
+        .send_event(&x, "approved", &json!({"by": "ops"}), at(10))
+        .await
+        .unwrap();
+    let super::SentEvent::Delivered(first) = first else {
+        panic!("not delivered: {first:?}")
+    };
+    assert_eq!(first.name, "approved");
+    let e = store.get_execution(&x).await.unwrap().unwrap();
+    assert_eq!(e.due_at, Some(at(10)), "the event woke it");
+    assert_eq!(e.wakeups, 1);
+    for i in 0..3 {
+        store
+            .send_event(&x, "tick", &json!(i), at(20 + i))
+            .await
+            .unwrap();
+    }
+    let journal = store.load_journal(&x).await.unwrap().unwrap();
+    let got: Vec<_> = journal
+        .events
+        .iter()
+        .map(|e| (e.name.clone(), e.payload.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("approved".to_string(), json!({"by": "ops"})),
+            ("tick".into(), json!(0)),
+            ("tick".into(), json!(1)),
+            ("tick".into(), json!(2)),
+        ]
+    );
+    let seqs: Vec<_> = journal.events.iter().map(|e| e.seq.clone()).collect();
+    let mut sorted = seqs.clone();
+    sorted.sort();
+    assert_eq!(seqs, sorted, "seq sorts in delivery order");
+    assert_eq!(journal.events[0], first);
+
+    assert_eq!(
+        store
+            .send_event(&id("ev-none"), "x", &json!(1), at(1))
+            .await
+            .unwrap(),
+        super::SentEvent::NotFound
+    );
+    let (y, epoch) = claimed(&store, "ev-2").await;
+    store
+        .finish(&y, epoch, &succeeded(json!(1)), at(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.send_event(&y, "x", &json!(1), at(3)).await.unwrap(),
+        super::SentEvent::Ended(ExecutionStatus::Succeeded)
+    );
+    assert!(
+        store
+            .load_journal(&y)
+            .await
+            .unwrap()
+            .unwrap()
+            .events
+            .is_empty()
+    );
+    let huge = json!("e".repeat(MAX_PAYLOAD_BYTES + 1));
+    assert!(matches!(
+        store.send_event(&x, "big", &huge, at(4)).await,
+        Err(StoreError::PayloadTooLarge { .. })
+    ));
+}
+
+/// A failed or blocked execution can be resumed; a finished one cannot.
+pub async fn resume_restarts_failed_and_blocked_executions(store: Arc<dyn Store>) {
+    let (x, epoch) = claimed(&store, "rs-1").await;
+    let failed = Outcome {
+        status: ExecutionStatus::Failed,
+        output: None,
+        error: Some(ErrorObject::new("E", "boom")),
+        expires_at: Some(at(99_999)),
+    };
+    store.finish(&x, epoch, &failed, at(5)).await.unwrap();
+    let e = store.resume(&x, at(7)).await.unwrap().unwrap();
+    assert_eq!(e.status, ExecutionStatus::Suspended);
+    assert_eq!(e.due_at, Some(at(7)));
+    assert_eq!((e.error, e.ended_at, e.expires_at), (None, None, None));
+    let c = store.claim(&x, at(7), at(30_000)).await.unwrap().unwrap();
+    assert_eq!(c.epoch, epoch + 1);
+
+    let (y, epoch) = claimed(&store, "rs-2").await;
+    store
+        .finish(&y, epoch, &succeeded(json!(1)), at(5))
+        .await
+        .unwrap();
+    let e = store.resume(&y, at(7)).await.unwrap().unwrap();
+    assert_eq!(
+        e.status,
+        ExecutionStatus::Succeeded,
+        "a success stays a success"
+    );
+    assert!(store.resume(&id("rs-none"), at(7)).await.unwrap().is_none());
+}
+
+/// Every execution gets its own unguessable seed, kept across reads.
+pub async fn executions_get_a_secret_seed(store: Arc<dyn Store>) {
+    let a = created(&store, "sd-1").await;
+    let b = created(&store, "sd-2").await;
+    let ea = store.get_execution(&a).await.unwrap().unwrap();
+    let eb = store.get_execution(&b).await.unwrap().unwrap();
+    assert!(ea.seed.len() >= 32, "{:?}", ea.seed);
+    assert_ne!(ea.seed, eb.seed);
+    let again = store.load_journal(&a).await.unwrap().unwrap().execution;
+    assert_eq!(again.seed, ea.seed);
+    let claimed = store.claim(&a, T0, at(1000)).await.unwrap().unwrap();
+    assert_eq!(claimed.seed, ea.seed);
 }

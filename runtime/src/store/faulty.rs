@@ -10,8 +10,11 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use serde_json::Value;
 
-use super::{Created, DueItem, ExecutionPage, ListFilter, OpWrite, Outcome, Store, Transition};
+use super::{
+    Created, DueItem, ExecutionPage, ListFilter, OpWrite, Outcome, SentEvent, Store, Transition,
+};
 use crate::error::{Result, StoreError};
 use crate::model::{Execution, ExecutionId, Journal, NewExecution, Operation, Timestamp};
 
@@ -155,5 +158,18 @@ impl Store for FaultyStore {
     }
     async fn cancel(&self, id: &ExecutionId, now: Timestamp) -> Result<Option<Execution>> {
         self.call("cancel", self.inner.cancel(id, now)).await
+    }
+    async fn send_event(
+        &self,
+        id: &ExecutionId,
+        name: &str,
+        payload: &Value,
+        now: Timestamp,
+    ) -> Result<SentEvent> {
+        self.call("send_event", self.inner.send_event(id, name, payload, now))
+            .await
+    }
+    async fn resume(&self, id: &ExecutionId, now: Timestamp) -> Result<Option<Execution>> {
+        self.call("resume", self.inner.resume(id, now)).await
     }
 }

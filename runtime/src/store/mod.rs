@@ -15,8 +15,8 @@ use serde_json::Value;
 
 use crate::error::{Result, StoreError};
 use crate::model::{
-    ErrorObject, Execution, ExecutionId, ExecutionStatus, Journal, NewExecution, Operation,
-    Timestamp,
+    ErrorObject, EventRecord, Execution, ExecutionId, ExecutionStatus, Journal, NewExecution,
+    Operation, Timestamp,
 };
 
 #[cfg(feature = "testing")]
@@ -174,6 +174,33 @@ pub trait Store: Send + Sync + 'static {
         )))
     }
 
+    /// Sends an event to an execution: stores it (delivered in order, consumed
+    /// at most once by `wait_for_event`) and wakes the execution.
+    async fn send_event(
+        &self,
+        id: &ExecutionId,
+        name: &str,
+        payload: &Value,
+        now: Timestamp,
+    ) -> Result<SentEvent> {
+        let _ = (id, name, payload, now);
+        Err(StoreError::Invalid(format!(
+            "the {} store cannot deliver events yet",
+            self.backend()
+        )))
+    }
+
+    /// Resumes a `FAILED` or `BLOCKED` execution from its last checkpoint: it
+    /// becomes `SUSPENDED` and due now, its error cleared. Other statuses are
+    /// left alone. Returns the execution as it is afterwards.
+    async fn resume(&self, id: &ExecutionId, now: Timestamp) -> Result<Option<Execution>> {
+        let _ = (id, now);
+        Err(StoreError::Invalid(format!(
+            "the {} store cannot resume executions yet",
+            self.backend()
+        )))
+    }
+
     /// Cancels an execution that has not finished: it becomes `CANCELLED` and
     /// leaves the due index; a running invocation's final update then finds it
     /// stale. Returns the execution as it is afterwards (`None`: no such id).
@@ -184,6 +211,17 @@ pub trait Store: Send + Sync + 'static {
             self.backend()
         )))
     }
+}
+
+/// The answer to [`Store::send_event`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum SentEvent {
+    /// Stored and the execution woken.
+    Delivered(EventRecord),
+    /// No such execution.
+    NotFound,
+    /// The execution has ended; nothing was stored.
+    Ended(ExecutionStatus),
 }
 
 /// What [`Store::list_executions`] returns.

@@ -10,8 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use serde_json::Value;
 
-use super::{Created, DueItem, ExecutionPage, ListFilter, OpWrite, Outcome, Store, Transition};
+use super::{
+    Created, DueItem, ExecutionPage, ListFilter, OpWrite, Outcome, SentEvent, Store, Transition,
+};
 use crate::error::Result;
 use crate::model::{Execution, ExecutionId, Journal, NewExecution, Operation, Timestamp};
 
@@ -142,5 +145,20 @@ impl Store for RetryingStore {
     }
     async fn cancel(&self, id: &ExecutionId, now: Timestamp) -> Result<Option<Execution>> {
         self.retry("cancel", || self.inner.cancel(id, now)).await
+    }
+    async fn send_event(
+        &self,
+        id: &ExecutionId,
+        name: &str,
+        payload: &Value,
+        now: Timestamp,
+    ) -> Result<SentEvent> {
+        self.retry("send_event", || {
+            self.inner.send_event(id, name, payload, now)
+        })
+        .await
+    }
+    async fn resume(&self, id: &ExecutionId, now: Timestamp) -> Result<Option<Execution>> {
+        self.retry("resume", || self.inner.resume(id, now)).await
     }
 }

@@ -11,17 +11,24 @@ use std::sync::{Arc, Mutex, mpsc};
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::{
-    Created, DueItem, ExecutionPage, ListFilter, OpWrite, Outcome, Store, Transition, validate_new,
-    validate_op, validate_outcome,
+    Created, DueItem, ExecutionPage, ListFilter, OpWrite, Outcome, SentEvent, Store, Transition,
+    validate_new, validate_op, validate_outcome,
 };
 use crate::error::{Result, StoreError};
 use crate::model::{
-    DEFAULT_RETENTION, ErrorObject, Execution, ExecutionId, ExecutionStatus, Journal, NewExecution,
-    Operation, Timestamp, op_id_order,
+    DEFAULT_RETENTION, ErrorObject, EventRecord, Execution, ExecutionId, ExecutionStatus, Journal,
+    NewExecution, Operation, Timestamp, check_payload, op_id_order,
 };
+
+/// Bumps `wakeups`; a suspended execution becomes due now.
+const WAKE_SQL: &str = "UPDATE executions SET wakeups = wakeups + 1, updated_at = ?2, \
+     due_at = CASE WHEN status = 'SUSPENDED' AND (due_at IS NULL OR due_at > ?2) \
+              THEN ?2 ELSE due_at END \
+     WHERE id = ?1";
 
 /// The most writes grouped into one commit.
 const MAX_BATCH: usize = 512;
@@ -42,11 +49,20 @@ CREATE TABLE IF NOT EXISTS executions (
     created_at  INTEGER NOT NULL,
     updated_at  INTEGER NOT NULL,
     ended_at    INTEGER,
-    expires_at  INTEGER
+    expires_at  INTEGER,
+    seed        TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS executions_due ON executions(due_shard, due_at) WHERE due_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS executions_list ON executions(function, created_at);
 CREATE INDEX IF NOT EXISTS executions_expiry ON executions(expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS events (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    execution_id TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    payload      TEXT NOT NULL,
+    sent_at      INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_execution ON events(execution_id, seq);
 CREATE TABLE IF NOT EXISTS operations (
     execution_id TEXT NOT NULL,
     op_id        TEXT NOT NULL,
@@ -57,7 +73,7 @@ CREATE TABLE IF NOT EXISTS operations (
 ";
 
 const EXEC_COLS: &str = "id, function, version, status, input, output, error, epoch, wakeups, \
-                         due_at, created_at, updated_at, ended_at, expires_at";
+                         due_at, created_at, updated_at, ended_at, expires_at, seed";
 
 /// A write to run inside the group transaction; it returns what to do once the
 /// commit's fate is known.
@@ -120,6 +136,7 @@ impl SqliteStore {
             })?;
         }
         let conn = open_connection(&path)?;
+        migrate(&conn)?;
         conn.execute_batch(SCHEMA).map_err(sql_err)?;
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
@@ -197,6 +214,34 @@ impl SqliteStore {
     }
 }
 
+/// Brings a store file written by an older version up to date.
+fn migrate(conn: &Connection) -> Result<()> {
+    let has_table: bool = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'executions'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(sql_err)?
+        > 0;
+    if !has_table {
+        return Ok(());
+    }
+    let has_seed: bool = conn
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('executions') WHERE name = 'seed'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(sql_err)?
+        > 0;
+    if !has_seed {
+        conn.execute_batch("ALTER TABLE executions ADD COLUMN seed TEXT NOT NULL DEFAULT ''")
+            .map_err(sql_err)?;
+    }
+    Ok(())
+}
+
 fn in_savepoint<R>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
     conn.execute_batch("SAVEPOINT job").map_err(sql_err)?;
     let result = f(conn);
@@ -254,6 +299,7 @@ fn exec_from_row(row: &Row<'_>) -> rusqlite::Result<RawExecution> {
         updated_at: row.get(11)?,
         ended_at: row.get(12)?,
         expires_at: row.get(13)?,
+        seed: row.get(14)?,
     })
 }
 
@@ -273,6 +319,7 @@ struct RawExecution {
     updated_at: i64,
     ended_at: Option<i64>,
     expires_at: Option<i64>,
+    seed: String,
 }
 
 impl RawExecution {
@@ -302,6 +349,7 @@ impl RawExecution {
             updated_at: Timestamp(self.updated_at),
             ended_at: self.ended_at.map(Timestamp),
             expires_at: self.expires_at.map(Timestamp),
+            seed: self.seed,
         })
     }
 }
@@ -328,6 +376,35 @@ fn select_operation(conn: &Connection, id: &str, op_id: &str) -> Result<Option<O
         .transpose()
 }
 
+fn select_events(conn: &Connection, id: &str) -> Result<Vec<EventRecord>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT seq, name, payload, sent_at FROM events WHERE execution_id = ?1 ORDER BY seq",
+        )
+        .map_err(sql_err)?;
+    let rows = stmt
+        .query_map(params![id], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })
+        .map_err(sql_err)?;
+    let mut events = Vec::new();
+    for row in rows {
+        let (seq, name, payload, sent_at) = row.map_err(sql_err)?;
+        events.push(EventRecord {
+            seq: format!("{seq:020}"),
+            name,
+            payload: serde_json::from_str(&payload).map_err(json_err)?,
+            sent_at: Timestamp(sent_at),
+        });
+    }
+    Ok(events)
+}
+
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -342,12 +419,13 @@ impl Store for SqliteStore {
         validate_new(new)?;
         let new = new.clone();
         let input = serde_json::to_string(&new.input).map_err(json_err)?;
+        let seed = crate::model::new_seed();
         self.write(move |conn| {
             let inserted = conn
                 .prepare_cached(
                     "INSERT INTO executions (id, function, version, status, input, epoch, wakeups, \
-                     due_shard, due_at, created_at, updated_at) \
-                     VALUES (?1, ?2, ?3, 'PENDING', ?4, 0, 0, ?5, ?6, ?6, ?6) \
+                     due_shard, due_at, created_at, updated_at, seed) \
+                     VALUES (?1, ?2, ?3, 'PENDING', ?4, 0, 0, ?5, ?6, ?6, ?6, ?7) \
                      ON CONFLICT(id) DO NOTHING",
                 )
                 .map_err(sql_err)?
@@ -357,7 +435,8 @@ impl Store for SqliteStore {
                     new.version,
                     input,
                     new.id.due_shard(),
-                    new.now.0
+                    new.now.0,
+                    seed
                 ])
                 .map_err(sql_err)?;
             let existing = select_execution(conn, new.id.as_str())?
@@ -407,11 +486,13 @@ impl Store for SqliteStore {
                     operations.push(serde_json::from_str::<Operation>(&body).map_err(json_err)?);
                 }
             }
+            let events = select_events(&tx, &id)?;
             tx.commit().map_err(sql_err)?;
             operations.sort_by(|a, b| op_id_order(&a.id, &b.id));
             Ok(Some(Journal {
                 execution,
                 operations,
+                events,
             }))
         })
         .await
@@ -579,12 +660,7 @@ impl Store for SqliteStore {
         let id = id.to_string();
         self.write(move |conn| {
             let changed = conn
-                .prepare_cached(
-                    "UPDATE executions SET wakeups = wakeups + 1, updated_at = ?2, \
-                     due_at = CASE WHEN status = 'SUSPENDED' AND (due_at IS NULL OR due_at > ?2) \
-                              THEN ?2 ELSE due_at END \
-                     WHERE id = ?1",
-                )
+                .prepare_cached(WAKE_SQL)
                 .map_err(sql_err)?
                 .execute(params![id, now.0])
                 .map_err(sql_err)?;
@@ -625,6 +701,13 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             conn.prepare_cached(
                 "DELETE FROM operations WHERE execution_id IN \
+                 (SELECT id FROM executions WHERE expires_at IS NOT NULL AND expires_at <= ?1)",
+            )
+            .map_err(sql_err)?
+            .execute(params![now.0])
+            .map_err(sql_err)?;
+            conn.prepare_cached(
+                "DELETE FROM events WHERE execution_id IN \
                  (SELECT id FROM executions WHERE expires_at IS NOT NULL AND expires_at <= ?1)",
             )
             .map_err(sql_err)?
@@ -700,6 +783,62 @@ impl Store for SqliteStore {
                 executions,
                 next_cursor,
             })
+        })
+        .await
+    }
+
+    async fn send_event(
+        &self,
+        id: &ExecutionId,
+        name: &str,
+        payload: &Value,
+        now: Timestamp,
+    ) -> Result<SentEvent> {
+        check_payload(&format!("event {name:?} payload"), payload)?;
+        let id = id.to_string();
+        let name = name.to_string();
+        let body = serde_json::to_string(payload).map_err(json_err)?;
+        let payload = payload.clone();
+        self.write(move |conn| {
+            let Some(exec) = select_execution(conn, &id)? else {
+                return Ok(SentEvent::NotFound);
+            };
+            if exec.status.is_final() {
+                return Ok(SentEvent::Ended(exec.status));
+            }
+            conn.prepare_cached(
+                "INSERT INTO events (execution_id, name, payload, sent_at) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(sql_err)?
+            .execute(params![id, name, body, now.0])
+            .map_err(sql_err)?;
+            let seq = conn.last_insert_rowid();
+            conn.prepare_cached(WAKE_SQL)
+                .map_err(sql_err)?
+                .execute(params![id, now.0])
+                .map_err(sql_err)?;
+            Ok(SentEvent::Delivered(EventRecord {
+                seq: format!("{seq:020}"),
+                name,
+                payload,
+                sent_at: now,
+            }))
+        })
+        .await
+    }
+
+    async fn resume(&self, id: &ExecutionId, now: Timestamp) -> Result<Option<Execution>> {
+        let id = id.to_string();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE executions SET status = 'SUSPENDED', due_at = ?2, error = NULL, \
+                 ended_at = NULL, expires_at = NULL, updated_at = ?2 \
+                 WHERE id = ?1 AND status IN ('FAILED', 'BLOCKED')",
+            )
+            .map_err(sql_err)?
+            .execute(params![id, now.0])
+            .map_err(sql_err)?;
+            select_execution(conn, &id)
         })
         .await
     }

@@ -7,8 +7,13 @@
 //! more progress — nothing in flight, something parked — the invocation
 //! driver ends the invocation as `SUSPENDED` at the earliest wake time.
 
+mod batch;
+mod child;
+mod condition;
+mod deterministic;
 mod sleep;
 mod step;
+mod wait;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -22,8 +27,13 @@ use durafn_runtime::store::{OpWrite, Store};
 use crate::invocation::InvocationConfig;
 use crate::replay::{JournalCursor, NonDeterministic, op_id};
 
+pub use batch::{Batch, BatchItem, BatchResult, Branch};
+pub use child::Child;
+pub use condition::{Condition, WaitStrategy};
+pub use deterministic::ReplayLogger;
 pub use sleep::{MAX_SLEEP, Sleep};
 pub use step::{Step, StepContext, StepSemantics};
+pub use wait::{Callback, EventWait, WaitForCallback};
 
 /// Why an invocation cannot go on.
 #[derive(Debug)]
@@ -53,6 +63,8 @@ pub(crate) struct RunState {
 /// State shared by every context of one invocation.
 pub(crate) struct Shared {
     pub(crate) execution_id: ExecutionId,
+    /// The execution's secret seed (callback tokens, `uuid()`, `random()`).
+    pub(crate) seed: String,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) cursor: Mutex<JournalCursor>,
@@ -75,6 +87,8 @@ impl Shared {
 struct Scope {
     prefix: String,
     next: AtomicU32,
+    /// Counter for `uuid()` / `random()` draws, separate from operation ids.
+    draws: AtomicU32,
 }
 
 /// The handle for durable operations, passed to every handler.
@@ -122,8 +136,48 @@ impl DurableContext {
             scope: Arc::new(Scope {
                 prefix: String::new(),
                 next: AtomicU32::new(1),
+                draws: AtomicU32::new(0),
             }),
         }
+    }
+
+    /// A child context whose operations are numbered `<op_id>.1`, `<op_id>.2`, ...
+    pub(crate) fn nested(&self, op_id: &str) -> Self {
+        DurableContext {
+            shared: self.shared.clone(),
+            scope: Arc::new(Scope {
+                prefix: op_id.to_string(),
+                next: AtomicU32::new(1),
+                draws: AtomicU32::new(0),
+            }),
+        }
+    }
+
+    /// The next draw number of this context (for `uuid()` / `random()`).
+    pub(crate) fn next_draw(&self) -> (String, u32) {
+        (
+            self.scope.prefix.clone(),
+            self.scope.draws.fetch_add(1, Ordering::SeqCst),
+        )
+    }
+
+    /// The id the next operation of this context will get, without claiming it.
+    pub(crate) fn peek_next_id(&self) -> String {
+        op_id(&self.scope.prefix, self.scope.next.load(Ordering::SeqCst))
+    }
+
+    /// Claims the next id without matching it (for markers found by peeking).
+    pub(crate) fn skip_id(&self) -> String {
+        let n = self.scope.next.fetch_add(1, Ordering::SeqCst);
+        op_id(&self.scope.prefix, n)
+    }
+
+    pub(crate) fn cursor(&self) -> MutexGuard<'_, JournalCursor> {
+        self.shared.cursor()
+    }
+
+    pub(crate) fn seed(&self) -> &str {
+        &self.shared.seed
     }
 
     /// The id of the execution this handler runs.
@@ -146,7 +200,7 @@ impl DurableContext {
         Opened { id, record }
     }
 
-    pub(crate) fn now(&self) -> Timestamp {
+    pub(crate) fn clock_now(&self) -> Timestamp {
         self.shared.clock.now()
     }
 

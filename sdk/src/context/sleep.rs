@@ -95,7 +95,7 @@ impl SleepParts {
             return ctx.park(None).await;
         };
         loop {
-            let now = ctx.now();
+            let now = ctx.clock_now();
             match sleep::decide(record.as_ref(), now) {
                 SleepDecision::Done => return Ok(()),
                 SleepDecision::Wait(t) => return ctx.park(Some(t)).await,

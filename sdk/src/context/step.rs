@@ -194,7 +194,7 @@ where
         };
         let mut body = Some(body);
         loop {
-            let now = ctx.now();
+            let now = ctx.clock_now();
             match step::decide(record.as_ref(), now) {
                 StepDecision::Return(v) => {
                     return codec::decode(&format!("step {name:?} result"), v);
@@ -276,7 +276,7 @@ where
                             )),
                         }
                     };
-                    let now = ctx.now();
+                    let now = ctx.clock_now();
                     let encoded =
                         result.and_then(|v| codec::encode(&format!("step {name:?} result"), &v));
                     let next = match encoded {

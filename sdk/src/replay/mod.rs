@@ -11,8 +11,10 @@
 //! deterministic. If the operation found at an id has another kind or name
 //! than the one the handler creates now, the replay is non-deterministic.
 
+pub mod batch;
 pub mod sleep;
 pub mod step;
+pub mod wait;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -67,21 +69,47 @@ impl NonDeterministic {
     }
 }
 
-/// The recorded operations of one execution, looked up by id.
+/// The recorded operations of one execution, looked up by id, and the
+/// events sent to it.
 #[derive(Debug, Default)]
 pub struct JournalCursor {
     records: HashMap<String, Operation>,
+    events: Vec<durafn_runtime::model::EventRecord>,
 }
 
 impl JournalCursor {
     /// A cursor over a loaded journal.
     pub fn new(operations: Vec<Operation>) -> Self {
+        Self::with_events(operations, Vec::new())
+    }
+
+    /// A cursor over a loaded journal and its events.
+    pub fn with_events(
+        operations: Vec<Operation>,
+        events: Vec<durafn_runtime::model::EventRecord>,
+    ) -> Self {
         JournalCursor {
             records: operations
                 .into_iter()
                 .map(|op| (op.id.clone(), op))
                 .collect(),
+            events,
         }
+    }
+
+    /// The events sent to the execution, in order.
+    pub fn events(&self) -> &[durafn_runtime::model::EventRecord] {
+        &self.events
+    }
+
+    /// Every recorded operation (in no particular order).
+    pub fn records(&self) -> impl Iterator<Item = &Operation> {
+        self.records.values()
+    }
+
+    /// The recorded state at `op_id`, whatever its kind.
+    pub fn peek(&self, op_id: &str) -> Option<&Operation> {
+        self.records.get(op_id)
     }
 
     /// Matches an operation the handler creates against the journal: the

@@ -10,6 +10,24 @@ use crate::error::{Result, StoreError};
 use crate::model::{Execution, ExecutionId, ExecutionStatus, Operation, Timestamp};
 use crate::store::Transition;
 
+/// How often `create` and `wake` re-run when the item changes under them.
+pub(super) const MAX_RACES: usize = 8;
+
+/// What [`DynamoStore::wake_meta`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Woken {
+    /// `wakeups` was bumped (and a suspended execution made due).
+    Yes,
+    /// No such execution.
+    Missing,
+    /// The execution has ended (only when waking unfinished ones): nothing
+    /// changed. `ttl` is its `expires_at` (TTL seconds), if it has one.
+    Ended {
+        status: ExecutionStatus,
+        ttl: Option<i64>,
+    },
+}
+
 impl DynamoStore {
     /// One item, read with strong consistency.
     pub(super) async fn get_item(&self, pk: &str, sk: &str) -> Result<Option<Item>> {
@@ -158,6 +176,81 @@ impl DynamoStore {
         }
         Ok(Transition::Stale)
     }
+}
+
+impl DynamoStore {
+    /// Bumps `wakeups`; a `SUSPENDED` execution not due before `now` becomes
+    /// due now. With `unfinished_only`, an ended execution is left alone.
+    pub(super) async fn wake_meta(
+        &self,
+        id: &ExecutionId,
+        now: Timestamp,
+        unfinished_only: bool,
+    ) -> Result<Woken> {
+        for _ in 0..MAX_RACES {
+            // SUSPENDED and not due before now: bump and make it due now.
+            let mut e = Expr::new();
+            e.add("wakeups", 1);
+            e.set("updated_at", ts(now));
+            set_due(&mut e, id, Some(now));
+            let waiting = waiting_condition(&mut e, now);
+            if self
+                .update_meta(id, &e, waiting, false, "wake")
+                .await?
+                .is_some()
+            {
+                return Ok(Woken::Yes);
+            }
+            // Anything else that exists (and has not ended): only bump the counter.
+            let mut e = Expr::new();
+            e.add("wakeups", 1);
+            e.set("updated_at", ts(now));
+            let mut other = format!(
+                "attribute_exists({}) AND NOT {}",
+                e.name("pk"),
+                waiting_condition(&mut e, now)
+            );
+            if unfinished_only {
+                let finals = ExecutionStatus::ALL
+                    .into_iter()
+                    .filter(|st| st.is_final())
+                    .map(|st| e.value(s(st.as_str())))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                other.push_str(&format!(" AND NOT ({} IN ({finals}))", e.name("status")));
+            }
+            if self
+                .update_meta(id, &e, other, false, "wake")
+                .await?
+                .is_some()
+            {
+                return Ok(Woken::Yes);
+            }
+            let Some(current) = self.get_item(&pk(id), META_SK).await? else {
+                return Ok(Woken::Missing);
+            };
+            let status: ExecutionStatus = items::parse_enum(&current, "status")?;
+            if unfinished_only && status.is_final() {
+                let ttl = items::get_n::<i64>(&current, TTL_ATTRIBUTE)?;
+                return Ok(Woken::Ended { status, ttl });
+            }
+            // The status changed between the two attempts: go again.
+        }
+        Err(StoreError::Transient(format!(
+            "waking {id} kept racing with other updates"
+        )))
+    }
+}
+
+/// `(#status = SUSPENDED AND (attribute_not_exists(#due_at) OR #due_at > :now))`.
+fn waiting_condition(e: &mut Expr, now: Timestamp) -> String {
+    format!(
+        "({status} = {susp} AND (attribute_not_exists({due}) OR {due} > {now}))",
+        status = e.name("status"),
+        susp = e.value(s(ExecutionStatus::Suspended.as_str())),
+        due = e.name("due_at"),
+        now = e.value(ts(now)),
+    )
 }
 
 /// Sets `due_shard` + `due_at` together (or removes both).

@@ -3,10 +3,11 @@
 //! Layout (one table, keys `pk` S / `sk` S; see the module docs of `mod.rs`):
 //! - meta item `pk = x#<id>`, `sk = meta`;
 //! - operation item `pk = x#<id>`, `sk = op#<op id>`;
+//! - event item `pk = x#<id>`, `sk = ev#<seq>`;
 //! - chunk item `pk = x#<id>`, `sk = chunk#<fnv64 hex>#<len>#<nnnn>`, attribute
 //!   `data` (B): a slice of one payload's JSON text.
 //!
-//! A payload field (`input`, `output`, `error`, `result`) is stored either inline
+//! A payload field (`input`, `output`, `error`, `result`, `payload`) is stored either inline
 //! as JSON text in the attribute of its name, or as `<field>_chunks` =
 //! `"<fnv64 hex>:<len>:<count>"`. Chunks are content-addressed: a new version of a
 //! payload gets new chunk keys, so writing it never touches chunks an older
@@ -35,12 +36,16 @@ pub(super) type Chunks = HashMap<String, Vec<u8>>;
 pub(super) const META_SK: &str = "meta";
 /// Sort-key prefix of operation items.
 pub(super) const OP_PREFIX: &str = "op#";
+/// Sort-key prefix of event items.
+pub(super) const EVENT_PREFIX: &str = "ev#";
 /// Sort-key prefix of chunk items.
 pub(super) const CHUNK_PREFIX: &str = "chunk#";
 
 /// The most payload bytes an operation item carries inline (the item limit is
 /// 400 KB; the rest is headroom for the other attributes).
 pub(super) const OP_INLINE_BUDGET: usize = 350_000;
+/// The most payload bytes an event item carries inline (less its name).
+pub(super) const EVENT_INLINE_BUDGET: usize = 350_000;
 /// The most bytes of `input` a meta item carries inline.
 pub(super) const META_INPUT_BUDGET: usize = 175_000;
 /// The most bytes of `output` + `error` a meta item carries inline.
@@ -181,6 +186,14 @@ impl Placed {
             None => format!("{}_chunks", self.attr),
             Some(_) => self.attr.to_string(),
         }
+    }
+
+    /// The sort keys of its chunk items (none if inline).
+    pub(super) fn chunk_sks(&self) -> Vec<String> {
+        self.chunked
+            .as_ref()
+            .map(|r| (0..r.count).map(|i| r.sk(i)).collect())
+            .unwrap_or_default()
     }
 
     /// The chunk items to write before the referencing item (none if inline).
@@ -346,6 +359,12 @@ mod tests {
         assert_eq!(placed[1].other_attribute(), "error");
         let items = placed[1].chunk_items("x#a");
         assert_eq!(items.len(), 3);
+        let sks: Vec<String> = items
+            .iter()
+            .filter_map(|it| it["sk"].as_s().ok().cloned())
+            .collect();
+        assert_eq!(placed[1].chunk_sks(), sks);
+        assert!(placed[0].chunk_sks().is_empty());
 
         let mut chunks = Chunks::new();
         for it in &items {

@@ -8,11 +8,12 @@
 //! |---|---|---|
 //! | execution meta | `x#<execution id>` | `meta` |
 //! | operation | `x#<execution id>` | `op#<op id>` |
+//! | event | `x#<execution id>` | `ev#<sent_at ms, 16 digits>#<UUIDv7 hex>` |
 //! | payload chunk | `x#<execution id>` | `chunk#<fnv64 hex>#<len>#<nnnn>` |
 //!
 //! The attributes of each are listed in `records.rs` and `items.rs`. A journal
-//! load is one paginated, strongly consistent `Query` on `pk` (meta, operations
-//! and chunks together). The due index is the sparse GSI `due`: a meta item
+//! load is one paginated, strongly consistent `Query` on `pk` (meta, operations,
+//! events and chunks together). The due index is the sparse GSI `due`: a meta item
 //! carries `due_shard` (`s07`) and `due_at` exactly while it is due; its reads
 //! are eventually consistent, which is fine because claiming is a conditional
 //! update on the base item. Listing reads the sparse GSIs `recent` (every
@@ -24,12 +25,14 @@
 //! executions get `expires_at` (TTL, epoch seconds) on their meta item and,
 //! best effort, on every other item of the partition (again when a stale
 //! invocation ends, in case it wrote more); deletion is left to the table's TTL, so
-//! [`Store::purge_expired`](super::Store::purge_expired) returns 0.
+//! [`Store::purge_expired`](super::Store::purge_expired) returns 0. Resuming a
+//! failed or blocked execution removes that expiry again (`events.rs`).
 //!
 //! Throttling and transient errors are retried inside the store with backoff
 //! and full jitter (`retry.rs`); conditional-check failures never are.
 
 mod access;
+mod events;
 mod expr;
 mod items;
 mod list;
@@ -49,7 +52,7 @@ pub use table::{DUE_INDEX, LIST_INDEX, RECENT_INDEX, TTL_ATTRIBUTE};
 pub use url::DynamoUrl;
 
 use crate::error::{Result, StoreError};
-use expr::{Expr, n};
+use expr::{Expr, n, s};
 use items::{Item, Placed};
 use records::key;
 use retry::{Failure, call};
@@ -212,28 +215,100 @@ impl DynamoStore {
     /// Puts `expires_at` (TTL seconds) on every item of a finished execution's
     /// partition besides the meta item. Best effort: failures are logged.
     async fn sweep_expiry(&self, pk: &str, ttl: i64) {
-        let items = match self.query(pk, None).await {
-            Ok(items) => items,
+        let want = n(ttl);
+        let targets = match self.expiries(pk).await {
+            Ok(found) => found
+                .into_iter()
+                .filter(|(sk, seen)| sk != items::META_SK && seen.as_ref() != Some(&want))
+                .map(|(sk, _)| (sk, None))
+                .collect(),
             Err(e) => {
                 tracing::warn!(pk, error = %e, "cannot list items to set their expiry");
                 return;
             }
         };
-        let want = ttl.to_string();
-        let keys: Vec<String> = items
+        if let Err(e) = self.write_expiry(pk, targets, Some(ttl)).await {
+            tracing::warn!(pk, error = %e, "cannot set expiry");
+        }
+    }
+
+    /// Removes `expires_at` from every item of a resumed execution's partition
+    /// besides the meta item, so TTL does not delete its journal. Each removal
+    /// is conditional on the value seen, so the sweep of a later end wins; and
+    /// nothing is removed once the meta item has an expiry again (it ended again).
+    async fn clear_expiry(&self, pk: &str) -> Result<()> {
+        let found = self.expiries(pk).await?;
+        let ended_again = found
             .iter()
-            .filter(|it| records::sort_key(it).is_some_and(|sk| sk != items::META_SK))
-            .filter(|it| !matches!(it.get(TTL_ATTRIBUTE), Some(AttributeValue::N(v)) if *v == want))
-            .filter_map(|it| records::sort_key(it).map(str::to_string))
+            .any(|(sk, seen)| sk == items::META_SK && seen.is_some());
+        if ended_again {
+            return Ok(());
+        }
+        let targets = found
+            .into_iter()
+            .filter(|(sk, seen)| sk != items::META_SK && seen.is_some())
             .collect();
-        let Ok(client) = self.client().await.cloned() else {
-            return;
-        };
+        self.write_expiry(pk, targets, None).await
+    }
+
+    /// The sort key and `expires_at` of every item of partition `pk`: one
+    /// strongly consistent query reading only those two attributes.
+    async fn expiries(&self, pk: &str) -> Result<Vec<(String, Option<AttributeValue>)>> {
+        let client = self.client().await?;
+        let what = format!("Query {pk} expiries on {}", self.table);
+        let mut e = Expr::new();
+        let cond = format!("{} = {}", e.name("pk"), e.value(s(pk)));
+        let projection = format!("{}, {}", e.name("sk"), e.name(TTL_ATTRIBUTE));
+        let base = client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression(cond)
+            .projection_expression(projection)
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .consistent_read(true);
+        let mut found = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let req = base.clone().set_exclusive_start_key(start.take());
+            let out = call(&self.retry, &what, || req.clone().send())
+                .await
+                .map_err(|err| err.into_store(&what))?;
+            for mut item in out.items.unwrap_or_default() {
+                if let Some(sk) = records::sort_key(&item).map(str::to_string) {
+                    found.push((sk, item.remove(TTL_ATTRIBUTE)));
+                }
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(found),
+            }
+        }
+    }
+
+    /// Sets (`Some`) or removes (`None`) `expires_at` on the items `targets` of
+    /// partition `pk`, `WRITE_CONCURRENCY` at a time. Each write is conditional
+    /// on the item existing (no phantom items) and, when a value is given with
+    /// its sort key, on `expires_at` still holding it; a false condition is
+    /// success. Every write is tried; the first error is returned.
+    async fn write_expiry(
+        &self,
+        pk: &str,
+        targets: Vec<(String, Option<AttributeValue>)>,
+        ttl: Option<i64>,
+    ) -> Result<()> {
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let client = self.client().await?.clone();
         let mut tasks = JoinSet::new();
-        let mut pending = keys.into_iter();
+        let mut pending = targets.into_iter();
+        let mut result = Ok(());
         loop {
             while tasks.len() < WRITE_CONCURRENCY {
-                let Some(sk) = pending.next() else { break };
+                let Some((sk, seen)) = pending.next() else {
+                    break;
+                };
                 let (client, table, policy, pk) = (
                     client.clone(),
                     self.table.clone(),
@@ -242,8 +317,12 @@ impl DynamoStore {
                 );
                 tasks.spawn(async move {
                     let mut e = Expr::new();
-                    e.set(TTL_ATTRIBUTE, n(ttl));
-                    let cond = format!("attribute_exists({})", e.name("pk"));
+                    e.set_or_remove(TTL_ATTRIBUTE, ttl.map(n));
+                    let mut cond = format!("attribute_exists({})", e.name("pk"));
+                    if let Some(seen) = seen {
+                        let (attr, value) = (e.name(TTL_ATTRIBUTE), e.value(seen));
+                        cond.push_str(&format!(" AND {attr} = {value}"));
+                    }
                     let what = format!("UpdateItem {pk}/{sk} expiry on {table}");
                     let req = client
                         .update_item()
@@ -254,15 +333,19 @@ impl DynamoStore {
                         .set_expression_attribute_names(e.names())
                         .set_expression_attribute_values(e.values());
                     match call(&policy, &what, || req.clone().send()).await {
-                        Ok(_) | Err(Failure::Condition) => {}
-                        Err(err) => {
-                            tracing::warn!(error = %err.into_store(&what), "cannot set expiry")
-                        }
+                        Ok(_) | Err(Failure::Condition) => Ok(()),
+                        Err(err) => Err(err.into_store(&what)),
                     }
                 });
             }
-            if tasks.join_next().await.is_none() {
-                return;
+            let Some(joined) = tasks.join_next().await else {
+                return result;
+            };
+            let outcome = joined
+                .map_err(|e| StoreError::Backend(format!("expiry writer task failed: {e}")))
+                .and_then(|r| r);
+            if let (Err(e), true) = (outcome, result.is_ok()) {
+                result = Err(e);
             }
         }
     }

@@ -2,17 +2,18 @@
 //! (plus the chunk items written before it) or one query.
 
 use async_trait::async_trait;
+use serde_json::Value;
 
 use super::DynamoStore;
-use super::access::{claimant_condition, set_due};
+use super::access::{MAX_RACES, Woken, claimant_condition, set_due};
 use super::expr::{Expr, n, s};
 use super::items::{
-    self, Chunks, META_INPUT_BUDGET, META_OUTCOME_BUDGET, META_SK, OP_INLINE_BUDGET, OP_PREFIX,
-    collect_chunk, pk, place, shard_key, to_json, ts,
+    self, Chunks, EVENT_PREFIX, META_INPUT_BUDGET, META_OUTCOME_BUDGET, META_SK, OP_INLINE_BUDGET,
+    OP_PREFIX, collect_chunk, pk, place, shard_key, to_json, ts,
 };
 use super::records::{
-    META_PAYLOADS, decode_execution, decode_operation, new_execution, new_meta_item, op_item,
-    sort_key, ttl_seconds,
+    META_PAYLOADS, decode_event, decode_execution, decode_operation, new_execution, new_meta_item,
+    op_item, sort_key, ttl_seconds,
 };
 use super::retry::{Failure, call};
 use super::table::{DUE_INDEX, TTL_ATTRIBUTE};
@@ -22,12 +23,9 @@ use crate::model::{
     Timestamp, op_id_order,
 };
 use crate::store::{
-    Created, DueItem, ExecutionPage, ListFilter, OpWrite, Outcome, Store, Transition, validate_new,
-    validate_op, validate_outcome,
+    Created, DueItem, ExecutionPage, ListFilter, OpWrite, Outcome, SentEvent, Store, Transition,
+    validate_new, validate_op, validate_outcome,
 };
-
-/// How often `create` and `wake` re-run when the item changes under them.
-const MAX_RACES: usize = 8;
 
 #[async_trait]
 impl Store for DynamoStore {
@@ -40,9 +38,11 @@ impl Store for DynamoStore {
         let pk = pk(&new.id);
         let placed = place(vec![to_json("input", &new.input)?], META_INPUT_BUDGET);
         self.write_chunks(&pk, &placed).await?;
+        // Kept only if this put creates the item; an existing one keeps its own.
+        let seed = crate::model::new_seed();
         let item = placed
             .first()
-            .map(|input| new_meta_item(new, input))
+            .map(|input| new_meta_item(new, input, &seed))
             .ok_or_else(|| StoreError::Backend("input was not placed".into()))?;
         let client = self.client().await?;
         let what = format!("PutItem meta {} on {}", new.id, self.table);
@@ -53,7 +53,7 @@ impl Store for DynamoStore {
             .condition_expression("attribute_not_exists(pk)");
         for _ in 0..MAX_RACES {
             match call(&self.retry, &what, || req.clone().send()).await {
-                Ok(_) => return Ok(Created::New(new_execution(new))),
+                Ok(_) => return Ok(Created::New(new_execution(new, &seed))),
                 Err(Failure::Condition) => {}
                 Err(e) => return Err(e.into_store(&what)),
             }
@@ -89,6 +89,7 @@ impl Store for DynamoStore {
         let mut chunks = Chunks::new();
         let mut meta = None;
         let mut ops = Vec::new();
+        let mut evs = Vec::new();
         for item in &all {
             if collect_chunk(item, &mut chunks) {
                 continue;
@@ -96,6 +97,7 @@ impl Store for DynamoStore {
             match sort_key(item) {
                 Some(META_SK) => meta = Some(item),
                 Some(sk) if sk.starts_with(OP_PREFIX) => ops.push(item),
+                Some(sk) if sk.starts_with(EVENT_PREFIX) => evs.push(item),
                 _ => {}
             }
         }
@@ -108,9 +110,16 @@ impl Store for DynamoStore {
             .map(|item| decode_operation(item, &chunks))
             .collect::<Result<Vec<_>>>()?;
         operations.sort_by(|a, b| op_id_order(&a.id, &b.id));
+        let mut events = evs
+            .into_iter()
+            .map(|item| decode_event(item, &chunks))
+            .collect::<Result<Vec<_>>>()?;
+        // The query returns them in key order already; sorting keeps that explicit.
+        events.sort_by(|a, b| a.seq.cmp(&b.seq));
         Ok(Some(Journal {
             execution,
             operations,
+            events,
         }))
     }
 
@@ -277,53 +286,7 @@ impl Store for DynamoStore {
     }
 
     async fn wake(&self, id: &ExecutionId, now: Timestamp) -> Result<bool> {
-        for _ in 0..MAX_RACES {
-            // SUSPENDED and not due before now: bump and make it due now.
-            let mut e = Expr::new();
-            e.add("wakeups", 1);
-            e.set("updated_at", ts(now));
-            set_due(&mut e, id, Some(now));
-            let waiting = format!(
-                "({status} = {susp} AND (attribute_not_exists({due}) OR {due} > {now}))",
-                status = e.name("status"),
-                susp = e.value(s(ExecutionStatus::Suspended.as_str())),
-                due = e.name("due_at"),
-                now = e.value(ts(now)),
-            );
-            if self
-                .update_meta(id, &e, waiting, false, "wake")
-                .await?
-                .is_some()
-            {
-                return Ok(true);
-            }
-            // Anything else that exists: only bump the counter.
-            let mut e = Expr::new();
-            e.add("wakeups", 1);
-            e.set("updated_at", ts(now));
-            let other = format!(
-                "attribute_exists({pk}) AND NOT ({status} = {susp} AND (attribute_not_exists({due}) OR {due} > {now}))",
-                pk = e.name("pk"),
-                status = e.name("status"),
-                susp = e.value(s(ExecutionStatus::Suspended.as_str())),
-                due = e.name("due_at"),
-                now = e.value(ts(now)),
-            );
-            if self
-                .update_meta(id, &e, other, false, "wake")
-                .await?
-                .is_some()
-            {
-                return Ok(true);
-            }
-            if self.get_item(&pk(id), META_SK).await?.is_none() {
-                return Ok(false);
-            }
-            // The status changed between the two attempts: go again.
-        }
-        Err(StoreError::Transient(format!(
-            "waking {id} kept racing with other updates"
-        )))
+        Ok(self.wake_meta(id, now, false).await? != Woken::Missing)
     }
 
     async fn due(&self, shard: u32, now: Timestamp, limit: usize) -> Result<Vec<DueItem>> {
@@ -414,5 +377,19 @@ impl Store for DynamoStore {
         self.sweep_expiry(&pk, ttl_seconds(expires)).await;
         let chunks = self.chunks_for(&pk, &item, &META_PAYLOADS).await?;
         decode_execution(&item, &chunks).map(Some)
+    }
+
+    async fn send_event(
+        &self,
+        id: &ExecutionId,
+        name: &str,
+        payload: &Value,
+        now: Timestamp,
+    ) -> Result<SentEvent> {
+        self.deliver_event(id, name, payload, now).await
+    }
+
+    async fn resume(&self, id: &ExecutionId, now: Timestamp) -> Result<Option<Execution>> {
+        self.resume_execution(id, now).await
     }
 }

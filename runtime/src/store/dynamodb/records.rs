@@ -6,22 +6,28 @@
 //! `created_at` N, `updated_at` N, `ended_at` N, `expires_at_ms` N (the exact
 //! expiry) and `expires_at` N (the same in epoch seconds, the table's TTL
 //! attribute); and, written once at creation for the listing indexes
-//! (`list.rs`), `list_key` S, `list_bucket` S and `fn_bucket` S.
+//! (`list.rs`), `list_key` S, `list_bucket` S and `fn_bucket` S; and `seed` S,
+//! the execution's secret (never projected into an index).
 //!
 //! Operation item (`sk = op#<op id>`): `op_id` S, `type` S, `name` S, `status` S,
 //! `attempt` N, `result` / `result_chunks`, `error` / `error_chunks`,
 //! `started_at` N, `ended_at` N, `wake_at` N, `rev` N.
+//!
+//! Event item (`sk = ev#<seq>`): `name` S, `payload` / `payload_chunks`,
+//! `sent_at` N. `seq` is `<sent_at ms, 16 digits>#<UUIDv7 hex>`: it sorts in
+//! sending order (by time, then by creation order within this process) and is
+//! unique without a counter.
 
 use super::expr::{n, s};
 use super::items::{
-    Chunks, Item, META_SK, Placed, get_s, get_ts, id_of_pk, op_sk, parse_enum, payload, req_n,
-    req_s, shard_key, ts,
+    Chunks, EVENT_PREFIX, Item, META_SK, Placed, corrupt, get_s, get_ts, id_of_pk, op_sk,
+    parse_enum, payload, req_n, req_s, shard_key, ts,
 };
 use super::list::{
     FN_BUCKET_ATTR, LIST_BUCKET_ATTR, LIST_KEY_ATTR, fn_bucket, list_bucket, list_key,
 };
 use crate::error::Result;
-use crate::model::{Execution, ExecutionStatus, NewExecution, Operation, Timestamp};
+use crate::model::{EventRecord, Execution, ExecutionStatus, NewExecution, Operation, Timestamp};
 
 /// The payload fields of a meta item.
 pub(super) const META_PAYLOADS: [&str; 3] = ["input", "output", "error"];
@@ -39,7 +45,7 @@ pub(super) fn ttl_seconds(t: Timestamp) -> i64 {
 }
 
 /// The meta item of a new execution: `PENDING`, due at once.
-pub(super) fn new_meta_item(new: &NewExecution, input: &Placed) -> Item {
+pub(super) fn new_meta_item(new: &NewExecution, input: &Placed, seed: &str) -> Item {
     let mut item = key(&super::items::pk(&new.id), META_SK);
     let (attr, value) = input.attribute();
     let bucket = list_bucket(&new.id);
@@ -60,12 +66,13 @@ pub(super) fn new_meta_item(new: &NewExecution, input: &Placed) -> Item {
             s(fn_bucket(&new.function, &bucket)),
         ),
         (LIST_BUCKET_ATTR.to_string(), s(bucket)),
+        ("seed".to_string(), s(seed)),
     ]);
     item
 }
 
 /// The execution a fresh [`new_meta_item`] stands for.
-pub(super) fn new_execution(new: &NewExecution) -> Execution {
+pub(super) fn new_execution(new: &NewExecution, seed: &str) -> Execution {
     Execution {
         id: new.id.clone(),
         function: new.function.clone(),
@@ -81,6 +88,7 @@ pub(super) fn new_execution(new: &NewExecution) -> Execution {
         updated_at: new.now,
         ended_at: None,
         expires_at: None,
+        seed: seed.to_string(),
     }
 }
 
@@ -102,6 +110,8 @@ pub(super) fn decode_execution(item: &Item, chunks: &Chunks) -> Result<Execution
         updated_at: Timestamp(req_n(item, "updated_at")?),
         ended_at: get_ts(item, "ended_at")?,
         expires_at: get_ts(item, "expires_at_ms")?,
+        // Items written before seeds existed have none.
+        seed: get_s(item, "seed")?.unwrap_or_default().to_string(),
     })
 }
 
@@ -141,6 +151,43 @@ pub(super) fn decode_operation(item: &Item, chunks: &Chunks) -> Result<Operation
         ended_at: get_ts(item, "ended_at")?,
         wake_at: get_ts(item, "wake_at")?,
         rev: req_n(item, "rev")?,
+    })
+}
+
+/// The `seq` of an event sent at `now`: sorts by time, then by creation order
+/// within this process (UUIDv7 is monotonic per process), and is unique.
+pub(super) fn event_seq(now: Timestamp) -> String {
+    format!("{:016}#{}", now.0.max(0), uuid::Uuid::now_v7().simple())
+}
+
+/// The sort key of an event.
+pub(super) fn event_sk(seq: &str) -> String {
+    format!("{EVENT_PREFIX}{seq}")
+}
+
+/// The item of an event; `payload` is its placed payload.
+pub(super) fn event_item(pk: &str, event: &EventRecord, payload: &Placed) -> Item {
+    let mut item = key(pk, &event_sk(&event.seq));
+    item.extend([
+        ("name".to_string(), s(event.name.clone())),
+        ("sent_at".to_string(), ts(event.sent_at)),
+        payload.attribute(),
+    ]);
+    item
+}
+
+/// Decodes an event item; `chunks` holds the chunk items it references.
+pub(super) fn decode_event(item: &Item, chunks: &Chunks) -> Result<EventRecord> {
+    let sk = req_s(item, "sk")?;
+    let seq = sk
+        .strip_prefix(EVENT_PREFIX)
+        .ok_or_else(|| corrupt(format!("{sk:?} is not an event")))?;
+    Ok(EventRecord {
+        seq: seq.to_string(),
+        name: req_s(item, "name")?.to_string(),
+        payload: payload(item, "payload", chunks)?
+            .ok_or_else(|| corrupt("event payload is missing"))?,
+        sent_at: Timestamp(req_n(item, "sent_at")?),
     })
 }
 
@@ -191,10 +238,35 @@ mod tests {
             now: Timestamp(1_000),
         };
         let placed = super::super::items::place(vec![("input", new.input.to_string())], 1000);
-        let item = new_meta_item(&new, &placed[0]);
+        let item = new_meta_item(&new, &placed[0], "5eed");
         let back = decode_execution(&item, &Chunks::new()).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(back, new_execution(&new));
+        assert_eq!(back, new_execution(&new, "5eed"));
+        assert_eq!(back.seed, "5eed");
         assert_eq!(ttl_seconds(Timestamp(1_000)), 1);
         assert_eq!(ttl_seconds(Timestamp(1_001)), 2);
+    }
+
+    #[test]
+    fn events_round_trip_and_their_seqs_sort_in_sending_order() {
+        let seqs: Vec<String> = [Timestamp(5), Timestamp(5), Timestamp(5), Timestamp(40)]
+            .into_iter()
+            .map(event_seq)
+            .collect();
+        let mut sorted = seqs.clone();
+        sorted.sort();
+        assert_eq!(seqs, sorted);
+        assert!(seqs[0] != seqs[1] && seqs[1] != seqs[2]);
+        assert!(event_seq(Timestamp(999)) < event_seq(Timestamp(1_000)));
+        let ev = EventRecord {
+            seq: seqs[3].clone(),
+            name: "approved".into(),
+            payload: json!({"by": "ops"}),
+            sent_at: Timestamp(40),
+        };
+        let placed = super::super::items::place(vec![("payload", ev.payload.to_string())], 1000);
+        let item = event_item("x#a", &ev, &placed[0]);
+        assert_eq!(sort_key(&item), Some(event_sk(&ev.seq).as_str()));
+        let back = decode_event(&item, &Chunks::new()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, ev);
     }
 }
