@@ -20,25 +20,36 @@ fn bin_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// The order example's own binary, rebuilt if stale (cargo only builds the
-/// binaries of the package under test, and this one lives in `examples/order`).
-fn order_exe() -> PathBuf {
+/// The examples' own binaries, rebuilt if stale (cargo only builds the
+/// binaries of the package under test, and these live in `examples/`).
+fn example_exe(bin: &str) -> PathBuf {
     static BUILD: std::sync::Once = std::sync::Once::new();
     BUILD.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "-q", "-p", "order-example", "--bin", "order"])
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "order-example",
+                "-p",
+                "approval-example",
+            ])
             .status()
             .expect("run cargo");
-        assert!(status.success(), "building the order example failed");
+        assert!(status.success(), "building the examples failed");
     });
-    let p = bin_dir().join("order");
+    let p = bin_dir().join(bin);
     assert!(
         p.exists(),
-        "{} is missing: build the workspace first (`cargo build --workspace`, as scripts/test-all.sh does)",
+        "{} is missing after building the examples",
         p.display()
     );
     p
+}
+
+fn order_exe() -> PathBuf {
+    example_exe("order")
 }
 
 const TEMPLATE: &str = r#"
@@ -57,6 +68,13 @@ Resources:
           Properties:
             Path: /orders
             Method: post
+  ApprovalFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      FunctionName: approval
+      CodeUri: examples/approval
+      Handler: approval
+      Timeout: 30
   TestFunction:
     Type: AWS::Serverless::Function
     Properties:
@@ -101,6 +119,8 @@ impl Dev {
             .arg(format!("order={}", order_exe().display()))
             .arg("--exe")
             .arg(format!("testfn={}", env!("CARGO_BIN_EXE_testfn")))
+            .arg("--exe")
+            .arg(format!("approval={}", example_exe("approval").display()))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -701,4 +721,98 @@ async fn http_api_routes_start_executions_idempotently() {
     assert_eq!(status, 404);
     dev.wait_status(&id, "SUCCEEDED", Duration::from_secs(30))
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_sent_through_the_rest_api_resumes_the_execution() {
+    let root = tempfile::tempdir().unwrap();
+    let dev = Dev::start(root.path()).await;
+    dev.start_exec(
+        "approval",
+        "deploy-1",
+        json!({"request": "deploy", "approver": "ops"}),
+    )
+    .await;
+    let v = dev
+        .wait_status("deploy-1", "SUSPENDED", Duration::from_secs(30))
+        .await;
+    assert_eq!(v["waiting_on"]["kind"], "callback", "{v}");
+    let callback_id = v["waiting_on"]["callback_id"].as_str().unwrap().to_string();
+
+    // A forged or tampered id is refused without revealing anything.
+    let forged = format!("{}0", &callback_id[..callback_id.len() - 1]);
+    let (status, e) = dev
+        .call(
+            "POST",
+            &format!("/v1/callbacks/{forged}/succeed"),
+            Some(json!({"approved": true})),
+        )
+        .await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (404, Some("CallbackNotFound")),
+        "{e}"
+    );
+
+    // The approver answers with the CLI.
+    let out = Command::new(env!("CARGO_BIN_EXE_durafn-under-test"))
+        .args([
+            "callback",
+            "succeed",
+            &callback_id,
+            r#"{"approved": true, "by": "ops"}"#,
+            "--url",
+            &dev.url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = dev
+        .wait_status("deploy-1", "SUCCEEDED", Duration::from_secs(30))
+        .await;
+    assert_eq!(v["output"]["status"], "approved");
+    assert_eq!(v["output"]["decided_by"], "ops");
+
+    // Completing it again is a clear 409, never a second result.
+    let (status, e) = dev
+        .call(
+            "POST",
+            &format!("/v1/callbacks/{callback_id}/succeed"),
+            Some(json!({"approved": false})),
+        )
+        .await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (409, Some("CallbackAlreadyCompleted")),
+        "{e}"
+    );
+    let (_, h) = dev
+        .call("GET", "/v1/executions/deploy-1/history", None)
+        .await;
+    let cb = h["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == "approval")
+        .unwrap();
+    assert_eq!(cb["callback_id"], callback_id.as_str());
+    assert_eq!(cb["result"]["by"], "ops");
+
+    // Events reach a running execution through the API, and an ended one refuses them.
+    let (status, e) = dev
+        .call(
+            "POST",
+            "/v1/executions/deploy-1/events/late",
+            Some(json!(1)),
+        )
+        .await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (409, Some("ExecutionEnded")),
+        "{e}"
+    );
 }

@@ -119,6 +119,38 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Resume a FAILED or BLOCKED execution from its last checkpoint.
+    Resume {
+        /// The execution id.
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Send an event to an execution (what `wait_for_event` waits for).
+    SendEvent {
+        /// The execution id.
+        id: String,
+        /// The event's name.
+        name: String,
+        /// The payload, as JSON.
+        #[arg(default_value = "null")]
+        payload: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Complete, fail or heartbeat a callback by its id.
+    Callback {
+        /// `succeed`, `fail` or `heartbeat`.
+        #[arg(value_parser = ["succeed", "fail", "heartbeat"])]
+        action: String,
+        /// The callback id (from `durafn describe` or `history`).
+        callback_id: String,
+        /// The result (succeed) or `{"type", "message"}` (fail), as JSON.
+        #[arg(default_value = "null")]
+        payload: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Cancel an execution.
     Cancel {
         /// The execution id.
@@ -280,6 +312,53 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await?;
             print_value(&client, &v, crate::output::history);
+            Ok(())
+        }
+        Command::Resume { id, client } => {
+            let v = call(
+                &client,
+                "POST",
+                &format!("/v1/executions/{}/resume", encode(&id)),
+                None,
+            )
+            .await?;
+            print_value(&client, &v, crate::output::describe);
+            Ok(())
+        }
+        Command::SendEvent {
+            id,
+            name,
+            payload,
+            client,
+        } => {
+            let payload: Value = serde_json::from_str(&payload)
+                .with_context(|| format!("the payload is not valid JSON: {payload}"))?;
+            let path = format!("/v1/executions/{}/events/{}", encode(&id), encode(&name));
+            let v = call(&client, "POST", &path, Some(&payload)).await?;
+            print_value(&client, &v, |v| {
+                format!(
+                    "sent {} to {} (seq {})\n",
+                    v["event"], v["execution_id"], v["seq"]
+                )
+            });
+            Ok(())
+        }
+        Command::Callback {
+            action,
+            callback_id,
+            payload,
+            client,
+        } => {
+            let payload: Value = serde_json::from_str(&payload)
+                .with_context(|| format!("the payload is not valid JSON: {payload}"))?;
+            let path = format!("/v1/callbacks/{}/{action}", encode(&callback_id));
+            let v = call(&client, "POST", &path, Some(&payload)).await?;
+            print_value(&client, &v, |v| {
+                format!(
+                    "callback {} of {} is now {}\n",
+                    v["callback"], v["execution_id"], v["status"]
+                )
+            });
             Ok(())
         }
         Command::Cancel { id, client } => {

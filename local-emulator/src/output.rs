@@ -75,6 +75,9 @@ pub fn describe(v: &Value) -> String {
             w.get("name").map(text).unwrap_or_default(),
             text(&w["until"])
         ));
+        if let Some(id) = w.get("callback_id").and_then(|v| v.as_str()) {
+            out.push_str(&format!("  callback  {id}\n"));
+        }
     }
     out.push_str(&format!(
         "  input     {}\n",

@@ -392,6 +392,15 @@ impl TestExecution {
         self.complete(name, Completion::Fail(error)).await
     }
 
+    /// Resumes a `FAILED` or `BLOCKED` execution from its last checkpoint
+    /// (as `POST /v1/executions/{id}/resume` does).
+    pub async fn resume(&self) -> Result<(), Error> {
+        durafn_runtime::trigger::resume::resume(self.store.as_ref(), &self.id, self.clock.now())
+            .await?
+            .map(|_| ())
+            .map_err(|e| Error::State(format!("execution {}: {e}", self.id)))
+    }
+
     /// Sends a heartbeat to the callback named `name`.
     pub async fn callback_heartbeat(&self, name: &str) -> Result<(), Error> {
         self.complete(name, Completion::Heartbeat).await

@@ -327,3 +327,68 @@ async fn a_condition_that_never_holds_fails_after_its_attempts() {
     let err = exec.error().await.unwrap().unwrap();
     assert!(err.message.contains("did not hold after 3 checks"), "{err}");
 }
+
+#[tokio::test]
+async fn a_failed_execution_resumes_from_its_last_checkpoint() {
+    let outage = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let before = Calls::default();
+    let (o, b) = (outage.clone(), before.clone());
+    let h = handler(move |ctx: DurableContext, _: ()| {
+        let (o, b) = (o.clone(), b.clone());
+        async move {
+            ctx.step(
+                "before",
+                move |_| async move { Ok::<_, DurableError>(b.hit()) },
+            )
+            .await?;
+            ctx.step("flaky", move |_| async move {
+                if o.load(Ordering::SeqCst) {
+                    Err(DurableError::new("Outage", "upstream down"))
+                } else {
+                    Ok(7u32)
+                }
+            })
+            .retry(RetryPolicy::fixed(Duration::from_secs(1)).max_attempts(2))
+            .await
+        }
+    });
+    let rt = TestRuntime::new();
+    let exec = rt.start(h, ()).await.unwrap();
+    assert_eq!(exec.run_until_settled().await.unwrap(), Status::Failed);
+    // The outage ends; an operator resumes the execution.
+    outage.store(false, Ordering::SeqCst);
+    exec.resume().await.unwrap();
+    assert_eq!(exec.run_until_settled().await.unwrap(), Status::Succeeded);
+    assert_eq!(exec.result::<u32>().await.unwrap(), 7);
+    assert_eq!(before.get(), 1, "completed steps are not run again");
+    let err = exec.resume().await.unwrap_err();
+    assert!(err.to_string().contains("only FAILED or BLOCKED"), "{err}");
+}
+
+#[tokio::test]
+async fn a_blocked_execution_resumes_after_a_fixed_deploy() {
+    let version = Arc::new(AtomicU32::new(1));
+    let v = version.clone();
+    let h = handler(move |ctx: DurableContext, _: ()| {
+        let v = v.clone();
+        async move {
+            let name = if v.load(Ordering::SeqCst) == 2 {
+                "renamed"
+            } else {
+                "original"
+            };
+            ctx.step(name, |_| async { Ok::<_, DurableError>(()) })
+                .await?;
+            ctx.sleep("wait", Duration::from_secs(10)).await?;
+            Ok(())
+        }
+    });
+    let rt = TestRuntime::new();
+    let exec = rt.start(h, ()).await.unwrap();
+    exec.run_once().await.unwrap();
+    version.store(2, Ordering::SeqCst); // a bad deploy
+    assert_eq!(exec.run_until_settled().await.unwrap(), Status::Blocked);
+    version.store(3, Ordering::SeqCst); // the fix: back to the recorded order
+    exec.resume().await.unwrap();
+    assert_eq!(exec.run_until_settled().await.unwrap(), Status::Succeeded);
+}

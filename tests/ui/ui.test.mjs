@@ -120,7 +120,11 @@ async function waitHealthy(base, child, limitMs) {
 }
 
 async function startOrder(base, name, input, token) {
-  const r = await call(base, 'POST', '/v1/functions/order/executions', { name, input }, token);
+  return startExec(base, 'order', name, input, token);
+}
+
+async function startExec(base, fn, name, input, token) {
+  const r = await call(base, 'POST', `/v1/functions/${fn}/executions`, { name, input }, token);
   assert.ok([200, 201, 202].includes(r.status), `start ${name}: ${r.status} ${JSON.stringify(r.json)}`);
   return r.json;
 }
@@ -181,8 +185,13 @@ describe('durafn dev: the UI', () => {
     const port = await freePort();
     base = `http://127.0.0.1:${port}`;
     const args = ['dev', '--port', String(port), '--state', path.join(state, '.durafn'), '--template', path.join(ROOT, 'template.yaml')];
-    // UI_TEST_PREBUILT=1: use target/debug/order instead of building it.
-    if (process.env.UI_TEST_PREBUILT === '1') args.push('--exe', `order=${ORDER}`);
+    // UI_TEST_PREBUILT=1: use the examples' binaries in target/debug as they
+    // are instead of letting `durafn dev` build them.
+    if (process.env.UI_TEST_PREBUILT === '1') {
+      for (const fn of ['order', 'approval', 'alert-escalation']) {
+        if (fs.existsSync(path.join(BIN, fn))) args.push('--exe', `${fn}=${path.join(BIN, fn)}`);
+      }
+    }
     dev = startDurafn('dev', args);
     // `durafn dev` builds the template's functions first (a no-op when built).
     await waitHealthy(base, dev, 600_000);
@@ -373,18 +382,57 @@ describe('durafn dev: the UI', () => {
     await call(base, 'POST', '/v1/executions/ui-event-1/cancel');
   });
 
-  // TODO(approval): once the `approval` example and the callback routes
-  // (POST /v1/callbacks/{id}/succeed|fail, callback_id in history) land:
-  // start an approval, open its page, see "Waiting for callback “approval”",
-  // press Complete…, confirm, and watch it reach SUCCEEDED in the UI.
-  test.todo('approval: complete the callback from the UI and watch it finish');
+  test('approval: complete the callback from the UI and watch it finish', { timeout: 60_000 }, async () => {
+    await startExec(base, 'approval', 'ui-approval-1', { request: 'deploy', approver: 'ops' });
+    await waitStatus(base, 'ui-approval-1', 'SUSPENDED', 20_000);
+    await page.goto(`${base}/ui/executions/ui-approval-1`);
+    const now = page.locator('#now');
+    await assertText(now, /Waiting for\s*callback “approval”/, 10_000);
+    await assertText(now, /times out/);
+    await assertText(page.locator('.op-row[data-name="approval"] .op-result'), /waiting for the callback/);
+    await page.screenshot({ path: path.join(OUT, 'execution-approval-waiting.png') });
+    await now.locator('[data-action="callback-succeed"]').click();
+    const dialog = page.locator('#dialog');
+    await dialog.waitFor({ state: 'visible' });
+    await assertText(dialog.locator('h2'), /Complete callback “approval”/);
+    const id = page.locator('#dlg-callback');
+    assert.ok((await id.inputValue()).length > 8, 'the callback id is filled in');
+    assert.equal(await id.getAttribute('readonly'), '');
+    await page.locator('#dlg-result').fill('{"approved": true, "by": "ops"}');
+    await page.locator('#dialog-ok').click();
+    await dialog.waitFor({ state: 'hidden', timeout: 10_000 });
+    await assertText(page.locator('#exec-head .badge'), /succeeded/i, 30_000);
+    await page.locator('.op-row[data-name="execute"]').waitFor({ timeout: 10_000 });
+    await assertText(page.locator('.op-row[data-name="approval"] .op-result'), /"approved":true/);
+    await assertText(page.locator('#output-panel'), /"status": "approved"/);
+    await page.screenshot({ path: path.join(OUT, 'execution-approval.png') });
+  });
+
+  test('approval: fail the callback from the UI', { timeout: 60_000 }, async () => {
+    await startExec(base, 'approval', 'ui-approval-2', { request: 'drop-table', approver: 'ops' });
+    await waitStatus(base, 'ui-approval-2', 'SUSPENDED', 20_000);
+    await page.goto(`${base}/ui/executions/ui-approval-2`);
+    const row = page.locator('.op-row[data-name="approval"]');
+    await row.waitFor({ timeout: 10_000 });
+    await row.click();
+    const detail = page.locator('.op-row[data-name="approval"] + .op-detail');
+    await detail.locator('[data-action="callback-fail"]').click();
+    await page.locator('#dlg-message').fill('not on a Friday');
+    await page.locator('#dialog-ok').click();
+    await page.locator('#dialog').waitFor({ state: 'hidden', timeout: 10_000 });
+    await assertText(page.locator('#exec-head .badge'), /failed/i, 30_000);
+    await assertText(page.locator('#output-panel'), /not on a Friday/);
+  });
 
   test('list screenshot', { timeout: 30_000 }, async () => {
-    // One execution in flight, so the list shows a step being waited on.
+    // Executions in flight, so the list shows what each one waits on.
+    await startExec(base, 'approval', 'ui-approval-3', { request: 'release v2', approver: 'ops' });
     await startOrder(base, 'ui-order-2', { order_id: 'o-ui-7', amount_cents: 2500 });
     await waitStatus(base, 'ui-order-2', 'SUSPENDED', 15_000);
+    await waitStatus(base, 'ui-approval-3', 'SUSPENDED', 15_000);
     await page.goto(`${base}/ui/`);
     await assertText(page.locator('tr[data-id="ui-order-2"] .c-now'), /cool-off.*in \d/, 10_000);
+    await assertText(page.locator('tr[data-id="ui-approval-3"] .c-now'), /callback.*approval.*since/i, 10_000);
     await page.locator('tr[data-id="ui-order-1"]').waitFor({ timeout: 10_000 });
     await assertText(page.locator('tr[data-id="ui-order-1"] .badge'), /succeeded/i);
     await page.locator('.chip[data-status="SUCCEEDED"]').click();

@@ -21,7 +21,7 @@ use super::{
 use crate::error::{Result, StoreError};
 use crate::model::{
     DEFAULT_RETENTION, ErrorObject, EventRecord, Execution, ExecutionId, ExecutionStatus, Journal,
-    NewExecution, Operation, Timestamp, check_payload, op_id_order,
+    NewExecution, Operation, Timestamp, check_payload,
 };
 
 /// Bumps `wakeups`; a suspended execution becomes due now.
@@ -488,7 +488,7 @@ impl Store for SqliteStore {
             }
             let events = select_events(&tx, &id)?;
             tx.commit().map_err(sql_err)?;
-            operations.sort_by(|a, b| op_id_order(&a.id, &b.id));
+            crate::model::sort_operations(&mut operations);
             Ok(Some(Journal {
                 execution,
                 operations,

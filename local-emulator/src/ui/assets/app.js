@@ -796,16 +796,21 @@
       node.append(h('strong', { text: w.name }));
     }
     if (w.kind === 'retry' && w.attempt) node.append(h('span', { class: 'muted', text: `after attempt ${w.attempt}` }));
-    if (w.until) {
+    const outside = w.kind === 'callback' || w.kind === 'event';
+    if (outside) {
+      if (w.since) node.append(h('span', { class: 'muted' }, 'since ', clock(w.since, 'for')));
+      if (w.until && !compact) node.append(h('span', { class: 'muted' }, 'times out ', clock(w.until, 'until')));
+    } else if (w.until) {
       if (!compact) node.append(h('span', { class: 'muted', text: 'until ' + fmtTime(w.until) }));
       node.append(h('span', { class: 'countdown' }, '(', clock(w.until, 'until'), ')'));
-    } else if (w.since && (w.kind === 'callback' || w.kind === 'event')) {
-      node.append(h('span', { class: 'muted' }, 'since ', clock(w.since, 'since')));
     }
     return node;
   }
 
   // ----------------------------------------------------- the execution page
+
+  /** Operations that wait on the outside world; their wake_at is a timeout. */
+  const OUTSIDE = new Set(['CALLBACK', 'EVENT']);
 
   const OP_COLOUR = {
     SUCCEEDED: 'ok', FAILED: 'bad', PENDING: 'wait', STARTED: 'run', TIMED_OUT: 'grey', CANCELLED: 'grey',
@@ -934,12 +939,15 @@
           line.append(w.kind === 'retry' ? 'a retry of step ' : w.kind + ' ', h('strong', { text: `“${w.name}”` }));
           if (w.kind === 'retry' && w.attempt) line.append(` (attempt ${w.attempt} failed)`);
         }
-        if (w.until) line.append(' until ', h('strong', { text: fmtTime(w.until), title: w.until }), ' (', clock(w.until, 'until'), ')');
+        const outside = w.kind === 'callback' || w.kind === 'event';
+        if (w.until && !outside) line.append(' until ', h('strong', { text: fmtTime(w.until), title: w.until }), ' (', clock(w.until, 'until'), ')');
         if (w.since) line.append(h('span', { class: 'muted' }, ' · since ', fmtTime(w.since), ' (', clock(w.since, 'since'), ')'));
+        if (w.until && outside) line.append(h('span', { class: 'muted' }, ' · times out ', h('span', { title: w.until, text: fmtTime(w.until) }), ' (', clock(w.until, 'until'), ')'));
         box.append(line);
         if (w.kind === 'callback') {
-          const cb = this.ops.find((o) => o.id === w.op_id);
-          box.append(h('span', { class: 'now-actions' }, this.callbackButtons(cb || { name: w.name })));
+          const cb = this.ops.find((o) => o.id === w.op_id) || {};
+          box.append(h('span', { class: 'now-actions' },
+            this.callbackButtons({ name: w.name, ...cb, callback_id: cb.callback_id || w.callback_id })));
         }
         if (w.kind === 'event') {
           box.append(h('span', { class: 'now-actions' },
@@ -1030,7 +1038,7 @@
         name: 'callback', label: 'Callback id', value: known || '', readonly: !!known, required: true, mono: true,
         hint: known ? '' : 'This server does not list callback ids in the history yet: paste the id the workflow handed out.',
       }];
-      if (ok) fields.push({ name: 'result', label: 'Result (JSON)', kind: 'json', value: '{"ok": true}' });
+      if (ok) fields.push({ name: 'result', label: 'Result (JSON)', kind: 'json', value: '{"approved": true}' });
       else {
         fields.push({ name: 'type', label: 'Error type', value: 'Rejected', required: true, mono: true });
         fields.push({ name: 'message', label: 'Error message', value: 'rejected from the durafn UI' });
@@ -1070,7 +1078,11 @@
       const t0 = ms(e.created_at);
       let t1 = e.ended_at ? ms(e.ended_at) : Date.now();
       for (const o of this.ops) {
-        if (!e.ended_at && o.status === 'PENDING' && o.wake_at) t1 = Math.max(t1, ms(o.wake_at));
+        // A timer or retry due soon stretches the chart to its wake time; a
+        // far one (or a callback's timeout) runs off the right edge instead.
+        const now = Date.now();
+        if (!e.ended_at && o.status === 'PENDING' && o.wake_at && !OUTSIDE.has(o.type)
+          && ms(o.wake_at) - t0 <= 4 * (now - t0) + 60000) t1 = Math.max(t1, ms(o.wake_at));
         if (o.ended_at) t1 = Math.max(t1, ms(o.ended_at));
       }
       return { t0, t1: Math.max(t1, t0 + 1000) };
@@ -1164,10 +1176,13 @@
       } else if (o.error) {
         const text = (o.status === 'PENDING' ? 'last error: ' : '') + errorText(o.error);
         resultCell = h('span', { class: 'preview err', text, title: text });
+      } else if ((o.status === 'PENDING' || o.status === 'STARTED') && OUTSIDE.has(o.type)) {
+        resultCell = h('span', { class: 'muted' }, o.type === 'CALLBACK' ? 'waiting for the callback' : 'waiting for the event',
+          o.wake_at ? h('span', {}, ' · times out ', clock(o.wake_at, 'until')) : null);
       } else if (o.status === 'PENDING' && o.wake_at) {
         resultCell = h('span', { class: 'muted' }, o.type === 'SLEEP' ? 'wakes ' : 'next try ', clock(o.wake_at, 'until'));
       } else if (o.status === 'PENDING' || o.status === 'STARTED') {
-        resultCell = h('span', { class: 'muted', text: o.type === 'CALLBACK' ? 'waiting for the callback' : o.type === 'EVENT' ? 'waiting for the event' : 'running…' });
+        resultCell = h('span', { class: 'muted', text: 'running…' });
       } else {
         resultCell = h('span', { class: 'muted', text: label(o.status) });
       }
@@ -1192,13 +1207,14 @@
       if (o.attempt) fact('Attempt', String(o.attempt));
       fact('Started', h('span', { title: o.started_at, text: fmtTime(o.started_at) }));
       if (o.ended_at) fact('Ended', h('span', { title: o.ended_at, text: fmtTime(o.ended_at) }), h('span', { class: 'muted', text: ` · took ${fmtDuration(ended - started)}` }));
-      if (o.wake_at) fact(o.type === 'SLEEP' ? 'Wakes at' : 'Next attempt', fmtTime(o.wake_at), o.status === 'PENDING' ? h('span', { class: 'muted' }, ' (', clock(o.wake_at, 'until'), ')') : null);
+      if (o.wake_at) fact(o.type === 'SLEEP' ? 'Wakes at' : OUTSIDE.has(o.type) ? 'Times out at' : 'Next attempt', fmtTime(o.wake_at), o.status === 'PENDING' ? h('span', { class: 'muted' }, ' (', clock(o.wake_at, 'until'), ')') : null);
       if (o.callback_id) fact('Callback id', h('code', { class: 'break', text: o.callback_id }));
       const child = o.child_execution_id || o.child_id || o.execution_id;
       if (child) fact('Child execution', h('a', { href: execHref(child), 'data-nav': true, class: 'mono', text: child }));
 
       const panels = [];
-      if (o.result !== undefined && o.result !== null) panels.push(h('div', { class: 'detail-panel' }, h('h3', { text: 'Result' }), jsonView(o.result)));
+      const settled = o.status !== 'PENDING' && o.status !== 'STARTED';
+      if (settled && o.result !== undefined && o.result !== null) panels.push(h('div', { class: 'detail-panel' }, h('h3', { text: 'Result' }), jsonView(o.result)));
       if (o.error) panels.push(h('div', { class: 'detail-panel' }, h('h3', { text: o.status === 'PENDING' ? `Error of attempt ${o.attempt}` : 'Error' }), jsonView(o.error, { error: true })));
       if (!panels.length) panels.push(h('div', { class: 'detail-panel muted', text: o.status === 'SUCCEEDED' ? 'No result (null).' : 'No result yet.' }));
       const extra = [];
@@ -1216,7 +1232,9 @@
       let text = fmtDuration(end - start);
       let right = end;
       row.future.hidden = true;
-      if (o.status === 'PENDING' && o.wake_at && live) {
+      if (o.status === 'PENDING' && OUTSIDE.has(o.type) && live) {
+        text = 'waiting ' + fmtDuration(end - start);
+      } else if (o.status === 'PENDING' && o.wake_at && live) {
         const wake = ms(o.wake_at);
         right = Math.max(wake, end);
         row.future.hidden = false;

@@ -20,7 +20,7 @@ use super::table::{DUE_INDEX, TTL_ATTRIBUTE};
 use crate::error::{Result, StoreError};
 use crate::model::{
     DEFAULT_RETENTION, Execution, ExecutionId, ExecutionStatus, Journal, NewExecution, Operation,
-    Timestamp, op_id_order,
+    Timestamp,
 };
 use crate::store::{
     Created, DueItem, ExecutionPage, ListFilter, OpWrite, Outcome, SentEvent, Store, Transition,
@@ -109,7 +109,7 @@ impl Store for DynamoStore {
             .into_iter()
             .map(|item| decode_operation(item, &chunks))
             .collect::<Result<Vec<_>>>()?;
-        operations.sort_by(|a, b| op_id_order(&a.id, &b.id));
+        crate::model::sort_operations(&mut operations);
         let mut events = evs
             .into_iter()
             .map(|item| decode_event(item, &chunks))
