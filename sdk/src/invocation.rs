@@ -221,6 +221,14 @@ async fn run(
         return Ok(report(&id, "SUPERSEDED", None, None, None));
     }
     tracing::info!(status = %outcome.status, "execution ended");
+    if outcome.status.is_final() {
+        if let Some(parent) = crate::context::parent_of(&id) {
+            // An invoked child: its parent waits for this result.
+            if let Err(e) = store.wake(&parent, now).await {
+                tracing::warn!(%parent, error = %e, "could not wake the parent execution");
+            }
+        }
+    }
     Ok(report(
         &id,
         outcome.status.as_str(),
@@ -230,7 +238,7 @@ async fn run(
     ))
 }
 
-/// Starts the execution that continues `current` (id `<base>:<n+1>`), idempotently.
+/// Starts the execution that continues `current` (id `<base>:run-<n+1>`), idempotently.
 async fn continue_as_new(
     store: &Arc<dyn Store>,
     current: &Execution,
@@ -238,11 +246,11 @@ async fn continue_as_new(
     now: Timestamp,
 ) -> Result<ExecutionId, Error> {
     let id = current.id.as_str();
-    let (base, n) = match id.rsplit_once(':') {
+    let (base, n) = match id.rsplit_once(":run-") {
         Some((b, n)) if n.parse::<u64>().is_ok() => (b, n.parse::<u64>().unwrap_or(1)),
         _ => (id, 1),
     };
-    let next = ExecutionId::new(format!("{base}:{}", n + 1))?;
+    let next = ExecutionId::new(format!("{base}:run-{}", n + 1))?;
     store
         .create_execution(&durafn_runtime::model::NewExecution {
             id: next.clone(),

@@ -75,8 +75,8 @@ pub mod retry;
 pub mod testing;
 
 pub use context::{
-    BatchItem, BatchResult, Branch, Callback, Condition, DurableContext, EventWait, ReplayLogger,
-    Sleep, Step, StepContext, StepSemantics, WaitStrategy,
+    BatchItem, BatchResult, Branch, Callback, Condition, DurableContext, EventWait, Invoke,
+    ReplayLogger, Sleep, Step, StepContext, StepSemantics, WaitStrategy,
 };
 pub use durafn_runtime::model::{ErrorObject, ExecutionStatus, Timestamp};
 pub use error::{DurableError, Error};

@@ -51,8 +51,12 @@ pub struct TestRuntime {
     store: Arc<dyn Store>,
     clock: ManualClock,
     config: InvocationConfig,
+    functions: Functions,
     _dir: Option<tempfile::TempDir>,
 }
+
+/// Handlers by function name, for executions started by `ctx.invoke`.
+type Functions = Arc<std::sync::Mutex<std::collections::HashMap<String, Handler>>>;
 
 impl Default for TestRuntime {
     fn default() -> Self {
@@ -79,6 +83,7 @@ impl TestRuntime {
             store: Arc::new(store),
             clock: ManualClock::new(EPOCH),
             config: InvocationConfig::default(),
+            functions: Functions::default(),
             _dir: Some(dir),
         })
     }
@@ -89,6 +94,7 @@ impl TestRuntime {
             store,
             clock: ManualClock::new(EPOCH),
             config: InvocationConfig::default(),
+            functions: Functions::default(),
             _dir: None,
         }
     }
@@ -97,6 +103,15 @@ impl TestRuntime {
     pub fn max_steps_per_invocation(mut self, n: u32) -> Self {
         self.config.max_steps_per_invocation = Some(n.max(1));
         self
+    }
+
+    /// Makes `handler` available as function `name`, for `ctx.invoke`: child
+    /// executions of registered functions run alongside the execution under
+    /// test in [`TestExecution::run_until_settled`].
+    pub fn register(&self, name: &str, handler: Handler) {
+        if let Ok(mut f) = self.functions.lock() {
+            f.insert(name.to_string(), handler);
+        }
     }
 
     /// The store.
@@ -156,6 +171,7 @@ impl TestRuntime {
             handler,
             id,
             invocations: Arc::new(AtomicUsize::new(0)),
+            functions: self.functions.clone(),
         })
     }
 }
@@ -168,9 +184,78 @@ pub struct TestExecution {
     handler: Handler,
     id: ExecutionId,
     invocations: Arc<AtomicUsize>,
+    functions: Functions,
 }
 
 impl TestExecution {
+    /// Runs every other execution (of a registered function) that is due now,
+    /// until none is. Returns how many invocations ran.
+    async fn run_others(&self) -> Result<usize, Error> {
+        let mut ran = 0;
+        loop {
+            let now = self.clock.now();
+            let mut progress = false;
+            for shard in 0..durafn_runtime::model::DUE_SHARDS {
+                for item in self.store.due(shard, now, 100).await? {
+                    if item.id == self.id {
+                        continue;
+                    }
+                    let Some(exec) = self.store.get_execution(&item.id).await? else {
+                        continue;
+                    };
+                    let handler = self
+                        .functions
+                        .lock()
+                        .ok()
+                        .and_then(|f| f.get(&exec.function).cloned());
+                    let Some(handler) = handler else { continue };
+                    let Some(claimed) = self.store.claim(&item.id, now, now.plus(LEASE)).await?
+                    else {
+                        continue;
+                    };
+                    let clock: Arc<dyn Clock> = Arc::new(self.clock.clone());
+                    run_invocation(
+                        &handler,
+                        self.store.clone(),
+                        clock,
+                        self.config.clone(),
+                        &claimed,
+                    )
+                    .await?;
+                    ran += 1;
+                    progress = true;
+                }
+            }
+            if !progress || ran > MAX_INVOCATIONS {
+                return Ok(ran);
+            }
+        }
+    }
+
+    /// The earliest time another execution of a registered function is due.
+    async fn next_other_due(&self) -> Result<Option<Timestamp>, Error> {
+        let far = Timestamp(i64::MAX / 4);
+        let mut next: Option<Timestamp> = None;
+        for shard in 0..durafn_runtime::model::DUE_SHARDS {
+            for item in self.store.due(shard, far, 100).await? {
+                if item.id == self.id {
+                    continue;
+                }
+                let registered = match self.store.get_execution(&item.id).await? {
+                    Some(e) => self
+                        .functions
+                        .lock()
+                        .map(|f| f.contains_key(&e.function))
+                        .unwrap_or(false),
+                    None => false,
+                };
+                if registered {
+                    next = Some(next.map_or(item.due_at, |n| n.min(item.due_at)));
+                }
+            }
+        }
+        Ok(next)
+    }
     /// The execution id.
     pub fn id(&self) -> &ExecutionId {
         &self.id
@@ -183,13 +268,24 @@ impl TestExecution {
     /// the clock yourself.
     pub async fn run_until_settled(&self) -> Result<ExecutionStatus, Error> {
         for _ in 0..MAX_INVOCATIONS {
+            self.run_others().await?;
             let exec = self.execution().await?;
             if exec.status.is_final() || exec.status == ExecutionStatus::Blocked {
                 return Ok(exec.status);
             }
-            let Some(mut due_at) = exec.due_at else {
+            let own_due = exec.due_at;
+            // Children of registered functions count as internal work: skip to them.
+            let other_due = self.next_other_due().await?;
+            let Some(mut due_at) = (match (own_due, other_due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }) else {
                 return Ok(exec.status);
             };
+            if own_due != Some(due_at) {
+                self.clock.advance_to(due_at);
+                continue;
+            }
             if exec.status == ExecutionStatus::Suspended && due_at > self.clock.now() {
                 let ops = self.operations().await?;
                 let waiting_outside = ops.iter().any(|o| {

@@ -380,13 +380,78 @@ async fn continue_as_new_ends_this_execution_and_starts_the_next_with_an_empty_j
     let exec = rt.start_named("loop", h, 0u32).await.unwrap();
     assert_eq!(exec.run_until_settled().await.unwrap(), Status::Succeeded);
     let out: serde_json::Value = exec.result().await.unwrap();
-    assert_eq!(out, json!({ "continued_as_new": "loop:2" }));
+    assert_eq!(out, json!({ "continued_as_new": "loop:run-2" }));
     let next = rt
         .store()
-        .load_journal(&durafn_runtime::model::ExecutionId::new("loop:2").unwrap())
+        .load_journal(&durafn_runtime::model::ExecutionId::new("loop:run-2").unwrap())
         .await
         .unwrap()
         .unwrap();
     assert_eq!(next.execution.input, json!(1));
     assert!(next.operations.is_empty(), "a fresh journal");
+}
+
+fn child_fn() -> Handler {
+    handler(|ctx: DurableContext, n: i64| async move {
+        ctx.sleep("think", Duration::from_secs(30)).await?;
+        if n < 0 {
+            return Err(DurableError::terminal(DurableError::new(
+                "Negative",
+                "no negatives",
+            )));
+        }
+        ctx.step(
+            "double",
+            move |_| async move { Ok::<_, DurableError>(n * 2) },
+        )
+        .await
+    })
+}
+
+#[tokio::test]
+async fn invoke_runs_a_child_execution_and_awaits_its_result_durably() {
+    let h = handler(|ctx: DurableContext, n: i64| async move {
+        let doubled: i64 = ctx.invoke("double-it", "doubler", n).await?;
+        let failed: Result<i64, _> = ctx.invoke("fail-it", "doubler", -1).await;
+        let err = match failed {
+            Err(DurableError::ChildFailed { error, .. }) => error.error_type,
+            other => format!("unexpected: {other:?}"),
+        };
+        Ok(json!({ "doubled": doubled, "child_error": err }))
+    });
+    let rt = TestRuntime::new();
+    rt.register("doubler", child_fn());
+    let exec = rt.start_named("parent", h, 21).await.unwrap();
+    assert_eq!(exec.run_until_settled().await.unwrap(), Status::Succeeded);
+    let out: serde_json::Value = exec.result().await.unwrap();
+    assert_eq!(out, json!({ "doubled": 42, "child_error": "Negative" }));
+    let child = rt
+        .store()
+        .get_execution(&durafn_runtime::model::ExecutionId::new("parent::1").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(child.function, "doubler");
+    assert_eq!(child.output, Some(json!(42)));
+    let op = exec.operation("double-it").await.unwrap().unwrap();
+    assert_eq!((op.kind, op.status), (OpKind::Invoke, OpStatus::Succeeded));
+}
+
+#[tokio::test]
+async fn an_invoke_times_out_with_a_typed_error() {
+    let h = handler(|ctx: DurableContext, _: ()| async move {
+        let r: Result<i64, _> = ctx
+            .invoke("slow", "doubler", 1)
+            .timeout(Duration::from_secs(5))
+            .await;
+        Ok(matches!(r, Err(DurableError::Timeout { .. })))
+    });
+    let rt = TestRuntime::new();
+    rt.register("doubler", child_fn());
+    let exec = rt.start(h, ()).await.unwrap();
+    assert_eq!(exec.run_until_settled().await.unwrap(), Status::Succeeded);
+    assert!(
+        exec.result::<bool>().await.unwrap(),
+        "the 30 s child missed the 5 s timeout"
+    );
 }

@@ -267,6 +267,28 @@ impl Inner {
                 self.on_success(&id, &summary);
                 summary.status
             }
+            Err(super::InvokeError::UnknownFunction(function)) => {
+                // Nothing will ever run it: fail it now (a parent awaiting it is woken).
+                let outcome = crate::store::Outcome {
+                    status: crate::model::ExecutionStatus::Failed,
+                    output: None,
+                    error: Some(crate::model::ErrorObject::new(
+                        "UnknownFunction",
+                        format!("no function named {function:?} is deployed here"),
+                    )),
+                    expires_at: Some(now.plus(crate::model::DEFAULT_RETENTION)),
+                };
+                let now = self.clock.now();
+                if let Err(e) = self.store.finish(&id, claimed.epoch, &outcome, now).await {
+                    tracing::warn!(execution_id = %id, error = %e, "could not fail an execution of an unknown function");
+                }
+                if let Some((parent, _)) = id.as_str().rsplit_once("::") {
+                    if let Ok(parent) = ExecutionId::new(parent) {
+                        let _ = self.store.wake(&parent, now).await;
+                    }
+                }
+                "FAILED".to_string()
+            }
             Err(e) => {
                 self.on_failure(&id, claimed.epoch, claimed.wakeups, &e.to_string())
                     .await;

@@ -139,7 +139,7 @@ impl DurableContext {
 
     /// Ends this execution and continues as a fresh one with `input` and an
     /// empty journal (for unbounded loops); the new execution's id is this
-    /// one's with `:2`, `:3`, ... appended. Return the error it gives:
+    /// one's with `:run-2`, `:run-3`, ... appended. Return the error it gives:
     /// `return Err(ctx.continue_as_new(&next)?)`.
     pub fn continue_as_new<I: Serialize>(&self, input: &I) -> Result<DurableError, DurableError> {
         let v = crate::codec::encode("continue_as_new input", input)?;

@@ -1099,7 +1099,10 @@
       // The axis.
       clear(this.axis);
       const step = niceStep(total);
+      const nowFrac = (Date.now() - t0) / total;
       for (let t = 0; t <= total + 1; t += step) {
+        // Leave room for the "now" marker.
+        if (live && t !== 0 && Math.abs(t / total - nowFrac) < 0.09) continue;
         const tick = h('span', { class: 'tick', text: t === 0 ? '0' : fmtTick(t) });
         tick.style.left = pct(t0 + t);
         if ((t / total) > 0.94 && t !== 0) tick.classList.add('tick-end');
@@ -1108,6 +1111,7 @@
       if (live) {
         const now = h('span', { class: 'tick-now', text: 'now' });
         now.style.left = pct(Date.now());
+        if (nowFrac > 0.94) now.classList.add('tick-end');
         this.axis.append(now);
       }
 
