@@ -18,7 +18,7 @@ apt_install() {
     as_root apt-get update -q
     APT_UPDATED=1
   fi
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
 }
 
 CHROMIUM_PATH=${CHROMIUM_PATH:-/usr/bin/chromium}

@@ -571,6 +571,8 @@ async fn durafn_server_requires_its_api_token() {
         .arg(format!("order={}", order_exe().display()))
         .arg("--exe")
         .arg(format!("testfn={}", env!("CARGO_BIN_EXE_testfn")))
+        .arg("--exe")
+        .arg(format!("approval={}", example_exe("approval").display()))
         .env("RUST_LOG", "warn")
         .spawn()
         .unwrap();

@@ -2,7 +2,7 @@
 //! run, and reported as a ratio to it (see `docs/benchmarks.md`).
 //!
 //! ```text
-//! cargo run --release -p durafn-bench [-- --json] [-- --quick] [-- --only GROUP]
+//! cargo run --release -p durafn-bench [-- --json] [-- --quick] [-- --only GROUP[,GROUP...]]
 //! ```
 //!
 //! Every figure is one line, `bench <metric> value=<v> unit=<u> target=<t>`
@@ -10,10 +10,14 @@
 //! lines. A figure that could not be measured is an `error <metric> <message>`
 //! line, and the process exits non-zero once every other figure is printed.
 
+mod bins;
+mod ddb_local;
+mod dev_server;
 mod floor;
 mod measure;
 mod metrics;
 mod report;
+mod timed_store;
 mod workflows;
 
 use std::process::ExitCode;
@@ -35,37 +39,44 @@ pub(crate) enum Scale {
 struct Args {
     format: Format,
     scale: Scale,
-    only: Option<MetricGroup>,
+    /// The groups to run; empty for all.
+    only: Vec<MetricGroup>,
 }
 
 const USAGE: &str = "\
-usage: durafn-bench [--json] [--quick] [--only GROUP]
+usage: durafn-bench [--json] [--quick] [--only GROUP[,GROUP...]]
 
   --json        print each figure as a JSON line on stdout (info and error lines go to stderr)
   --quick       small sizes: checks that every benchmark runs; its figures mean nothing
-  --only GROUP  run one group of metrics";
+  --only GROUP  run only these groups (comma-separated; repeatable):
+                step_cost, replay, group_commit, emulator, resume, ddb
+
+The ddb group uses the DynamoDB Local at $DURAFN_DYNAMODB_ENDPOINT, or starts
+one with scripts/dynamodb-local.sh (Java 17 and npm) and stops it afterwards.";
 
 impl Args {
     fn parse(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
         let mut parsed = Args {
             format: Format::Text,
             scale: Scale::Full,
-            only: None,
+            only: Vec::new(),
         };
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--json" => parsed.format = Format::Json,
                 "--quick" => parsed.scale = Scale::Quick,
                 "--only" => {
-                    let name = args
+                    let names = args
                         .next()
                         .ok_or_else(|| "--only needs a group name".to_string())?;
-                    parsed.only = Some(MetricGroup::named(&name).ok_or_else(|| {
-                        format!(
-                            "unknown group {name:?}; the groups are: {}",
-                            MetricGroup::ALL.map(MetricGroup::name).join(", ")
-                        )
-                    })?);
+                    for name in names.split(',').filter(|n| !n.is_empty()) {
+                        parsed.only.push(MetricGroup::named(name).ok_or_else(|| {
+                            format!(
+                                "unknown group {name:?}; the groups are: {}",
+                                MetricGroup::ALL.map(MetricGroup::name).join(", ")
+                            )
+                        })?);
+                    }
                 }
                 "-h" | "--help" => return Err(String::new()),
                 other => return Err(format!("unknown argument {other:?}")),
@@ -110,7 +121,7 @@ fn main() -> ExitCode {
         &format!("scratch_dir={}", std::env::temp_dir().display()),
     );
     for group in MetricGroup::ALL {
-        if args.only.is_some_and(|only| only != group) {
+        if !args.only.is_empty() && !args.only.contains(&group) {
             continue;
         }
         runtime.block_on(group.run(args.scale, &mut report));

@@ -3,7 +3,7 @@
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::report::Report;
 
@@ -42,6 +42,20 @@ pub(crate) fn median(samples: &[f64]) -> Option<f64> {
     }
 }
 
+/// The `p`-th percentile of `samples` (`0 < p <= 100`), nearest rank: the
+/// smallest sample with at least `p` % of the samples at or below it. `None`
+/// for no samples.
+pub(crate) fn percentile(samples: &[f64], p: f64) -> Option<f64> {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    if n == 0 {
+        return None;
+    }
+    let rank = ((p / 100.0) * n as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, n) - 1])
+}
+
 /// The largest sample over the smallest: how much a floor drifted between
 /// rounds. Near 1 on a quiet machine; past [`NOISY_SPREAD`] the figures
 /// built on it are not worth quoting.
@@ -77,6 +91,14 @@ pub(crate) fn micros(d: Duration) -> f64 {
 /// `d` in milliseconds.
 pub(crate) fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+/// Wall-clock microseconds since the Unix epoch: the clock the benchmark's
+/// handler processes stamp their steps with.
+pub(crate) fn now_us() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1e6)
 }
 
 /// How many CPUs this process may use.
@@ -124,6 +146,17 @@ mod tests {
         assert_eq!(median(&[]), None);
         assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+    }
+
+    #[test]
+    fn percentiles() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), Some(50.0));
+        assert_eq!(percentile(&v, 99.0), Some(99.0));
+        assert_eq!(percentile(&v, 100.0), Some(100.0));
+        assert_eq!(percentile(&[3.0], 99.0), Some(3.0));
+        assert_eq!(percentile(&[2.0, 1.0], 50.0), Some(1.0));
+        assert_eq!(percentile(&[], 50.0), None);
     }
 
     #[tokio::test]

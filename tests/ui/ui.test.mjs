@@ -96,6 +96,15 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
   process.on(sig, () => { killAllNow(); process.exit(130); });
 }
 
+/** `--exe NAME=PATH` for the examples already built in target/debug. */
+function prebuiltExes() {
+  const args = ['--exe', `order=${ORDER}`];
+  for (const fn of ['approval', 'alert-escalation']) {
+    if (fs.existsSync(path.join(BIN, fn))) args.push('--exe', `${fn}=${path.join(BIN, fn)}`);
+  }
+  return args;
+}
+
 async function call(base, method, p, body, token) {
   const headers = { 'content-type': 'application/json' };
   if (token) headers.authorization = `Bearer ${token}`;
@@ -187,11 +196,7 @@ describe('durafn dev: the UI', () => {
     const args = ['dev', '--port', String(port), '--state', path.join(state, '.durafn'), '--template', path.join(ROOT, 'template.yaml')];
     // UI_TEST_PREBUILT=1: use the examples' binaries in target/debug as they
     // are instead of letting `durafn dev` build them.
-    if (process.env.UI_TEST_PREBUILT === '1') {
-      for (const fn of ['order', 'approval', 'alert-escalation']) {
-        if (fs.existsSync(path.join(BIN, fn))) args.push('--exe', `${fn}=${path.join(BIN, fn)}`);
-      }
-    }
+    if (process.env.UI_TEST_PREBUILT === '1') args.push(...prebuiltExes());
     dev = startDurafn('dev', args);
     // `durafn dev` builds the template's functions first (a no-op when built).
     await waitHealthy(base, dev, 600_000);
@@ -424,6 +429,23 @@ describe('durafn dev: the UI', () => {
     await assertText(page.locator('#output-panel'), /not on a Friday/);
   });
 
+  test('alert escalation: a timed-out wait, then the ack event sent from the UI', { timeout: 60_000 }, async () => {
+    await startExec(base, 'alert-escalation', 'ui-alert-1', { alert: 'db down', oncall: ['ana', 'bo', 'cy'], ack_within_secs: 4 });
+    await page.goto(`${base}/ui/executions/ui-alert-1`);
+    // ana does not answer: her wait times out and bo is paged.
+    await page.locator('.op-row[data-name="page-1"]').waitFor({ timeout: 20_000 });
+    await assertText(page.locator('#now'), /Waiting for\s*event “ack”/, 10_000);
+    await assertText(page.locator('.op-row[data-name="ack"] .op-result'), /Timeout/);
+    await page.screenshot({ path: path.join(OUT, 'execution-alert-waiting.png') });
+    await page.locator('#now button', { hasText: 'Send “ack” event' }).click();
+    assert.equal(await page.locator('#dlg-name').inputValue(), 'ack');
+    await page.locator('#dlg-payload').fill('{"by": "bo"}');
+    await page.locator('#dialog-ok').click();
+    await page.locator('#dialog').waitFor({ state: 'hidden', timeout: 10_000 });
+    await assertText(page.locator('#exec-head .badge'), /succeeded/i, 20_000);
+    await assertText(page.locator('#output-panel'), /"acknowledged_by": "bo"/);
+  });
+
   test('list screenshot', { timeout: 30_000 }, async () => {
     // Executions in flight, so the list shows what each one waits on.
     await startExec(base, 'approval', 'ui-approval-3', { request: 'release v2', approver: 'ops' });
@@ -465,7 +487,7 @@ describe('durafn server: the UI asks for the API token', () => {
     server = startDurafn('server', [
       'server', '--store', `sqlite://${path.join(dir, 'durafn.db')}`, '--bind', `127.0.0.1:${port}`,
       '--token-file', path.join(dir, 'token'), '--template', path.join(ROOT, 'template.yaml'),
-      '--exe', `order=${ORDER}`,
+      ...prebuiltExes(),
     ]);
     await waitHealthy(base, server, 600_000);
     browser = await launch();

@@ -3,8 +3,11 @@
 //! every metric in its list. To add a group: write the module, add a variant
 //! here and to [`MetricGroup::ALL`].
 
+mod ddb;
+mod emulator;
 mod group_commit;
 mod replay;
+mod resume;
 mod step_cost;
 
 use crate::Scale;
@@ -19,14 +22,23 @@ pub(crate) enum MetricGroup {
     Replay,
     /// Concurrent steps sharing commits.
     GroupCommit,
+    /// Whole workflows through `durafn dev` with a real handler process.
+    Emulator,
+    /// Event sent → handler running again, through `durafn dev`.
+    Resume,
+    /// One durable step against one raw conditional `PutItem`, on DynamoDB Local.
+    Ddb,
 }
 
 impl MetricGroup {
     /// Every group, in the order they run.
-    pub(crate) const ALL: [MetricGroup; 3] = [
+    pub(crate) const ALL: [MetricGroup; 6] = [
         MetricGroup::StepCost,
         MetricGroup::Replay,
         MetricGroup::GroupCommit,
+        MetricGroup::Emulator,
+        MetricGroup::Resume,
+        MetricGroup::Ddb,
     ];
 
     /// The name `--only` takes.
@@ -35,6 +47,9 @@ impl MetricGroup {
             MetricGroup::StepCost => "step_cost",
             MetricGroup::Replay => "replay",
             MetricGroup::GroupCommit => "group_commit",
+            MetricGroup::Emulator => "emulator",
+            MetricGroup::Resume => "resume",
+            MetricGroup::Ddb => "ddb",
         }
     }
 
@@ -49,6 +64,9 @@ impl MetricGroup {
             MetricGroup::StepCost => step_cost::METRICS,
             MetricGroup::Replay => replay::METRICS,
             MetricGroup::GroupCommit => group_commit::METRICS,
+            MetricGroup::Emulator => emulator::METRICS,
+            MetricGroup::Resume => resume::METRICS,
+            MetricGroup::Ddb => ddb::METRICS,
         }
     }
 
@@ -58,6 +76,9 @@ impl MetricGroup {
             MetricGroup::StepCost => step_cost::run(scale, report).await,
             MetricGroup::Replay => replay::run(scale, report).await,
             MetricGroup::GroupCommit => group_commit::run(scale, report).await,
+            MetricGroup::Emulator => emulator::run(scale, report).await,
+            MetricGroup::Resume => resume::run(scale, report).await,
+            MetricGroup::Ddb => ddb::run(scale, report).await,
         }
     }
 }

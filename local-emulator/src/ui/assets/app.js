@@ -595,14 +595,14 @@
     }
 
     /** since/until for the API: presets are relative to now. */
-    window() {
+    timeWindow() {
       if (RANGE_MS[this.f.range]) return { since: new Date(Date.now() - RANGE_MS[this.f.range]).toISOString(), until: '' };
       if (this.f.range === 'custom') return { since: this.f.since, until: this.f.until };
       return { since: '', until: '' };
     }
 
     query(withStatus) {
-      const w = this.window();
+      const w = this.timeWindow();
       const p = new URLSearchParams();
       if (this.f.function) p.set('function', this.f.function);
       if (withStatus && this.f.status) p.set('status', this.f.status);
@@ -644,6 +644,8 @@
 
     /** Describes every row whose updated_at changed (for "now at" and results). */
     async loadDetails(executions) {
+      const ids = new Set(executions.map((e) => e.id));
+      for (const id of this.details.keys()) if (!ids.has(id)) this.details.delete(id);
       const stale = executions.filter((e) => {
         const d = this.details.get(e.id);
         return !d || d.updated_at !== e.updated_at || d.status !== e.status;
@@ -662,12 +664,11 @@
       const key = functions.join('\n');
       if (key === this.functionsKey) return;
       this.functionsKey = key;
-      const keep = this.fnSelect.value;
       clear(this.fnSelect).append(h('option', { value: '', text: 'All functions' }));
       const names = new Set(functions);
       if (this.f.function) names.add(this.f.function);
       for (const f of [...names].sort()) this.fnSelect.append(h('option', { value: f, text: f }));
-      this.fnSelect.value = keep;
+      this.fnSelect.value = this.f.function;
     }
 
     renderChips(counts) {
@@ -1190,13 +1191,17 @@
       } else {
         resultCell = h('span', { class: 'muted', text: label(o.status) });
       }
+      // Operations of child contexts (ids like 3.1) sit under their parent.
+      const depth = String(o.id).split('.').length - 1;
+      const labelBox = h('div', { class: 'op-label' + (depth ? ' op-nested' : '') });
+      if (depth) labelBox.style.paddingLeft = `${Math.min(depth, 6) * 14}px`;
       clear(row.line).append(
-        h('div', { class: 'op-label' },
+        append(labelBox, [
           h('span', { class: 'chev', 'aria-hidden': 'true' }),
           h('span', { class: 'dot st-op-' + colour }),
           h('span', { class: 'op-name', text: o.name, title: o.name }),
           h('span', { class: 'op-type', text: o.type.toLowerCase() }),
-          tags),
+          tags]),
         row.track,
         h('div', { class: 'op-result' }, resultCell));
 
@@ -1213,7 +1218,7 @@
       if (o.ended_at) fact('Ended', h('span', { title: o.ended_at, text: fmtTime(o.ended_at) }), h('span', { class: 'muted', text: ` · took ${fmtDuration(ended - started)}` }));
       if (o.wake_at) fact(o.type === 'SLEEP' ? 'Wakes at' : OUTSIDE.has(o.type) ? 'Times out at' : 'Next attempt', fmtTime(o.wake_at), o.status === 'PENDING' ? h('span', { class: 'muted' }, ' (', clock(o.wake_at, 'until'), ')') : null);
       if (o.callback_id) fact('Callback id', h('code', { class: 'break', text: o.callback_id }));
-      const child = o.child_execution_id || o.child_id || o.execution_id;
+      const child = o.child_execution_id || o.child_id;
       if (child) fact('Child execution', h('a', { href: execHref(child), 'data-nav': true, class: 'mono', text: child }));
 
       const panels = [];

@@ -1,0 +1,313 @@
+//! `wf10_seq_p50_ms` and `wf10_c20_per_s`: whole workflows through the local
+//! emulator (DESIGN.md §8: a 10-step workflow with a real handler process,
+//! p50 ≤ 5 ms sequential; ≥ 800 workflows/s at 20 concurrent).
+//!
+//! `durafn dev` runs as its own process with the `wf10` handler (ten
+//! sequential small steps, `src/bin/wf10.rs`) as a prebuilt executable and
+//! SQLite state in a scratch folder. Each workflow is one
+//! `POST /v1/functions/wf10/executions` with `"wait": 30`: the answer comes
+//! when the workflow has finished, and it must be `SUCCEEDED` with the right
+//! output. Sequential: one client, one workflow at a time, after a warm-up;
+//! the figure is the p50 of the end-to-end latency. Concurrent: 20 clients,
+//! each starting workflows one after another until a fixed number have run;
+//! the figure is workflows completed per second of wall time.
+//!
+//! These targets are absolute, not ratios. For context, the group measures
+//! in the same run what bounds them from below on this machine: one raw
+//! SQLite commit (a 10-step workflow makes at least 13 commits: create,
+//! claim, ten checkpoints, finish) and one HTTP round trip to the emulator
+//! (`GET /healthz`). Each `wf10` step returns the time its body ran, which
+//! splits a workflow's latency into "until the first step ran", "the steps"
+//! and "after the last step".
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use durafn_emulator::client::ApiClient;
+use serde_json::json;
+use tokio::task::JoinSet;
+
+use crate::Scale;
+use crate::bins;
+use crate::dev_server::{DevServer, FunctionDef, expect_status};
+use crate::floor::CommitFloor;
+use crate::measure::{Result, median, micros, millis, now_us, percentile};
+use crate::report::{Figure, Report};
+
+/// p50 of one workflow, sequentially.
+const SEQ_P50: &str = "wf10_seq_p50_ms";
+/// Workflows per second with 20 concurrent clients.
+const C20: &str = "wf10_c20_per_s";
+
+/// The metrics this group reports.
+pub(crate) const METRICS: &[&str] = &[SEQ_P50, C20];
+
+/// DESIGN.md §8: p50 ≤ 5 ms.
+const SEQ_TARGET: f64 = 5.0;
+/// DESIGN.md §8: ≥ 800 workflows/s.
+const C20_TARGET: f64 = 800.0;
+
+/// The function name in the template.
+const FUNCTION: &str = "wf10";
+/// How many steps a `wf10` runs (and the least number of SQLite commits one
+/// workflow makes: create, claim, one per step, finish).
+const STEPS: u64 = 10;
+const MIN_COMMITS: u64 = STEPS + 3;
+/// How many clients start workflows at once.
+const CONCURRENCY: usize = 20;
+
+struct Sizes {
+    warmup: usize,
+    sequential: usize,
+    concurrent: usize,
+    floor_commits: usize,
+    rtts: usize,
+}
+
+impl Sizes {
+    fn of(scale: Scale) -> Self {
+        match scale {
+            Scale::Full => Sizes {
+                warmup: 30,
+                sequential: 300,
+                concurrent: 600,
+                floor_commits: 300,
+                rtts: 200,
+            },
+            Scale::Quick => Sizes {
+                warmup: 3,
+                sequential: 10,
+                concurrent: 40,
+                floor_commits: 20,
+                rtts: 10,
+            },
+        }
+    }
+}
+
+/// Measures and reports [`METRICS`].
+pub(crate) async fn run(scale: Scale, report: &mut Report) {
+    let sizes = Sizes::of(scale);
+    let server = match start_server().await {
+        Ok(s) => s,
+        Err(e) => {
+            for metric in METRICS {
+                report.error(metric, &format!("cannot start durafn dev: {e}"));
+            }
+            return;
+        }
+    };
+    match sequential(&server, &sizes, report).await {
+        Ok(p50) => report.figure(Figure {
+            metric: SEQ_P50,
+            value: p50,
+            unit: "ms",
+            target: SEQ_TARGET,
+        }),
+        Err(e) => report.error(SEQ_P50, &format!("{e} ({})", server.log_tail())),
+    }
+    match concurrent(&server, &sizes, report).await {
+        Ok(per_s) => report.figure(Figure {
+            metric: C20,
+            value: per_s,
+            unit: "workflows/s",
+            target: C20_TARGET,
+        }),
+        Err(e) => report.error(C20, &format!("{e} ({})", server.log_tail())),
+    }
+    drop(server);
+}
+
+async fn start_server() -> Result<DevServer> {
+    let bins = tokio::task::spawn_blocking(bins::locate).await??;
+    DevServer::start(
+        &bins.dev,
+        &[FunctionDef {
+            name: FUNCTION,
+            exe: bins.wf10,
+            timeout_s: 30,
+        }],
+    )
+    .await
+}
+
+/// One finished workflow, as the client saw it.
+struct Run {
+    /// From sending the request to reading the whole answer.
+    latency: Duration,
+    /// Wall-clock µs: request sent, first and last step bodies, answer read.
+    sent_us: f64,
+    first_us: f64,
+    last_us: f64,
+    done_us: f64,
+}
+
+/// Starts one `wf10` with `"wait": 30` and checks it succeeded.
+async fn run_one(client: &ApiClient) -> Result<Run> {
+    let body = json!({ "input": null, "wait": 30 });
+    let path = format!("/v1/functions/{FUNCTION}/executions");
+    let sent_us = now_us();
+    let started = Instant::now();
+    let answer = client.call("POST", &path, Some(&body)).await?;
+    let latency = started.elapsed();
+    let done_us = now_us();
+    let v = expect_status("starting wf10", answer, &[201])?;
+    if v["status"] != "SUCCEEDED" {
+        return Err(format!("a wf10 workflow did not succeed within 30 s: {v}").into());
+    }
+    let out = &v["output"];
+    if out["sum"] != json!(STEPS * (STEPS + 1) / 2) {
+        return Err(format!("a wf10 workflow returned {out}, expected sum 55").into());
+    }
+    let us = |k: &str| out[k].as_f64().ok_or_else(|| format!("no {k} in {out}"));
+    Ok(Run {
+        latency,
+        sent_us,
+        first_us: us("first_us")?,
+        last_us: us("last_us")?,
+        done_us,
+    })
+}
+
+/// The sequential figure: p50 over `sizes.sequential` workflows, one at a
+/// time. Interleaved with chunks of raw commits and HTTP round trips, so
+/// the floors come from the same minutes as the figure.
+async fn sequential(server: &DevServer, sizes: &Sizes, report: &mut Report) -> Result<f64> {
+    let client = server.client();
+    for _ in 0..sizes.warmup {
+        run_one(&client).await?;
+    }
+    const CHUNKS: usize = 5;
+    let mut runs = Vec::with_capacity(sizes.sequential);
+    let mut commit_us = Vec::new();
+    let mut rtt_us = Vec::new();
+    for chunk in 0..CHUNKS {
+        let n = sizes.sequential / CHUNKS + usize::from(chunk < sizes.sequential % CHUNKS);
+        for _ in 0..n {
+            runs.push(run_one(&client).await?);
+        }
+        let commits = (sizes.floor_commits / CHUNKS).max(1);
+        let t = CommitFloor::measure(commits).await?;
+        commit_us.push(micros(t) / commits as f64);
+        for _ in 0..(sizes.rtts / CHUNKS).max(1) {
+            let started = Instant::now();
+            expect_status("GET /healthz", client.call("GET", "/healthz", None).await?, &[200])?;
+            rtt_us.push(micros(started.elapsed()));
+        }
+    }
+    let ms: Vec<f64> = runs.iter().map(|r| millis(r.latency)).collect();
+    let until_first: Vec<f64> = runs.iter().map(|r| (r.first_us - r.sent_us) / 1e3).collect();
+    let steps: Vec<f64> = runs.iter().map(|r| (r.last_us - r.first_us) / 1e3).collect();
+    let after_last: Vec<f64> = runs.iter().map(|r| (r.done_us - r.last_us) / 1e3).collect();
+    let p = |v: &[f64], q: f64| percentile(v, q).unwrap_or(f64::NAN);
+    let commit = median(&commit_us).unwrap_or(f64::NAN);
+    let rtt = median(&rtt_us).unwrap_or(f64::NAN);
+    let p50 = percentile(&ms, 50.0).ok_or("no workflows were run")?;
+    report.info(
+        SEQ_P50,
+        &[
+            ("n", ms.len() as f64),
+            ("warmup", sizes.warmup as f64),
+            ("p50_ms", p50),
+            ("p90_ms", p(&ms, 90.0)),
+            ("p99_ms", p(&ms, 99.0)),
+            ("max_ms", p(&ms, 100.0)),
+        ],
+    );
+    // Where a workflow's time goes (medians; wall clocks of two processes on
+    // one machine).
+    report.info(
+        SEQ_P50,
+        &[
+            ("until_first_step_ms", p(&until_first, 50.0)),
+            ("first_to_last_step_ms", p(&steps, 50.0)),
+            ("per_step_ms", p(&steps, 50.0) / (STEPS - 1) as f64),
+            ("after_last_step_ms", p(&after_last, 50.0)),
+        ],
+    );
+    report.info(
+        SEQ_P50,
+        &[
+            ("floor_sqlite_commit_us", commit),
+            ("floor_min_commits", MIN_COMMITS as f64),
+            ("floor_commits_ms", commit * MIN_COMMITS as f64 / 1e3),
+            ("floor_http_rtt_us", rtt),
+            ("p50_in_commits", p50 * 1e3 / commit),
+        ],
+    );
+    Ok(p50)
+}
+
+/// The concurrent figure: [`CONCURRENCY`] clients run `sizes.concurrent`
+/// workflows between them; workflows per second of wall time.
+async fn concurrent(server: &DevServer, sizes: &Sizes, report: &mut Report) -> Result<f64> {
+    // Warm up as many handler processes as the load will use.
+    let mut warm = JoinSet::new();
+    for _ in 0..CONCURRENCY {
+        let client = server.client();
+        warm.spawn(async move { run_one(&client).await.map(|_| ()) });
+    }
+    while let Some(r) = warm.join_next().await {
+        r??;
+    }
+    let floor = CommitFloor::measure(sizes.floor_commits).await?;
+    let left = Arc::new(AtomicUsize::new(sizes.concurrent));
+    let started = Instant::now();
+    let mut clients = JoinSet::new();
+    for _ in 0..CONCURRENCY {
+        let client = server.client();
+        let left = left.clone();
+        clients.spawn(async move {
+            let mut latencies = Vec::new();
+            while left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                latencies.push(millis(run_one(&client).await?.latency));
+            }
+            Ok::<_, crate::measure::BenchError>(latencies)
+        });
+    }
+    let mut latencies = Vec::with_capacity(sizes.concurrent);
+    let mut failure = None;
+    while let Some(joined) = clients.join_next().await {
+        match joined {
+            Ok(Ok(l)) => latencies.extend(l),
+            Ok(Err(e)) => failure = failure.or(Some(e.to_string())),
+            Err(e) => failure = failure.or(Some(e.to_string())),
+        }
+    }
+    let elapsed = started.elapsed();
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
+    let handlers = server.handler_processes();
+    let per_s = latencies.len() as f64 / elapsed.as_secs_f64();
+    let commits_per_s = sizes.floor_commits as f64 / floor.as_secs_f64();
+    let p = |q: f64| percentile(&latencies, q).unwrap_or(f64::NAN);
+    report.info(
+        C20,
+        &[
+            ("workflows", latencies.len() as f64),
+            ("clients", CONCURRENCY as f64),
+            ("elapsed_s", elapsed.as_secs_f64()),
+            ("latency_p50_ms", p(50.0)),
+            ("latency_p99_ms", p(99.0)),
+            ("handler_processes", handlers as f64),
+        ],
+    );
+    report.info(
+        C20,
+        &[
+            ("floor_sqlite_commits_per_s", commits_per_s),
+            ("floor_min_commits_per_workflow", MIN_COMMITS as f64),
+            (
+                "ungrouped_ceiling_per_s",
+                commits_per_s / MIN_COMMITS as f64,
+            ),
+            ("store_commits_per_s_at_least", per_s * MIN_COMMITS as f64),
+        ],
+    );
+    Ok(per_s)
+}
