@@ -146,11 +146,8 @@ impl Store for TimedStore {
         payload: &Value,
         now: Timestamp,
     ) -> Result<SentEvent> {
-        self.timed(
-            "send_event",
-            self.inner.send_event(id, name, payload, now),
-        )
-        .await
+        self.timed("send_event", self.inner.send_event(id, name, payload, now))
+            .await
     }
 
     async fn resume(&self, id: &ExecutionId, now: Timestamp) -> Result<Option<Execution>> {

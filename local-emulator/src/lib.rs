@@ -20,6 +20,8 @@ pub mod client;
 pub mod http_routes;
 pub mod lambda_api;
 pub mod output;
+pub mod queues;
+pub mod schedules;
 pub mod server;
 pub mod template;
 pub mod ui;

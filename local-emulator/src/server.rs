@@ -54,6 +54,23 @@ impl ServerConfig {
     }
 }
 
+/// What the platform's parts share; the queue and schedule services start from it.
+#[derive(Clone)]
+pub struct Platform {
+    /// The template.
+    pub template: Arc<Template>,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Every function's host (invoke a function with `hosts[name].invoke(payload)`).
+    pub hosts: Hosts,
+    /// The REST API's state (dispatcher handle, token, ...).
+    pub api: ApiState,
+    /// Becomes `true` when the platform shuts down.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
 /// The store URL handler processes use: the same store, absolute paths.
 fn handler_store_url(url: &str) -> String {
     match url.strip_prefix("sqlite://") {
@@ -177,12 +194,22 @@ pub async fn serve(
         token: config.token.as_deref().map(Arc::from),
         metrics: Arc::new(Metrics::default()),
     };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let platform = Platform {
+        template: Arc::new(template.clone()),
+        store: store.clone(),
+        clock: state.clock.clone(),
+        hosts: hosts.clone(),
+        api: state.clone(),
+        shutdown: stop_rx.clone(),
+    };
     let app = api::router(state.clone())
         .merge(crate::ui::router(state.clone()))
+        .merge(crate::queues::start(&platform)?)
+        .merge(crate::schedules::start(&platform)?)
         .merge(lambda_api::router(hosts.clone()))
         .merge(crate::http_routes::router(&routes, &hosts, state)?);
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let dispatch_task = {
         let dispatcher = dispatcher.clone();
         let mut rx = stop_rx.clone();

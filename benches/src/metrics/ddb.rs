@@ -236,7 +236,12 @@ async fn rounds(
     if !(step.is_finite() && put.is_finite()) {
         return Err("no rounds were run".into());
     }
-    let paired: Vec<f64> = s.step_us.iter().zip(&s.put_us).map(|(a, b)| a / b).collect();
+    let paired: Vec<f64> = s
+        .step_us
+        .iter()
+        .zip(&s.put_us)
+        .map(|(a, b)| a / b)
+        .collect();
     report.info(
         STEP_VS_PUT,
         &[
@@ -382,7 +387,12 @@ fn value_bytes(v: &AttributeValue) -> usize {
         AttributeValue::N(n) => n.len().div_ceil(2) + 1,
         AttributeValue::B(b) => b.as_ref().len(),
         AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
-        AttributeValue::M(m) => 3 + m.iter().map(|(k, v)| k.len() + 1 + value_bytes(v)).sum::<usize>(),
+        AttributeValue::M(m) => {
+            3 + m
+                .iter()
+                .map(|(k, v)| k.len() + 1 + value_bytes(v))
+                .sum::<usize>()
+        }
         AttributeValue::L(l) => 3 + l.iter().map(|v| 1 + value_bytes(v)).sum::<usize>(),
         AttributeValue::Ss(v) => v.iter().map(String::len).sum(),
         AttributeValue::Ns(v) => v.iter().map(|n| n.len().div_ceil(2) + 1).sum(),

@@ -192,13 +192,23 @@ async fn sequential(server: &DevServer, sizes: &Sizes, report: &mut Report) -> R
         commit_us.push(micros(t) / commits as f64);
         for _ in 0..(sizes.rtts / CHUNKS).max(1) {
             let started = Instant::now();
-            expect_status("GET /healthz", client.call("GET", "/healthz", None).await?, &[200])?;
+            expect_status(
+                "GET /healthz",
+                client.call("GET", "/healthz", None).await?,
+                &[200],
+            )?;
             rtt_us.push(micros(started.elapsed()));
         }
     }
     let ms: Vec<f64> = runs.iter().map(|r| millis(r.latency)).collect();
-    let until_first: Vec<f64> = runs.iter().map(|r| (r.first_us - r.sent_us) / 1e3).collect();
-    let steps: Vec<f64> = runs.iter().map(|r| (r.last_us - r.first_us) / 1e3).collect();
+    let until_first: Vec<f64> = runs
+        .iter()
+        .map(|r| (r.first_us - r.sent_us) / 1e3)
+        .collect();
+    let steps: Vec<f64> = runs
+        .iter()
+        .map(|r| (r.last_us - r.first_us) / 1e3)
+        .collect();
     let after_last: Vec<f64> = runs.iter().map(|r| (r.done_us - r.last_us) / 1e3).collect();
     let p = |v: &[f64], q: f64| percentile(v, q).unwrap_or(f64::NAN);
     let commit = median(&commit_us).unwrap_or(f64::NAN);

@@ -70,6 +70,17 @@ pub fn current_operation(ops: &[Operation]) -> Value {
         )
 }
 
+/// The execution that invoked this one (`<parent>::<op id>`), if any.
+pub fn parent_id(e: &Execution) -> Value {
+    e.id.as_str()
+        .rsplit_once("::")
+        .filter(|(_, op)| {
+            let op = op.split(':').next().unwrap_or(op);
+            !op.is_empty() && op.split('.').all(|p| p.parse::<u32>().is_ok())
+        })
+        .map_or(Value::Null, |(p, _)| Value::String(p.to_string()))
+}
+
 /// An execution's summary (for lists).
 pub fn summary(e: &Execution) -> Value {
     json!({
@@ -96,6 +107,7 @@ pub fn describe(e: &Execution, ops: &[Operation]) -> Value {
         "output": e.output,
         "error": e.error,
         "waiting_on": waiting_on(e, ops),
+        "parent_id": parent_id(e),
         "current_operation": current_operation(ops),
         "operations": ops.len(),
     })

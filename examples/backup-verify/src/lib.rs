@@ -1,0 +1,1 @@
+//! The backup-verify example (being written).

@@ -1,0 +1,1 @@
+//! The media-sync example (being written).
