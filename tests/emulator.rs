@@ -597,6 +597,18 @@ async fn durafn_server_requires_its_api_token() {
     let right = ApiClient::new(&url, Some("s3cret-token-0123456789".into()));
     let (status, v) = right.call("GET", "/v1/executions", None).await.unwrap();
     assert_eq!(status, 200, "{v}");
+    // The Invoke API needs the token too; the Runtime API only answers the
+    // emulator's own processes (each has a secret in its base path).
+    let (status, _) = anonymous
+        .call("POST", "/2015-03-31/functions/order/invocations", Some(&json!({})))
+        .await
+        .unwrap();
+    assert_eq!(status, 401);
+    let (status, _) = anonymous
+        .call("GET", "/fn/order/1-guess/2018-06-01/runtime/invocation/next", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 403);
     let _ = child.kill();
     let _ = child.wait();
 

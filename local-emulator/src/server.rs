@@ -207,7 +207,7 @@ pub async fn serve(
         .merge(crate::ui::router(state.clone()))
         .merge(crate::queues::start(&platform)?)
         .merge(crate::schedules::start(&platform)?)
-        .merge(lambda_api::router(hosts.clone()))
+        .merge(lambda_api::router(hosts.clone(), state.token.clone()))
         .merge(crate::http_routes::router(&routes, &hosts, state)?);
 
     let dispatch_task = {

@@ -79,6 +79,8 @@ struct InFlight {
 }
 
 struct Instance {
+    /// Part of the process's Runtime API base path; proves a request comes from it.
+    secret: String,
     polling: bool,
     last_active: Instant,
     kill: Option<oneshot::Sender<()>>,
@@ -185,7 +187,11 @@ impl FunctionHost {
     fn spawn_instance(self: &Arc<Self>) {
         let id = self.next_instance.fetch_add(1, Ordering::SeqCst);
         // `lambda_runtime` accepts a full URL here, which lets each process have its own base path.
-        let api = format!("http://{}/fn/{}/{}", self.api_authority, self.spec.name, id);
+        let secret = uuid::Uuid::new_v4().simple().to_string();
+        let api = format!(
+            "http://{}/fn/{}/{id}-{secret}",
+            self.api_authority, self.spec.name
+        );
         let mut cmd = Command::new(&self.spec.executable);
         cmd.envs(self.spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("AWS_LAMBDA_RUNTIME_API", api)
@@ -223,6 +229,7 @@ impl FunctionHost {
         self.state().instances.insert(
             id,
             Instance {
+                secret,
                 polling: false,
                 last_active: Instant::now(),
                 kill: Some(kill_tx),
@@ -285,6 +292,24 @@ impl FunctionHost {
         }
     }
 
+    /// The process a Runtime API base path segment (`<id>-<secret>`) belongs
+    /// to, if the secret matches: only that process can take and answer its
+    /// invocations, even when the server listens beyond localhost.
+    pub(crate) fn authenticate(&self, segment: &str) -> Option<u64> {
+        let (id, secret) = segment.split_once('-')?;
+        let id: u64 = id.parse().ok()?;
+        let st = self.state();
+        let inst = st.instances.get(&id)?;
+        let same = inst.secret.len() == secret.len()
+            && inst
+                .secret
+                .bytes()
+                .zip(secret.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        same.then_some(id)
+    }
+
     /// Waits for the next invocation for process `instance` (long poll).
     pub(crate) async fn next(&self, instance: u64) -> Option<Delivery> {
         loop {
@@ -334,8 +359,19 @@ impl FunctionHost {
     }
 
     /// Completes an invocation with a response or an error; false if unknown.
-    pub(crate) fn complete(&self, request_id: &str, answer: Result<Bytes, InvokeFailure>) -> bool {
-        let entry = self.state().in_flight.remove(request_id);
+    pub(crate) fn complete(
+        &self,
+        instance: u64,
+        request_id: &str,
+        answer: Result<Bytes, InvokeFailure>,
+    ) -> bool {
+        let entry = {
+            let mut st = self.state();
+            match st.in_flight.get(request_id) {
+                Some(f) if f.instance == instance => st.in_flight.remove(request_id),
+                _ => None,
+            }
+        };
         match entry {
             Some(f) => {
                 let _ = f.reply.send(answer);

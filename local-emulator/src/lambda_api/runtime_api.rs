@@ -50,6 +50,19 @@ fn host(hosts: &Hosts, function: &str) -> Result<Arc<FunctionHost>, Response> {
     })
 }
 
+/// The function's host and the process the path segment proves to be.
+fn process(
+    hosts: &Hosts,
+    function: &str,
+    segment: &str,
+) -> Result<(Arc<FunctionHost>, u64), Response> {
+    let h = host(hosts, function)?;
+    match h.authenticate(segment) {
+        Some(id) => Ok((h, id)),
+        None => Err((StatusCode::FORBIDDEN, "not a process of this emulator").into_response()),
+    }
+}
+
 /// The ARN the emulator reports for a function.
 pub fn function_arn(function: &str) -> String {
     format!("arn:aws:lambda:us-east-1:000000000000:function:{function}")
@@ -57,10 +70,10 @@ pub fn function_arn(function: &str) -> String {
 
 async fn next(
     State(hosts): State<Hosts>,
-    Path((function, instance)): Path<(String, u64)>,
+    Path((function, instance)): Path<(String, String)>,
 ) -> Response {
-    let host = match host(&hosts, &function) {
-        Ok(h) => h,
+    let (host, instance) = match process(&hosts, &function, &instance) {
+        Ok(p) => p,
         Err(r) => return r,
     };
     let Some(d) = host.next(instance).await else {
@@ -92,14 +105,14 @@ async fn next(
 
 async fn response(
     State(hosts): State<Hosts>,
-    Path((function, _instance, request_id)): Path<(String, u64, String)>,
+    Path((function, instance, request_id)): Path<(String, String, String)>,
     body: Bytes,
 ) -> Response {
-    let host = match host(&hosts, &function) {
-        Ok(h) => h,
+    let (host, instance) = match process(&hosts, &function, &instance) {
+        Ok(p) => p,
         Err(r) => return r,
     };
-    if host.complete(&request_id, Ok(body)) {
+    if host.complete(instance, &request_id, Ok(body)) {
         StatusCode::ACCEPTED.into_response()
     } else {
         (StatusCode::BAD_REQUEST, "unknown or finished request id").into_response()
@@ -124,11 +137,11 @@ fn read_report(body: &[u8]) -> ErrorReport {
 
 async fn error(
     State(hosts): State<Hosts>,
-    Path((function, _instance, request_id)): Path<(String, u64, String)>,
+    Path((function, instance, request_id)): Path<(String, String, String)>,
     body: Bytes,
 ) -> Response {
-    let host = match host(&hosts, &function) {
-        Ok(h) => h,
+    let (host, instance) = match process(&hosts, &function, &instance) {
+        Ok(p) => p,
         Err(r) => return r,
     };
     let report = read_report(&body);
@@ -136,7 +149,7 @@ async fn error(
         error_type: report.error_type,
         message: report.error_message,
     };
-    if host.complete(&request_id, Err(failure)) {
+    if host.complete(instance, &request_id, Err(failure)) {
         StatusCode::ACCEPTED.into_response()
     } else {
         (StatusCode::BAD_REQUEST, "unknown or finished request id").into_response()
@@ -145,11 +158,14 @@ async fn error(
 
 async fn init_error(
     State(hosts): State<Hosts>,
-    Path((function, instance)): Path<(String, u64)>,
+    Path((function, instance)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
+    if let Err(r) = process(&hosts, &function, &instance) {
+        return r;
+    }
     let report = read_report(&body);
-    tracing::error!(%function, instance, error_type = %report.error_type, message = %report.error_message, "handler failed to initialise");
+    tracing::error!(%function, error_type = %report.error_type, message = %report.error_message, "handler failed to initialise");
     if hosts.contains_key(&function) {
         StatusCode::ACCEPTED.into_response()
     } else {
