@@ -38,6 +38,9 @@ pub struct InvocationConfig {
     pub yield_margin: Duration,
     /// How long finished executions are kept.
     pub retention: Duration,
+    /// How often a running invocation checks whether its execution was
+    /// cancelled (before step attempts; the first attempt always checks).
+    pub cancel_check_interval: Duration,
     /// Called after each checkpoint write (tests use it to crash mid-way).
     #[doc(hidden)]
     pub on_checkpoint: Option<CheckpointHook>,
@@ -50,6 +53,7 @@ impl Default for InvocationConfig {
             deadline: None,
             yield_margin: Duration::from_secs(2),
             retention: Duration::from_secs(14 * 24 * 3600),
+            cancel_check_interval: Duration::from_secs(1),
             on_checkpoint: None,
         }
     }
@@ -159,6 +163,8 @@ async fn run(
     let expires_at = Some(now.plus(retention));
     let outcome = match end {
         End::Fault(Fault::Store(e)) => return Err(Error::Store(e)),
+        // Already CANCELLED in the store: nothing to write.
+        End::Fault(Fault::Cancelled) => return Ok(report(&id, "CANCELLED", None, None, None)),
         End::Suspend(wake_at) => {
             let t = store
                 .suspend(&id, claimed.epoch, claimed.wakeups, wake_at, now)

@@ -114,6 +114,13 @@ impl TestRuntime {
         }
     }
 
+    /// How often running invocations check for cancellation (default 1 s;
+    /// zero: before every step attempt).
+    pub fn cancel_check_interval(mut self, d: Duration) -> Self {
+        self.config.cancel_check_interval = d;
+        self
+    }
+
     /// The store.
     pub fn store(&self) -> Arc<dyn Store> {
         self.store.clone()

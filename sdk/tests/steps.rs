@@ -470,3 +470,41 @@ async fn a_changed_operation_type_is_non_deterministic_even_if_the_handler_ignor
     assert!(err.message.contains("SLEEP \"x\""), "{err}");
     assert!(err.message.contains("STEP \"x\""), "{err}");
 }
+
+#[tokio::test]
+async fn a_cancelled_execution_stops_at_its_next_step_and_is_not_invoked_again() {
+    let rt = TestRuntime::new().cancel_check_interval(Duration::ZERO);
+    let after = Calls::default();
+    let (a, store) = (after.clone(), rt.store());
+    let h = handler(move |ctx: DurableContext, _: ()| {
+        let (a, store) = (a.clone(), store.clone());
+        async move {
+            let id = ctx.execution_id().clone();
+            ctx.step("first", move |_| async move {
+                // Someone cancels the execution while this step runs.
+                store
+                    .cancel(&id, Timestamp(0))
+                    .await
+                    .map_err(|e| DurableError::msg(e.to_string()))?;
+                Ok::<_, DurableError>(())
+            })
+            .await?;
+            ctx.step(
+                "second",
+                move |_| async move { Ok::<_, DurableError>(a.hit()) },
+            )
+            .await?;
+            Ok(())
+        }
+    });
+    let exec = rt.start(h, ()).await.unwrap();
+    let report = exec.run_once().await.unwrap().unwrap();
+    assert_eq!(report.status, "CANCELLED");
+    assert_eq!(after.get(), 0, "the step after the cancel did not run");
+    assert_eq!(exec.status().await.unwrap(), Status::Cancelled);
+    assert!(
+        exec.run_once().await.unwrap().is_none(),
+        "no further invocations"
+    );
+    assert_eq!(exec.run_until_settled().await.unwrap(), Status::Cancelled);
+}

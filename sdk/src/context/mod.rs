@@ -45,6 +45,8 @@ pub(crate) enum Fault {
     NonDeterministic(NonDeterministic),
     /// A checkpoint could not be written (after retries).
     Store(StoreError),
+    /// The execution was cancelled while this invocation ran.
+    Cancelled,
 }
 
 /// What the driver needs to know after each poll of the handler.
@@ -61,6 +63,8 @@ pub(crate) struct RunState {
     pub(crate) fault: Option<Fault>,
     /// Step attempts run in this invocation.
     pub(crate) attempts_run: u32,
+    /// When the execution's status was last checked for cancellation.
+    pub(crate) cancel_checked: Option<std::time::Instant>,
 }
 
 /// State shared by every context of one invocation.
@@ -234,6 +238,34 @@ impl DurableContext {
             }
         }
         std::future::pending::<T>()
+    }
+
+    /// True if the execution has been cancelled: checked before a step attempt
+    /// starts, at most once per `cancel_check_interval` (one read; the first
+    /// attempt of every invocation checks). A cancelled invocation stops there.
+    pub(crate) async fn cancelled(&self) -> bool {
+        let interval = self.shared.config.cancel_check_interval;
+        {
+            let mut st = self.shared.state();
+            if st.cancel_checked.is_some_and(|t| t.elapsed() < interval) {
+                return false;
+            }
+            st.cancel_checked = Some(std::time::Instant::now());
+        }
+        let _work = self.work();
+        match self
+            .shared
+            .store
+            .get_execution(&self.shared.execution_id)
+            .await
+        {
+            Ok(Some(e)) if e.status == durafn_runtime::model::ExecutionStatus::Cancelled => {
+                tracing::info!(execution_id = %self.shared.execution_id, "cancelled; stopping");
+                self.set_fault(Fault::Cancelled);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// True when the invocation should stop starting new attempts and ask to be

@@ -238,6 +238,9 @@ where
                     if ctx.should_yield(now) {
                         return ctx.park(Some(now)).await;
                     }
+                    if ctx.cancelled().await {
+                        return ctx.park(None).await;
+                    }
                     let _work = ctx.work();
                     ctx.count_attempt();
                     if semantics == StepSemantics::AtMostOncePerRetry {
