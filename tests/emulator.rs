@@ -106,6 +106,10 @@ struct Dev {
 
 impl Dev {
     async fn start(state: &Path) -> Dev {
+        Dev::start_with(state, None).await
+    }
+
+    async fn start_with(state: &Path, store: Option<&str>) -> Dev {
         let template = state.join("template.yaml");
         std::fs::write(&template, TEMPLATE).unwrap();
         let port = free_port();
@@ -115,6 +119,7 @@ impl Dev {
             .arg(state.join(".durafn"))
             .arg("--template")
             .arg(&template)
+            .args(store.map(|s| vec!["--store".to_string(), s.to_string()]).unwrap_or_default())
             .arg("--exe")
             .arg(format!("order={}", order_exe().display()))
             .arg("--exe")
@@ -829,4 +834,35 @@ async fn an_approval_sent_through_the_rest_api_resumes_the_execution() {
         (409, Some("ExecutionEnded")),
         "{e}"
     );
+}
+
+/// The same platform on the DynamoDB store (DynamoDB Local, started by
+/// scripts/test-all.sh): handler processes write the table directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durafn_dev_runs_on_the_dynamodb_store_too() {
+    let endpoint = std::env::var("DURAFN_DYNAMODB_ENDPOINT").unwrap_or_else(|_| {
+        panic!("DURAFN_DYNAMODB_ENDPOINT is not set: run the tests with scripts/test-all.sh, which starts DynamoDB Local")
+    });
+    let root = tempfile::tempdir().unwrap();
+    let table = format!("e2e-{}", std::process::id());
+    let url = format!("dynamodb://{table}?endpoint={endpoint}&region=us-east-1");
+    let dev = Dev::start_with(root.path(), Some(&url)).await;
+    let dirs: Vec<PathBuf> = (0..3).map(|i| work_dir(root.path(), &format!("ddb{i}"))).collect();
+    for (i, dir) in dirs.iter().enumerate() {
+        dev.start_exec("testfn", &format!("ddb-{i}"), json!({ "dir": dir, "panic_once": i == 0 }))
+            .await;
+    }
+    for i in 0..3 {
+        dev.wait_status(&format!("ddb-{i}"), "SUCCEEDED", Duration::from_secs(60)).await;
+    }
+    for dir in &dirs {
+        let lines = trace(dir);
+        assert_eq!(count(&lines, "before"), 1, "{lines:?}");
+        assert_eq!(count(&lines, "after"), 1, "{lines:?}");
+    }
+    let (status, v) = dev.call("GET", "/v1/executions?function=testfn", None).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["executions"].as_array().map(Vec::len), Some(3), "{v}");
+    let (_, h) = dev.call("GET", "/v1/executions/ddb-0/history", None).await;
+    assert_eq!(h["operations"][1]["attempt"], 2, "the panicking attempt was retried: {h}");
 }
