@@ -110,8 +110,17 @@ impl Dev {
     }
 
     async fn start_with(state: &Path, store: Option<&str>) -> Dev {
+        Dev::start_custom(state, store, TEMPLATE, &[]).await
+    }
+
+    async fn start_custom(
+        state: &Path,
+        store: Option<&str>,
+        template_text: &str,
+        extra: &[&str],
+    ) -> Dev {
         let template = state.join("template.yaml");
-        std::fs::write(&template, TEMPLATE).unwrap();
+        std::fs::write(&template, template_text).unwrap();
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_durafn-under-test"))
             .args(["dev", "--port", &port.to_string()])
@@ -119,13 +128,23 @@ impl Dev {
             .arg(state.join(".durafn"))
             .arg("--template")
             .arg(&template)
-            .args(store.map(|s| vec!["--store".to_string(), s.to_string()]).unwrap_or_default())
+            .args(
+                store
+                    .map(|s| vec!["--store".to_string(), s.to_string()])
+                    .unwrap_or_default(),
+            )
             .arg("--exe")
             .arg(format!("order={}", order_exe().display()))
             .arg("--exe")
             .arg(format!("testfn={}", env!("CARGO_BIN_EXE_testfn")))
             .arg("--exe")
             .arg(format!("approval={}", example_exe("approval").display()))
+            .arg("--exe")
+            .arg(format!(
+                "backup-verify={}",
+                example_exe("backup-verify").display()
+            ))
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -351,6 +370,15 @@ async fn the_emulator_killed_and_restarted_finishes_every_execution() {
         })
         .await;
     }
+    // Three blocked invocations at once: three processes of the same function.
+    let mut first_pids: Vec<String> = dirs.iter().map(|d| pids(&trace(d))[0].clone()).collect();
+    first_pids.sort();
+    first_pids.dedup();
+    assert_eq!(
+        first_pids.len(),
+        3,
+        "several instances per function under load"
+    );
     // The machine dies: the emulator and every handler process, at once.
     dev.kill9();
     for dir in &dirs {
@@ -605,12 +633,20 @@ async fn durafn_server_requires_its_api_token() {
     // The Invoke API needs the token too; the Runtime API only answers the
     // emulator's own processes (each has a secret in its base path).
     let (status, _) = anonymous
-        .call("POST", "/2015-03-31/functions/order/invocations", Some(&json!({})))
+        .call(
+            "POST",
+            "/2015-03-31/functions/order/invocations",
+            Some(&json!({})),
+        )
         .await
         .unwrap();
     assert_eq!(status, 401);
     let (status, _) = anonymous
-        .call("GET", "/fn/order/1-guess/2018-06-01/runtime/invocation/next", None)
+        .call(
+            "GET",
+            "/fn/order/1-guess/2018-06-01/runtime/invocation/next",
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(status, 403);
@@ -847,22 +883,135 @@ async fn durafn_dev_runs_on_the_dynamodb_store_too() {
     let table = format!("e2e-{}", std::process::id());
     let url = format!("dynamodb://{table}?endpoint={endpoint}&region=us-east-1");
     let dev = Dev::start_with(root.path(), Some(&url)).await;
-    let dirs: Vec<PathBuf> = (0..3).map(|i| work_dir(root.path(), &format!("ddb{i}"))).collect();
+    let dirs: Vec<PathBuf> = (0..3)
+        .map(|i| work_dir(root.path(), &format!("ddb{i}")))
+        .collect();
     for (i, dir) in dirs.iter().enumerate() {
-        dev.start_exec("testfn", &format!("ddb-{i}"), json!({ "dir": dir, "panic_once": i == 0 }))
-            .await;
+        dev.start_exec(
+            "testfn",
+            &format!("ddb-{i}"),
+            json!({ "dir": dir, "panic_once": i == 0 }),
+        )
+        .await;
     }
     for i in 0..3 {
-        dev.wait_status(&format!("ddb-{i}"), "SUCCEEDED", Duration::from_secs(60)).await;
+        dev.wait_status(&format!("ddb-{i}"), "SUCCEEDED", Duration::from_secs(60))
+            .await;
     }
     for dir in &dirs {
         let lines = trace(dir);
         assert_eq!(count(&lines, "before"), 1, "{lines:?}");
         assert_eq!(count(&lines, "after"), 1, "{lines:?}");
     }
-    let (status, v) = dev.call("GET", "/v1/executions?function=testfn", None).await;
+    let (status, v) = dev
+        .call("GET", "/v1/executions?function=testfn", None)
+        .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["executions"].as_array().map(Vec::len), Some(3), "{v}");
     let (_, h) = dev.call("GET", "/v1/executions/ddb-0/history", None).await;
-    assert_eq!(h["operations"][1]["attempt"], 2, "the panicking attempt was retried: {h}");
+    assert_eq!(
+        h["operations"][1]["attempt"], 2,
+        "the panicking attempt was retried: {h}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_handler_processes_are_reaped() {
+    let root = tempfile::tempdir().unwrap();
+    let dev = Dev::start_custom(root.path(), None, TEMPLATE, &["--idle-timeout", "1"]).await;
+    let dir = work_dir(root.path(), "idle");
+    dev.start_exec("testfn", "idle-1", json!({ "dir": dir }))
+        .await;
+    dev.wait_status("idle-1", "SUCCEEDED", Duration::from_secs(30))
+        .await;
+    let pid = pids(&trace(&dir))[0].clone();
+    until(
+        Duration::from_secs(20),
+        "the idle process to be reaped",
+        || {
+            !Command::new("kill")
+                .args(["-0", &pid])
+                .status()
+                .unwrap()
+                .success()
+        },
+    )
+    .await;
+    // A new invocation simply starts a new process.
+    let dir2 = work_dir(root.path(), "idle2");
+    dev.start_exec("testfn", "idle-2", json!({ "dir": dir2 }))
+        .await;
+    dev.wait_status("idle-2", "SUCCEEDED", Duration::from_secs(30))
+        .await;
+    assert_ne!(pids(&trace(&dir2))[0], pid);
+}
+
+const SCHEDULE_TEMPLATE: &str = r#"
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  BackupVerifyFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      FunctionName: backup-verify
+      CodeUri: examples/backup-verify
+      Handler: backup-verify
+      Timeout: 30
+      Events:
+        Nightly:
+          Type: ScheduleV2
+          Properties:
+            Name: nightly
+            ScheduleExpression: cron(0 3 * * ? *)
+            ScheduleExpressionTimezone: Europe/Paris
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_are_listed_paused_resumed_and_triggered_through_the_api_and_cli() {
+    let root = tempfile::tempdir().unwrap();
+    let dev = Dev::start_custom(root.path(), None, SCHEDULE_TEMPLATE, &[]).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let listed = loop {
+        let (status, v) = dev.call("GET", "/v1/schedules", None).await;
+        assert_eq!(status, 200, "{v}");
+        if v["schedules"].as_array().is_some_and(|a| !a.is_empty()) {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the template's schedule was not registered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let s = &listed["schedules"][0];
+    assert_eq!(
+        (s["name"].as_str(), s["function"].as_str()),
+        (Some("nightly"), Some("backup-verify"))
+    );
+    assert_eq!(s["timezone"], "Europe/Paris");
+
+    let (status, v) = dev.call("POST", "/v1/schedules/nightly/pause", None).await;
+    assert_eq!(status, 200, "{v}");
+    let (_, v) = dev.call("GET", "/v1/schedules/nightly", None).await;
+    assert_eq!(v["state"], "PAUSED", "{v}");
+    let (status, v) = dev.call("POST", "/v1/schedules/nightly/resume", None).await;
+    assert_eq!(status, 200, "{v}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_durafn-under-test"))
+        .args(["schedules", "trigger", "nightly", "--url", &dev.url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = text.split("execution ").nth(1).unwrap().trim().to_string();
+    assert!(id.starts_with("nightly:"), "{text}");
+    let v = dev
+        .wait_status(&id, "SUCCEEDED", Duration::from_secs(30))
+        .await;
+    assert_eq!(v["function"], "backup-verify");
+    let (status, v) = dev.call("POST", "/v1/schedules/nope/trigger", None).await;
+    assert_eq!(status, 404, "{v}");
 }

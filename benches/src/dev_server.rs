@@ -106,6 +106,16 @@ impl DevServer {
         children(self.pid()).len()
     }
 
+    /// How many warning and error lines `durafn dev` (and its handlers)
+    /// have logged so far.
+    pub(crate) fn log_warnings(&self) -> usize {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .count()
+    }
+
     /// The last lines `durafn dev` (and its handlers) wrote to stderr.
     pub(crate) fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();

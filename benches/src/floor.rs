@@ -62,3 +62,38 @@ impl CommitFloor {
             .map_err(|e| format!("the floor's thread failed: {e}"))?
     }
 }
+
+/// How long the dispatcher's scan of the due index takes on the SQLite
+/// store, in this process: one `Store::due` query per shard (16), one after
+/// another, as `Dispatcher::tick` does on every wake-up. On a fresh store
+/// holding one due execution; the median over `scans` scans, in µs.
+pub(crate) async fn due_scan_us(scans: usize) -> Result<f64> {
+    use durafn_runtime::model::{DUE_SHARDS, ExecutionId, NewExecution, Timestamp};
+    use durafn_runtime::store::{SqliteStore, Store};
+
+    let dir = scratch_dir()?;
+    let store = SqliteStore::open(dir.path().join("due.db"))?;
+    let now = Timestamp(1_767_225_600_000);
+    store
+        .create_execution(&NewExecution {
+            id: ExecutionId::new("due-scan")?,
+            function: "bench".into(),
+            version: "1".into(),
+            input: serde_json::Value::Null,
+            now,
+        })
+        .await?;
+    let mut samples = Vec::with_capacity(scans);
+    for _ in 0..scans.max(1) {
+        let started = Instant::now();
+        let mut found = 0;
+        for shard in 0..DUE_SHARDS {
+            found += store.due(shard, now, 256).await?.len();
+        }
+        samples.push(crate::measure::micros(started.elapsed()));
+        if found != 1 {
+            return Err(format!("the due index held {found} executions, expected 1").into());
+        }
+    }
+    crate::measure::median(&samples).ok_or_else(|| "no scans were run".into())
+}

@@ -1,14 +1,43 @@
 //! Runs the benchmark binary with `--quick --json` and checks its output's
 //! format. It asserts nothing about timings: `--quick` figures mean nothing.
+//!
+//! The `ddb` group runs only when `DURAFN_DYNAMODB_ENDPOINT` names a running
+//! DynamoDB Local (as in `scripts/test-all.sh`): without it the benchmark
+//! would try to start one, and that needs Java.
 
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
 
+/// Every group but `ddb`.
+const LOCAL_GROUPS: &str = "step_cost,replay,group_commit,emulator,resume";
+
+fn ddb_local_is_running() -> bool {
+    std::env::var("DURAFN_DYNAMODB_ENDPOINT").is_ok_and(|e| !e.is_empty())
+}
+
 #[test]
 fn quick_json_run_prints_one_well_formed_figure_per_line() {
-    let out = Command::new(env!("CARGO_BIN_EXE_durafn-bench"))
-        .args(["--quick", "--json"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_durafn-bench"));
+    cmd.args(["--quick", "--json"]);
+    if !ddb_local_is_running() {
+        cmd.args(["--only", LOCAL_GROUPS]);
+    }
+    // Cargo has built the helper binaries for this test: use them as they are.
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_durafn-bench-wf10"))
+        .parent()
+        .expect("the binaries' folder");
+    assert_eq!(
+        Path::new(env!("CARGO_BIN_EXE_durafn-bench-dev")).parent(),
+        Some(bin_dir)
+    );
+    assert_eq!(
+        Path::new(env!("CARGO_BIN_EXE_durafn-bench-resume")).parent(),
+        Some(bin_dir)
+    );
+    let out = cmd
+        .env("DURAFN_BENCH_BIN_DIR", bin_dir)
         .output()
         .expect("the benchmark binary should start");
     let stdout = String::from_utf8(out.stdout).expect("stdout should be UTF-8");
@@ -42,19 +71,37 @@ fn quick_json_run_prints_one_well_formed_figure_per_line() {
         metrics.push(metric.to_string());
     }
 
-    for expected in [
+    let mut expected = vec![
         "step_vs_sqlite_commit",
         "replay_10k_ms",
         "replay_growth_1k_to_10k",
         "step_group_commit_c20_per_s",
         "sqlite_commit_c1_per_s",
         "group_commit_speedup",
-    ] {
+        "wf10_seq_p50_ms",
+        "wf10_c20_per_s",
+        "resume_p50_ms",
+        "resume_p99_ms",
+    ];
+    if ddb_local_is_running() {
+        expected.push("step_vs_ddb_put");
+    }
+    for expected in expected {
         assert!(
             metrics.iter().any(|m| m == expected),
             "no figure for {expected}; got {metrics:?}\n{stderr}"
         );
     }
+}
+
+#[test]
+fn unknown_groups_are_refused() {
+    let out = Command::new(env!("CARGO_BIN_EXE_durafn-bench"))
+        .args(["--only", "replay,nonsense"])
+        .output()
+        .expect("the benchmark binary should start");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nonsense"));
 }
 
 #[test]

@@ -53,6 +53,9 @@ enum Command {
         /// (`NAME=PATH`; repeatable).
         #[arg(long = "exe", value_name = "NAME=PATH")]
         exes: Vec<String>,
+        /// Seconds an idle handler process is kept warm before it is stopped.
+        #[arg(long, default_value_t = 300)]
+        idle_timeout: u64,
     },
     /// Self-host: the same platform, bound where told, API token required.
     Server {
@@ -158,6 +161,17 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// The template's schedules: `list` (default), `pause NAME`, `resume NAME`,
+    /// `trigger NAME` (fire now, once).
+    Schedules {
+        /// What to do.
+        #[arg(default_value = "list", value_parser = ["list", "pause", "resume", "trigger"])]
+        action: String,
+        /// The schedule (for pause, resume and trigger).
+        name: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 async fn ctrl_c() {
@@ -212,6 +226,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             store,
             release,
             exes,
+            idle_timeout,
         } => {
             std::fs::create_dir_all(&state)
                 .with_context(|| format!("creating the state folder {}", state.display()))?;
@@ -219,6 +234,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 store.unwrap_or_else(|| format!("sqlite://{}", state.join("durafn.db").display()));
             let mut config = ServerConfig::new(template, store);
             config.release = release;
+            config.idle_timeout = std::time::Duration::from_secs(idle_timeout);
             add_executables(&mut config, &exes)?;
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
                 .await
@@ -370,6 +386,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await?;
             print_value(&client, &v, crate::output::describe);
+            Ok(())
+        }
+        Command::Schedules {
+            action,
+            name,
+            client,
+        } => {
+            let v = match (action.as_str(), name) {
+                ("list", None) => call(&client, "GET", "/v1/schedules", None).await?,
+                ("list", Some(n)) => {
+                    call(
+                        &client,
+                        "GET",
+                        &format!("/v1/schedules/{}", encode(&n)),
+                        None,
+                    )
+                    .await?
+                }
+                (_, None) => bail!("`durafn schedules {action}` needs a schedule name"),
+                (_, Some(n)) => {
+                    let path = format!("/v1/schedules/{}/{action}", encode(&n));
+                    call(&client, "POST", &path, None).await?
+                }
+            };
+            print_value(&client, &v, crate::output::schedules);
             Ok(())
         }
     }

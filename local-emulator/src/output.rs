@@ -168,3 +168,55 @@ pub fn history(v: &Value) -> String {
         rows,
     )
 }
+
+/// `durafn schedules`: a table of schedules, one schedule, or a trigger's result.
+pub fn schedules(v: &Value) -> String {
+    if let Some(id) = v.get("execution_id") {
+        let verb = if v["new"].as_bool() == Some(false) {
+            "found"
+        } else {
+            "started"
+        };
+        return format!(
+            "{} fired: {verb} execution {}\n",
+            text(&v["schedule"]),
+            text(id)
+        );
+    }
+    let one = [v.clone()];
+    let list: &[Value] = match v.get("schedules").and_then(Value::as_array) {
+        Some(all) => all,
+        None => &one,
+    };
+    if list.is_empty() {
+        return "no schedules\n".into();
+    }
+    let rows = list
+        .iter()
+        .map(|s| {
+            let expr = match s["timezone"].as_str() {
+                Some(tz) => format!("{} {tz}", text(&s["expression"])),
+                None => text(&s["expression"]),
+            };
+            vec![
+                text(&s["name"]),
+                text(&s["function"]),
+                clip(expr, 40),
+                text(&s["state"]),
+                text(&s["next_fire_at"]),
+                text(&s["last_execution_id"]),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NAME",
+            "FUNCTION",
+            "EXPRESSION",
+            "STATE",
+            "NEXT FIRE",
+            "LAST EXECUTION",
+        ],
+        rows,
+    )
+}

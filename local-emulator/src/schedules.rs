@@ -1,10 +1,324 @@
-//! The template's `Schedule` / `ScheduleV2` events (being written).
+//! The template's `Schedule` / `ScheduleV2` events, run by a scheduler loop,
+//! and their REST API.
+//!
+//! At start every schedule of the template is registered in the store
+//! (an existing record keeps its state, so a restart neither resets the next
+//! fire nor repeats one; fires missed while down follow the catch-up policy).
+//! A loop then fires the due schedules on the platform's clock and wakes the
+//! dispatcher. Several emulators or servers sharing one store never start a
+//! fire twice: the execution id is `<schedule>:<fire time>` and the record
+//! advances by conditional writes (see `durafn_runtime::trigger::schedule`).
+//!
+//! A schedule's name is the event's `Name`, else `<function>-<event key>`.
+//!
+//! Routes (token-checked like the rest of `/v1`): `GET /v1/schedules`,
+//! `GET /v1/schedules/{name}`, `POST /v1/schedules/{name}/pause`,
+//! `POST /v1/schedules/{name}/resume`, `POST /v1/schedules/{name}/trigger`.
 
-use axum::Router;
+use std::sync::Arc;
+use std::time::Duration;
 
+use anyhow::Context;
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use durafn_runtime::store::Schedule;
+use durafn_runtime::trigger::schedule::{ScheduleDef, ScheduleSpec, Scheduler, SchedulerConfig};
+use serde_json::{Value, json};
+
+use crate::api::render::iso;
+use crate::api::{ApiError, ApiState};
 use crate::server::Platform;
+use crate::template::{EventKind, Template};
+
+/// How often the loop looks for due schedules.
+const POLL: Duration = Duration::from_millis(500);
+
+/// The schedules of a template, checked (expression and time zone).
+pub fn definitions(template: &Template) -> anyhow::Result<Vec<ScheduleDef>> {
+    let mut defs: Vec<ScheduleDef> = Vec::new();
+    for f in &template.functions {
+        for ev in &f.events {
+            let EventKind::Schedule {
+                expression,
+                timezone,
+                enabled,
+                name,
+            } = &ev.kind
+            else {
+                continue;
+            };
+            let name = name
+                .clone()
+                .unwrap_or_else(|| format!("{}-{}", f.name, ev.name));
+            let expression = expression.to_string();
+            ScheduleSpec::parse(&expression, timezone.as_deref()).with_context(|| {
+                format!(
+                    "schedule event `{}` of function {} (template line {})",
+                    ev.name, f.name, ev.line
+                )
+            })?;
+            durafn_runtime::trigger::schedule::validate_name(&name).with_context(|| {
+                format!(
+                    "schedule event `{}` of function {} (template line {}): set a valid `Name`",
+                    ev.name, f.name, ev.line
+                )
+            })?;
+            if defs.iter().any(|d| d.name == name) {
+                anyhow::bail!(
+                    "two schedules are named {name:?} (template line {}): give them different `Name`s",
+                    ev.line
+                );
+            }
+            let mut def = ScheduleDef::new(name, f.name.clone(), expression, timezone.clone());
+            def.enabled = *enabled;
+            defs.push(def);
+        }
+    }
+    Ok(defs)
+}
+
+#[derive(Clone)]
+struct SchedState {
+    scheduler: Arc<Scheduler>,
+    api: ApiState,
+}
 
 /// Starts the scheduler; returns its routes (`/v1/schedules`).
-pub fn start(_platform: &Platform) -> anyhow::Result<Router> {
-    Ok(Router::new())
+pub fn start(platform: &Platform) -> anyhow::Result<Router> {
+    let defs = definitions(&platform.template)?;
+    let scheduler = Arc::new(Scheduler::new(
+        platform.store.clone(),
+        platform.clock.clone(),
+        SchedulerConfig::default(),
+    ));
+    let state = SchedState {
+        scheduler: scheduler.clone(),
+        api: platform.api.clone(),
+    };
+    let mut shutdown = platform.shutdown.clone();
+    let dispatch = platform.api.dispatch.clone();
+    tokio::spawn(async move {
+        let mut pending = defs;
+        loop {
+            // Register (retrying what the store could not take yet), then fire.
+            let mut failed = Vec::new();
+            for def in pending {
+                if let Err(e) = scheduler.register(&def).await {
+                    tracing::warn!(schedule = %def.name, error = %e, "cannot register schedule; retrying");
+                    failed.push(def);
+                }
+            }
+            pending = failed;
+            match scheduler.tick().await {
+                Ok(report) if report.fired.iter().any(|f| f.new) => dispatch.wake(),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "schedule scan failed; retrying"),
+            }
+            tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop) => break,
+                _ = tokio::time::sleep(POLL) => {}
+            }
+        }
+    });
+    let router = Router::new()
+        .route("/v1/schedules", get(list))
+        .route("/v1/schedules/{name}", get(describe))
+        .route("/v1/schedules/{name}/{action}", post(act))
+        .route_layer(axum::middleware::from_fn_with_state(
+            platform.api.clone(),
+            authorize,
+        ))
+        .with_state(state);
+    Ok(router)
+}
+
+/// The same token check as the rest of `/v1`.
+async fn authorize(State(api): State<ApiState>, req: Request, next: Next) -> Response {
+    if let Some(token) = &api.token {
+        let given = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let ok = given.is_some_and(|g| {
+            g.len() == token.len()
+                && g.bytes()
+                    .zip(token.bytes())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
+        });
+        if !ok {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "Unauthorized",
+                "missing or wrong API token: send `Authorization: Bearer <token>` (the token is in the server's --token-file)",
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// A schedule as the API shows it.
+pub fn render(s: &Schedule) -> Value {
+    let state = if !s.enabled {
+        "DISABLED"
+    } else if s.paused {
+        "PAUSED"
+    } else {
+        "ENABLED"
+    };
+    let opt =
+        |t: Option<durafn_runtime::model::Timestamp>| t.map(iso).map_or(Value::Null, Value::from);
+    json!({
+        "name": s.name,
+        "function": s.function,
+        "expression": s.expression,
+        "timezone": s.timezone,
+        "state": state,
+        "catch_up": s.catch_up,
+        "overlap": s.overlap,
+        "next_fire_at": if s.enabled && !s.paused { opt(s.next_fire_at) } else { Value::Null },
+        "pending_fire_at": opt(s.pending_fire_at),
+        "last_fire_at": opt(s.last_fire_at),
+        "last_execution_id": s.last_execution,
+        "fires": s.fires,
+        "skipped": s.skipped,
+        "created_at": iso(s.created_at),
+        "updated_at": iso(s.updated_at),
+    })
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::not_found(
+        "ScheduleNotFound",
+        format!("no schedule named {name:?}: `durafn schedules` lists them"),
+    )
+}
+
+async fn list(State(st): State<SchedState>) -> Result<Json<Value>, ApiError> {
+    let all = st.scheduler.list().await?;
+    Ok(Json(
+        json!({ "schedules": all.iter().map(render).collect::<Vec<_>>() }),
+    ))
+}
+
+async fn describe(
+    State(st): State<SchedState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    match st.scheduler.get(&name).await? {
+        Some(s) => Ok(Json(render(&s))),
+        None => Err(not_found(&name)),
+    }
+}
+
+async fn act(
+    State(st): State<SchedState>,
+    Path((name, action)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let changed = match action.as_str() {
+        "pause" => st.scheduler.pause(&name).await?,
+        "resume" => st.scheduler.resume(&name).await?,
+        "trigger" => {
+            let Some(fired) = st.scheduler.trigger(&name).await? else {
+                return Err(not_found(&name));
+            };
+            if fired.new {
+                st.api.dispatch.wake();
+            }
+            return Ok(Json(json!({
+                "schedule": fired.schedule,
+                "execution_id": fired.execution_id,
+                "fire_at": iso(fired.fire_at),
+                "new": fired.new,
+            })));
+        }
+        _ => {
+            return Err(ApiError::not_found(
+                "NotFound",
+                format!("unknown schedule action {action:?}: use pause, resume or trigger"),
+            ));
+        }
+    };
+    match changed {
+        Some(s) => Ok(Json(render(&s))),
+        None => Err(not_found(&name)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn template_schedules_become_definitions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("template.yaml");
+        std::fs::write(
+            &path,
+            "Resources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      FunctionName: backup\n      CodeUri: x\n      Events:\n        Nightly:\n          Type: ScheduleV2\n          Properties:\n            ScheduleExpression: cron(0 3 * * ? *)\n            ScheduleExpressionTimezone: Europe/Paris\n        Hourly:\n          Type: Schedule\n          Properties:\n            Schedule: rate(1 hour)\n            Enabled: false\n",
+        )
+        .unwrap();
+        let t = crate::template::load(&path).unwrap();
+        let defs = definitions(&t).unwrap();
+        assert_eq!(defs.len(), 2);
+        assert_eq!(defs[0].name, "backup-Nightly");
+        assert_eq!(defs[0].expression, "cron(0 3 * * ? *)");
+        assert_eq!(defs[0].timezone.as_deref(), Some("Europe/Paris"));
+        assert!(defs[0].enabled && !defs[1].enabled);
+    }
+
+    #[test]
+    fn the_repository_template_has_the_nightly_backup_check() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+        let t = crate::template::load(&path).unwrap();
+        let defs = definitions(&t).unwrap();
+        let nightly = defs
+            .iter()
+            .find(|d| d.name == "backup-verify-nightly")
+            .expect("the backup-verify schedule");
+        assert_eq!(nightly.function, "backup-verify");
+        assert_eq!(nightly.expression, "cron(0 3 * * ? *)");
+        assert_eq!(nightly.timezone.as_deref(), Some("Europe/Paris"));
+    }
+
+    #[test]
+    fn an_unknown_time_zone_fails_at_start_naming_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("template.yaml");
+        std::fs::write(
+            &path,
+            "Resources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: x\n      Events:\n        Nightly:\n          Type: ScheduleV2\n          Properties:\n            ScheduleExpression: cron(0 3 * * ? *)\n            ScheduleExpressionTimezone: Mars/Olympus\n",
+        )
+        .unwrap();
+        let t = crate::template::load(&path).unwrap();
+        let err = format!("{:#}", definitions(&t).unwrap_err());
+        assert!(
+            err.contains("line 7") && err.contains("Mars/Olympus"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_bad_expression_is_refused_when_the_template_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("template.yaml");
+        std::fs::write(
+            &path,
+            "Resources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: x\n      Events:\n        Nightly:\n          Type: ScheduleV2\n          Properties:\n            ScheduleExpression: cron(0 3 * * * *)\n",
+        )
+        .unwrap();
+        let err = crate::template::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("template.yaml:10") && err.contains("cron(0 3 * * * *)"),
+            "{err}"
+        );
+    }
 }

@@ -221,11 +221,14 @@ pub async fn serve(
                 .await
         })
     };
+    let config_idle = config.idle_timeout;
     let reaper = {
         let hosts = hosts.clone();
         tokio::spawn(async move {
+            // Check often enough that a short idle timeout is honoured closely.
+            let every = (config_idle / 4).clamp(Duration::from_millis(250), Duration::from_secs(5));
             loop {
-                tokio::time::sleep(Duration::from_secs(5)).await;
+                tokio::time::sleep(every).await;
                 for h in hosts.values() {
                     h.reap_idle();
                 }

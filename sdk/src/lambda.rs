@@ -9,6 +9,12 @@
 //!   the input, its `Idempotency-Key` header (else its request id) names the
 //!   execution, and the answer is an HTTP response — 200 with the output if the
 //!   execution finished in this first invocation, 202 with its id otherwise;
+//! - an **SQS batch** (`Records[*].eventSource == "aws:sqs"`): each record
+//!   starts one execution, named `sqs-<messageId>` (or by the record's
+//!   `durafn-name` string message attribute, for producers that choose their
+//!   own idempotency key), its input the body parsed as JSON (else the body as
+//!   a JSON string); the answer is `{"batchItemFailures": [...]}` listing the
+//!   records that could not be started, so only those are redelivered;
 //! - anything else: a **direct invoke**, whose whole payload is the input and
 //!   whose Lambda request id is the execution id (so Lambda's own retries of
 //!   the same request start nothing twice).
@@ -23,10 +29,12 @@ use std::sync::Arc;
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body;
 use aws_lambda_events::http::HeaderMap;
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use durafn_runtime::clock::{Clock, SystemClock};
 use durafn_runtime::dispatch::{LEASE_GRACE, RESUME_KEY, ResumeRequest, START_KEY};
 use durafn_runtime::model::{ExecutionId, ExecutionStatus, NewExecution, Timestamp};
 use durafn_runtime::store::{RetryingStore, Store};
+use futures::StreamExt;
 use lambda_runtime::LambdaEvent;
 use serde_json::{Value, json};
 
@@ -43,6 +51,65 @@ pub(crate) enum Request {
     Resume(ResumeRequest),
     Start { name: String, input: Value },
     Http(Box<ApiGatewayV2httpRequest>),
+    Sqs(Box<SqsEvent>),
+}
+
+/// The SQS message attribute that names a record's execution (instead of
+/// `sqs-<messageId>`).
+pub const SQS_NAME_ATTRIBUTE: &str = "durafn-name";
+
+/// How many records of an SQS batch start at once.
+const SQS_CONCURRENCY: usize = 4;
+
+/// True for an SQS batch: a non-empty `Records` array whose records all come
+/// from `aws:sqs`.
+fn is_sqs_event(payload: &Value) -> bool {
+    payload
+        .get("Records")
+        .and_then(Value::as_array)
+        .is_some_and(|records| {
+            !records.is_empty()
+                && records
+                    .iter()
+                    .all(|r| r.get("eventSource").and_then(Value::as_str) == Some("aws:sqs"))
+        })
+}
+
+/// One record of an SQS batch: its message id, and the execution it starts
+/// (name and input) or why it cannot start one.
+type SqsStart = (String, Result<(String, Value), Error>);
+
+/// The executions an SQS batch starts, one per record (pure). A record
+/// without a message id fails the whole batch: it could not be reported in
+/// `batchItemFailures`.
+fn sqs_starts(event: &SqsEvent) -> Result<Vec<SqsStart>, Error> {
+    event
+        .records
+        .iter()
+        .map(|record| {
+            let id = record
+                .message_id
+                .clone()
+                .filter(|id| !id.is_empty())
+                .ok_or_else(|| Error::Invalid("an SQS record has no messageId".into()))?;
+            let name = match record.message_attributes.get(SQS_NAME_ATTRIBUTE) {
+                Some(attr) => match &attr.string_value {
+                    Some(name) => Ok(name.clone()),
+                    None => Err(Error::Invalid(format!(
+                        "the {SQS_NAME_ATTRIBUTE} message attribute must be a String"
+                    ))),
+                },
+                None => Ok(format!("sqs-{id}")),
+            };
+            let body = record.body.as_deref().unwrap_or("");
+            let input = if body.trim().is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_string()))
+            };
+            Ok((id, name.map(|n| (n, input))))
+        })
+        .collect()
 }
 
 /// True for an API Gateway HTTP API (payload 2.0) or function URL event.
@@ -73,6 +140,11 @@ pub(crate) fn parse_request(payload: Value, request_id: &str) -> Result<Request,
         };
         let input = start.get("input").cloned().unwrap_or(Value::Null);
         return Ok(Request::Start { name, input });
+    }
+    if is_sqs_event(&payload) {
+        let event: SqsEvent = serde_json::from_value(payload)
+            .map_err(|e| Error::Invalid(format!("bad SQS event: {e}")))?;
+        return Ok(Request::Sqs(Box::new(event)));
     }
     if is_http_event(&payload) {
         let req: ApiGatewayV2httpRequest = serde_json::from_value(payload)
@@ -186,6 +258,10 @@ impl LambdaRuntime {
         let (payload, lctx) = event.into_parts();
         let deadline = Timestamp(i64::try_from(lctx.deadline).unwrap_or(i64::MAX));
         let request = parse_request(payload, &lctx.request_id)?;
+        if let Request::Sqs(event) = request {
+            let response = self.sqs_batch(&event, deadline).await?;
+            return serde_json::to_value(response).map_err(|e| Error::Invalid(e.to_string()));
+        }
         let Request::Http(http) = request else {
             let report = self.invoke(request, deadline).await?;
             return serde_json::to_value(report).map_err(|e| Error::Invalid(e.to_string()));
@@ -219,6 +295,38 @@ impl LambdaRuntime {
         serde_json::to_value(response).map_err(|e| Error::Invalid(e.to_string()))
     }
 
+    /// Starts one execution per record and runs its first invocation; the
+    /// records that could not be started are the batch's item failures.
+    async fn sqs_batch(
+        &self,
+        event: &SqsEvent,
+        deadline: Timestamp,
+    ) -> Result<SqsBatchResponse, Error> {
+        let starts = sqs_starts(event)?;
+        let outcomes: Vec<(String, Result<InvocationReport, Error>)> =
+            futures::stream::iter(starts)
+                .map(|(message_id, start)| async move {
+                    let outcome = match start {
+                        Ok((name, input)) => {
+                            self.invoke(Request::Start { name, input }, deadline).await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    (message_id, outcome)
+                })
+                .buffered(SQS_CONCURRENCY)
+                .collect()
+                .await;
+        let mut response = SqsBatchResponse::default();
+        for (message_id, outcome) in outcomes {
+            if let Err(e) = outcome {
+                tracing::warn!(message_id, error = %e, "could not start an execution for an SQS message");
+                response.add_failure(message_id);
+            }
+        }
+        Ok(response)
+    }
+
     async fn invoke(
         &self,
         request: Request,
@@ -230,9 +338,9 @@ impl LambdaRuntime {
             ..InvocationConfig::default()
         };
         let claimed = match request {
-            Request::Http(_) => {
+            Request::Http(_) | Request::Sqs(_) => {
                 return Err(Error::Invalid(
-                    "an HTTP event must be unwrapped first".into(),
+                    "an HTTP or SQS event must be unwrapped first".into(),
                 ));
             }
             Request::Resume(r) => {
@@ -387,6 +495,125 @@ mod tests {
             panic!("no body")
         };
         assert!(body.contains("not valid JSON"), "{body}");
+    }
+
+    fn sqs_event(records: Vec<Value>) -> Value {
+        json!({ "Records": records })
+    }
+
+    fn sqs_record(id: &str, body: &str) -> Value {
+        json!({
+            "messageId": id,
+            "receiptHandle": format!("rh-{id}"),
+            "body": body,
+            "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1700000000000"},
+            "messageAttributes": {},
+            "md5OfBody": "",
+            "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:media-sync",
+            "awsRegion": "us-east-1"
+        })
+    }
+
+    /// A record's message id and its execution (name, input) or error.
+    type Start = (String, Result<(String, Value), String>);
+
+    fn starts_of(payload: Value) -> Vec<Start> {
+        let r = parse_request(payload, "lambda-req").unwrap();
+        let Request::Sqs(event) = r else {
+            panic!("{r:?}")
+        };
+        sqs_starts(&event)
+            .unwrap()
+            .into_iter()
+            .map(|(id, s)| (id, s.map_err(|e| e.to_string())))
+            .collect()
+    }
+
+    #[test]
+    fn sqs_batches_start_one_execution_per_record_keyed_by_message_id() {
+        let starts = starts_of(sqs_event(vec![
+            sqs_record("m-1", r#"{"asset": "a.mov"}"#),
+            sqs_record("m-2", "plain text"),
+            sqs_record("m-3", ""),
+        ]));
+        assert_eq!(
+            starts,
+            vec![
+                (
+                    "m-1".to_string(),
+                    Ok(("sqs-m-1".to_string(), json!({"asset": "a.mov"})))
+                ),
+                (
+                    "m-2".to_string(),
+                    Ok(("sqs-m-2".to_string(), json!("plain text")))
+                ),
+                ("m-3".to_string(), Ok(("sqs-m-3".to_string(), Value::Null))),
+            ]
+        );
+    }
+
+    #[test]
+    fn sqs_records_may_name_their_execution_with_a_message_attribute() {
+        let mut named = sqs_record("m-1", "1");
+        named["messageAttributes"] = json!({
+            "durafn-name": {"stringValue": "media-42", "dataType": "String",
+                            "stringListValues": [], "binaryListValues": []}
+        });
+        let mut binary = sqs_record("m-2", "2");
+        binary["messageAttributes"] = json!({
+            "durafn-name": {"binaryValue": "AAE=", "dataType": "Binary",
+                            "stringListValues": [], "binaryListValues": []}
+        });
+        let starts = starts_of(sqs_event(vec![named, binary]));
+        assert_eq!(
+            starts[0],
+            ("m-1".to_string(), Ok(("media-42".to_string(), json!(1))))
+        );
+        assert_eq!(starts[1].0, "m-2");
+        let err = starts[1].1.clone().unwrap_err();
+        assert!(err.contains("must be a String"), "{err}");
+    }
+
+    #[test]
+    fn sqs_records_without_a_message_id_fail_the_batch() {
+        let mut record = sqs_record("m-1", "{}");
+        record.as_object_mut().unwrap().remove("messageId");
+        let r = parse_request(sqs_event(vec![record]), "lambda-req").unwrap();
+        let Request::Sqs(event) = r else {
+            panic!("{r:?}")
+        };
+        assert!(sqs_starts(&event).is_err());
+    }
+
+    #[test]
+    fn only_all_sqs_records_make_an_sqs_batch() {
+        // Another source's records (or none) are a direct invoke's input.
+        let mut other = sqs_record("m-1", "{}");
+        other["eventSource"] = json!("aws:s3");
+        let payload = sqs_event(vec![sqs_record("m-0", "{}"), other]);
+        assert_eq!(
+            parse_request(payload.clone(), "req-1").unwrap(),
+            Request::Start {
+                name: "req-1".into(),
+                input: payload
+            }
+        );
+        let empty = sqs_event(vec![]);
+        assert!(matches!(
+            parse_request(empty, "req-2").unwrap(),
+            Request::Start { .. }
+        ));
+    }
+
+    #[test]
+    fn sqs_batch_responses_have_the_lambda_shape() {
+        let mut response = SqsBatchResponse::default();
+        response.add_failure("m-2");
+        assert_eq!(
+            serde_json::to_value(response).unwrap(),
+            json!({"batchItemFailures": [{"itemIdentifier": "m-2"}]})
+        );
     }
 
     #[test]

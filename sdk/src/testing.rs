@@ -456,8 +456,8 @@ impl TestExecution {
         self.operations()
             .await?
             .into_iter()
-            .filter(|o| o.kind == OpKind::Callback && o.name == name)
-            .last()
+            .rev()
+            .find(|o| o.kind == OpKind::Callback && o.name == name)
             .ok_or_else(|| Error::State(format!("no callback named {name:?} has been created")))
     }
 

@@ -12,7 +12,8 @@
 //! store's operation items, with the same client settings as the store's.
 //! Figure: one execution of `n` sequential steps in one invocation through
 //! the real SDK (`TestRuntime::with_store` on the DynamoDB store), from
-//! `start` to settled, divided by `n`. The two take turns over several
+//! `start` to the end of its one invocation (`run_once`: claim, steps,
+//! finish), divided by `n`. The two take turns over several
 //! rounds after a warm-up round (DynamoDB Local is a JVM: it speeds up as it
 //! warms); the figure is the ratio of the medians. The store is wrapped in a
 //! timing pass-through, which splits each step run into its store calls
@@ -57,8 +58,8 @@ impl Sizes {
     fn of(scale: Scale) -> Self {
         match scale {
             Scale::Full => Sizes {
-                warmup_rounds: 2,
-                rounds: 7,
+                warmup_rounds: 3,
+                rounds: 9,
                 steps: 200,
             },
             Scale::Quick => Sizes {
@@ -137,18 +138,20 @@ enum Side {
     Step,
 }
 
-/// Per-round numbers, each per step or per put, in µs.
+/// Per-round numbers, per step or per put, in µs. A step run splits into
+/// its checkpoints, the finish (with its expiry sweep), the rest of its store
+/// calls (start, claim, reads) and the time outside the store (the SDK).
 #[derive(Debug, Default)]
 struct Samples {
     put_us: Vec<f64>,
     step_us: Vec<f64>,
-    store_put_us: Vec<f64>,
-    fixed_us: Vec<f64>,
-    claim_ms: Vec<f64>,
-    finish_ms: Vec<f64>,
-    start_ms: Vec<f64>,
-    reads_ms: Vec<f64>,
-    outside_us: Vec<f64>,
+    checkpoint_us: Vec<f64>,
+    finish_us: Vec<f64>,
+    setup_us: Vec<f64>,
+    sdk_us: Vec<f64>,
+    ratio: Vec<f64>,
+    checkpoint_ratio: Vec<f64>,
+    ratio_without_finish: Vec<f64>,
 }
 
 async fn rounds(
@@ -162,9 +165,12 @@ async fn rounds(
     // Warm up both sides (connections, the JVM), and learn how large an
     // operation item is so the floor writes items of the same size.
     let mut item_bytes = None;
+    let mut item_attributes = None;
     for _ in 0..sizes.warmup_rounds {
         let run = time_steps(&store, n).await?;
-        item_bytes = operation_item_bytes(client, table, &run.id).await?;
+        let item = operation_item_size(client, table, &run.id).await?;
+        item_bytes = item.map(|(bytes, _)| bytes);
+        item_attributes = item.map(|(_, attributes)| attributes);
         time_puts(client, table, n, &filler(item_bytes))
             .await
             .map_err(|e| format!("the raw PutItem floor failed: {e}"))?;
@@ -174,7 +180,12 @@ async fn rounds(
         STEP_VS_PUT,
         &[
             ("op_item_bytes", item_bytes.map_or(f64::NAN, |b| b as f64)),
+            (
+                "op_item_attributes",
+                item_attributes.map_or(f64::NAN, |a| a as f64),
+            ),
             ("floor_item_bytes", floor_item_bytes(&body) as f64),
+            ("floor_item_attributes", 3.0),
         ],
     );
     let mut s = Samples::default();
@@ -199,21 +210,23 @@ async fn rounds(
         let step = step.ok_or("the step side did not run")?;
         let tally = |k: &str| step.tallies.get(k).copied().unwrap_or_default();
         let puts = tally("put_operation");
-        let step_us = micros(step.elapsed) / n as f64;
-        let store_put_us = micros(puts.total) / puts.calls.max(1) as f64;
-        let fixed_us = micros(step.elapsed.saturating_sub(puts.total)) / n as f64;
-        let reads = tally("get_execution").total + tally("load_journal").total;
+        let finish = tally("finish").total;
         let in_store: Duration = step.tallies.values().map(|t| t.total).sum();
-        let outside_us = micros(step.elapsed.saturating_sub(in_store)) / n as f64;
+        let per_step = |d: Duration| micros(d) / n as f64;
+        let step_us = per_step(step.elapsed);
+        let checkpoint_us = per_step(puts.total);
+        let finish_us = per_step(finish);
+        let setup_us = per_step(in_store.saturating_sub(puts.total + finish));
+        let sdk_us = per_step(step.elapsed.saturating_sub(in_store));
         s.put_us.push(put_us);
         s.step_us.push(step_us);
-        s.store_put_us.push(store_put_us);
-        s.fixed_us.push(fixed_us);
-        s.claim_ms.push(millis(tally("claim").total));
-        s.finish_ms.push(millis(tally("finish").total));
-        s.start_ms.push(millis(tally("create_execution").total));
-        s.reads_ms.push(millis(reads));
-        s.outside_us.push(outside_us);
+        s.checkpoint_us.push(checkpoint_us);
+        s.finish_us.push(finish_us);
+        s.setup_us.push(setup_us);
+        s.sdk_us.push(sdk_us);
+        s.ratio.push(step_us / put_us);
+        s.checkpoint_ratio.push(checkpoint_us / put_us);
+        s.ratio_without_finish.push((step_us - finish_us) / put_us);
         report.info(
             STEP_VS_PUT,
             &[
@@ -222,13 +235,21 @@ async fn rounds(
                 ("step_us", step_us),
                 ("ddb_put_us", put_us),
                 ("ratio", step_us / put_us),
-                ("store_put_us", store_put_us),
                 ("checkpoints", puts.calls as f64),
-                ("other_per_step_us", fixed_us),
-                ("finish_ms", millis(tally("finish").total)),
-                ("claim_ms", millis(tally("claim").total)),
-                ("outside_store_per_step_us", outside_us),
+                ("checkpoint_us", checkpoint_us),
+                ("finish_us", finish_us),
+                ("setup_us", setup_us),
+                ("sdk_us", sdk_us),
             ],
+        );
+        let calls: Vec<String> = step
+            .tallies
+            .iter()
+            .map(|(k, t)| format!("{k}={}x/{:.3}ms", t.calls, millis(t.total)))
+            .collect();
+        report.note(
+            STEP_VS_PUT,
+            &format!("round={round} store_calls {}", calls.join(" ")),
         );
     }
     let m = |v: &[f64]| median(v).unwrap_or(f64::NAN);
@@ -236,33 +257,27 @@ async fn rounds(
     if !(step.is_finite() && put.is_finite()) {
         return Err("no rounds were run".into());
     }
-    let paired: Vec<f64> = s
-        .step_us
-        .iter()
-        .zip(&s.put_us)
-        .map(|(a, b)| a / b)
-        .collect();
     report.info(
         STEP_VS_PUT,
         &[
             ("median_step_us", step),
             ("median_ddb_put_us", put),
-            ("median_store_put_us", m(&s.store_put_us)),
-            ("median_other_per_step_us", m(&s.fixed_us)),
-            ("median_paired_ratio", m(&paired)),
+            ("median_paired_ratio", m(&s.ratio)),
             ("rounds", sizes.rounds as f64),
             ("floor_spread", spread(&s.put_us)),
         ],
     );
-    // The part of a step run that is not its checkpoints, per run (ms).
+    // Where a step's time goes (medians over the rounds, µs per step), and
+    // the ratio without the finish's expiry sweep.
     report.info(
         STEP_VS_PUT,
         &[
-            ("median_start_ms", m(&s.start_ms)),
-            ("median_claim_ms", m(&s.claim_ms)),
-            ("median_finish_ms", m(&s.finish_ms)),
-            ("median_reads_ms", m(&s.reads_ms)),
-            ("median_outside_store_per_step_us", m(&s.outside_us)),
+            ("median_checkpoint_us", m(&s.checkpoint_us)),
+            ("median_finish_us", m(&s.finish_us)),
+            ("median_setup_us", m(&s.setup_us)),
+            ("median_sdk_us", m(&s.sdk_us)),
+            ("checkpoint_vs_put", m(&s.checkpoint_ratio)),
+            ("ratio_without_finish", m(&s.ratio_without_finish)),
         ],
     );
     warn_if_noisy(report, STEP_VS_PUT, &s.put_us);
@@ -271,7 +286,7 @@ async fn rounds(
 
 /// One timed execution.
 struct StepRun {
-    /// From `start` until it settled.
+    /// From `start` to the end of its invocation.
     elapsed: Duration,
     /// Its store calls.
     tallies: BTreeMap<&'static str, Tally>,
@@ -287,9 +302,11 @@ async fn time_steps(store: &Arc<TimedStore>, n: u64) -> Result<StepRun> {
     store.take();
     let started = Instant::now();
     let exec = rt.start(handler, n).await?;
-    let status = exec.run_until_settled().await?;
+    let invocation = exec.run_once().await?;
     let elapsed = started.elapsed();
     let tallies = store.take();
+    invocation.ok_or("the execution was not due")?;
+    let status = exec.status().await?;
     if status != ExecutionStatus::Succeeded {
         let why = exec
             .error()
@@ -356,13 +373,14 @@ fn floor_item_bytes(body: &str) -> usize {
     "pk".len() + 38 + "sk".len() + 10 + "body".len() + body.len()
 }
 
-/// The size of the store's item for the first operation of `id`, read
-/// back from the table (`None` if the store's item layout has changed).
-async fn operation_item_bytes(
+/// The size (bytes, attributes) of the store's item for the first operation
+/// of `id`, read back from the table (`None` if the store's item layout has
+/// changed).
+async fn operation_item_size(
     client: &Client,
     table: &str,
     id: &ExecutionId,
-) -> Result<Option<usize>> {
+) -> Result<Option<(usize, usize)>> {
     let out = client
         .get_item()
         .table_name(table)
@@ -372,7 +390,7 @@ async fn operation_item_bytes(
         .send()
         .await
         .map_err(|e| DisplayErrorContext(e).to_string())?;
-    Ok(out.item.as_ref().map(item_bytes))
+    Ok(out.item.as_ref().map(|item| (item_bytes(item), item.len())))
 }
 
 /// An item's size as DynamoDB counts it (attribute names plus values;

@@ -31,7 +31,7 @@ use tokio::task::JoinSet;
 use crate::Scale;
 use crate::bins;
 use crate::dev_server::{DevServer, FunctionDef, expect_status};
-use crate::floor::CommitFloor;
+use crate::floor::{CommitFloor, due_scan_us};
 use crate::measure::{Result, median, micros, millis, now_us, percentile};
 use crate::report::{Figure, Report};
 
@@ -214,6 +214,7 @@ async fn sequential(server: &DevServer, sizes: &Sizes, report: &mut Report) -> R
     let commit = median(&commit_us).unwrap_or(f64::NAN);
     let rtt = median(&rtt_us).unwrap_or(f64::NAN);
     let p50 = percentile(&ms, 50.0).ok_or("no workflows were run")?;
+    let scan_us = due_scan_us(sizes.rtts / 4).await?;
     report.info(
         SEQ_P50,
         &[
@@ -243,6 +244,7 @@ async fn sequential(server: &DevServer, sizes: &Sizes, report: &mut Report) -> R
             ("floor_min_commits", MIN_COMMITS as f64),
             ("floor_commits_ms", commit * MIN_COMMITS as f64 / 1e3),
             ("floor_http_rtt_us", rtt),
+            ("due_scan_us", scan_us),
             ("p50_in_commits", p50 * 1e3 / commit),
         ],
     );
@@ -305,6 +307,7 @@ async fn concurrent(server: &DevServer, sizes: &Sizes, report: &mut Report) -> R
             ("latency_p50_ms", p(50.0)),
             ("latency_p99_ms", p(99.0)),
             ("handler_processes", handlers as f64),
+            ("log_warnings", server.log_warnings() as f64),
         ],
     );
     report.info(

@@ -24,7 +24,7 @@ use serde_json::json;
 use crate::Scale;
 use crate::bins;
 use crate::dev_server::{DevServer, FunctionDef, expect_status};
-use crate::floor::CommitFloor;
+use crate::floor::{CommitFloor, due_scan_us};
 use crate::measure::{Result, micros, millis, now_us, percentile};
 use crate::report::{Figure, Report};
 
@@ -193,6 +193,7 @@ async fn measure(server: &DevServer, sizes: &Sizes, report: &mut Report) -> Resu
         resume_one(&client).await?;
     }
     let commit = CommitFloor::measure(sizes.floor_commits).await?;
+    let scan_us = due_scan_us(sizes.floor_commits / 10).await?;
     let mut latency = Vec::with_capacity(sizes.executions);
     let mut send = Vec::with_capacity(sizes.executions);
     for _ in 0..sizes.executions {
@@ -223,6 +224,7 @@ async fn measure(server: &DevServer, sizes: &Sizes, report: &mut Report) -> Resu
                 "floor_sqlite_commit_us",
                 micros(commit) / sizes.floor_commits as f64,
             ),
+            ("due_scan_us", scan_us),
         ],
     );
     if !(p50 > 0.0 && p99 > 0.0) {

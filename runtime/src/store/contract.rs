@@ -70,7 +70,9 @@ macro_rules! store_contract_tests {
             cancel_stops_an_execution,
             events_are_delivered_in_order_and_wake_the_execution,
             resume_restarts_failed_and_blocked_executions,
-            executions_get_a_secret_seed
+            executions_get_a_secret_seed,
+            schedules_are_created_once_and_updated_by_revision,
+            schedules_are_found_through_the_due_index
         );
     };
     (@cases $fixture:path; $($case:ident),* $(,)?) => {
@@ -883,4 +885,119 @@ pub async fn executions_get_a_secret_seed(store: Arc<dyn Store>) {
     assert_eq!(again.seed, ea.seed);
     let claimed = store.claim(&a, T0, at(1000)).await.unwrap().unwrap();
     assert_eq!(claimed.seed, ea.seed);
+}
+
+fn schedule(name: &str, due_at: Option<Timestamp>) -> super::Schedule {
+    super::Schedule {
+        name: name.into(),
+        function: "backup".into(),
+        expression: "cron(0 3 * * ? *)".into(),
+        timezone: Some("Europe/Paris".into()),
+        input: json!({"bucket": "b"}),
+        enabled: true,
+        paused: false,
+        catch_up: super::CatchUp::Latest,
+        overlap: super::Overlap::Skip,
+        anchor: T0,
+        next_fire_at: due_at,
+        pending_fire_at: None,
+        last_fire_at: None,
+        last_execution: None,
+        fires: 0,
+        skipped: 0,
+        due_at,
+        created_at: T0,
+        updated_at: T0,
+        rev: 1,
+    }
+}
+
+/// Schedules: created once, then replaced revision by revision (first
+/// writer wins), read back whole.
+pub async fn schedules_are_created_once_and_updated_by_revision(store: Arc<dyn Store>) {
+    use super::ScheduleWrite;
+    let s = schedule("nightly", Some(at(1_000)));
+    assert_eq!(store.get_schedule("nightly").await.unwrap(), None);
+    assert_eq!(
+        store.create_schedule(&s).await.unwrap(),
+        ScheduleWrite::Written
+    );
+    assert_eq!(
+        store.get_schedule("nightly").await.unwrap(),
+        Some(s.clone())
+    );
+    let mut other = s.clone();
+    other.function = "other".into();
+    assert_eq!(
+        store.create_schedule(&other).await.unwrap(),
+        ScheduleWrite::Conflict(s.clone())
+    );
+    let mut v2 = s.clone();
+    v2.rev = 2;
+    v2.last_execution = Some(id("nightly:20231114T221320Z"));
+    v2.next_fire_at = Some(at(2_000));
+    v2.due_at = Some(at(2_000));
+    let mut racing = s.clone();
+    racing.rev = 2;
+    racing.paused = true;
+    racing.due_at = None;
+    assert_eq!(
+        store.update_schedule(&v2).await.unwrap(),
+        ScheduleWrite::Written
+    );
+    assert_eq!(
+        store.update_schedule(&racing).await.unwrap(),
+        ScheduleWrite::Conflict(v2.clone())
+    );
+    assert_eq!(store.get_schedule("nightly").await.unwrap(), Some(v2));
+    let mut missing = schedule("missing", None);
+    missing.rev = 2;
+    assert_eq!(
+        store.update_schedule(&missing).await.unwrap(),
+        ScheduleWrite::Missing
+    );
+    let mut bad = schedule("bad name", None);
+    bad.rev = 1;
+    assert!(matches!(
+        store.create_schedule(&bad).await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+/// Schedules have their own part of the due index: due ones earliest first,
+/// paused or finished ones (no `due_at`) never; listing shows them all by name.
+pub async fn schedules_are_found_through_the_due_index(store: Arc<dyn Store>) {
+    for (name, due) in [
+        ("c-late", Some(at(3_000))),
+        ("a-early", Some(at(1_000))),
+        ("b-paused", None),
+        ("d-mid", Some(at(2_000))),
+    ] {
+        store.create_schedule(&schedule(name, due)).await.unwrap();
+    }
+    // An execution due at the same time does not show up among schedules.
+    store
+        .create_execution(&new_exec("x-1", json!(1)))
+        .await
+        .unwrap();
+    let names = |v: Vec<super::Schedule>| v.into_iter().map(|s| s.name).collect::<Vec<_>>();
+    assert_eq!(
+        names(store.due_schedules(at(2_000), 10).await.unwrap()),
+        ["a-early", "d-mid"]
+    );
+    assert_eq!(
+        names(store.due_schedules(at(5_000), 2).await.unwrap()),
+        ["a-early", "d-mid"]
+    );
+    assert!(store.due_schedules(at(999), 10).await.unwrap().is_empty());
+    assert_eq!(
+        names(store.list_schedules().await.unwrap()),
+        ["a-early", "b-paused", "c-late", "d-mid"]
+    );
+    // Executions' shards never see schedules.
+    let mut seen = 0;
+    for shard in 0..crate::model::DUE_SHARDS {
+        seen += store.due(shard, at(5_000), 100).await.unwrap().len();
+    }
+    assert_eq!(seen, 1);
 }

@@ -13,7 +13,8 @@ use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
 use super::{
-    Created, DueItem, ExecutionPage, ListFilter, OpWrite, Outcome, SentEvent, Store, Transition,
+    Created, DueItem, ExecutionPage, ListFilter, OpWrite, Outcome, Schedule, ScheduleWrite,
+    SentEvent, Store, Transition,
 };
 use crate::error::{Result, StoreError};
 use crate::model::{Execution, ExecutionId, Journal, NewExecution, Operation, Timestamp};
@@ -171,5 +172,25 @@ impl Store for FaultyStore {
     }
     async fn resume(&self, id: &ExecutionId, now: Timestamp) -> Result<Option<Execution>> {
         self.call("resume", self.inner.resume(id, now)).await
+    }
+    async fn create_schedule(&self, schedule: &Schedule) -> Result<ScheduleWrite> {
+        self.call("create_schedule", self.inner.create_schedule(schedule))
+            .await
+    }
+    async fn update_schedule(&self, schedule: &Schedule) -> Result<ScheduleWrite> {
+        self.call("update_schedule", self.inner.update_schedule(schedule))
+            .await
+    }
+    async fn get_schedule(&self, name: &str) -> Result<Option<Schedule>> {
+        self.call("get_schedule", self.inner.get_schedule(name))
+            .await
+    }
+    async fn list_schedules(&self) -> Result<Vec<Schedule>> {
+        self.call("list_schedules", self.inner.list_schedules())
+            .await
+    }
+    async fn due_schedules(&self, now: Timestamp, limit: usize) -> Result<Vec<Schedule>> {
+        self.call("due_schedules", self.inner.due_schedules(now, limit))
+            .await
     }
 }

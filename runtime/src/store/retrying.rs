@@ -13,7 +13,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::{
-    Created, DueItem, ExecutionPage, ListFilter, OpWrite, Outcome, SentEvent, Store, Transition,
+    Created, DueItem, ExecutionPage, ListFilter, OpWrite, Outcome, Schedule, ScheduleWrite,
+    SentEvent, Store, Transition,
 };
 use crate::error::Result;
 use crate::model::{Execution, ExecutionId, Journal, NewExecution, Operation, Timestamp};
@@ -160,5 +161,25 @@ impl Store for RetryingStore {
     }
     async fn resume(&self, id: &ExecutionId, now: Timestamp) -> Result<Option<Execution>> {
         self.retry("resume", || self.inner.resume(id, now)).await
+    }
+    async fn create_schedule(&self, schedule: &Schedule) -> Result<ScheduleWrite> {
+        self.retry("create_schedule", || self.inner.create_schedule(schedule))
+            .await
+    }
+    async fn update_schedule(&self, schedule: &Schedule) -> Result<ScheduleWrite> {
+        self.retry("update_schedule", || self.inner.update_schedule(schedule))
+            .await
+    }
+    async fn get_schedule(&self, name: &str) -> Result<Option<Schedule>> {
+        self.retry("get_schedule", || self.inner.get_schedule(name))
+            .await
+    }
+    async fn list_schedules(&self) -> Result<Vec<Schedule>> {
+        self.retry("list_schedules", || self.inner.list_schedules())
+            .await
+    }
+    async fn due_schedules(&self, now: Timestamp, limit: usize) -> Result<Vec<Schedule>> {
+        self.retry("due_schedules", || self.inner.due_schedules(now, limit))
+            .await
     }
 }

@@ -15,8 +15,8 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::{
-    Created, DueItem, ExecutionPage, ListFilter, OpWrite, Outcome, SentEvent, Store, Transition,
-    validate_new, validate_op, validate_outcome,
+    Created, DueItem, ExecutionPage, ListFilter, OpWrite, Outcome, Schedule, ScheduleWrite,
+    SentEvent, Store, Transition, validate_new, validate_op, validate_outcome, validate_schedule,
 };
 use crate::error::{Result, StoreError};
 use crate::model::{
@@ -70,6 +70,13 @@ CREATE TABLE IF NOT EXISTS operations (
     body         TEXT NOT NULL,
     PRIMARY KEY (execution_id, op_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS schedules (
+    name    TEXT PRIMARY KEY,
+    rev     INTEGER NOT NULL,
+    due_at  INTEGER,
+    body    TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS schedules_due ON schedules(due_at) WHERE due_at IS NOT NULL;
 ";
 
 const EXEC_COLS: &str = "id, function, version, status, input, output, error, epoch, wakeups, \
@@ -859,6 +866,118 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn create_schedule(&self, schedule: &Schedule) -> Result<ScheduleWrite> {
+        validate_schedule(schedule)?;
+        if schedule.rev != 1 {
+            return Err(StoreError::Invalid(format!(
+                "a new schedule has revision 1, not {}",
+                schedule.rev
+            )));
+        }
+        let name = schedule.name.clone();
+        let due_at = schedule.due_at.map(|t| t.0);
+        let body = serde_json::to_string(schedule).map_err(json_err)?;
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "INSERT INTO schedules (name, rev, due_at, body) VALUES (?1, 1, ?2, ?3) \
+                     ON CONFLICT(name) DO NOTHING",
+                )
+                .map_err(sql_err)?
+                .execute(params![name, due_at, body])
+                .map_err(sql_err)?;
+            if changed == 1 {
+                return Ok(ScheduleWrite::Written);
+            }
+            match select_schedule(conn, &name)? {
+                Some(current) => Ok(ScheduleWrite::Conflict(current)),
+                None => Err(StoreError::Backend("schedule vanished".into())),
+            }
+        })
+        .await
+    }
+
+    async fn update_schedule(&self, schedule: &Schedule) -> Result<ScheduleWrite> {
+        validate_schedule(schedule)?;
+        let name = schedule.name.clone();
+        let rev = to_i64(schedule.rev);
+        let due_at = schedule.due_at.map(|t| t.0);
+        let body = serde_json::to_string(schedule).map_err(json_err)?;
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE schedules SET rev = ?2, due_at = ?3, body = ?4 \
+                     WHERE name = ?1 AND rev = ?2 - 1",
+                )
+                .map_err(sql_err)?
+                .execute(params![name, rev, due_at, body])
+                .map_err(sql_err)?;
+            if changed == 1 {
+                return Ok(ScheduleWrite::Written);
+            }
+            Ok(match select_schedule(conn, &name)? {
+                Some(current) => ScheduleWrite::Conflict(current),
+                None => ScheduleWrite::Missing,
+            })
+        })
+        .await
+    }
+
+    async fn get_schedule(&self, name: &str) -> Result<Option<Schedule>> {
+        let name = name.to_string();
+        self.read(move |conn| select_schedule(conn, &name)).await
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<Schedule>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT body FROM schedules ORDER BY name")
+                .map_err(sql_err)?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(sql_err)?;
+            let mut out = Vec::new();
+            for body in rows {
+                out.push(serde_json::from_str(&body.map_err(sql_err)?).map_err(json_err)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn due_schedules(&self, now: Timestamp, limit: usize) -> Result<Vec<Schedule>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT body FROM schedules WHERE due_at IS NOT NULL AND due_at <= ?1 \
+                     ORDER BY due_at LIMIT ?2",
+                )
+                .map_err(sql_err)?;
+            let rows = stmt
+                .query_map(params![now.0, limit], |r| r.get::<_, String>(0))
+                .map_err(sql_err)?;
+            let mut out = Vec::new();
+            for body in rows {
+                out.push(serde_json::from_str(&body.map_err(sql_err)?).map_err(json_err)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+fn select_schedule(conn: &Connection, name: &str) -> Result<Option<Schedule>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT body FROM schedules WHERE name = ?1")
+        .map_err(sql_err)?;
+    let body: Option<String> = stmt
+        .query_row(params![name], |r| r.get(0))
+        .optional()
+        .map_err(sql_err)?;
+    body.map(|b| serde_json::from_str(&b).map_err(json_err))
+        .transpose()
 }
 
 /// Splits a list cursor `<created_at>:<id>`.

@@ -3,3 +3,4 @@
 
 pub mod callback;
 pub mod resume;
+pub mod schedule;

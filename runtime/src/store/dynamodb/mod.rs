@@ -39,6 +39,7 @@ mod list;
 mod ops;
 mod records;
 mod retry;
+mod schedules;
 mod table;
 mod url;
 

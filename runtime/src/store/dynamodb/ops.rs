@@ -23,8 +23,8 @@ use crate::model::{
     Timestamp,
 };
 use crate::store::{
-    Created, DueItem, ExecutionPage, ListFilter, OpWrite, Outcome, SentEvent, Store, Transition,
-    validate_new, validate_op, validate_outcome,
+    Created, DueItem, ExecutionPage, ListFilter, OpWrite, Outcome, Schedule, ScheduleWrite,
+    SentEvent, Store, Transition, validate_new, validate_op, validate_outcome,
 };
 
 #[async_trait]
@@ -391,5 +391,24 @@ impl Store for DynamoStore {
 
     async fn resume(&self, id: &ExecutionId, now: Timestamp) -> Result<Option<Execution>> {
         self.resume_execution(id, now).await
+    }
+    async fn create_schedule(&self, schedule: &Schedule) -> Result<ScheduleWrite> {
+        self.put_new_schedule(schedule).await
+    }
+
+    async fn update_schedule(&self, schedule: &Schedule) -> Result<ScheduleWrite> {
+        self.replace_schedule(schedule).await
+    }
+
+    async fn get_schedule(&self, name: &str) -> Result<Option<Schedule>> {
+        self.read_schedule(name).await
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<Schedule>> {
+        self.query_schedules(None, usize::MAX).await
+    }
+
+    async fn due_schedules(&self, now: Timestamp, limit: usize) -> Result<Vec<Schedule>> {
+        self.query_schedules(Some(now), limit).await
     }
 }
