@@ -11,17 +11,8 @@ use durafn::testing::TestRuntime;
 use durafn_runtime::model::{OpKind, OpStatus};
 use serde_json::json;
 
-#[derive(Clone, Default)]
-struct Calls(Arc<AtomicU32>);
-
-impl Calls {
-    fn hit(&self) -> u32 {
-        self.0.fetch_add(1, Ordering::SeqCst) + 1
-    }
-    fn get(&self) -> u32 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
+mod common;
+use common::Calls;
 
 #[tokio::test]
 async fn a_child_context_is_checkpointed_as_a_unit_and_not_rerun() {

@@ -9,18 +9,8 @@ use durafn::testing::TestRuntime;
 use durafn_runtime::model::{MAX_PAYLOAD_BYTES, OpStatus};
 use serde_json::json;
 
-/// Counts how often a step body really runs.
-#[derive(Clone, Default)]
-struct Calls(Arc<AtomicU32>);
-
-impl Calls {
-    fn hit(&self) -> u32 {
-        self.0.fetch_add(1, Ordering::SeqCst) + 1
-    }
-    fn get(&self) -> u32 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
+mod common;
+use common::Calls;
 
 #[tokio::test]
 async fn completed_steps_are_not_run_again_on_replay() {

@@ -12,17 +12,8 @@ use durafn_runtime::model::{OpKind, OpStatus};
 use durafn_runtime::trigger::callback::CallbackRef;
 use serde_json::{Value, json};
 
-#[derive(Clone, Default)]
-struct Calls(Arc<AtomicU32>);
-
-impl Calls {
-    fn hit(&self) -> u32 {
-        self.0.fetch_add(1, Ordering::SeqCst) + 1
-    }
-    fn get(&self) -> u32 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
+mod common;
+use common::Calls;
 
 /// Asks for approval through a callback; on timeout or rejection, says so.
 fn approval(submits: Calls, timeout: Duration) -> Handler {
