@@ -19,10 +19,11 @@ pub(crate) struct DynamoLocal {
 }
 
 fn script() -> PathBuf {
-    PathBuf::from(concat!(
+    let path = PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../scripts/dynamodb-local.sh"
-    ))
+    ));
+    std::fs::canonicalize(&path).unwrap_or(path)
 }
 
 impl DynamoLocal {

@@ -174,20 +174,35 @@ impl FunctionHost {
 
     /// Spawns a process if invocations are waiting and no process is idle.
     fn ensure_capacity(self: &Arc<Self>) {
-        let spawn = {
-            let st = self.state();
+        // Decide and reserve under one lock, so concurrent callers never start
+        // more than `max_instances`, and the process is known before it polls.
+        let reserved = {
+            let mut st = self.state();
             let idle = st.instances.values().filter(|i| i.polling).count();
-            st.queue.len() > idle && st.instances.len() < self.spec.max_instances.max(1)
+            if st.queue.len() > idle && st.instances.len() < self.spec.max_instances.max(1) {
+                let id = self.next_instance.fetch_add(1, Ordering::SeqCst);
+                let secret = uuid::Uuid::new_v4().simple().to_string();
+                st.instances.insert(
+                    id,
+                    Instance {
+                        secret: secret.clone(),
+                        polling: false,
+                        last_active: Instant::now(),
+                        kill: None,
+                    },
+                );
+                Some((id, secret))
+            } else {
+                None
+            }
         };
-        if spawn {
-            self.spawn_instance();
+        if let Some((id, secret)) = reserved {
+            self.spawn_instance(id, secret);
         }
     }
 
-    fn spawn_instance(self: &Arc<Self>) {
-        let id = self.next_instance.fetch_add(1, Ordering::SeqCst);
+    fn spawn_instance(self: &Arc<Self>, id: u64, secret: String) {
         // `lambda_runtime` accepts a full URL here, which lets each process have its own base path.
-        let secret = uuid::Uuid::new_v4().simple().to_string();
         let api = format!(
             "http://{}/fn/{}/{id}-{secret}",
             self.api_authority, self.spec.name
@@ -214,6 +229,7 @@ impl FunctionHost {
             Err(e) => {
                 let msg = format!("cannot run {}: {e}", self.spec.executable.display());
                 tracing::error!(function = %self.spec.name, "{msg}");
+                self.state().instances.remove(&id);
                 self.fail_queued(InvokeFailure::InitFailed(msg));
                 return;
             }
@@ -226,15 +242,17 @@ impl FunctionHost {
             tokio::spawn(forward_lines(prefix, BufReader::new(err)));
         }
         let (kill_tx, kill_rx) = oneshot::channel();
-        self.state().instances.insert(
-            id,
-            Instance {
-                secret,
-                polling: false,
-                last_active: Instant::now(),
-                kill: Some(kill_tx),
-            },
-        );
+        let kill_now = match self.state().instances.get_mut(&id) {
+            Some(inst) => {
+                inst.kill = Some(kill_tx);
+                None
+            }
+            // Reaped or shut down while starting: stop it at once.
+            None => Some(kill_tx),
+        };
+        if let Some(k) = kill_now {
+            let _ = k.send(());
+        }
         tracing::debug!(function = %self.spec.name, instance = id, "started a handler process");
         let host = self.clone();
         tokio::spawn(async move {
