@@ -9,43 +9,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use durafn_emulator::client::ApiClient;
+use durafn_tests::binaries::free_port;
 use serde_json::{Value, json};
 
-/// The folder holding the workspace's built binaries.
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>")
-        .to_path_buf()
-}
-
-/// The examples' own binaries, rebuilt if stale (cargo only builds the
-/// binaries of the package under test, and these live in `examples/`).
 fn example_exe(bin: &str) -> PathBuf {
-    static BUILD: std::sync::Once = std::sync::Once::new();
-    BUILD.call_once(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "order-example",
-                "-p",
-                "approval-example",
-            ])
-            .status()
-            .expect("run cargo");
-        assert!(status.success(), "building the examples failed");
-    });
-    let p = bin_dir().join(bin);
-    assert!(
-        p.exists(),
-        "{} is missing after building the examples",
-        p.display()
-    );
-    p
+    durafn_tests::binaries::example_exe(&format!("{bin}-example"), bin)
 }
 
 fn order_exe() -> PathBuf {
@@ -89,13 +57,6 @@ Resources:
             Path: /runs/{kind}
             Method: post
 "#;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// A `durafn dev` process.
 struct Dev {

@@ -118,3 +118,52 @@ pub fn workflow(name: &str, log: RunLog) -> Option<Handler> {
         _ => None,
     }
 }
+
+/// Finding and building the binaries the end-to-end tests run as processes.
+pub mod binaries {
+    use std::collections::BTreeSet;
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+    use std::sync::Mutex;
+
+    /// The folder holding the workspace's built binaries (`target/<profile>`).
+    pub fn bin_dir() -> PathBuf {
+        let exe = std::env::current_exe().expect("test executable path");
+        exe.parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>")
+            .to_path_buf()
+    }
+
+    /// The binary `bin` of the example package `package`, built (once per test
+    /// process) if stale: cargo only builds the binaries of the package under
+    /// test, and the examples live in `examples/`.
+    pub fn example_exe(package: &str, bin: &str) -> PathBuf {
+        static BUILT: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+        let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+        if !built.contains(package) {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "-q", "-p", package])
+                .status()
+                .expect("run cargo");
+            assert!(status.success(), "building {package} failed");
+            built.insert(package.to_string());
+        }
+        let p = bin_dir().join(bin);
+        assert!(
+            p.exists(),
+            "{} is missing after building {package}",
+            p.display()
+        );
+        p
+    }
+
+    /// A port nobody listens on right now.
+    pub fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port")
+    }
+}

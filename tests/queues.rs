@@ -15,32 +15,11 @@ use aws_sdk_sqs::types::{
     SendMessageBatchRequestEntry,
 };
 use durafn_emulator::client::ApiClient;
+use durafn_tests::binaries::free_port;
 use serde_json::{Value, json};
 
-/// The folder holding the workspace's built binaries.
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>")
-        .to_path_buf()
-}
-
-/// The media-sync binary, rebuilt if stale (cargo only builds the binaries
-/// of the package under test, and this one lives in `examples/`).
 fn media_sync_exe() -> PathBuf {
-    static BUILD: std::sync::Once = std::sync::Once::new();
-    BUILD.call_once(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-q", "-p", "media-sync-example"])
-            .status()
-            .expect("run cargo");
-        assert!(status.success(), "building the media-sync example failed");
-    });
-    let p = bin_dir().join("media-sync");
-    assert!(p.exists(), "{} is missing after building", p.display());
-    p
+    durafn_tests::binaries::example_exe("media-sync-example", "media-sync")
 }
 
 /// Visibility timeout 1 s and two receives before the dead-letter queue, so
@@ -76,13 +55,6 @@ Resources:
             FunctionResponseTypes:
               - ReportBatchItemFailures
 "#;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// A `durafn dev` process and an SQS client pointed at it.
 struct Dev {
