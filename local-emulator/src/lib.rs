@@ -23,5 +23,6 @@ pub mod output;
 pub mod queues;
 pub mod schedules;
 pub mod server;
+pub mod store_api;
 pub mod template;
 pub mod ui;

@@ -71,21 +71,15 @@ pub struct Platform {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
-/// The store URL handler processes use: the same store, absolute paths.
-fn handler_store_url(url: &str) -> String {
-    match url.strip_prefix("sqlite://") {
-        Some(path) => {
-            let p = std::path::Path::new(path);
-            let abs = if p.is_absolute() {
-                p.to_path_buf()
-            } else {
-                std::env::current_dir()
-                    .map(|d| d.join(p))
-                    .unwrap_or_else(|_| p.to_path_buf())
-            };
-            format!("sqlite://{}", abs.display())
-        }
-        None => url.to_string(),
+/// The store URL handler processes use. A DynamoDB store they reach
+/// directly, as on AWS. The embedded SQLite store they reach through this
+/// emulator ([`crate::store_api`]), so one writer group-commits the
+/// checkpoints of every process.
+fn handler_store_url(url: &str, authority: &str, secret: &str) -> String {
+    if url.starts_with("sqlite://") {
+        crate::store_api::url(authority, secret)
+    } else {
+        url.to_string()
     }
 }
 
@@ -135,7 +129,8 @@ pub async fn serve(
     ));
     let addr = listener.local_addr()?;
     let authority = format!("127.0.0.1:{}", addr.port());
-    let handler_store = handler_store_url(&config.store_url);
+    let store_secret = crate::store_api::new_secret();
+    let handler_store = handler_store_url(&config.store_url, &authority, &store_secret);
 
     let mut hosts = HashMap::new();
     let mut timeouts = HashMap::new();
@@ -208,6 +203,7 @@ pub async fn serve(
         .merge(crate::queues::start(&platform)?)
         .merge(crate::schedules::start(&platform)?)
         .merge(lambda_api::router(hosts.clone(), state.token.clone()))
+        .merge(crate::store_api::router(store.clone(), &store_secret))
         .merge(crate::http_routes::router(&routes, &hosts, state)?);
 
     let dispatch_task = {

@@ -269,7 +269,7 @@ pub struct EventRecord {
 }
 
 /// What a caller asks for when it starts an execution.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewExecution {
     /// The id (user's name or generated).
     pub id: ExecutionId,

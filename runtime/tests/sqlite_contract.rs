@@ -80,3 +80,37 @@ fn bad_store_urls_are_clear_errors() {
         .to_string();
     assert!(err.contains("file path"), "{err}");
 }
+
+/// A write whose caller goes away while it is about to commit inline does not
+/// wedge the writer: it is committed by the writer thread, and later writes go
+/// through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_inline_write_neither_wedges_the_writer_nor_is_lost() {
+    let f = fixture().await;
+    let store = f.store.clone();
+    let new = |name: &str| durafn_runtime::model::NewExecution {
+        id: durafn_runtime::model::ExecutionId::new(name).unwrap(),
+        function: "f".into(),
+        version: "1".into(),
+        input: serde_json::json!(1),
+        now: Timestamp(0),
+    };
+    let first = new("dropped-1");
+    // Polled once (it takes the lead and yields), then dropped.
+    tokio::select! {
+        biased;
+        _ = store.create_execution(&first) => panic!("the write cannot finish in one poll"),
+        _ = std::future::ready(()) => {}
+    }
+    let second = new("after-1");
+    let done = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        store.create_execution(&second),
+    )
+    .await;
+    assert!(done.expect("the writer is wedged").is_ok());
+    // The dropped write was queued before the second one, and the writer
+    // commits in queue order: it is durable by now.
+    let found = store.get_execution(&first.id).await.unwrap();
+    assert!(found.is_some(), "the dropped write was lost");
+}

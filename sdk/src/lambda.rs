@@ -359,17 +359,16 @@ impl LambdaRuntime {
             Request::Start { name, input } => {
                 let now = self.clock.now();
                 let id = ExecutionId::new(name)?;
-                self.store
-                    .create_execution(&NewExecution {
-                        id: id.clone(),
-                        function: self.function.clone(),
-                        version: self.version.clone(),
-                        input,
-                        now,
-                    })
-                    .await?;
+                let new = NewExecution {
+                    id: id.clone(),
+                    function: self.function.clone(),
+                    version: self.version.clone(),
+                    input,
+                    now,
+                };
                 let lease = deadline.plus(LEASE_GRACE);
-                match self.store.claim(&id, now, lease).await? {
+                // Atomic where the store can: no dispatcher claims it in between.
+                match self.store.create_and_claim(&new, lease).await?.1 {
                     Some(c) => c,
                     None => {
                         // Already started by an earlier request: report where it is.

@@ -107,7 +107,8 @@ async fn authorize(State(state): State<ApiState>, req: Request, next: Next) -> R
     response
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// `a == b` in time independent of where they differ (for secrets).
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -141,10 +141,7 @@ fn ok(body: Value) -> Response {
     resp
 }
 
-/// `a == b` in time independent of where they differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+use crate::api::constant_time_eq;
 
 /// With an API token, a request must carry it: as `Authorization: Bearer
 /// <token>`, or as the access key id of an AWS-signed request (an SDK

@@ -25,6 +25,7 @@ pub mod contract;
 pub mod dynamodb;
 #[cfg(feature = "testing")]
 mod faulty;
+pub mod remote;
 mod retrying;
 pub mod sqlite;
 
@@ -32,6 +33,7 @@ pub mod sqlite;
 pub use dynamodb::DynamoStore;
 #[cfg(feature = "testing")]
 pub use faulty::FaultyStore;
+pub use remote::HttpStore;
 pub use retrying::RetryingStore;
 pub use sqlite::SqliteStore;
 
@@ -54,7 +56,8 @@ impl Created {
 }
 
 /// The answer to [`Store::put_operation`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 // The common variant is the small one, and conflicts are rare: no need to box.
 #[allow(clippy::large_enum_variant)]
 pub enum OpWrite {
@@ -66,7 +69,8 @@ pub enum OpWrite {
 }
 
 /// The answer to an epoch-conditional update ([`Store::suspend`], [`Store::finish`]).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Transition {
     /// Applied (or had already been applied by this same claimant).
     Done,
@@ -75,7 +79,7 @@ pub enum Transition {
 }
 
 /// An entry of the due index.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DueItem {
     /// The execution that is due.
     pub id: ExecutionId,
@@ -84,7 +88,7 @@ pub struct DueItem {
 }
 
 /// How an invocation ends an execution.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Outcome {
     /// `SUCCEEDED`, `FAILED`, `CANCELLED`, `TIMED_OUT` or `BLOCKED`.
     pub status: ExecutionStatus,
@@ -126,6 +130,22 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
         lease_until: Timestamp,
     ) -> Result<Option<Execution>>;
+
+    /// Creates an execution (as [`Store::create_execution`]) and claims it at
+    /// once for the caller (as [`Store::claim`] at `new.now`), for a starter
+    /// that runs what it starts (an HTTP route, a queue message, a direct
+    /// invoke). Backends that can make the pair atomic do, so no dispatcher
+    /// can claim the new execution in between; the default runs one after the
+    /// other. The claim is `None` when the execution existed and is not due.
+    async fn create_and_claim(
+        &self,
+        new: &NewExecution,
+        lease_until: Timestamp,
+    ) -> Result<(Created, Option<Execution>)> {
+        let created = self.create_execution(new).await?;
+        let claimed = self.claim(&new.id, new.now, lease_until).await?;
+        Ok((created, claimed))
+    }
 
     /// Writes an operation record. `op.rev == 1` creates it if absent; a higher
     /// `rev` replaces revision `rev - 1`. If another writer got there first, the
@@ -247,7 +267,8 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// The answer to [`Store::send_event`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SentEvent {
     /// Stored and the execution woken.
     Delivered(EventRecord),
@@ -258,7 +279,7 @@ pub enum SentEvent {
 }
 
 /// What [`Store::list_executions`] returns.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ListFilter {
     /// Only executions of this function.
     pub function: Option<String>,
@@ -368,7 +389,8 @@ pub struct Schedule {
 }
 
 /// The answer to [`Store::create_schedule`] and [`Store::update_schedule`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 // Conflicts are rare and the record is small enough: no need to box.
 #[allow(clippy::large_enum_variant)]
 pub enum ScheduleWrite {
@@ -406,7 +428,9 @@ pub(crate) fn validate_schedule(s: &Schedule) -> Result<()> {
 ///   `endpoint` and `region` optional): see [`DynamoStore::open`]. The client
 ///   is configured at once when an endpoint is given (credentials from the
 ///   environment, else `x`/`x` for DynamoDB Local), otherwise from the default
-///   AWS chain on first use; the table is created on first use if missing.
+///   AWS chain on first use; the table is created on first use if missing;
+/// - `http://HOST:PORT/PATH`: another process's store, served over HTTP
+///   ([`remote`]; the emulator gives its handler processes such a URL).
 ///
 /// [`open_async`] does the same but also connects (and creates the table) before
 /// it returns, so configuration and connection errors surface at once.
@@ -427,8 +451,11 @@ pub fn open(url: &str) -> Result<Arc<dyn Store>> {
             "store URL {url:?} needs the DynamoDB backend: build durafn-runtime with feature \"dynamodb\""
         )));
     }
+    if url.starts_with("http://") {
+        return Ok(Arc::new(HttpStore::open(url)?));
+    }
     Err(StoreError::Invalid(format!(
-        "unsupported store URL {url:?}: use sqlite://PATH or dynamodb://TABLE?endpoint=URL&region=REGION"
+        "unsupported store URL {url:?}: use sqlite://PATH, dynamodb://TABLE?endpoint=URL&region=REGION or http://HOST:PORT/PATH"
     )))
 }
 

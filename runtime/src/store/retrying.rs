@@ -103,6 +103,16 @@ impl Store for RetryingStore {
         self.retry("claim", || self.inner.claim(id, now, lease_until))
             .await
     }
+    async fn create_and_claim(
+        &self,
+        new: &NewExecution,
+        lease_until: Timestamp,
+    ) -> Result<(Created, Option<Execution>)> {
+        self.retry("create_and_claim", || {
+            self.inner.create_and_claim(new, lease_until)
+        })
+        .await
+    }
     async fn put_operation(&self, id: &ExecutionId, op: &Operation) -> Result<OpWrite> {
         self.retry("put_operation", || self.inner.put_operation(id, op))
             .await

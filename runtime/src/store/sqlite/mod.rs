@@ -1,13 +1,15 @@
 //! The embedded store: one SQLite file, WAL, `synchronous=FULL`, group commit.
 //!
-//! All writes go through one writer thread. It takes every write that is
+//! All writes go through one writer ([`writer`]). It takes every write that is
 //! waiting, runs each in its own savepoint inside one transaction, commits once
 //! (one fsync), and only then answers each caller: concurrent checkpoints share a
-//! commit without any of them being acknowledged before it is durable. Reads run
-//! on a small pool of reader connections (WAL lets them run beside the writer).
+//! commit without any of them being acknowledged before it is durable. A lone
+//! write commits on its caller's thread, without a hop to the writer thread.
+//! Reads run on a small pool of reader connections (WAL lets them run beside
+//! the writer).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -29,9 +31,6 @@ const WAKE_SQL: &str = "UPDATE executions SET wakeups = wakeups + 1, updated_at 
      due_at = CASE WHEN status = 'SUSPENDED' AND (due_at IS NULL OR due_at > ?2) \
               THEN ?2 ELSE due_at END \
      WHERE id = ?1";
-
-/// The most writes grouped into one commit.
-const MAX_BATCH: usize = 512;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS executions (
@@ -82,10 +81,9 @@ CREATE INDEX IF NOT EXISTS schedules_due ON schedules(due_at) WHERE due_at IS NO
 const EXEC_COLS: &str = "id, function, version, status, input, output, error, epoch, wakeups, \
                          due_at, created_at, updated_at, ended_at, expires_at, seed";
 
-/// A write to run inside the group transaction; it returns what to do once the
-/// commit's fate is known.
-type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
-type Completion = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+mod writer;
+
+use writer::{Job, Writer};
 
 /// The embedded SQLite store.
 #[derive(Clone)]
@@ -94,7 +92,7 @@ pub struct SqliteStore {
 }
 
 struct Inner {
-    writer: Mutex<mpsc::Sender<Job>>,
+    writer: Writer,
     readers: Mutex<Vec<Connection>>,
     path: PathBuf,
 }
@@ -145,14 +143,11 @@ impl SqliteStore {
         let conn = open_connection(&path)?;
         migrate(&conn)?;
         conn.execute_batch(SCHEMA).map_err(sql_err)?;
-        let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("durafn-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+        let writer = Writer::start(conn)
             .map_err(|e| StoreError::Backend(format!("cannot start the SQLite writer: {e}")))?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
-                writer: Mutex::new(tx),
+                writer,
                 readers: Mutex::new(Vec::new()),
                 path,
             }),
@@ -181,15 +176,8 @@ impl SqliteStore {
                 let _ = tx.send(answer);
             })
         });
-        {
-            let writer = self
-                .inner
-                .writer
-                .lock()
-                .map_err(|_| StoreError::Backend("SQLite writer lock poisoned".into()))?;
-            writer
-                .send(job)
-                .map_err(|_| StoreError::Backend("the SQLite writer has stopped".into()))?;
+        if !self.inner.writer.submit(job).await {
+            return Err(StoreError::Backend("the SQLite writer has stopped".into()));
         }
         rx.await
             .map_err(|_| StoreError::Backend("the SQLite writer dropped a write".into()))?
@@ -261,33 +249,71 @@ fn in_savepoint<R>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<R>) 
     result
 }
 
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            let msg = e.to_string();
-            for job in batch {
-                // Nothing ran: report the failure without running the job.
-                drop(job);
-                tracing::warn!(error = %msg, "SQLite BEGIN failed");
-            }
-            continue;
-        }
-        let completions: Vec<Completion> = batch.into_iter().map(|job| job(&conn)).collect();
-        let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
-        if commit.is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        for done in completions {
-            done(commit.clone());
-        }
+/// Inserts a new execution unless one has its id (then checks it is the same start).
+fn insert_execution(
+    conn: &Connection,
+    new: &NewExecution,
+    input: &str,
+    seed: &str,
+) -> Result<Created> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO executions (id, function, version, status, input, epoch, wakeups, \
+             due_shard, due_at, created_at, updated_at, seed) \
+             VALUES (?1, ?2, ?3, 'PENDING', ?4, 0, 0, ?5, ?6, ?6, ?6, ?7) \
+             ON CONFLICT(id) DO NOTHING",
+        )
+        .map_err(sql_err)?
+        .execute(params![
+            new.id.as_str(),
+            new.function,
+            new.version,
+            input,
+            new.id.due_shard(),
+            new.now.0,
+            seed
+        ])
+        .map_err(sql_err)?;
+    let existing = select_execution(conn, new.id.as_str())?
+        .ok_or_else(|| StoreError::Backend("created execution vanished".into()))?;
+    if inserted == 1 {
+        return Ok(Created::New(existing));
     }
+    if existing.function != new.function {
+        return Err(StoreError::Conflict {
+            id: new.id.to_string(),
+            what: "function",
+        });
+    }
+    if existing.input != new.input {
+        return Err(StoreError::Conflict {
+            id: new.id.to_string(),
+            what: "input",
+        });
+    }
+    Ok(Created::Existing(existing))
+}
+
+/// Claims an execution if it is due (see [`Store::claim`]).
+fn claim_row(
+    conn: &Connection,
+    id: &str,
+    now: Timestamp,
+    lease_until: Timestamp,
+) -> Result<Option<Execution>> {
+    let sql = format!(
+        "UPDATE executions SET status = 'RUNNING', epoch = epoch + 1, due_at = ?3, \
+         updated_at = ?2 \
+         WHERE id = ?1 AND due_at IS NOT NULL AND due_at <= ?2 \
+         AND status IN ('PENDING', 'SUSPENDED', 'RUNNING') \
+         RETURNING {EXEC_COLS}"
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(sql_err)?;
+    let raw = stmt
+        .query_row(params![id, now.0, lease_until.0], exec_from_row)
+        .optional()
+        .map_err(sql_err)?;
+    raw.map(RawExecution::decode).transpose()
 }
 
 fn exec_from_row(row: &Row<'_>) -> rusqlite::Result<RawExecution> {
@@ -427,43 +453,24 @@ impl Store for SqliteStore {
         let new = new.clone();
         let input = serde_json::to_string(&new.input).map_err(json_err)?;
         let seed = crate::model::new_seed();
+        self.write(move |conn| insert_execution(conn, &new, &input, &seed))
+            .await
+    }
+
+    async fn create_and_claim(
+        &self,
+        new: &NewExecution,
+        lease_until: Timestamp,
+    ) -> Result<(Created, Option<Execution>)> {
+        validate_new(new)?;
+        let new = new.clone();
+        let input = serde_json::to_string(&new.input).map_err(json_err)?;
+        let seed = crate::model::new_seed();
+        // One job, so one commit: no dispatcher sees the new execution unclaimed.
         self.write(move |conn| {
-            let inserted = conn
-                .prepare_cached(
-                    "INSERT INTO executions (id, function, version, status, input, epoch, wakeups, \
-                     due_shard, due_at, created_at, updated_at, seed) \
-                     VALUES (?1, ?2, ?3, 'PENDING', ?4, 0, 0, ?5, ?6, ?6, ?6, ?7) \
-                     ON CONFLICT(id) DO NOTHING",
-                )
-                .map_err(sql_err)?
-                .execute(params![
-                    new.id.as_str(),
-                    new.function,
-                    new.version,
-                    input,
-                    new.id.due_shard(),
-                    new.now.0,
-                    seed
-                ])
-                .map_err(sql_err)?;
-            let existing = select_execution(conn, new.id.as_str())?
-                .ok_or_else(|| StoreError::Backend("created execution vanished".into()))?;
-            if inserted == 1 {
-                return Ok(Created::New(existing));
-            }
-            if existing.function != new.function {
-                return Err(StoreError::Conflict {
-                    id: new.id.to_string(),
-                    what: "function",
-                });
-            }
-            if existing.input != new.input {
-                return Err(StoreError::Conflict {
-                    id: new.id.to_string(),
-                    what: "input",
-                });
-            }
-            Ok(Created::Existing(existing))
+            let created = insert_execution(conn, &new, &input, &seed)?;
+            let claimed = claim_row(conn, new.id.as_str(), new.now, lease_until)?;
+            Ok((created, claimed))
         })
         .await
     }
@@ -512,22 +519,8 @@ impl Store for SqliteStore {
         lease_until: Timestamp,
     ) -> Result<Option<Execution>> {
         let id = id.to_string();
-        self.write(move |conn| {
-            let sql = format!(
-                "UPDATE executions SET status = 'RUNNING', epoch = epoch + 1, due_at = ?3, \
-                 updated_at = ?2 \
-                 WHERE id = ?1 AND due_at IS NOT NULL AND due_at <= ?2 \
-                 AND status IN ('PENDING', 'SUSPENDED', 'RUNNING') \
-                 RETURNING {EXEC_COLS}"
-            );
-            let mut stmt = conn.prepare_cached(&sql).map_err(sql_err)?;
-            let raw = stmt
-                .query_row(params![id, now.0, lease_until.0], exec_from_row)
-                .optional()
-                .map_err(sql_err)?;
-            raw.map(RawExecution::decode).transpose()
-        })
-        .await
+        self.write(move |conn| claim_row(conn, &id, now, lease_until))
+            .await
     }
 
     async fn put_operation(&self, id: &ExecutionId, op: &Operation) -> Result<OpWrite> {

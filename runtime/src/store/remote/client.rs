@@ -1,0 +1,315 @@
+//! [`HttpStore`]: a [`Store`] whose every call is one `POST` to a server
+//! running [`serve`](super::serve).
+
+use std::borrow::Cow;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::wire::{Answer, Call, SeededExecution, WireCreated, WireJournal, WirePage};
+use crate::error::{Result, StoreError};
+use crate::model::{Execution, ExecutionId, Journal, NewExecution, Operation, Timestamp};
+use crate::store::{
+    Created, DueItem, ExecutionPage, ListFilter, OpWrite, Outcome, Schedule, ScheduleWrite,
+    SentEvent, Store, Transition,
+};
+
+/// A store reached over HTTP (`http://HOST:PORT/PATH`), as handler processes
+/// reach the emulator's. Connections are kept alive and reused. A request
+/// that cannot reach the server, or a 5xx, is a transient error (wrap the
+/// store in [`RetryingStore`](crate::store::RetryingStore) to retry it); the
+/// server's own store errors come back as they were.
+pub struct HttpStore {
+    url: hyper::Uri,
+    shown: String,
+    http: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl std::fmt::Debug for HttpStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpStore")
+            .field("url", &self.shown)
+            .finish()
+    }
+}
+
+impl HttpStore {
+    /// A store served at `url` (`http://...`; no I/O until the first call).
+    pub fn open(url: &str) -> Result<Self> {
+        if !url.starts_with("http://") {
+            return Err(StoreError::Invalid(format!(
+                "store URL {url:?}: a remote store URL starts with http://"
+            )));
+        }
+        let uri: hyper::Uri = url
+            .parse()
+            .map_err(|e| StoreError::Invalid(format!("store URL {url:?} is not a URL: {e}")))?;
+        if uri.host().is_none() {
+            return Err(StoreError::Invalid(format!(
+                "store URL {url:?} has no host"
+            )));
+        }
+        // The path carries the secret: never print it.
+        let shown = format!(
+            "http://{}/…",
+            uri.authority().map(|a| a.as_str()).unwrap_or_default()
+        );
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        Ok(HttpStore {
+            url: uri,
+            shown,
+            http: Client::builder(TokioExecutor::new()).build(connector),
+        })
+    }
+
+    async fn call<T: DeserializeOwned>(&self, call: Call<'_>) -> Result<T> {
+        let body = serde_json::to_vec(&call)
+            .map_err(|e| StoreError::Invalid(format!("cannot encode a store call: {e}")))?;
+        let request = Request::post(self.url.clone())
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| StoreError::Invalid(format!("cannot build a store request: {e}")))?;
+        let response = self.http.request(request).await.map_err(|e| {
+            StoreError::Transient(format!("cannot reach the store at {}: {e}", self.shown))
+        })?;
+        let status = response.status();
+        let bytes = read_body(response.into_body()).await.map_err(|e| {
+            StoreError::Transient(format!("the store at {} broke off its answer: {e}", self.shown))
+        })?;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&bytes);
+            let text = text.chars().take(300).collect::<String>();
+            let message = format!("the store at {} answered {status}: {text}", self.shown);
+            return Err(if status.is_server_error() {
+                StoreError::Transient(message)
+            } else {
+                StoreError::Invalid(message)
+            });
+        }
+        match serde_json::from_slice::<Answer<T>>(&bytes) {
+            Ok(Answer::Ok(v)) => Ok(v),
+            Ok(Answer::Err(e)) => Err(e.into()),
+            Err(e) => Err(StoreError::Backend(format!(
+                "the store at {} sent an answer this client cannot read: {e}",
+                self.shown
+            ))),
+        }
+    }
+}
+
+async fn read_body(body: Incoming) -> std::result::Result<Bytes, hyper::Error> {
+    Ok(body.collect().await?.to_bytes())
+}
+
+fn seeded(e: Option<SeededExecution>) -> Option<Execution> {
+    e.map(|e| e.0)
+}
+
+#[async_trait]
+impl Store for HttpStore {
+    fn backend(&self) -> &'static str {
+        "http"
+    }
+
+    async fn create_execution(&self, new: &NewExecution) -> Result<Created> {
+        let c: WireCreated = self
+            .call(Call::CreateExecution {
+                new: Cow::Borrowed(new),
+            })
+            .await?;
+        Ok(c.into())
+    }
+
+    async fn create_and_claim(
+        &self,
+        new: &NewExecution,
+        lease_until: Timestamp,
+    ) -> Result<(Created, Option<Execution>)> {
+        let (c, e): (WireCreated, Option<SeededExecution>) = self
+            .call(Call::CreateAndClaim {
+                new: Cow::Borrowed(new),
+                lease_until,
+            })
+            .await?;
+        Ok((c.into(), seeded(e)))
+    }
+
+    async fn get_execution(&self, id: &ExecutionId) -> Result<Option<Execution>> {
+        let e = self
+            .call(Call::GetExecution {
+                id: Cow::Borrowed(id),
+            })
+            .await?;
+        Ok(seeded(e))
+    }
+
+    async fn load_journal(&self, id: &ExecutionId) -> Result<Option<Journal>> {
+        let j: Option<WireJournal> = self
+            .call(Call::LoadJournal {
+                id: Cow::Borrowed(id),
+            })
+            .await?;
+        Ok(j.map(|j| Journal {
+            execution: j.execution.0,
+            operations: j.operations,
+            events: j.events,
+        }))
+    }
+
+    async fn claim(
+        &self,
+        id: &ExecutionId,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Option<Execution>> {
+        let e = self
+            .call(Call::Claim {
+                id: Cow::Borrowed(id),
+                now,
+                lease_until,
+            })
+            .await?;
+        Ok(seeded(e))
+    }
+
+    async fn put_operation(&self, id: &ExecutionId, op: &Operation) -> Result<OpWrite> {
+        self.call(Call::PutOperation {
+            id: Cow::Borrowed(id),
+            op: Cow::Borrowed(op),
+        })
+        .await
+    }
+
+    async fn suspend(
+        &self,
+        id: &ExecutionId,
+        epoch: u64,
+        seen_wakeups: u64,
+        wake_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<Transition> {
+        self.call(Call::Suspend {
+            id: Cow::Borrowed(id),
+            epoch,
+            seen_wakeups,
+            wake_at,
+            now,
+        })
+        .await
+    }
+
+    async fn finish(
+        &self,
+        id: &ExecutionId,
+        epoch: u64,
+        outcome: &Outcome,
+        now: Timestamp,
+    ) -> Result<Transition> {
+        self.call(Call::Finish {
+            id: Cow::Borrowed(id),
+            epoch,
+            outcome: Cow::Borrowed(outcome),
+            now,
+        })
+        .await
+    }
+
+    async fn wake(&self, id: &ExecutionId, now: Timestamp) -> Result<bool> {
+        self.call(Call::Wake {
+            id: Cow::Borrowed(id),
+            now,
+        })
+        .await
+    }
+
+    async fn due(&self, shard: u32, now: Timestamp, limit: usize) -> Result<Vec<DueItem>> {
+        self.call(Call::Due { shard, now, limit }).await
+    }
+
+    async fn purge_expired(&self, now: Timestamp) -> Result<u64> {
+        self.call(Call::PurgeExpired { now }).await
+    }
+
+    async fn list_executions(&self, filter: &ListFilter) -> Result<ExecutionPage> {
+        let p: WirePage = self
+            .call(Call::ListExecutions {
+                filter: Cow::Borrowed(filter),
+            })
+            .await?;
+        Ok(p.into())
+    }
+
+    async fn send_event(
+        &self,
+        id: &ExecutionId,
+        name: &str,
+        payload: &Value,
+        now: Timestamp,
+    ) -> Result<SentEvent> {
+        self.call(Call::SendEvent {
+            id: Cow::Borrowed(id),
+            name: Cow::Borrowed(name),
+            payload: Cow::Borrowed(payload),
+            now,
+        })
+        .await
+    }
+
+    async fn resume(&self, id: &ExecutionId, now: Timestamp) -> Result<Option<Execution>> {
+        let e = self
+            .call(Call::Resume {
+                id: Cow::Borrowed(id),
+                now,
+            })
+            .await?;
+        Ok(seeded(e))
+    }
+
+    async fn cancel(&self, id: &ExecutionId, now: Timestamp) -> Result<Option<Execution>> {
+        let e = self
+            .call(Call::Cancel {
+                id: Cow::Borrowed(id),
+                now,
+            })
+            .await?;
+        Ok(seeded(e))
+    }
+
+    async fn create_schedule(&self, schedule: &Schedule) -> Result<ScheduleWrite> {
+        self.call(Call::CreateSchedule {
+            schedule: Cow::Borrowed(schedule),
+        })
+        .await
+    }
+
+    async fn update_schedule(&self, schedule: &Schedule) -> Result<ScheduleWrite> {
+        self.call(Call::UpdateSchedule {
+            schedule: Cow::Borrowed(schedule),
+        })
+        .await
+    }
+
+    async fn get_schedule(&self, name: &str) -> Result<Option<Schedule>> {
+        self.call(Call::GetSchedule {
+            name: Cow::Borrowed(name),
+        })
+        .await
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<Schedule>> {
+        self.call(Call::ListSchedules).await
+    }
+
+    async fn due_schedules(&self, now: Timestamp, limit: usize) -> Result<Vec<Schedule>> {
+        self.call(Call::DueSchedules { now, limit }).await
+    }
+}

@@ -1,0 +1,135 @@
+//! The store over HTTP: how handler processes share the emulator's store.
+//!
+//! With the embedded SQLite store, `durafn dev` does not let every handler
+//! process open the database file. Each would then commit on its own, and
+//! SQLite lets one connection write at a time, so checkpoints from different
+//! processes could never share a commit. Instead the emulator serves its own
+//! store on its own port ([`serve`]) and hands the processes a store URL
+//! `http://127.0.0.1:PORT/_durafn/store/<secret>`, which [`open`](super::open)
+//! turns into an [`HttpStore`]. Every checkpoint then goes through the one
+//! writer of the emulator's store, which groups concurrent writes into one
+//! commit and acknowledges each only after that commit.
+//!
+//! The protocol is one `POST` per [`Store`] call with a JSON body ([`wire`]).
+//! The path's secret is the only credential: the emulator picks a random one
+//! each time it starts.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::error::{Result, StoreError};
+use crate::store::Store;
+
+mod client;
+pub mod wire;
+
+pub use client::HttpStore;
+use wire::{Answer, Call, SeededExecution, WireCreated, WireError, WireJournal, WirePage};
+
+/// Serves one store call: decodes `body` (a [`Call`]), runs it on `store`,
+/// and encodes the answer. A body that is not a call is an `invalid` error.
+pub async fn serve(store: &Arc<dyn Store>, body: &[u8]) -> Vec<u8> {
+    let call: Call<'_> = match serde_json::from_slice(body) {
+        Ok(c) => c,
+        Err(e) => {
+            return encode::<()>(Err(StoreError::Invalid(format!(
+                "not a store call: {e}"
+            ))));
+        }
+    };
+    match call {
+        Call::CreateExecution { new } => encode(
+            store
+                .create_execution(&new)
+                .await
+                .map(WireCreated::from),
+        ),
+        Call::CreateAndClaim { new, lease_until } => encode(
+            store
+                .create_and_claim(&new, lease_until)
+                .await
+                .map(|(c, e)| (WireCreated::from(c), e.map(SeededExecution))),
+        ),
+        Call::GetExecution { id } => encode(
+            store
+                .get_execution(&id)
+                .await
+                .map(|e| e.map(SeededExecution)),
+        ),
+        Call::LoadJournal { id } => encode(store.load_journal(&id).await.map(|j| {
+            j.map(|j| WireJournal {
+                execution: SeededExecution(j.execution),
+                operations: j.operations,
+                events: j.events,
+            })
+        })),
+        Call::Claim {
+            id,
+            now,
+            lease_until,
+        } => encode(
+            store
+                .claim(&id, now, lease_until)
+                .await
+                .map(|e| e.map(SeededExecution)),
+        ),
+        Call::PutOperation { id, op } => encode(store.put_operation(&id, &op).await),
+        Call::Suspend {
+            id,
+            epoch,
+            seen_wakeups,
+            wake_at,
+            now,
+        } => encode(store.suspend(&id, epoch, seen_wakeups, wake_at, now).await),
+        Call::Finish {
+            id,
+            epoch,
+            outcome,
+            now,
+        } => encode(store.finish(&id, epoch, &outcome, now).await),
+        Call::Wake { id, now } => encode(store.wake(&id, now).await),
+        Call::Due { shard, now, limit } => encode(store.due(shard, now, limit).await),
+        Call::PurgeExpired { now } => encode(store.purge_expired(now).await),
+        Call::ListExecutions { filter } => {
+            encode(store.list_executions(&filter).await.map(WirePage::from))
+        }
+        Call::SendEvent {
+            id,
+            name,
+            payload,
+            now,
+        } => encode(store.send_event(&id, &name, &payload, now).await),
+        Call::Resume { id, now } => encode(
+            store
+                .resume(&id, now)
+                .await
+                .map(|e| e.map(SeededExecution)),
+        ),
+        Call::Cancel { id, now } => encode(
+            store
+                .cancel(&id, now)
+                .await
+                .map(|e| e.map(SeededExecution)),
+        ),
+        Call::CreateSchedule { schedule } => encode(store.create_schedule(&schedule).await),
+        Call::UpdateSchedule { schedule } => encode(store.update_schedule(&schedule).await),
+        Call::GetSchedule { name } => encode(store.get_schedule(&name).await),
+        Call::ListSchedules => encode(store.list_schedules().await),
+        Call::DueSchedules { now, limit } => encode(store.due_schedules(now, limit).await),
+    }
+}
+
+fn encode<T: Serialize>(result: Result<T>) -> Vec<u8> {
+    let answer = match result {
+        Ok(v) => Answer::Ok(v),
+        Err(e) => Answer::Err(WireError::from(&e)),
+    };
+    serde_json::to_vec(&answer).unwrap_or_else(|e| {
+        // Only a value that cannot be JSON (it was JSON when it came in) gets here.
+        let err = Answer::<()>::Err(WireError::from(&StoreError::Backend(format!(
+            "cannot encode the store's answer: {e}"
+        ))));
+        serde_json::to_vec(&err).unwrap_or_default()
+    })
+}
