@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
@@ -27,6 +27,10 @@ use aws_smithy_runtime_api::http::{Response as HttpResponse, StatusCode};
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use durafn_runtime::StoreError;
+use durafn_runtime::clock::ManualClock;
+use durafn_runtime::dispatch::{
+    Dispatcher, DispatcherConfig, InvocationSummary, InvokeError, Invoker, ResumeRequest,
+};
 use durafn_runtime::model::{
     ExecutionId, ExecutionStatus, MAX_PAYLOAD_BYTES, NewExecution, OpKind, OpStatus, Operation,
     Timestamp,
@@ -181,15 +185,7 @@ impl Intercept for Throttler {
         _rc: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let fault = self.roll();
-        if fault.is_some() {
-            let req = context.request_mut();
-            req.headers_mut()
-                .insert("x-amz-target", "DynamoDB_20120810.ListTables");
-            req.headers_mut().insert("content-length", "2");
-            *req.body_mut() = SdkBody::from("{}");
-        }
-        cfg.interceptor_state().store_put(Injected(fault));
+        inject(context, cfg, self.roll());
         Ok(())
     }
 
@@ -199,16 +195,77 @@ impl Intercept for Throttler {
         _rc: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        if let Some(Injected(Some((status, code)))) = cfg.load::<Injected>().cloned() {
-            let body = format!(
-                r#"{{"__type":"com.amazonaws.dynamodb.v20120810#{code}","message":"injected by the test"}}"#
-            );
-            let mut resp = HttpResponse::new(StatusCode::try_from(status)?, SdkBody::from(body));
-            resp.headers_mut()
-                .insert("content-type", "application/x-amz-json-1.0");
-            *context.response_mut() = resp;
-        }
+        answer_injected(context, cfg)
+    }
+}
+
+/// Swaps a request about to be sent for a harmless ListTables, so that it
+/// never takes effect, and remembers which error to answer with.
+fn inject(
+    context: &mut BeforeTransmitInterceptorContextMut<'_>,
+    cfg: &mut ConfigBag,
+    fault: Option<(u16, &'static str)>,
+) {
+    if fault.is_some() {
+        let req = context.request_mut();
+        req.headers_mut()
+            .insert("x-amz-target", "DynamoDB_20120810.ListTables");
+        req.headers_mut().insert("content-length", "2");
+        *req.body_mut() = SdkBody::from("{}");
+    }
+    cfg.interceptor_state().store_put(Injected(fault));
+}
+
+/// Replaces the answer of a request [`inject`] swapped by its error.
+fn answer_injected(
+    context: &mut BeforeDeserializationInterceptorContextMut<'_>,
+    cfg: &mut ConfigBag,
+) -> Result<(), BoxError> {
+    if let Some(Injected(Some((status, code)))) = cfg.load::<Injected>().cloned() {
+        let body = format!(
+            r#"{{"__type":"com.amazonaws.dynamodb.v20120810#{code}","message":"injected by the test"}}"#
+        );
+        let mut resp = HttpResponse::new(StatusCode::try_from(status)?, SdkBody::from(body));
+        resp.headers_mut()
+            .insert("content-type", "application/x-amz-json-1.0");
+        *context.response_mut() = resp;
+    }
+    Ok(())
+}
+
+/// Fails every `UpdateItem` with a 500 while switched on.
+#[derive(Debug, Clone, Default)]
+struct FailUpdates(Arc<AtomicBool>);
+
+impl Intercept for FailUpdates {
+    fn name(&self) -> &'static str {
+        "FailUpdates"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let update = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .is_some_and(|t| t.ends_with(".UpdateItem"));
+        let fault =
+            (update && self.0.load(Ordering::SeqCst)).then_some((500, "InternalServerError"));
+        inject(context, cfg, fault);
         Ok(())
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        context: &mut BeforeDeserializationInterceptorContextMut<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        answer_injected(context, cfg)
     }
 }
 
@@ -245,7 +302,16 @@ impl Intercept for CounterHandle {
             .get("x-amz-target")
             .unwrap_or("");
         let op = target.rsplit('.').next().unwrap_or(target).to_string();
+        // Queries of the due index are also counted on their own.
+        let on_due = context
+            .request()
+            .body()
+            .bytes()
+            .is_some_and(|b| String::from_utf8_lossy(b).contains(r#""IndexName":"due""#));
         if let Ok(mut m) = self.0.0.lock() {
+            if on_due {
+                *m.entry(format!("{op} due")).or_default() += 1;
+            }
             *m.entry(op).or_default() += 1;
         }
         Ok(())
@@ -751,7 +817,7 @@ async fn due_attributes_move_together_and_finished_items_expire() {
         .put_operation(&x, &op("2", 1, json!(2)))
         .await
         .expect("op");
-    let expires = Timestamp(T0.0 + 86_400_123);
+    let expires = Timestamp(FAR_EXPIRY.0 + 123);
     let out = Outcome {
         status: ExecutionStatus::Succeeded,
         output: Some(json!(1)),
@@ -762,10 +828,15 @@ async fn due_attributes_move_together_and_finished_items_expire() {
         store.finish(&x, c.epoch, &out, T0).await.expect("finish"),
         Transition::Done
     );
+    // The finish marked the expiry sweep; the next scan of the shard does it.
+    assert!(is_sweep_entry(&meta(
+        &raw_items(store.table(), "dd-1").await
+    )));
+    assert!(scan_and_sweep(&store, &x, T0).await.is_empty());
     let items = raw_items(store.table(), "dd-1").await;
     let m = meta(&items);
     assert!(
-        !m.contains_key("due_shard") && !m.contains_key("due_at"),
+        !m.contains_key("due_shard") && !m.contains_key("due_at") && !m.contains_key("sweep"),
         "{m:?}"
     );
     let ttl = (expires.0 / 1000 + 1).to_string();
@@ -1079,8 +1150,10 @@ async fn cancelled_executions_leave_the_due_index_and_expire_whole() {
     let cancelled = store.cancel(&x, at).await.expect("cancel").expect("exists");
     assert_eq!(cancelled.status, ExecutionStatus::Cancelled);
     assert_eq!(cancelled.input, json!({"big": "i".repeat(300_000)}));
+    assert_eq!(cancelled.due_at, None);
     let expires = cancelled.expires_at.expect("expires");
     let ttl = ((expires.0 + 999) / 1000).to_string();
+    assert!(scan_and_sweep(&store, &x, at).await.is_empty());
     let items = raw_items(store.table(), "cx-1").await;
     for it in &items {
         assert_eq!(
@@ -1107,6 +1180,8 @@ async fn cancelled_executions_leave_the_due_index_and_expire_whole() {
         store.finish(&x, c.epoch, &out, at).await.expect("finish"),
         Transition::Stale
     );
+    // The stale end marked the sweep again.
+    assert!(scan_and_sweep(&store, &x, at).await.is_empty());
     let items = raw_items(store.table(), "cx-1").await;
     assert!(items.len() > 3);
     assert!(
@@ -1222,7 +1297,7 @@ async fn large_event_payloads_are_chunked_and_expire_with_the_execution() {
         .await
         .expect("claim")
         .expect("claimable");
-    let expires = Timestamp(T0.0 + 86_400_000);
+    let expires = FAR_EXPIRY;
     let out = Outcome {
         status: ExecutionStatus::Succeeded,
         output: Some(json!("ok")),
@@ -1233,6 +1308,7 @@ async fn large_event_payloads_are_chunked_and_expire_with_the_execution() {
         store.finish(&x, c.epoch, &out, T0).await.expect("finish"),
         Transition::Done
     );
+    scan_and_sweep(&store, &x, T0).await;
     let ttl = (expires.0 / 1000).to_string();
     for (sk, seen) in expiries(store.table(), "evb-1").await {
         assert_eq!(seen.as_ref(), Some(&ttl), "{sk}");
@@ -1269,7 +1345,7 @@ async fn resume_removes_the_expiry_from_every_item() {
         .send_event(&x, "go", &json!({"n": 1}), T0)
         .await
         .expect("event");
-    let expires = Timestamp(T0.0 + 86_400_000);
+    let expires = FAR_EXPIRY;
     let mut error = durafn_runtime::model::ErrorObject::new("Big", "m".repeat(400_000));
     error.data = Some(json!({"why": "boom"}));
     let failed = Outcome {
@@ -1285,6 +1361,7 @@ async fn resume_removes_the_expiry_from_every_item() {
             .expect("finish"),
         Transition::Done
     );
+    scan_and_sweep(&store, &x, T0).await;
     let before = expiries(store.table(), "rsx-1").await;
     assert!(before.len() > 5, "{before:?}");
     assert!(before.iter().all(|(_, ttl)| ttl.is_some()), "{before:?}");
@@ -1360,7 +1437,7 @@ async fn resume_removes_the_expiry_from_every_item() {
         .expect("claim")
         .expect("claimable");
     assert_eq!(c.epoch, 2);
-    let expires = Timestamp(T0.0 + 2 * 86_400_000);
+    let expires = Timestamp(FAR_EXPIRY.0 + 86_400_000);
     let out = Outcome {
         status: ExecutionStatus::Succeeded,
         output: Some(json!(1)),
@@ -1371,6 +1448,7 @@ async fn resume_removes_the_expiry_from_every_item() {
         store.finish(&x, c.epoch, &out, at).await.expect("finish"),
         Transition::Done
     );
+    scan_and_sweep(&store, &x, at).await;
     let ttl = (expires.0 / 1000).to_string();
     for (sk, seen) in expiries(store.table(), "rsx-1").await {
         assert_eq!(seen.as_ref(), Some(&ttl), "{sk}");
@@ -1419,6 +1497,435 @@ async fn seeds_are_kept_on_the_meta_item_and_never_indexed() {
             .expect("scan index");
         for it in out.items.unwrap_or_default() {
             assert!(!it.contains_key("seed"), "{index} projects the seed");
+        }
+    }
+}
+
+/// True when a raw meta item holds a pending expiry sweep: its entry in the
+/// due index (below every real due time) and its token.
+fn is_sweep_entry(meta: &std::collections::HashMap<String, AttributeValue>) -> bool {
+    let due_at = meta
+        .get("due_at")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse::<i64>().ok());
+    due_at.is_some_and(|d| d < -(1 << 61))
+        && meta.contains_key("due_shard")
+        && meta.contains_key("sweep")
+}
+
+/// One due-index scan of `x`'s shard at `now`, which starts the expiry sweeps
+/// it meets, then waits for them. Returns what the scan returned.
+async fn scan_and_sweep(store: &DynamoStore, x: &ExecutionId, now: Timestamp) -> Vec<ExecutionId> {
+    let due = store.due(x.due_shard(), now, 100).await.expect("due");
+    store.wait_for_sweeps().await;
+    due.into_iter().map(|d| d.id).collect()
+}
+
+/// The raw meta item of an execution.
+async fn raw_meta(table: &str, id: &str) -> std::collections::HashMap<String, AttributeValue> {
+    raw_items(table, id)
+        .await
+        .into_iter()
+        .find(|it| it["sk"].as_s().is_ok_and(|s| s == "meta"))
+        .expect("meta")
+}
+
+/// Every entry of one shard of the due index, raw (sweep entries too): the
+/// partition key and `due_at` of each.
+async fn raw_due_index(table: &str, shard: u32) -> Vec<(String, i64)> {
+    let out = raw_client()
+        .query()
+        .table_name(table)
+        .index_name("due")
+        .key_condition_expression("due_shard = :s")
+        .expression_attribute_values(":s", AttributeValue::S(format!("s{shard:02}")))
+        .send()
+        .await
+        .expect("raw due query");
+    out.items
+        .unwrap_or_default()
+        .into_iter()
+        .map(|it| {
+            let pk = it["pk"].as_s().cloned().unwrap_or_default();
+            let due_at = it["due_at"]
+                .as_n()
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            (pk, due_at)
+        })
+        .collect()
+}
+
+/// `n` execution ids named `<prefix><i>` in the due shard of `x`.
+fn same_shard(x: &ExecutionId, prefix: &str, n: usize) -> Vec<ExecutionId> {
+    (0..)
+        .map(|i| xid(&format!("{prefix}{i}")))
+        .filter(|y| y.due_shard() == x.due_shard())
+        .take(n)
+        .collect()
+}
+
+/// An expiry DynamoDB Local's TTL does not act on while a test runs (it
+/// deletes items whose `expires_at` has passed, at any moment).
+const FAR_EXPIRY: Timestamp = Timestamp(4_000_000_000_000);
+
+/// Creates `x`, claims it, writes `ops` operations and ends it with `status`
+/// at `now`, expiring at [`FAR_EXPIRY`]. Returns the expiry.
+async fn run_and_end(
+    store: &DynamoStore,
+    x: &ExecutionId,
+    ops: usize,
+    status: ExecutionStatus,
+    now: Timestamp,
+) -> Timestamp {
+    store
+        .create_execution(&new_exec(x.as_str(), json!({"n": x.as_str()})))
+        .await
+        .expect("create");
+    let c = store
+        .claim(x, now, Timestamp(now.0 + 30_000))
+        .await
+        .expect("claim")
+        .expect("claimable");
+    for i in 1..=ops {
+        store
+            .put_operation(x, &op(&i.to_string(), 1, json!(i)))
+            .await
+            .expect("op");
+    }
+    let expires = FAR_EXPIRY;
+    let failed = status == ExecutionStatus::Failed;
+    let out = Outcome {
+        status,
+        output: (!failed).then(|| json!("done")),
+        error: failed.then(|| durafn_runtime::model::ErrorObject::new("E", "boom")),
+        expires_at: Some(expires),
+    };
+    assert_eq!(
+        store.finish(x, c.epoch, &out, now).await.expect("finish"),
+        Transition::Done
+    );
+    expires
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finish_only_marks_the_expiry_sweep_and_the_next_scan_does_it() {
+    let counter = CounterHandle(Arc::default());
+    let client = Client::from_conf(config().interceptor(counter.clone()).build());
+    let (store, _guard) = store_with(client, RetryPolicy::default()).await;
+    let x = xid("sw-1");
+    store
+        .create_execution(&new_exec("sw-1", json!(1)))
+        .await
+        .expect("create");
+    let c = store
+        .claim(&x, T0, Timestamp(T0.0 + 500))
+        .await
+        .expect("claim")
+        .expect("claimable");
+    for i in 1..=30 {
+        let result = if i == 7 {
+            json!("x".repeat(500_000))
+        } else {
+            json!(i)
+        };
+        store
+            .put_operation(&x, &op(&i.to_string(), 1, result))
+            .await
+            .expect("op");
+    }
+    store
+        .send_event(&x, "go", &json!(1), T0)
+        .await
+        .expect("event");
+    let calls = ["UpdateItem", "PutItem", "Query", "GetItem"];
+    let before: Vec<u64> = calls.iter().map(|c| counter.get(c)).collect();
+    let expires = FAR_EXPIRY;
+    let out = Outcome {
+        status: ExecutionStatus::Succeeded,
+        output: Some(json!("done")),
+        error: None,
+        expires_at: Some(expires),
+    };
+    assert_eq!(
+        store.finish(&x, c.epoch, &out, T0).await.expect("finish"),
+        Transition::Done
+    );
+
+    // (a) The finish is one conditional update of the meta item: it marks
+    // the sweep and writes no expiry on any other item.
+    let sent: Vec<u64> = calls
+        .iter()
+        .zip(&before)
+        .map(|(c, b)| counter.get(c) - b)
+        .collect();
+    assert_eq!(sent, vec![1, 0, 0, 0], "{calls:?}");
+    let ttl = (expires.0 / 1000).to_string();
+    let items = raw_items(store.table(), "sw-1").await;
+    assert!(items.len() > 32, "{} items", items.len());
+    for it in &items {
+        let sk = it["sk"].as_s().cloned().unwrap_or_default();
+        if sk == "meta" {
+            assert_eq!(it["expires_at"].as_n().ok(), Some(&ttl));
+            assert!(is_sweep_entry(it), "{it:?}");
+        } else {
+            assert!(!it.contains_key("expires_at"), "{sk} has a TTL already");
+        }
+    }
+    let pk = "x#sw-1".to_string();
+    assert!(
+        raw_due_index(store.table(), x.due_shard())
+            .await
+            .iter()
+            .any(|(p, _)| *p == pk),
+        "the pending sweep is an entry of the due index"
+    );
+    // Reading and listing never show it as a due time.
+    let described = store.get_execution(&x).await.expect("get").expect("exists");
+    assert_eq!(
+        (described.status, described.due_at, described.expires_at),
+        (ExecutionStatus::Succeeded, None, Some(expires))
+    );
+    let listed = store
+        .list_executions(&ListFilter::default())
+        .await
+        .expect("list");
+    assert_eq!(listed.executions, vec![described.clone()]);
+
+    // (b) A scan returns nothing, and its sweep puts the expiry everywhere
+    // and takes the execution out of the due index.
+    assert!(scan_and_sweep(&store, &x, T0).await.is_empty());
+    for (sk, seen) in expiries(store.table(), "sw-1").await {
+        assert_eq!(seen.as_ref(), Some(&ttl), "{sk}");
+    }
+    let meta = raw_meta(store.table(), "sw-1").await;
+    for gone in ["due_shard", "due_at", "sweep"] {
+        assert!(!meta.contains_key(gone), "meta keeps {gone}");
+    }
+    assert!(
+        raw_due_index(store.table(), x.due_shard())
+            .await
+            .iter()
+            .all(|(p, _)| *p != pk)
+    );
+    assert_eq!(
+        store.get_execution(&x).await.expect("get"),
+        Some(described),
+        "the sweep changes nothing a reader sees"
+    );
+    // Nothing is left to do: the next scan writes nothing.
+    let updates = counter.get("UpdateItem");
+    assert!(scan_and_sweep(&store, &x, T0).await.is_empty());
+    assert_eq!(counter.get("UpdateItem"), updates);
+}
+
+/// Records the executions it is asked to invoke.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<ExecutionId>>);
+
+impl Recorder {
+    fn seen(&self) -> Vec<ExecutionId> {
+        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+#[async_trait::async_trait]
+impl Invoker for Recorder {
+    async fn invoke(
+        &self,
+        _function: &str,
+        request: &ResumeRequest,
+    ) -> Result<InvocationSummary, InvokeError> {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(request.execution_id.clone());
+        }
+        Ok(InvocationSummary {
+            status: "SUCCEEDED".into(),
+            wake_at: None,
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dispatcher_never_sees_a_finished_execution_as_due() {
+    let (store, _guard) = store_with(raw_client(), RetryPolicy::default()).await;
+    let x = xid("dsx-0");
+    let y = same_shard(&x, "dsy-", 1).remove(0);
+    let expires = run_and_end(&store, &x, 5, ExecutionStatus::Succeeded, T0).await;
+    assert!(is_sweep_entry(&raw_meta(store.table(), "dsx-0").await));
+    // Work in the same shard, due after the sweep entry.
+    let mut pending = new_exec(y.as_str(), json!(2));
+    pending.now = Timestamp(T0.0 + 1);
+    store.create_execution(&pending).await.expect("create");
+
+    let invoker = Arc::new(Recorder::default());
+    let clock = Arc::new(ManualClock::new(Timestamp(T0.0 + 1_000)));
+    let dispatcher = Dispatcher::new(
+        store.clone() as Arc<dyn Store>,
+        clock,
+        invoker.clone(),
+        DispatcherConfig::default(),
+    );
+    dispatcher.tick().await.expect("scan");
+    dispatcher.idle().await;
+    store.wait_for_sweeps().await;
+    assert_eq!(invoker.seen(), vec![y.clone()], "only the pending one");
+    // The scan swept the finished one.
+    let ttl = (expires.0 / 1000).to_string();
+    for (sk, seen) in expiries(store.table(), "dsx-0").await {
+        assert_eq!(seen.as_ref(), Some(&ttl), "{sk}");
+    }
+    assert!(
+        raw_due_index(store.table(), x.due_shard())
+            .await
+            .iter()
+            .all(|(p, _)| p != "x#dsx-0")
+    );
+    dispatcher.tick().await.expect("scan");
+    dispatcher.idle().await;
+    assert_eq!(invoker.seen(), vec![y]);
+    let e = store.get_execution(&x).await.expect("get").expect("exists");
+    assert_eq!((e.status, e.epoch), (ExecutionStatus::Succeeded, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_sweep_stays_due_and_racing_sweeps_agree() {
+    let (healthy, _guard) = store_with(raw_client(), RetryPolicy::default()).await;
+    let switch = FailUpdates::default();
+    let failing = DynamoStore::from_client(
+        Client::from_conf(config().interceptor(switch.clone()).build()),
+        healthy.table(),
+    )
+    .with_retry_policy(RetryPolicy {
+        max_attempts: 2,
+        base_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(2),
+    });
+    let x = xid("sf-1");
+    let expires = run_and_end(&healthy, &x, 40, ExecutionStatus::Succeeded, T0).await;
+
+    switch.0.store(true, Ordering::SeqCst);
+    assert!(scan_and_sweep(&failing, &x, T0).await.is_empty());
+    assert!(
+        is_sweep_entry(&raw_meta(healthy.table(), "sf-1").await),
+        "a failed sweep stays due"
+    );
+    let unswept = expiries(healthy.table(), "sf-1").await;
+    assert!(
+        unswept
+            .iter()
+            .any(|(sk, ttl)| sk != "meta" && ttl.is_none())
+    );
+
+    // Two processes scan at once: both may sweep it; same result.
+    switch.0.store(false, Ordering::SeqCst);
+    let (a, b) = tokio::join!(
+        failing.due(x.due_shard(), T0, 10),
+        healthy.due(x.due_shard(), T0, 10)
+    );
+    assert!(a.expect("due").is_empty() && b.expect("due").is_empty());
+    tokio::join!(failing.wait_for_sweeps(), healthy.wait_for_sweeps());
+    let ttl = (expires.0 / 1000).to_string();
+    for (sk, seen) in expiries(healthy.table(), "sf-1").await {
+        assert_eq!(seen.as_ref(), Some(&ttl), "{sk}");
+    }
+    let meta = raw_meta(healthy.table(), "sf-1").await;
+    assert!(!meta.contains_key("due_at") && !meta.contains_key("sweep"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_before_the_sweep_cancels_it_and_stray_expiries_are_removed() {
+    let (store, _guard) = store_with(raw_client(), RetryPolicy::default()).await;
+    let x = xid("rsw-1");
+    run_and_end(&store, &x, 3, ExecutionStatus::Failed, T0).await;
+    assert!(is_sweep_entry(&raw_meta(store.table(), "rsw-1").await));
+    let at = Timestamp(T0.0 + 1);
+    let resumed = store.resume(&x, at).await.expect("resume").expect("exists");
+    assert_eq!(
+        (resumed.status, resumed.due_at, resumed.expires_at),
+        (ExecutionStatus::Suspended, Some(at), None)
+    );
+    let meta = raw_meta(store.table(), "rsw-1").await;
+    assert!(!meta.contains_key("sweep") && !meta.contains_key("expires_at"));
+    assert_eq!(meta["due_at"].as_n().ok(), Some(&at.0.to_string()));
+    // The scan finds it as work, and no sweep puts an expiry on its items.
+    assert_eq!(scan_and_sweep(&store, &x, at).await, vec![x.clone()]);
+    assert!(
+        expiries(store.table(), "rsw-1")
+            .await
+            .iter()
+            .all(|(_, ttl)| ttl.is_none())
+    );
+
+    // A sweep that raced the resume and died before undoing its writes left
+    // an expiry on some items: the next journal load removes it.
+    for sk in ["op#1", "op#3"] {
+        raw_client()
+            .update_item()
+            .table_name(store.table())
+            .key("pk", AttributeValue::S("x#rsw-1".into()))
+            .key("sk", AttributeValue::S(sk.into()))
+            .update_expression("SET expires_at = :t")
+            .expression_attribute_values(":t", AttributeValue::N("123".into()))
+            .send()
+            .await
+            .expect("raw update");
+    }
+    let j = store.load_journal(&x).await.expect("load").expect("exists");
+    assert_eq!(j.operations.len(), 3);
+    assert!(
+        expiries(store.table(), "rsw-1")
+            .await
+            .iter()
+            .all(|(_, ttl)| ttl.is_none())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_of_sweeps_never_hides_due_work() {
+    let counter = CounterHandle(Arc::default());
+    let client = Client::from_conf(config().interceptor(counter.clone()).build());
+    let (store, _guard) = store_with(client, RetryPolicy::default()).await;
+    let mut ids = same_shard(&xid("bk-0"), "bk-", 21);
+    let work = ids.pop().expect("21 ids");
+    for x in &ids {
+        run_and_end(&store, x, 1, ExecutionStatus::Succeeded, T0).await;
+    }
+    store
+        .create_execution(&new_exec(work.as_str(), json!(0)))
+        .await
+        .expect("create");
+    let shard = work.due_shard();
+    let now = Timestamp(T0.0 + 10);
+    // Twenty sweep entries sort first; a scan for one item still finds the
+    // work, and skips the sweeps past the first batch in one go.
+    let queries = counter.get("Query due");
+    let due = store.due(shard, now, 1).await.expect("due");
+    assert_eq!(due.iter().map(|d| &d.id).collect::<Vec<_>>(), vec![&work]);
+    assert_eq!(
+        counter.get("Query due") - queries,
+        2,
+        "one page of sweeps, one of work"
+    );
+    store.wait_for_sweeps().await;
+    // Each scan starts a bounded number of sweeps; a few scans clear the backlog.
+    let work_pk = format!("x#{work}");
+    for _ in 0..10 {
+        if raw_due_index(store.table(), shard)
+            .await
+            .iter()
+            .all(|(pk, _)| *pk == work_pk)
+        {
+            break;
+        }
+        assert_eq!(scan_and_sweep(&store, &work, now).await, vec![work.clone()]);
+    }
+    let left = raw_due_index(store.table(), shard).await;
+    assert_eq!(left.len(), 1, "{left:?}");
+    for x in &ids {
+        for (sk, seen) in expiries(store.table(), x.as_str()).await {
+            assert!(seen.is_some(), "{x} {sk}");
         }
     }
 }

@@ -139,7 +139,8 @@ enum Side {
 }
 
 /// Per-round numbers, per step or per put, in µs. A step run splits into
-/// its checkpoints, the finish (with its expiry sweep), the rest of its store
+/// its checkpoints, the finish (one meta update; the expiry sweep runs in a
+/// later due-index scan), the rest of its store
 /// calls (start, claim, reads) and the time outside the store (the SDK).
 #[derive(Debug, Default)]
 struct Samples {
@@ -268,7 +269,7 @@ async fn rounds(
         ],
     );
     // Where a step's time goes (medians over the rounds, µs per step), and
-    // the ratio without the finish's expiry sweep.
+    // the ratio without the finish.
     report.info(
         STEP_VS_PUT,
         &[

@@ -72,7 +72,9 @@ macro_rules! store_contract_tests {
             resume_restarts_failed_and_blocked_executions,
             executions_get_a_secret_seed,
             schedules_are_created_once_and_updated_by_revision,
-            schedules_are_found_through_the_due_index
+            schedules_are_found_through_the_due_index,
+            due_scans_never_return_or_change_ended_executions,
+            create_and_claim_runs_what_it_starts_once
         );
     };
     (@cases $fixture:path; $($case:ident),* $(,)?) => {
@@ -1000,4 +1002,104 @@ pub async fn schedules_are_found_through_the_due_index(store: Arc<dyn Store>) {
         seen += store.due(shard, at(5_000), 100).await.unwrap().len();
     }
     assert_eq!(seen, 1);
+}
+
+/// `create_and_claim` claims a new execution for its starter; a second start
+/// of the same execution finds it running and claims nothing; a start of a
+/// finished one returns it, unclaimed.
+pub async fn create_and_claim_runs_what_it_starts_once(store: Arc<dyn Store>) {
+    let new = new_exec("cc-1", json!({"n": 1}));
+    let (created, claimed) = store.create_and_claim(&new, at(30_000)).await.unwrap();
+    // (`Existing` when a retry repeated a create that had gone through.)
+    assert_eq!(created.execution().id, new.id);
+    let claimed = claimed.expect("a new execution is claimed by its starter");
+    assert_eq!(claimed.status, ExecutionStatus::Running);
+    assert_eq!(claimed.epoch, 1);
+    assert_eq!(
+        claimed.due_at,
+        Some(at(30_000)),
+        "the lease is its due time"
+    );
+    assert!(!claimed.seed.is_empty(), "the claim carries the seed");
+    // Nobody else can claim it while the lease runs.
+    assert!(
+        store
+            .claim(&new.id, at(1), at(60_000))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let (again, none) = store.create_and_claim(&new, at(30_000)).await.unwrap();
+    assert!(matches!(again, Created::Existing(_)), "{again:?}");
+    assert!(none.is_none(), "a running execution is not claimed twice");
+
+    let done = store
+        .finish(&new.id, claimed.epoch, &succeeded(json!(1)), at(2))
+        .await
+        .unwrap();
+    assert_eq!(done, Transition::Done);
+    let (_, none) = store.create_and_claim(&new, at(30_000)).await.unwrap();
+    assert!(none.is_none(), "a finished execution is not claimed");
+
+    let other = new_exec("cc-1", json!({"n": 2}));
+    assert!(matches!(
+        store.create_and_claim(&other, at(30_000)).await,
+        Err(StoreError::Conflict { what: "input", .. })
+    ));
+}
+
+/// What reading, loading and listing show of some executions.
+async fn views(
+    store: &Arc<dyn Store>,
+    ids: &[&ExecutionId],
+) -> (Vec<crate::model::Journal>, super::ExecutionPage) {
+    let mut journals = Vec::new();
+    for x in ids {
+        let j = store.load_journal(x).await.unwrap().unwrap();
+        assert_eq!(
+            store.get_execution(x).await.unwrap().as_ref(),
+            Some(&j.execution)
+        );
+        journals.push(j);
+    }
+    let listed = store
+        .list_executions(&super::ListFilter::default())
+        .await
+        .unwrap();
+    (journals, listed)
+}
+
+/// Ended executions are never due work, and due-index scans (where a backend
+/// may do its housekeeping, such as DynamoDB's expiry sweep) change nothing
+/// that reading, loading or listing them shows.
+pub async fn due_scans_never_return_or_change_ended_executions(store: Arc<dyn Store>) {
+    let (x, epoch) = claimed(&store, "se-1").await;
+    store
+        .put_operation(&x, &op("1", "a", 1, json!(1)))
+        .await
+        .unwrap();
+    store
+        .finish(&x, epoch, &succeeded(json!(1)), at(1))
+        .await
+        .unwrap();
+    let (y, _) = claimed(&store, "se-2").await;
+    store
+        .put_operation(&y, &op("1", "a", 1, json!(2)))
+        .await
+        .unwrap();
+    store.cancel(&y, at(2)).await.unwrap().unwrap();
+    let before = views(&store, &[&x, &y]).await;
+    for j in &before.0 {
+        assert!(j.execution.status.is_final());
+        assert_eq!(j.execution.due_at, None);
+    }
+    assert_eq!(before.1.executions.len(), 2);
+    for now in [at(3), at(90_000), Timestamp(i64::MAX / 4)] {
+        for shard in 0..crate::model::DUE_SHARDS {
+            let due = store.due(shard, now, 100).await.unwrap();
+            assert!(due.iter().all(|d| d.id != x && d.id != y), "{due:?}");
+        }
+    }
+    assert_eq!(views(&store, &[&x, &y]).await, before);
 }

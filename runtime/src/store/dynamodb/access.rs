@@ -5,6 +5,7 @@ use super::expr::{Expr, n, s};
 use super::items::{self, Chunks, Item, META_SK, collect_chunk, pk, shard_key, ts};
 use super::records::{META_PAYLOADS, OP_PAYLOADS, decode_execution, decode_operation, key};
 use super::retry::{Failure, call};
+use super::sweep::mark_sweep;
 use super::table::TTL_ATTRIBUTE;
 use crate::error::{Result, StoreError};
 use crate::model::{Execution, ExecutionId, ExecutionStatus, Operation, Timestamp};
@@ -151,12 +152,14 @@ impl DynamoStore {
     ///
     /// A stale claimant of an execution that has ended meanwhile (cancelled
     /// while it ran) may have written operations after the expiry sweep of
-    /// that end: they are swept again here, so they expire with the rest.
+    /// that end: the sweep is marked again here (one conditional update), so
+    /// they expire with the rest.
     pub(super) async fn settle(
         &self,
         id: &ExecutionId,
         epoch: u64,
         target: ExecutionStatus,
+        now: Timestamp,
     ) -> Result<Transition> {
         // Only epoch and status matter here: no need to fetch payload chunks.
         let pk = pk(id);
@@ -172,7 +175,11 @@ impl DynamoStore {
             return Ok(Transition::Done);
         }
         if let Some(ttl) = items::get_n::<i64>(&current, TTL_ATTRIBUTE)? {
-            self.sweep_expiry(&pk, ttl).await;
+            // Only while it still has that expiry (a resume removes it).
+            let mut e = Expr::new();
+            mark_sweep(&mut e, id, now);
+            let cond = format!("{} = {}", e.name(TTL_ATTRIBUTE), e.value(n(ttl)));
+            self.update_meta(id, &e, cond, false, "mark sweep").await?;
         }
         Ok(Transition::Stale)
     }

@@ -12,12 +12,15 @@
 //! have stored it: retrying it can deliver the event twice.
 //!
 //! **Resume.** One conditional `UpdateItem` on the meta item (`FAILED` or
-//! `BLOCKED` to `SUSPENDED`, due now, error / end / expiry removed), then the
-//! expiry the end put on the partition's other items is removed again, so TTL
-//! does not delete the journal of a running execution. If that second step
-//! fails, the call fails; calling `resume` again (as the retrying store does)
-//! finishes it, because a resume that finds an unfinished execution without
-//! an expiry clears any expiry left on its other items.
+//! `BLOCKED` to `SUSPENDED`, due now, error / end / expiry removed; a pending
+//! expiry sweep's entry is replaced by the real due time and its token
+//! removed, so it never runs), then the expiry a sweep put on the partition's
+//! other items is removed again, so TTL does not delete the journal of a
+//! running execution (a sweep racing the resume undoes its own writes, see
+//! `sweep.rs`). If that second step fails, the call fails; calling `resume`
+//! again (as the retrying store does) finishes it, because a resume that
+//! finds an unfinished execution without an expiry clears any expiry left on
+//! its other items (and so does every journal load of such an execution).
 
 use serde_json::Value;
 
@@ -29,6 +32,7 @@ use super::records::{
     META_PAYLOADS, decode_execution, event_item, event_seq, event_sk, ttl_seconds,
 };
 use super::retry::{Failure, call};
+use super::sweep::SWEEP_ATTR;
 use super::table::TTL_ATTRIBUTE;
 use crate::error::{Result, StoreError};
 use crate::model::{
@@ -120,6 +124,7 @@ impl DynamoStore {
             "ended_at",
             "expires_at_ms",
             TTL_ATTRIBUTE,
+            SWEEP_ATTR,
         ] {
             e.remove(attr);
         }

@@ -22,9 +22,12 @@
 //!
 //! Large payloads are split into content-addressed chunk items written before
 //! the item that references them (`items.rs`). Finished and cancelled
-//! executions get `expires_at` (TTL, epoch seconds) on their meta item and,
-//! best effort, on every other item of the partition (again when a stale
-//! invocation ends, in case it wrote more); deletion is left to the table's TTL, so
+//! executions get `expires_at` (TTL, epoch seconds) on their meta item in the
+//! update that ends them; the same update marks an *expiry sweep* in the due
+//! index, which the next due-index scan carries out in the background: it puts
+//! the expiry on every other item of the partition (`sweep.rs`). A stale
+//! invocation that ends after its execution did marks the sweep again, in case
+//! it wrote more. Deletion is left to the table's TTL, so
 //! [`Store::purge_expired`](super::Store::purge_expired) returns 0. Resuming a
 //! failed or blocked execution removes that expiry again (`events.rs`).
 //!
@@ -40,8 +43,11 @@ mod ops;
 mod records;
 mod retry;
 mod schedules;
+mod sweep;
 mod table;
 mod url;
+
+use std::sync::Arc;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -58,7 +64,7 @@ use items::{Item, Placed};
 use records::key;
 use retry::{Failure, call};
 
-/// How many chunk or expiry writes one call keeps in flight.
+/// How many chunk or expiry writes one call (or one sweep) keeps in flight.
 const WRITE_CONCURRENCY: usize = 8;
 
 /// The DynamoDB implementation of [`Store`](super::Store).
@@ -71,6 +77,8 @@ pub struct DynamoStore {
     /// Set once the table is known to exist (or creation is not wanted).
     ready: OnceCell<()>,
     retry: RetryPolicy,
+    /// The expiry sweeps this store runs in the background.
+    sweeps: Arc<sweep::Sweeps>,
 }
 
 impl DynamoStore {
@@ -90,6 +98,7 @@ impl DynamoStore {
             client,
             ready: OnceCell::new(),
             retry: RetryPolicy::default(),
+            sweeps: Arc::default(),
         })
     }
 
@@ -112,6 +121,7 @@ impl DynamoStore {
             client: OnceCell::new_with(Some(client)),
             ready: OnceCell::new(),
             retry: RetryPolicy::default(),
+            sweeps: Arc::default(),
         }
     }
 
@@ -213,26 +223,6 @@ impl DynamoStore {
         }
     }
 
-    /// Puts `expires_at` (TTL seconds) on every item of a finished execution's
-    /// partition besides the meta item. Best effort: failures are logged.
-    async fn sweep_expiry(&self, pk: &str, ttl: i64) {
-        let want = n(ttl);
-        let targets = match self.expiries(pk).await {
-            Ok(found) => found
-                .into_iter()
-                .filter(|(sk, seen)| sk != items::META_SK && seen.as_ref() != Some(&want))
-                .map(|(sk, _)| (sk, None))
-                .collect(),
-            Err(e) => {
-                tracing::warn!(pk, error = %e, "cannot list items to set their expiry");
-                return;
-            }
-        };
-        if let Err(e) = self.write_expiry(pk, targets, Some(ttl)).await {
-            tracing::warn!(pk, error = %e, "cannot set expiry");
-        }
-    }
-
     /// Removes `expires_at` from every item of a resumed execution's partition
     /// besides the meta item, so TTL does not delete its journal. Each removal
     /// is conditional on the value seen, so the sweep of a later end wins; and
@@ -255,11 +245,28 @@ impl DynamoStore {
     /// The sort key and `expires_at` of every item of partition `pk`: one
     /// strongly consistent query reading only those two attributes.
     async fn expiries(&self, pk: &str) -> Result<Vec<(String, Option<AttributeValue>)>> {
+        let found = self.partition_attrs(pk, &[TTL_ATTRIBUTE]).await?;
+        Ok(found
+            .into_iter()
+            .filter_map(|mut item| {
+                let sk = records::sort_key(&item)?.to_string();
+                Some((sk, item.remove(TTL_ATTRIBUTE)))
+            })
+            .collect())
+    }
+
+    /// Every item of partition `pk` with only its `sk` and `attrs`: one
+    /// strongly consistent query.
+    async fn partition_attrs(&self, pk: &str, attrs: &[&str]) -> Result<Vec<Item>> {
         let client = self.client().await?;
         let what = format!("Query {pk} expiries on {}", self.table);
         let mut e = Expr::new();
         let cond = format!("{} = {}", e.name("pk"), e.value(s(pk)));
-        let projection = format!("{}, {}", e.name("sk"), e.name(TTL_ATTRIBUTE));
+        let projection = std::iter::once("sk")
+            .chain(attrs.iter().copied())
+            .map(|a| e.name(a))
+            .collect::<Vec<_>>()
+            .join(", ");
         let base = client
             .query()
             .table_name(&self.table)
@@ -275,11 +282,7 @@ impl DynamoStore {
             let out = call(&self.retry, &what, || req.clone().send())
                 .await
                 .map_err(|err| err.into_store(&what))?;
-            for mut item in out.items.unwrap_or_default() {
-                if let Some(sk) = records::sort_key(&item).map(str::to_string) {
-                    found.push((sk, item.remove(TTL_ATTRIBUTE)));
-                }
-            }
+            found.extend(out.items.unwrap_or_default());
             match out.last_evaluated_key {
                 Some(k) if !k.is_empty() => start = Some(k),
                 _ => return Ok(found),

@@ -8,15 +8,16 @@ use super::DynamoStore;
 use super::access::{MAX_RACES, Woken, claimant_condition, set_due};
 use super::expr::{Expr, n, s};
 use super::items::{
-    self, Chunks, EVENT_PREFIX, META_INPUT_BUDGET, META_OUTCOME_BUDGET, META_SK, OP_INLINE_BUDGET,
-    OP_PREFIX, collect_chunk, pk, place, shard_key, to_json, ts,
+    Chunks, EVENT_PREFIX, META_INPUT_BUDGET, META_OUTCOME_BUDGET, META_SK, OP_INLINE_BUDGET,
+    OP_PREFIX, collect_chunk, pk, place, to_json, ts,
 };
 use super::records::{
     META_PAYLOADS, decode_event, decode_execution, decode_operation, new_execution, new_meta_item,
     op_item, sort_key, ttl_seconds,
 };
 use super::retry::{Failure, call};
-use super::table::{DUE_INDEX, TTL_ATTRIBUTE};
+use super::sweep::{SWEEP_ATTR, mark_sweep};
+use super::table::TTL_ATTRIBUTE;
 use crate::error::{Result, StoreError};
 use crate::model::{
     DEFAULT_RETENTION, Execution, ExecutionId, ExecutionStatus, Journal, NewExecution, Operation,
@@ -104,6 +105,9 @@ impl Store for DynamoStore {
         let Some(meta) = meta else {
             return Ok(None);
         };
+        if !meta.contains_key(TTL_ATTRIBUTE) {
+            self.repair_expiry(&pk, &all).await;
+        }
         let execution = decode_execution(meta, &chunks)?;
         let mut operations = ops
             .into_iter()
@@ -226,7 +230,8 @@ impl Store for DynamoStore {
                 return Ok(Transition::Done);
             }
         }
-        self.settle(id, epoch, ExecutionStatus::Suspended).await
+        self.settle(id, epoch, ExecutionStatus::Suspended, now)
+            .await
     }
 
     async fn finish(
@@ -253,7 +258,15 @@ impl Store for DynamoStore {
         e.set("updated_at", ts(now));
         let ended = (outcome.status != ExecutionStatus::Blocked).then(|| ts(now));
         e.set_or_remove("ended_at", ended);
-        set_due(&mut e, id, None);
+        // An execution that will expire marks its expiry sweep in this same
+        // update (`sweep.rs`): the sweep runs later, off the invocation's path.
+        match outcome.expires_at {
+            Some(_) => mark_sweep(&mut e, id, now),
+            None => {
+                set_due(&mut e, id, None);
+                e.remove(SWEEP_ATTR);
+            }
+        }
         e.set_or_remove("expires_at_ms", outcome.expires_at.map(ts));
         e.set_or_remove(TTL_ATTRIBUTE, outcome.expires_at.map(|t| n(ttl_seconds(t))));
         for field in ["output", "error"] {
@@ -270,19 +283,14 @@ impl Store for DynamoStore {
             }
         }
         let cond = claimant_condition(&mut e, epoch);
-        let transition = if self
+        if self
             .update_meta(id, &e, cond, false, "finish")
             .await?
             .is_some()
         {
-            Transition::Done
-        } else {
-            self.settle(id, epoch, outcome.status).await?
-        };
-        if let (Transition::Done, Some(expires)) = (&transition, outcome.expires_at) {
-            self.sweep_expiry(&pk, ttl_seconds(expires)).await;
+            return Ok(Transition::Done);
         }
-        Ok(transition)
+        self.settle(id, epoch, outcome.status, now).await
     }
 
     async fn wake(&self, id: &ExecutionId, now: Timestamp) -> Result<bool> {
@@ -290,55 +298,9 @@ impl Store for DynamoStore {
     }
 
     async fn due(&self, shard: u32, now: Timestamp, limit: usize) -> Result<Vec<DueItem>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let client = self.client().await?;
-        let what = format!("Query {DUE_INDEX} shard {shard} on {}", self.table);
-        let mut e = Expr::new();
-        let cond = format!(
-            "{} = {} AND {} <= {}",
-            e.name("due_shard"),
-            e.value(s(shard_key(shard))),
-            e.name("due_at"),
-            e.value(ts(now))
-        );
-        let base = client
-            .query()
-            .table_name(&self.table)
-            .index_name(DUE_INDEX)
-            .key_condition_expression(cond)
-            .set_expression_attribute_names(e.names())
-            .set_expression_attribute_values(e.values())
-            .scan_index_forward(true);
-        let mut found = Vec::new();
-        let mut start = None;
-        while found.len() < limit {
-            let page = i32::try_from(limit - found.len())
-                .unwrap_or(i32::MAX)
-                .min(1000);
-            let req = base
-                .clone()
-                .limit(page)
-                .set_exclusive_start_key(start.take());
-            let out = call(&self.retry, &what, || req.clone().send())
-                .await
-                .map_err(|err| err.into_store(&what))?;
-            for item in out.items.unwrap_or_default() {
-                if sort_key(&item) != Some(META_SK) || found.len() >= limit {
-                    continue;
-                }
-                found.push(DueItem {
-                    id: items::id_of_pk(items::req_s(&item, "pk")?)?,
-                    due_at: Timestamp(items::req_n(&item, "due_at")?),
-                });
-            }
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
-        }
-        Ok(found)
+        // Also starts the expiry sweeps that are due (`sweep.rs`); they are
+        // never returned.
+        self.due_entries(shard, now, limit).await
     }
 
     async fn purge_expired(&self, _now: Timestamp) -> Result<u64> {
@@ -356,7 +318,7 @@ impl Store for DynamoStore {
         e.set("status", s(ExecutionStatus::Cancelled.as_str()));
         e.set("updated_at", ts(now));
         e.set("ended_at", ts(now));
-        set_due(&mut e, id, None);
+        mark_sweep(&mut e, id, now);
         e.set("expires_at_ms", ts(expires));
         e.set(TTL_ATTRIBUTE, n(ttl_seconds(expires)));
         let unfinished = [
@@ -374,7 +336,6 @@ impl Store for DynamoStore {
             // Already finished, or no such execution: as it is now.
             return self.read_execution(id).await;
         };
-        self.sweep_expiry(&pk, ttl_seconds(expires)).await;
         let chunks = self.chunks_for(&pk, &item, &META_PAYLOADS).await?;
         decode_execution(&item, &chunks).map(Some)
     }

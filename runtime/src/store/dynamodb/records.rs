@@ -2,10 +2,11 @@
 //!
 //! Meta item (`sk = meta`): `function` S, `version` S, `status` S, `input` /
 //! `input_chunks`, `output` / `output_chunks`, `error` / `error_chunks` (JSON
-//! text), `epoch` N, `wakeups` N, `due_shard` S + `due_at` N (both or neither),
-//! `created_at` N, `updated_at` N, `ended_at` N, `expires_at_ms` N (the exact
-//! expiry) and `expires_at` N (the same in epoch seconds, the table's TTL
-//! attribute); and, written once at creation for the listing indexes
+//! text), `epoch` N, `wakeups` N, `due_shard` S + `due_at` N (both or neither;
+//! while an expiry sweep is pending, they hold its entry and `sweep` S its
+//! token: `sweep.rs`), `created_at` N, `updated_at` N, `ended_at` N,
+//! `expires_at_ms` N (the exact expiry) and `expires_at` N (the same in epoch
+//! seconds, the table's TTL attribute); and, written once at creation for the listing indexes
 //! (`list.rs`), `list_key` S, `list_bucket` S and `fn_bucket` S; and `seed` S,
 //! the execution's secret (never projected into an index).
 //!
@@ -26,6 +27,7 @@ use super::items::{
 use super::list::{
     FN_BUCKET_ATTR, LIST_BUCKET_ATTR, LIST_KEY_ATTR, fn_bucket, list_bucket, list_key,
 };
+use super::sweep::visible_due_at;
 use crate::error::Result;
 use crate::model::{EventRecord, Execution, ExecutionStatus, NewExecution, Operation, Timestamp};
 
@@ -105,7 +107,8 @@ pub(super) fn decode_execution(item: &Item, chunks: &Chunks) -> Result<Execution
         error: payload(item, "error", chunks)?,
         epoch: req_n(item, "epoch")?,
         wakeups: req_n(item, "wakeups")?,
-        due_at: get_ts(item, "due_at")?,
+        // A pending expiry sweep sits in the due index too; it is no due time.
+        due_at: visible_due_at(get_ts(item, "due_at")?),
         created_at: Timestamp(req_n(item, "created_at")?),
         updated_at: Timestamp(req_n(item, "updated_at")?),
         ended_at: get_ts(item, "ended_at")?,

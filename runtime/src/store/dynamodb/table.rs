@@ -3,7 +3,9 @@
 //! Alternator can only create secondary indexes together with the table, so
 //! every GSI is part of `CreateTable`:
 //! - `due`: hash `due_shard` (S, `s00`..`s15`), range `due_at` (N), keys only.
-//!   Sparse: only meta items that are due carry both attributes.
+//!   Sparse: only meta items that are due (or whose expiry sweep is pending,
+//!   at `due_at` < -2^61: `sweep.rs`) carry both attributes; schedules sit
+//!   in partition `sched`.
 //! - `list`: hash `fn_bucket` (S, `<function>#b00`..`#b15`), range `list_key`
 //!   (S, `<created_at>#<id>`), projecting `status`: one function's executions
 //!   by start time.
