@@ -83,7 +83,10 @@ impl HttpStore {
         })?;
         let status = response.status();
         let bytes = read_body(response.into_body()).await.map_err(|e| {
-            StoreError::Transient(format!("the store at {} broke off its answer: {e}", self.shown))
+            StoreError::Transient(format!(
+                "the store at {} broke off its answer: {e}",
+                self.shown
+            ))
         })?;
         if !status.is_success() {
             let text = String::from_utf8_lossy(&bytes);

@@ -33,18 +33,13 @@ pub async fn serve(store: &Arc<dyn Store>, body: &[u8]) -> Vec<u8> {
     let call: Call<'_> = match serde_json::from_slice(body) {
         Ok(c) => c,
         Err(e) => {
-            return encode::<()>(Err(StoreError::Invalid(format!(
-                "not a store call: {e}"
-            ))));
+            return encode::<()>(Err(StoreError::Invalid(format!("not a store call: {e}"))));
         }
     };
     match call {
-        Call::CreateExecution { new } => encode(
-            store
-                .create_execution(&new)
-                .await
-                .map(WireCreated::from),
-        ),
+        Call::CreateExecution { new } => {
+            encode(store.create_execution(&new).await.map(WireCreated::from))
+        }
         Call::CreateAndClaim { new, lease_until } => encode(
             store
                 .create_and_claim(&new, lease_until)
@@ -100,18 +95,12 @@ pub async fn serve(store: &Arc<dyn Store>, body: &[u8]) -> Vec<u8> {
             payload,
             now,
         } => encode(store.send_event(&id, &name, &payload, now).await),
-        Call::Resume { id, now } => encode(
-            store
-                .resume(&id, now)
-                .await
-                .map(|e| e.map(SeededExecution)),
-        ),
-        Call::Cancel { id, now } => encode(
-            store
-                .cancel(&id, now)
-                .await
-                .map(|e| e.map(SeededExecution)),
-        ),
+        Call::Resume { id, now } => {
+            encode(store.resume(&id, now).await.map(|e| e.map(SeededExecution)))
+        }
+        Call::Cancel { id, now } => {
+            encode(store.cancel(&id, now).await.map(|e| e.map(SeededExecution)))
+        }
         Call::CreateSchedule { schedule } => encode(store.create_schedule(&schedule).await),
         Call::UpdateSchedule { schedule } => encode(store.update_schedule(&schedule).await),
         Call::GetSchedule { name } => encode(store.get_schedule(&name).await),

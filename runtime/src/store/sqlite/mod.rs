@@ -183,30 +183,42 @@ impl SqliteStore {
             .map_err(|_| StoreError::Backend("the SQLite writer dropped a write".into()))?
     }
 
-    /// Runs `f` on a reader connection, off the async threads.
+    /// Runs a short read (a point lookup, one index range) on a reader
+    /// connection, on the caller's thread: it takes microseconds, less than
+    /// handing it to another thread and back. WAL readers never wait for the
+    /// writer.
+    fn read_now<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+        with_reader(&self.inner, f)
+    }
+
+    /// Runs `f` on a reader connection, off the async threads (for reads
+    /// whose size has no bound: journals, listings).
     async fn read<R, F>(&self, f: F) -> Result<R>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R> + Send + 'static,
     {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let pooled = inner.readers.lock().ok().and_then(|mut p| p.pop());
-            let conn = match pooled {
-                Some(c) => c,
-                None => open_connection(&inner.path)?,
-            };
-            let result = f(&conn);
-            if let Ok(mut pool) = inner.readers.lock() {
-                if pool.len() < 8 {
-                    pool.push(conn);
-                }
-            }
-            result
-        })
+        tokio::task::spawn_blocking(move || with_reader(&inner, f))
         .await
         .map_err(|e| StoreError::Backend(format!("reader task failed: {e}")))?
     }
+}
+
+/// Runs `f` on a pooled reader connection (opening one if none is free).
+fn with_reader<R>(inner: &Inner, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+    let pooled = inner.readers.lock().ok().and_then(|mut p| p.pop());
+    let conn = match pooled {
+        Some(c) => c,
+        None => open_connection(&inner.path)?,
+    };
+    let result = f(&conn);
+    if let Ok(mut pool) = inner.readers.lock() {
+        if pool.len() < 8 {
+            pool.push(conn);
+        }
+    }
+    result
 }
 
 /// Brings a store file written by an older version up to date.
@@ -477,7 +489,7 @@ impl Store for SqliteStore {
 
     async fn get_execution(&self, id: &ExecutionId) -> Result<Option<Execution>> {
         let id = id.to_string();
-        self.read(move |conn| select_execution(conn, &id)).await
+        self.read_now(move |conn| select_execution(conn, &id))
     }
 
     async fn load_journal(&self, id: &ExecutionId) -> Result<Option<Journal>> {
@@ -671,7 +683,7 @@ impl Store for SqliteStore {
 
     async fn due(&self, shard: u32, now: Timestamp, limit: usize) -> Result<Vec<DueItem>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.read(move |conn| {
+        self.read_now(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT id, due_at FROM executions \
@@ -694,7 +706,6 @@ impl Store for SqliteStore {
             }
             Ok(items)
         })
-        .await
     }
 
     async fn purge_expired(&self, now: Timestamp) -> Result<u64> {
@@ -919,7 +930,7 @@ impl Store for SqliteStore {
 
     async fn get_schedule(&self, name: &str) -> Result<Option<Schedule>> {
         let name = name.to_string();
-        self.read(move |conn| select_schedule(conn, &name)).await
+        self.read_now(move |conn| select_schedule(conn, &name))
     }
 
     async fn list_schedules(&self) -> Result<Vec<Schedule>> {
