@@ -187,7 +187,7 @@ fn thread_loop(shared: &Shared) {
 }
 
 fn commit_batch(conn: &Connection, batch: Vec<Job>) {
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = super::run_cached(conn, "BEGIN IMMEDIATE") {
         tracing::warn!(error = %e, "SQLite BEGIN failed");
         // Nothing ran: dropping a job drops its answer channel, which its
         // caller reports as a failed write.
@@ -195,9 +195,9 @@ fn commit_batch(conn: &Connection, batch: Vec<Job>) {
         return;
     }
     let completions: Vec<Completion> = batch.into_iter().map(|job| job(conn)).collect();
-    let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+    let commit = super::run_cached(conn, "COMMIT").map_err(|e| e.to_string());
     if commit.is_err() {
-        let _ = conn.execute_batch("ROLLBACK");
+        let _ = super::run_cached(conn, "ROLLBACK");
     }
     for done in completions {
         done(commit.clone());
