@@ -49,7 +49,7 @@ usage: durafn-bench [--json] [--quick] [--only GROUP[,GROUP...]]
   --json        print each figure as a JSON line on stdout (info and error lines go to stderr)
   --quick       small sizes: checks that every benchmark runs; its figures mean nothing
   --only GROUP  run only these groups (comma-separated; repeatable):
-                step_cost, replay, group_commit, emulator, resume, ddb
+                step_cost, replay, group_commit, emulator, resume, timers, idle_rss, ddb
 
 The ddb group uses the DynamoDB Local at $DURAFN_DYNAMODB_ENDPOINT, or starts
 one with scripts/dynamodb-local.sh (Java 17 and npm) and stops it afterwards.";

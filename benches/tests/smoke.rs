@@ -11,7 +11,7 @@ use std::process::Command;
 use serde_json::Value;
 
 /// Every group but `ddb`.
-const LOCAL_GROUPS: &str = "step_cost,replay,group_commit,emulator,resume";
+const LOCAL_GROUPS: &str = "step_cost,replay,group_commit,emulator,resume,timers,idle_rss";
 
 fn ddb_local_is_running() -> bool {
     std::env::var("DURAFN_DYNAMODB_ENDPOINT").is_ok_and(|e| !e.is_empty())
@@ -82,6 +82,8 @@ fn quick_json_run_prints_one_well_formed_figure_per_line() {
         "wf10_c20_per_s",
         "resume_p50_ms",
         "resume_p99_ms",
+        "timers_10k_lateness_p99_ms",
+        "idle_rss_mb_100k",
     ];
     if ddb_local_is_running() {
         expected.push("step_vs_ddb_put");

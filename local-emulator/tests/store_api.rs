@@ -7,9 +7,9 @@
 use std::sync::Arc;
 
 use durafn_emulator::store_api;
+use durafn_runtime::StoreError;
 use durafn_runtime::model::{ExecutionId, NewExecution, Timestamp};
 use durafn_runtime::store::contract::Fixture;
-use durafn_runtime::StoreError;
 use durafn_runtime::store::{HttpStore, SqliteStore, Store};
 use serde_json::json;
 
@@ -91,10 +91,8 @@ async fn a_wrong_secret_is_refused_and_writes_nothing() {
 #[tokio::test]
 async fn a_malformed_call_is_a_clear_error() {
     let (authority, secret, _served) = serve().await;
-    let client = hyper_util::client::legacy::Client::builder(
-        hyper_util::rt::TokioExecutor::new(),
-    )
-    .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
     let req = hyper::Request::post(store_api::url(&authority, &secret))
         .body(http_body_util::Full::new(bytes::Bytes::from_static(
             b"{\"call\": \"drop_table\"}",

@@ -222,3 +222,381 @@ async fn the_run_loop_stops_on_shutdown_and_wakes_on_demand() {
         .unwrap()
         .unwrap();
 }
+
+/// Invokes through a gate: each invocation reports that it started, then
+/// waits for a permit from the test. With `suspend_first`, the first
+/// invocation of an execution suspends (waiting on nothing: only a signal
+/// makes it due again); every other invocation finishes it.
+struct Gated {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    suspend_first: bool,
+    calls: Mutex<Vec<String>>,
+    running: std::sync::atomic::AtomicUsize,
+    most_running: std::sync::atomic::AtomicUsize,
+    started: tokio::sync::mpsc::UnboundedSender<String>,
+    release: tokio::sync::Semaphore,
+}
+
+#[async_trait]
+impl Invoker for Gated {
+    async fn invoke(
+        &self,
+        _function: &str,
+        request: &ResumeRequest,
+    ) -> Result<InvocationSummary, InvokeError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let id = &request.execution_id;
+        let claimed = self.store.get_execution(id).await.unwrap().unwrap();
+        let n = {
+            let mut calls = self.calls.lock().unwrap();
+            calls.push(id.to_string());
+            calls.iter().filter(|c| *c == id.as_str()).count()
+        };
+        let running = self.running.fetch_add(1, SeqCst) + 1;
+        self.most_running.fetch_max(running, SeqCst);
+        self.started.send(id.to_string()).unwrap();
+        self.release.acquire().await.unwrap().forget();
+        self.running.fetch_sub(1, SeqCst);
+        let now = self.clock.now();
+        if self.suspend_first && n == 1 {
+            self.store
+                .suspend(id, request.epoch, claimed.wakeups, None, now)
+                .await
+                .unwrap();
+            return Ok(InvocationSummary {
+                status: "SUSPENDED".into(),
+                wake_at: None,
+            });
+        }
+        let outcome = Outcome {
+            status: ExecutionStatus::Succeeded,
+            output: Some(json!(n)),
+            error: None,
+            expires_at: None,
+        };
+        self.store
+            .finish(id, request.epoch, &outcome, now)
+            .await
+            .unwrap();
+        Ok(InvocationSummary {
+            status: "SUCCEEDED".into(),
+            wake_at: None,
+        })
+    }
+}
+
+fn gated(
+    store: &Arc<dyn Store>,
+    clock: &ManualClock,
+    suspend_first: bool,
+) -> (Arc<Gated>, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let invoker = Arc::new(Gated {
+        store: store.clone(),
+        clock: Arc::new(clock.clone()),
+        suspend_first,
+        calls: Mutex::new(Vec::new()),
+        running: Default::default(),
+        most_running: Default::default(),
+        started: tx,
+        release: tokio::sync::Semaphore::new(0),
+    });
+    (invoker, rx)
+}
+
+async fn next_change(
+    changes: &mut tokio::sync::broadcast::Receiver<durafn_runtime::dispatch::ExecutionChanged>,
+) -> (String, String) {
+    let c = tokio::time::timeout(Duration::from_secs(30), changes.recv())
+        .await
+        .expect("the dispatcher reported an invocation")
+        .unwrap();
+    (c.id.to_string(), c.status)
+}
+
+async fn next_start(started: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> String {
+    tokio::time::timeout(Duration::from_secs(30), started.recv())
+        .await
+        .expect("an invocation started")
+        .unwrap()
+}
+
+async fn status_of(store: &Arc<dyn Store>, id: &str) -> ExecutionStatus {
+    store
+        .get_execution(&ExecutionId::new(id).unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatch_now_runs_that_execution_without_a_scan() {
+    let (store, clock, finisher, _dir) = setup(3, 0).await;
+    // No run loop and no tick: nothing scans the due index.
+    let d = dispatcher(&store, &clock, finisher.clone());
+    let handle = d.handle();
+    let mut changes = handle.subscribe();
+    handle.dispatch_now(ExecutionId::new("e-1").unwrap());
+    assert_eq!(
+        next_change(&mut changes).await,
+        ("e-1".to_string(), "SUCCEEDED".to_string())
+    );
+    d.idle().await;
+    let calls = finisher.calls.lock().unwrap().clone();
+    assert_eq!(calls, HashMap::from([("e-1".to_string(), 1)]));
+    assert_eq!(status_of(&store, "e-0").await, ExecutionStatus::Pending);
+    assert_eq!(status_of(&store, "e-2").await, ExecutionStatus::Pending);
+
+    // Asking again for an execution that has ended claims nothing.
+    handle.dispatch_now(ExecutionId::new("e-1").unwrap());
+    d.idle().await;
+    assert_eq!(finisher.calls.lock().unwrap()["e-1"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_during_an_invocation_runs_the_execution_again_when_it_ends() {
+    let (store, clock, _finisher, _dir) = setup(1, 0).await;
+    let (invoker, mut started) = gated(&store, &clock, true);
+    let d = Dispatcher::new(
+        store.clone(),
+        Arc::new(clock.clone()),
+        invoker.clone(),
+        DispatcherConfig::default(),
+    );
+    let handle = d.handle();
+    let mut changes = handle.subscribe();
+    let id = ExecutionId::new("e-0").unwrap();
+
+    handle.dispatch_now(id.clone());
+    assert_eq!(next_start(&mut started).await, "e-0");
+    // An event arrives while the first invocation runs: the store counts the
+    // wake-up, and the API asks for a dispatch of an execution in flight.
+    assert!(store.wake(&id, clock.now()).await.unwrap());
+    handle.dispatch_now(id.clone());
+    invoker.release.add_permits(1);
+    assert_eq!(next_change(&mut changes).await.1, "SUSPENDED");
+
+    // Its suspension became due at once (the signal), and the dispatcher
+    // runs it again without a scan.
+    assert_eq!(next_start(&mut started).await, "e-0");
+    invoker.release.add_permits(1);
+    assert_eq!(next_change(&mut changes).await.1, "SUCCEEDED");
+    d.idle().await;
+    assert_eq!(*invoker.calls.lock().unwrap(), ["e-0", "e-0"]);
+    let e = store.get_execution(&id).await.unwrap().unwrap();
+    assert_eq!(e.status, ExecutionStatus::Succeeded);
+    assert_eq!(e.epoch, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targeted_dispatches_respect_the_concurrency_limit_and_queue_in_order() {
+    let (store, clock, _finisher, _dir) = setup(3, 0).await;
+    let (invoker, mut started) = gated(&store, &clock, false);
+    let mut config = DispatcherConfig::default();
+    config.max_concurrency = 1;
+    let d = Dispatcher::new(
+        store.clone(),
+        Arc::new(clock.clone()),
+        invoker.clone(),
+        config,
+    );
+    let handle = d.handle();
+    for i in 0..3 {
+        handle.dispatch_now(ExecutionId::new(format!("e-{i}")).unwrap());
+    }
+    for i in 0..3 {
+        assert_eq!(next_start(&mut started).await, format!("e-{i}"));
+        invoker.release.add_permits(1);
+    }
+    d.idle().await;
+    assert_eq!(*invoker.calls.lock().unwrap(), ["e-0", "e-1", "e-2"]);
+    assert_eq!(
+        invoker
+            .most_running
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    for i in 0..3 {
+        assert_eq!(
+            status_of(&store, &format!("e-{i}")).await,
+            ExecutionStatus::Succeeded
+        );
+    }
+}
+
+/// Suspends each execution's first invocation on a timer `after` ahead; the
+/// second finishes it.
+struct Sleeper {
+    store: Arc<dyn Store>,
+    after: Duration,
+    calls: Mutex<HashMap<String, u32>>,
+}
+
+#[async_trait]
+impl Invoker for Sleeper {
+    async fn invoke(
+        &self,
+        _function: &str,
+        request: &ResumeRequest,
+    ) -> Result<InvocationSummary, InvokeError> {
+        let clock = durafn_runtime::clock::SystemClock;
+        let id = &request.execution_id;
+        let n = {
+            let mut calls = self.calls.lock().unwrap();
+            let n = calls.entry(id.to_string()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        let claimed = self.store.get_execution(id).await.unwrap().unwrap();
+        if n == 1 {
+            let wake_at = clock.now().plus(self.after);
+            self.store
+                .suspend(
+                    id,
+                    request.epoch,
+                    claimed.wakeups,
+                    Some(wake_at),
+                    clock.now(),
+                )
+                .await
+                .unwrap();
+            return Ok(InvocationSummary {
+                status: "SUSPENDED".into(),
+                wake_at: Some(wake_at),
+            });
+        }
+        let outcome = Outcome {
+            status: ExecutionStatus::Succeeded,
+            output: Some(json!(n)),
+            error: None,
+            expires_at: None,
+        };
+        self.store
+            .finish(id, request.epoch, &outcome, clock.now())
+            .await
+            .unwrap();
+        Ok(InvocationSummary {
+            status: "SUCCEEDED".into(),
+            wake_at: None,
+        })
+    }
+}
+
+/// Runs `d` until the returned sender is dropped or sent to.
+fn run_loop(
+    d: &Arc<Dispatcher>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let d = d.clone();
+    let runner = tokio::spawn(async move {
+        d.run(async {
+            let _ = stop_rx.await;
+        })
+        .await
+    });
+    (stop_tx, runner)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timers_rerun_their_executions_without_waiting_for_a_poll() {
+    let (store, _clock, _finisher, _dir) = setup(0, 0).await;
+    let clock = durafn_runtime::clock::SystemClock;
+    for i in 0..20 {
+        store
+            .create_execution(&NewExecution {
+                id: ExecutionId::new(format!("t-{i}")).unwrap(),
+                function: "order".into(),
+                version: "1".into(),
+                input: json!(i),
+                now: clock.now(),
+            })
+            .await
+            .unwrap();
+    }
+    let invoker = Arc::new(Sleeper {
+        store: store.clone(),
+        after: Duration::from_millis(30),
+        calls: Mutex::new(HashMap::new()),
+    });
+    // Polls once at start; after that only timers can run anything.
+    let mut config = DispatcherConfig::default();
+    config.poll_interval = Duration::from_secs(3600);
+    let d = Arc::new(Dispatcher::new(
+        store.clone(),
+        Arc::new(clock),
+        invoker.clone(),
+        config,
+    ));
+    let mut changes = d.handle().subscribe();
+    let (stop, runner) = run_loop(&d);
+    let mut succeeded = 0;
+    while succeeded < 20 {
+        if next_change(&mut changes).await.1 == "SUCCEEDED" {
+            succeeded += 1;
+        }
+    }
+    stop.send(()).unwrap();
+    runner.await.unwrap();
+    d.idle().await;
+    let calls = invoker.calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 20);
+    assert!(calls.values().all(|n| *n == 2), "{calls:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_queues_what_falls_due_before_the_next_poll() {
+    let (store, _clock, finisher, _dir) = setup(0, 0).await;
+    let clock = durafn_runtime::clock::SystemClock;
+    // Suspended by another process, on a timer 50 ms ahead: this dispatcher
+    // never saw the invocation that set it.
+    let id = ExecutionId::new("elsewhere").unwrap();
+    store
+        .create_execution(&NewExecution {
+            id: id.clone(),
+            function: "order".into(),
+            version: "1".into(),
+            input: json!(null),
+            now: clock.now(),
+        })
+        .await
+        .unwrap();
+    let now = clock.now();
+    let claimed = store
+        .claim(&id, now, now.plus(Duration::from_secs(60)))
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .suspend(
+            &id,
+            claimed.epoch,
+            claimed.wakeups,
+            Some(now.plus(Duration::from_millis(50))),
+            now,
+        )
+        .await
+        .unwrap();
+    // The first scan (at start) sees it coming; the next poll is an hour away.
+    let mut config = DispatcherConfig::default();
+    config.poll_interval = Duration::from_secs(3600);
+    let d = Arc::new(Dispatcher::new(
+        store.clone(),
+        Arc::new(clock),
+        finisher.clone(),
+        config,
+    ));
+    let mut changes = d.handle().subscribe();
+    let (stop, runner) = run_loop(&d);
+    assert_eq!(
+        next_change(&mut changes).await,
+        ("elsewhere".to_string(), "SUCCEEDED".to_string())
+    );
+    stop.send(()).unwrap();
+    runner.await.unwrap();
+    assert_eq!(finisher.calls.lock().unwrap()["elsewhere"], 1);
+}

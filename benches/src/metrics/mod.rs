@@ -6,9 +6,11 @@
 mod ddb;
 mod emulator;
 mod group_commit;
+mod idle_rss;
 mod replay;
 mod resume;
 mod step_cost;
+mod timers;
 
 use crate::Scale;
 use crate::report::Report;
@@ -26,18 +28,24 @@ pub(crate) enum MetricGroup {
     Emulator,
     /// Event sent → handler running again, through `durafn dev`.
     Resume,
+    /// 10,000 timers due in the same second, in one process.
+    Timers,
+    /// The memory of `durafn dev` holding 100,000 suspended executions.
+    IdleRss,
     /// One durable step against one raw conditional `PutItem`, on DynamoDB Local.
     Ddb,
 }
 
 impl MetricGroup {
     /// Every group, in the order they run.
-    pub(crate) const ALL: [MetricGroup; 6] = [
+    pub(crate) const ALL: [MetricGroup; 8] = [
         MetricGroup::StepCost,
         MetricGroup::Replay,
         MetricGroup::GroupCommit,
         MetricGroup::Emulator,
         MetricGroup::Resume,
+        MetricGroup::Timers,
+        MetricGroup::IdleRss,
         MetricGroup::Ddb,
     ];
 
@@ -49,6 +57,8 @@ impl MetricGroup {
             MetricGroup::GroupCommit => "group_commit",
             MetricGroup::Emulator => "emulator",
             MetricGroup::Resume => "resume",
+            MetricGroup::Timers => "timers",
+            MetricGroup::IdleRss => "idle_rss",
             MetricGroup::Ddb => "ddb",
         }
     }
@@ -66,6 +76,8 @@ impl MetricGroup {
             MetricGroup::GroupCommit => group_commit::METRICS,
             MetricGroup::Emulator => emulator::METRICS,
             MetricGroup::Resume => resume::METRICS,
+            MetricGroup::Timers => timers::METRICS,
+            MetricGroup::IdleRss => idle_rss::METRICS,
             MetricGroup::Ddb => ddb::METRICS,
         }
     }
@@ -78,6 +90,8 @@ impl MetricGroup {
             MetricGroup::GroupCommit => group_commit::run(scale, report).await,
             MetricGroup::Emulator => emulator::run(scale, report).await,
             MetricGroup::Resume => resume::run(scale, report).await,
+            MetricGroup::Timers => timers::run(scale, report).await,
+            MetricGroup::IdleRss => idle_rss::run(scale, report).await,
             MetricGroup::Ddb => ddb::run(scale, report).await,
         }
     }

@@ -195,7 +195,7 @@ async fn start(
     let status = match created {
         Created::New(_) => {
             state.metrics.started.fetch_add(1, Ordering::Relaxed);
-            state.dispatch.wake();
+            state.dispatch.dispatch_now(id.clone());
             StatusCode::CREATED
         }
         Created::Existing(_) => StatusCode::OK,
@@ -385,7 +385,7 @@ async fn resume(
     let id = parse_id(&id)?;
     match resume(state.store.as_ref(), &id, state.clock.now()).await? {
         Ok(_) => {
-            state.dispatch.wake();
+            state.dispatch.dispatch_now(id.clone());
             Ok(Json(describe_json(&state, &id).await?))
         }
         Err(ResumeError::NotFound) => Err(ApiError::not_found(
@@ -414,7 +414,7 @@ async fn send_event(
         .await?
     {
         SentEvent::Delivered(ev) => {
-            state.dispatch.wake();
+            state.dispatch.dispatch_now(id.clone());
             Ok((
                 StatusCode::ACCEPTED,
                 Json(json!({ "execution_id": id, "event": name, "seq": ev.seq })),
@@ -486,7 +486,7 @@ async fn complete_callback(
     .await?
     {
         Ok(op) => {
-            state.dispatch.wake();
+            state.dispatch.dispatch_now(r.execution_id.clone());
             Ok(Json(
                 json!({ "execution_id": r.execution_id, "callback": op.name, "status": op.status }),
             ))

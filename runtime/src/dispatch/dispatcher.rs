@@ -4,18 +4,30 @@
 //! update that bumps the execution's epoch, so only one of them wins each due
 //! execution. A crashed invocation is a lease that expires; an invocation the
 //! invoker *knows* failed is rescheduled at once with backoff.
+//!
+//! Inside one dispatcher, work waits in a **ready queue** ordered by due time:
+//! the due index's scans put what is due (and what becomes due before the
+//! next scan) there, and so do the wake times invocations report (in-memory
+//! timers, which also carry the function, so their claim needs no read
+//! first). At most `max_concurrency` **workers** run; each takes the earliest
+//! due entry, claims and invokes it, then takes the next, so a burst of
+//! timers is served in due order without a scan per timer. An
+//! execution is never dispatched twice at once by one dispatcher: an entry
+//! for one already in flight marks it to be tried again when that dispatch
+//! ends. [`DispatchHandle::dispatch_now`] starts one execution at once,
+//! without a scan.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore, broadcast};
+use tokio::sync::{Notify, broadcast};
 
 use super::{InvocationSummary, Invoker, LEASE_GRACE, ResumeRequest};
 use crate::clock::Clock;
-use crate::model::{DUE_SHARDS, ExecutionId, Timestamp};
+use crate::model::{DUE_SHARDS, Execution, ExecutionId, ExecutionStatus, Timestamp};
 use crate::store::Store;
 
 /// Settings of a dispatcher.
@@ -23,11 +35,19 @@ use crate::store::Store;
 #[non_exhaustive]
 pub struct DispatcherConfig {
     /// How often the due index is scanned when nothing wakes the dispatcher.
+    /// Each scan also queues what becomes due within twice this interval, so
+    /// those timers fire on time even if this process never saw them.
     pub poll_interval: Duration,
     /// How many due executions one shard scan returns.
     pub batch: usize,
-    /// How many invocations run at once.
+    /// How many invocations run at once. Their claims and checkpoints share
+    /// the store's group commits, so a burst of due timers needs many: with
+    /// too few, each waits out commits one small group at a time.
     pub max_concurrency: usize,
+    /// How many entries the ready queue keeps (in-memory timers and due
+    /// work); past that the latest are dropped. A dropped timer stays in the
+    /// due index, and a scan queues it again shortly before it is due.
+    pub max_timers: usize,
     /// A function's timeout (its lease is this plus [`LEASE_GRACE`]).
     pub timeout_for: Arc<dyn Fn(&str) -> Duration + Send + Sync>,
     /// First delay before re-invoking an execution whose invocation failed.
@@ -41,7 +61,8 @@ impl Default for DispatcherConfig {
         DispatcherConfig {
             poll_interval: Duration::from_millis(100),
             batch: 256,
-            max_concurrency: 64,
+            max_concurrency: 256,
+            max_timers: 16_384,
             timeout_for: Arc::new(|_| Duration::from_secs(30)),
             failure_backoff: Duration::from_millis(200),
             max_failure_backoff: Duration::from_secs(60),
@@ -69,12 +90,42 @@ struct Inner {
     clock: Arc<dyn Clock>,
     invoker: Arc<dyn Invoker>,
     config: DispatcherConfig,
+    /// Wakes the run loop: to scan (with `scan_now`), or to look at the
+    /// ready queue again (a new earliest timer, a worker that stopped).
     wake: Notify,
-    timers: Mutex<BinaryHeap<Reverse<Timestamp>>>,
-    in_flight: Mutex<HashSet<ExecutionId>>,
+    /// [`DispatchHandle::wake`] asked for a scan.
+    scan_now: AtomicBool,
+    /// A shard scan returned a full batch: scan again once the queue drains.
+    more_due: AtomicBool,
+    queue: Mutex<Queue>,
     failures: Mutex<HashMap<ExecutionId, u32>>,
-    permits: Arc<Semaphore>,
     changes: broadcast::Sender<ExecutionChanged>,
+}
+
+/// What waits and what runs.
+#[derive(Default)]
+struct Queue {
+    /// Executions to dispatch once due, earliest first, with their function
+    /// when known (then the dispatch needs no read before its claim).
+    ready: BTreeMap<(Timestamp, ExecutionId), Option<Arc<str>>>,
+    /// Executions a worker is dispatching (one worker each), and whether to
+    /// try again when it is done (something asked for it meanwhile).
+    in_flight: HashMap<ExecutionId, bool>,
+    /// Function names, shared by the entries that carry one.
+    functions: HashSet<Arc<str>>,
+}
+
+/// One execution for a worker to dispatch.
+struct Job {
+    id: ExecutionId,
+    /// Its function, if known; else the dispatch reads the execution first.
+    function: Option<Arc<str>>,
+}
+
+impl Job {
+    fn unknown(id: ExecutionId) -> Self {
+        Job { id, function: None }
+    }
 }
 
 /// A cheap handle to poke a running dispatcher and follow what it does.
@@ -84,9 +135,44 @@ pub struct DispatchHandle {
 }
 
 impl DispatchHandle {
-    /// Wakes the dispatcher at once (something became due: a start, an event).
+    /// Wakes the dispatcher at once to scan the due index (something became
+    /// due and the caller does not know what). Prefer
+    /// [`dispatch_now`](Self::dispatch_now) when it does.
     pub fn wake(&self) {
+        self.inner.scan_now.store(true, Ordering::SeqCst);
         self.inner.wake.notify_one();
+    }
+
+    /// Tries to run execution `id` at once (it was just started, or an event
+    /// or callback arrived for it), without scanning the due index: read it,
+    /// claim it if it is due, invoke it. If the dispatcher is already
+    /// dispatching it, it is tried again when that dispatch ends (so a signal
+    /// that arrived during an invocation is not left to the next poll); if
+    /// every worker is busy, it is queued ahead of anything due later.
+    pub fn dispatch_now(&self, id: ExecutionId) {
+        let inner = &self.inner;
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let now = inner.clock.now();
+        let start = {
+            let mut q = inner.queue();
+            if let Some(again) = q.in_flight.get_mut(&id) {
+                *again = true;
+                return;
+            }
+            if runtime.is_some() && inner.has_room(&q) {
+                q.in_flight.insert(id.clone(), false);
+                true
+            } else {
+                inner.enqueue(&mut q, now, id.clone(), None);
+                false
+            }
+        };
+        match runtime {
+            Some(rt) if start => {
+                rt.spawn(inner.clone().worker(Job::unknown(id)));
+            }
+            _ => inner.wake.notify_one(),
+        }
     }
 
     /// Follows invocation results (for callers waiting on an execution).
@@ -109,11 +195,11 @@ impl Dispatcher {
                 store,
                 clock,
                 invoker,
-                permits: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
                 config,
                 wake: Notify::new(),
-                timers: Mutex::new(BinaryHeap::new()),
-                in_flight: Mutex::new(HashSet::new()),
+                scan_now: AtomicBool::new(false),
+                more_due: AtomicBool::new(false),
+                queue: Mutex::new(Queue::default()),
                 failures: Mutex::new(HashMap::new()),
                 changes,
             }),
@@ -127,69 +213,55 @@ impl Dispatcher {
         }
     }
 
-    /// Runs until `shutdown` completes: scan, invoke, sleep until the next
-    /// timer, the poll interval, or a wake-up — whichever comes first.
+    /// Runs until `shutdown` completes: scan every poll interval (at once when
+    /// woken, or when the last scan found more than a batch and the queue has
+    /// drained), start workers for what is due, and sleep until the next
+    /// timer, the next poll or a wake-up, whichever comes first.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let inner = &self.inner;
+        let poll = inner.config.poll_interval;
+        let mut next_poll = tokio::time::Instant::now();
         loop {
-            let started = match self.tick().await {
-                Ok(n) => n,
-                Err(e) => {
+            let now = tokio::time::Instant::now();
+            let scan = inner.scan_now.swap(false, Ordering::SeqCst)
+                || now >= next_poll
+                || (inner.more_due.load(Ordering::SeqCst) && inner.drained());
+            if scan {
+                if let Err(e) = inner.scan().await {
                     tracing::warn!(error = %e, "due-index scan failed; retrying");
-                    0
                 }
-            };
-            let pause = if started >= self.inner.config.batch {
-                Duration::ZERO
-            } else {
-                self.inner.until_next_timer()
-            };
+                next_poll = tokio::time::Instant::now() + poll;
+            }
+            inner.start_due();
+            let now = tokio::time::Instant::now();
+            let mut pause = next_poll.saturating_duration_since(now);
+            if let Some(t) = inner.until_next_timer() {
+                pause = pause.min(t);
+            }
+            if inner.more_due.load(Ordering::SeqCst) && inner.drained() {
+                pause = Duration::ZERO;
+            }
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = self.inner.wake.notified() => {}
+                _ = inner.wake.notified() => {}
                 _ = tokio::time::sleep(pause) => {}
             }
         }
     }
 
-    /// One scan of every shard: claims and starts invoking what is due now.
-    /// Returns how many invocations it started. The invocations run in the
-    /// background; [`Dispatcher::idle`] waits for them.
+    /// One scan of every shard: queues what is due now (and, as timers, what
+    /// becomes due soon) and starts workers for it. Returns how many
+    /// executions due now it queued. The invocations run in the background;
+    /// [`Dispatcher::idle`] waits for them.
     pub async fn tick(&self) -> crate::Result<usize> {
-        let now = self.inner.clock.now();
-        let mut started = 0;
-        for shard in 0..DUE_SHARDS {
-            let due = self
-                .inner
-                .store
-                .due(shard, now, self.inner.config.batch)
-                .await?;
-            for item in due {
-                if !self.inner.mark_in_flight(&item.id) {
-                    continue;
-                }
-                started += 1;
-                let inner = self.inner.clone();
-                tokio::spawn(async move {
-                    let id = item.id.clone();
-                    inner.dispatch(item.id).await;
-                    inner.unmark_in_flight(&id);
-                });
-            }
-        }
-        Ok(started)
+        self.inner.scan().await
     }
 
     /// Waits until no invocation started by this dispatcher is running.
     pub async fn idle(&self) {
         loop {
-            let busy = self
-                .inner
-                .in_flight
-                .lock()
-                .map(|s| !s.is_empty())
-                .unwrap_or(false);
-            if !busy {
+            if self.inner.queue().in_flight.is_empty() {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
@@ -198,57 +270,196 @@ impl Dispatcher {
 }
 
 impl Inner {
-    fn mark_in_flight(&self, id: &ExecutionId) -> bool {
-        self.in_flight
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        // A worker that panicked mid-update leaves a consistent enough queue.
+        self.queue
             .lock()
-            .map(|mut s| s.insert(id.clone()))
-            .unwrap_or(false)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn unmark_in_flight(&self, id: &ExecutionId) {
-        if let Ok(mut s) = self.in_flight.lock() {
-            s.remove(id);
-        }
+    fn has_room(&self, q: &Queue) -> bool {
+        q.in_flight.len() < self.config.max_concurrency.max(1)
     }
 
-    fn until_next_timer(&self) -> Duration {
-        let poll = self.config.poll_interval;
-        let now = self.clock.now();
-        let Ok(mut timers) = self.timers.lock() else {
-            return poll;
-        };
-        match timers.peek().copied() {
-            Some(Reverse(t)) if t <= now => {
-                timers.pop();
-                Duration::ZERO
+    /// Queues `id` for `at`; past `max_timers` entries the latest one goes.
+    fn enqueue(&self, q: &mut Queue, at: Timestamp, id: ExecutionId, function: Option<&str>) {
+        let function = function.map(|f| match q.functions.get(f) {
+            Some(shared) => shared.clone(),
+            None => {
+                let shared: Arc<str> = Arc::from(f);
+                q.functions.insert(shared.clone());
+                shared
             }
-            Some(Reverse(t)) => now.until(t).min(poll),
-            None => poll,
+        });
+        let entry = q.ready.entry((at, id)).or_insert(None);
+        if function.is_some() {
+            *entry = function;
+        }
+        if q.ready.len() > self.config.max_timers.max(1) {
+            q.ready.pop_last();
         }
     }
 
-    fn add_timer(&self, t: Timestamp) {
-        if let Ok(mut timers) = self.timers.lock() {
-            timers.push(Reverse(t));
-        }
-        self.wake.notify_one();
-    }
-
-    async fn dispatch(&self, id: ExecutionId) {
-        let _permit = match self.permits.clone().acquire_owned().await {
-            Ok(p) => p,
-            Err(_) => return,
-        };
-        let exec = match self.store.get_execution(&id).await {
-            Ok(Some(e)) => e,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::warn!(execution_id = %id, error = %e, "cannot read a due execution");
-                return;
+    /// Takes the earliest due entry whose execution is not in flight and
+    /// marks it in flight. Entries of executions in flight are dropped, and
+    /// those executions marked to be tried again.
+    fn take_due(&self, q: &mut Queue, now: Timestamp) -> Option<Job> {
+        while q
+            .ready
+            .first_key_value()
+            .is_some_and(|((t, _), _)| *t <= now)
+        {
+            let ((_, id), function) = q.ready.pop_first()?;
+            match q.in_flight.get_mut(&id) {
+                Some(again) => *again = true,
+                None => {
+                    q.in_flight.insert(id.clone(), false);
+                    return Some(Job { id, function });
+                }
             }
+        }
+        None
+    }
+
+    /// Starts a worker for each due entry, while there is room.
+    fn start_due(self: &Arc<Self>) {
+        let now = self.clock.now();
+        loop {
+            let next = {
+                let mut q = self.queue();
+                if !self.has_room(&q) {
+                    return;
+                }
+                self.take_due(&mut q, now)
+            };
+            match next {
+                Some(job) => {
+                    tokio::spawn(self.clone().worker(job));
+                }
+                None => return,
+            }
+        }
+    }
+
+    /// True when nothing in the ready queue is due.
+    fn drained(&self) -> bool {
+        let now = self.clock.now();
+        self.queue()
+            .ready
+            .first_key_value()
+            .is_none_or(|((t, _), _)| *t > now)
+    }
+
+    /// How long until the earliest queued entry is due: zero if one is due
+    /// and a worker could take it; `None` if the queue is empty or every
+    /// worker is busy (a worker takes the next entry when it is done).
+    fn until_next_timer(&self) -> Option<Duration> {
+        let now = self.clock.now();
+        let q = self.queue();
+        let ((t, _), _) = q.ready.first_key_value()?;
+        if *t > now {
+            Some(now.until(*t))
+        } else if self.has_room(&q) {
+            Some(Duration::ZERO)
+        } else {
+            None
+        }
+    }
+
+    /// One worker: dispatches `job`, then the same execution again if
+    /// something asked for it meanwhile, then the earliest due entry, until
+    /// none is due.
+    async fn worker(self: Arc<Self>, mut job: Job) {
+        loop {
+            self.dispatch(&job).await;
+            let now = self.clock.now();
+            let next = {
+                let mut q = self.queue();
+                match q.in_flight.get_mut(&job.id) {
+                    Some(again) if *again => {
+                        *again = false;
+                        Some(Job::unknown(job.id))
+                    }
+                    _ => {
+                        q.in_flight.remove(&job.id);
+                        self.take_due(&mut q, now)
+                    }
+                }
+            };
+            match next {
+                Some(next) => job = next,
+                None => {
+                    // The loop may sleep on a timer this worker was to take.
+                    self.wake.notify_one();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One scan of every shard (see [`Dispatcher::tick`]).
+    async fn scan(self: &Arc<Self>) -> crate::Result<usize> {
+        let now = self.clock.now();
+        let horizon = now.plus(self.config.poll_interval.saturating_mul(2));
+        let mut queued = 0;
+        let mut full = false;
+        self.more_due.store(false, Ordering::SeqCst);
+        for shard in 0..DUE_SHARDS {
+            let due = self.store.due(shard, horizon, self.config.batch).await?;
+            let due_now = due.iter().filter(|item| item.due_at <= now).count();
+            let mut queued_here = 0;
+            let mut q = self.queue();
+            for item in due {
+                if q.in_flight.contains_key(&item.id) {
+                    continue;
+                }
+                if item.due_at <= now {
+                    queued_here += 1;
+                }
+                self.enqueue(&mut q, item.due_at, item.id, None);
+            }
+            // A full batch of due items: the shard may hold more.
+            full |= due_now >= self.config.batch && queued_here > 0;
+            queued += queued_here;
+        }
+        self.more_due.store(full, Ordering::SeqCst);
+        self.start_due();
+        Ok(queued)
+    }
+
+    /// Queues `id` (of `function`, when known) for `t`; wakes the loop if it
+    /// is now the earliest entry.
+    fn add_timer(&self, t: Timestamp, id: &ExecutionId, function: Option<&str>) {
+        let earliest = {
+            let mut q = self.queue();
+            self.enqueue(&mut q, t, id.clone(), function);
+            q.ready
+                .first_key_value()
+                .is_some_and(|((first, _), _)| *first == t)
+        };
+        if earliest {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Claims `job` if it is due and invokes it. Unless its function is
+    /// known, it is read first, and not claimed if the copy says it is not
+    /// due (a stale timer, or already run: no write needed).
+    async fn dispatch(&self, job: &Job) {
+        let id = job.id.clone();
+        let function: Arc<str> = match &job.function {
+            Some(f) => f.clone(),
+            None => match self.store.get_execution(&id).await {
+                Ok(Some(e)) if claimable(&e, self.clock.now()) => Arc::from(e.function),
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!(execution_id = %id, error = %e, "cannot read a due execution");
+                    return;
+                }
+            },
         };
         let now = self.clock.now();
-        let lease = (self.config.timeout_for)(&exec.function) + LEASE_GRACE;
+        let lease = (self.config.timeout_for)(&function) + LEASE_GRACE;
         let claimed = match self.store.claim(&id, now, now.plus(lease)).await {
             Ok(Some(c)) => c,
             Ok(None) => return, // another dispatcher got it, or it is no longer due
@@ -261,10 +472,10 @@ impl Inner {
             execution_id: id.clone(),
             epoch: claimed.epoch,
         };
-        tracing::debug!(execution_id = %id, epoch = claimed.epoch, function = %exec.function, "invoking");
-        let status = match self.invoker.invoke(&exec.function, &request).await {
+        tracing::debug!(execution_id = %id, epoch = claimed.epoch, function = %claimed.function, "invoking");
+        let status = match self.invoker.invoke(&claimed.function, &request).await {
             Ok(summary) => {
-                self.on_success(&id, &summary);
+                self.on_success(&id, &claimed.function, &summary);
                 summary.status
             }
             Err(super::InvokeError::UnknownFunction(function)) => {
@@ -284,34 +495,36 @@ impl Inner {
                 }
                 if let Some((parent, _)) = id.as_str().rsplit_once("::") {
                     if let Ok(parent) = ExecutionId::new(parent) {
-                        let _ = self.store.wake(&parent, now).await;
+                        if let Ok(true) = self.store.wake(&parent, now).await {
+                            self.add_timer(now, &parent, None);
+                        }
                     }
                 }
                 "FAILED".to_string()
             }
             Err(e) => {
-                self.on_failure(&id, claimed.epoch, claimed.wakeups, &e.to_string())
-                    .await;
+                self.on_failure(&claimed, &e.to_string()).await;
                 "FAILED_INVOCATION".to_string()
             }
         };
         let _ = self.changes.send(ExecutionChanged { id, status });
     }
 
-    fn on_success(&self, id: &ExecutionId, summary: &InvocationSummary) {
+    fn on_success(&self, id: &ExecutionId, function: &str, summary: &InvocationSummary) {
         if let Ok(mut f) = self.failures.lock() {
             f.remove(id);
         }
         if summary.status == "SUSPENDED" {
             if let Some(t) = summary.wake_at {
-                self.add_timer(t);
+                self.add_timer(t, id, Some(function));
             }
         }
     }
 
     /// The invoker knows this invocation failed: reschedule now, with backoff,
     /// instead of waiting for the lease to expire.
-    async fn on_failure(&self, id: &ExecutionId, epoch: u64, wakeups: u64, error: &str) {
+    async fn on_failure(&self, claimed: &Execution, error: &str) {
+        let (id, epoch, wakeups) = (&claimed.id, claimed.epoch, claimed.wakeups);
         let n = self
             .failures
             .lock()
@@ -334,10 +547,18 @@ impl Inner {
             .suspend(id, epoch, wakeups, Some(retry_at), now)
             .await
         {
-            Ok(_) => self.add_timer(retry_at),
+            Ok(_) => self.add_timer(retry_at, id, Some(&claimed.function)),
             Err(e) => {
                 tracing::warn!(execution_id = %id, error = %e, "could not reschedule; the lease will expire")
             }
         }
     }
+}
+
+/// What [`Store::claim`] requires, read from a recent copy: due, and not ended.
+fn claimable(exec: &Execution, now: Timestamp) -> bool {
+    matches!(
+        exec.status,
+        ExecutionStatus::Pending | ExecutionStatus::Suspended | ExecutionStatus::Running
+    ) && exec.due_at.is_some_and(|t| t <= now)
 }

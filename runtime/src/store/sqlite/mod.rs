@@ -202,8 +202,8 @@ impl SqliteStore {
     {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || with_reader(&inner, f))
-        .await
-        .map_err(|e| StoreError::Backend(format!("reader task failed: {e}")))?
+            .await
+            .map_err(|e| StoreError::Backend(format!("reader task failed: {e}")))?
     }
 }
 
