@@ -90,6 +90,11 @@ macro_rules! store_contract_tests {
 
 const T0: Timestamp = Timestamp(1_700_000_000_000);
 
+/// The expiry finished executions get in these cases: far in the future,
+/// because a backend with native TTL (DynamoDB Local) may delete items whose
+/// expiry has passed at any moment, in the middle of a case.
+const FAR_EXPIRY: Timestamp = Timestamp(4_000_000_000_000);
+
 fn at(ms: i64) -> Timestamp {
     Timestamp(T0.0 + ms)
 }
@@ -129,7 +134,7 @@ fn succeeded(output: Value) -> Outcome {
         status: ExecutionStatus::Succeeded,
         output: Some(output),
         error: None,
-        expires_at: Some(at(86_400_000)),
+        expires_at: Some(FAR_EXPIRY),
     }
 }
 
@@ -614,7 +619,7 @@ pub async fn finished_and_blocked_executions_leave_the_due_index(store: Arc<dyn 
         .unwrap();
     let e = store.get_execution(&x).await.unwrap().unwrap();
     assert_eq!(e.due_at, None);
-    assert_eq!(e.expires_at, Some(at(86_400_000)));
+    assert_eq!(e.expires_at, Some(FAR_EXPIRY));
     assert!(
         store
             .claim(&x, at(90_000), at(99_000))
@@ -851,7 +856,7 @@ pub async fn resume_restarts_failed_and_blocked_executions(store: Arc<dyn Store>
         status: ExecutionStatus::Failed,
         output: None,
         error: Some(ErrorObject::new("E", "boom")),
-        expires_at: Some(at(99_999)),
+        expires_at: Some(FAR_EXPIRY),
     };
     store.finish(&x, epoch, &failed, at(5)).await.unwrap();
     let e = store.resume(&x, at(7)).await.unwrap().unwrap();
@@ -1035,7 +1040,15 @@ pub async fn create_and_claim_runs_what_it_starts_once(store: Arc<dyn Store>) {
     assert!(none.is_none(), "a running execution is not claimed twice");
 
     let done = store
-        .finish(&new.id, claimed.epoch, &succeeded(json!(1)), at(2))
+        .finish(
+            &new.id,
+            claimed.epoch,
+            &Outcome {
+                expires_at: Some(FAR_EXPIRY),
+                ..succeeded(json!(1))
+            },
+            at(2),
+        )
         .await
         .unwrap();
     assert_eq!(done, Transition::Done);
@@ -1074,21 +1087,23 @@ async fn views(
 /// may do its housekeeping, such as DynamoDB's expiry sweep) change nothing
 /// that reading, loading or listing them shows.
 pub async fn due_scans_never_return_or_change_ended_executions(store: Arc<dyn Store>) {
+    let far = FAR_EXPIRY;
     let (x, epoch) = claimed(&store, "se-1").await;
     store
         .put_operation(&x, &op("1", "a", 1, json!(1)))
         .await
         .unwrap();
-    store
-        .finish(&x, epoch, &succeeded(json!(1)), at(1))
-        .await
-        .unwrap();
+    let outcome = Outcome {
+        expires_at: Some(far),
+        ..succeeded(json!(1))
+    };
+    store.finish(&x, epoch, &outcome, at(1)).await.unwrap();
     let (y, _) = claimed(&store, "se-2").await;
     store
         .put_operation(&y, &op("1", "a", 1, json!(2)))
         .await
         .unwrap();
-    store.cancel(&y, at(2)).await.unwrap().unwrap();
+    store.cancel(&y, far).await.unwrap().unwrap();
     let before = views(&store, &[&x, &y]).await;
     for j in &before.0 {
         assert!(j.execution.status.is_final());
