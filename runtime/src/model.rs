@@ -297,10 +297,16 @@ pub enum OpKind {
     Event,
     /// `ctx.wait_for_condition`
     Condition,
-    /// `ctx.child`, `parallel`, `map`
+    /// `ctx.child`, and each branch of `parallel` / item of `map`
+    /// (journals recorded before `PARALLEL` and `MAP` existed also used it
+    /// for the batch itself)
     Child,
     /// `ctx.invoke`
     Invoke,
+    /// `ctx.parallel`: its branches are `CHILD` operations under it
+    Parallel,
+    /// `ctx.map`: its items are `CHILD` operations under it
+    Map,
 }
 
 impl OpKind {
@@ -314,6 +320,8 @@ impl OpKind {
             OpKind::Condition => "CONDITION",
             OpKind::Child => "CHILD",
             OpKind::Invoke => "INVOKE",
+            OpKind::Parallel => "PARALLEL",
+            OpKind::Map => "MAP",
         }
     }
 }

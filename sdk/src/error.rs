@@ -41,6 +41,15 @@ pub enum DurableError {
         /// The operation's name.
         name: String,
     },
+    /// A callback with a heartbeat timeout went that long without a heartbeat
+    /// (or a completion): distinct from [`DurableError::Timeout`], its overall
+    /// timeout.
+    HeartbeatTimeout {
+        /// The operation id.
+        op_id: String,
+        /// The callback's name.
+        name: String,
+    },
     /// A callback was completed with a failure.
     CallbackFailed {
         /// The operation id.
@@ -104,6 +113,7 @@ impl DurableError {
             DurableError::User { terminal, .. } => *terminal,
             DurableError::StepFailed { .. }
             | DurableError::Timeout { .. }
+            | DurableError::HeartbeatTimeout { .. }
             | DurableError::CallbackFailed { .. }
             | DurableError::ChildFailed { .. }
             | DurableError::ContinueAsNew(_)
@@ -134,6 +144,11 @@ impl DurableError {
             DurableError::Timeout { op_id, name } => ErrorObject {
                 error_type: "Timeout".into(),
                 message: format!("{name:?} timed out"),
+                data: Some(serde_json::json!({ "op_id": op_id })),
+            },
+            DurableError::HeartbeatTimeout { op_id, name } => ErrorObject {
+                error_type: "HeartbeatTimeout".into(),
+                message: format!("callback {name:?} timed out waiting for a heartbeat"),
                 data: Some(serde_json::json!({ "op_id": op_id })),
             },
             DurableError::CallbackFailed { op_id, name, error } => ErrorObject {

@@ -25,6 +25,9 @@ use crate::replay::JournalCursor;
 /// A hook called after each checkpoint this invocation writes.
 pub type CheckpointHook = Arc<dyn Fn(&Operation) + Send + Sync>;
 
+/// A hook called as a step attempt's body starts: `(op id, step name, attempt)`.
+pub type StepHook = Arc<dyn Fn(&str, &str, u32) + Send + Sync>;
+
 /// Limits and settings of one invocation.
 #[derive(Clone)]
 #[non_exhaustive]
@@ -44,6 +47,10 @@ pub struct InvocationConfig {
     /// Called after each checkpoint write (tests use it to crash mid-way).
     #[doc(hidden)]
     pub on_checkpoint: Option<CheckpointHook>,
+    /// Called as each step body starts, after an at-most-once step's start
+    /// record is durable (tests use it to kill the process mid-step).
+    #[doc(hidden)]
+    pub on_step_body: Option<StepHook>,
 }
 
 impl Default for InvocationConfig {
@@ -55,6 +62,7 @@ impl Default for InvocationConfig {
             retention: Duration::from_secs(14 * 24 * 3600),
             cancel_check_interval: Duration::from_secs(1),
             on_checkpoint: None,
+            on_step_body: None,
         }
     }
 }

@@ -370,6 +370,36 @@ impl TestExecution {
         }
     }
 
+    /// Simulates a process dying in the middle of a step: runs one
+    /// invocation and drops it (no further code of it runs, nothing more is
+    /// written) as soon as the body of the step named `step` has started and
+    /// reaches its first `.await` — after an at-most-once step's start record
+    /// is durable. The lease is left to expire, as a dead process's would.
+    /// Returns false if the invocation ended without starting that step.
+    pub async fn crash_during_step(&self, step: &str) -> Result<bool, Error> {
+        let now = self.clock.now();
+        let Some(claimed) = self.store.claim(&self.id, now, now.plus(LEASE)).await? else {
+            return Err(Error::State(format!("execution {} is not due", self.id)));
+        };
+        self.invocations.fetch_add(1, Ordering::SeqCst);
+        let crash = Arc::new(Notify::new());
+        let mut config = self.config.clone();
+        let (c, target) = (crash.clone(), step.to_string());
+        config.on_step_body = Some(Arc::new(move |_, name, _| {
+            if name == target {
+                c.notify_one();
+            }
+        }));
+        let clock: Arc<dyn Clock> = Arc::new(self.clock.clone());
+        tokio::select! {
+            biased;
+            _ = crash.notified() => Ok(true),
+            r = run_invocation(&self.handler, self.store.clone(), clock, config, &claimed) => {
+                r.map(|_| false)
+            }
+        }
+    }
+
     /// How many invocations have run.
     pub fn invocations(&self) -> usize {
         self.invocations.load(Ordering::SeqCst)
@@ -461,9 +491,13 @@ impl TestExecution {
             .ok_or_else(|| Error::State(format!("no callback named {name:?} has been created")))
     }
 
-    /// The id (token) of the callback named `name`, as handed to the outside world.
+    /// The id (token) of the callback named `name`, as handed to the outside
+    /// world: the one its record carries, from the moment it was created.
     pub async fn callback_id(&self, name: &str) -> Result<String, Error> {
         let op = self.callback_op(name).await?;
+        if let Some(id) = callback::recorded_id(&op) {
+            return Ok(id.to_string());
+        }
         let seed = self.execution().await?.seed;
         Ok(callback::token(&self.id, &seed, &op.id))
     }

@@ -118,7 +118,7 @@ async fn a_failed_callback_can_be_caught() {
 #[tokio::test]
 async fn a_failed_callback_propagates_when_not_caught() {
     let h = handler(|ctx: DurableContext, _: ()| async move {
-        let v: Value = ctx.create_callback("payment").await?;
+        let v: Value = ctx.create_callback("payment").await?.await?;
         Ok(v)
     });
     let rt = TestRuntime::new();
@@ -169,8 +169,9 @@ async fn heartbeats_keep_a_callback_alive_until_they_stop() {
             .create_callback("job")
             .heartbeat_timeout(Duration::from_secs(60))
             .timeout(Duration::from_secs(3600))
+            .await?
             .await;
-        Ok(matches!(r, Err(DurableError::Timeout { .. })))
+        Ok(matches!(r, Err(DurableError::HeartbeatTimeout { .. })))
     });
     let rt = TestRuntime::new();
     let exec = rt.start(h, ()).await.unwrap();

@@ -113,9 +113,11 @@ pub fn describe(e: &Execution, ops: &[Operation]) -> Value {
     })
 }
 
-/// One operation of a history.
+/// One operation of a history. A callback shows the `callback_id` its
+/// record carries (`null` once it succeeded: the result replaces it; the
+/// history endpoint fills it in from the execution's seed).
 pub fn operation(o: &Operation) -> Value {
-    json!({
+    let mut v = json!({
         "id": o.id,
         "type": o.kind,
         "name": o.name,
@@ -126,12 +128,56 @@ pub fn operation(o: &Operation) -> Value {
         "wake_at": opt_iso(o.wake_at),
         "result": o.result,
         "error": o.error,
-    })
+    });
+    if o.kind == OpKind::Callback {
+        v["callback_id"] = json!(durafn_runtime::trigger::callback::recorded_id(o));
+    }
+    v
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use durafn_runtime::model::ErrorObject;
+
+    fn callback(status: OpStatus, error: Option<ErrorObject>) -> Operation {
+        Operation {
+            id: "2".into(),
+            kind: OpKind::Callback,
+            name: "job".into(),
+            status,
+            attempt: 0,
+            result: Some(durafn_runtime::trigger::callback::pending_settings(
+                "cb1.78.2.00",
+                None,
+                Some(60_000),
+            )),
+            error,
+            started_at: Timestamp(0),
+            ended_at: None,
+            wake_at: Some(Timestamp(60_000)),
+            rev: 1,
+        }
+    }
+
+    #[test]
+    fn a_callback_shows_the_id_its_record_carries_and_a_missed_heartbeat() {
+        let pending = operation(&callback(OpStatus::Pending, None));
+        assert_eq!(pending["callback_id"], "cb1.78.2.00");
+        let hb = ErrorObject::new(
+            "HeartbeatTimeout",
+            "callback \"job\" timed out waiting for a heartbeat",
+        );
+        let missed = operation(&callback(OpStatus::TimedOut, Some(hb)));
+        assert_eq!(missed["status"], "TIMED_OUT");
+        assert_eq!(missed["error"]["type"], "HeartbeatTimeout");
+        assert_eq!(missed["callback_id"], "cb1.78.2.00");
+        let mut step = callback(OpStatus::Succeeded, None);
+        step.kind = OpKind::Parallel;
+        let batch = operation(&step);
+        assert_eq!(batch["type"], "PARALLEL");
+        assert!(batch.get("callback_id").is_none());
+    }
 
     #[test]
     fn timestamps_render_as_rfc3339() {

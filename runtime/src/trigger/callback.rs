@@ -118,9 +118,29 @@ pub enum CompleteError {
     AlreadyEnded(String),
 }
 
-/// The settings a pending callback keeps in its record's `result`.
-pub fn pending_settings(timeout_at: Option<Timestamp>, heartbeat_ms: Option<u64>) -> Value {
-    json!({ "timeout_at": timeout_at, "heartbeat_timeout_ms": heartbeat_ms })
+/// What a callback's record keeps in its `result` from its creation until it
+/// ends: the id (token) it was created with and its timeout settings. They
+/// stay when it fails or times out; a success replaces them with the result.
+pub fn pending_settings(
+    callback_id: &str,
+    timeout_at: Option<Timestamp>,
+    heartbeat_ms: Option<u64>,
+) -> Value {
+    json!({
+        "callback_id": callback_id,
+        "timeout_at": timeout_at,
+        "heartbeat_timeout_ms": heartbeat_ms,
+    })
+}
+
+/// The callback id a callback's record carries (`None` for other
+/// operations, for a succeeded callback — its `result` is the value — and
+/// for records written before callbacks recorded their id).
+pub fn recorded_id(op: &Operation) -> Option<&str> {
+    if op.kind != OpKind::Callback || op.status == OpStatus::Succeeded {
+        return None;
+    }
+    op.result.as_ref()?.get("callback_id")?.as_str()
 }
 
 /// Completes (or heartbeats) the callback `op_id` of an execution.
@@ -156,7 +176,7 @@ pub async fn complete(
         }
         Completion::Fail(e) => {
             next.status = OpStatus::Failed;
-            next.result = None;
+            // The settings (and the callback id) stay in `result`.
             next.error = Some(e);
             next.ended_at = Some(now);
             next.wake_at = None;

@@ -125,6 +125,8 @@ pub struct Batch<'a, T> {
 
 struct BatchParts<'a, T> {
     ctx: DurableContext,
+    /// `PARALLEL` or `MAP`.
+    kind: OpKind,
     opened: Opened,
     name: String,
     branches: Vec<Branch<'a, T>>,
@@ -134,15 +136,24 @@ struct BatchParts<'a, T> {
 
 impl DurableContext {
     /// Runs `branches`, each in its own child context (`<id>.1`, `<id>.2`, ...).
-    /// Branches that finished are not run again on replay.
+    /// Branches that finished are not run again on replay. Recorded as a
+    /// `PARALLEL` operation with one `CHILD` operation per branch under it.
     pub fn parallel<'a, T>(&self, name: &str, branches: Vec<Branch<'a, T>>) -> Batch<'a, T>
+    where
+        T: Serialize + DeserializeOwned + Send + 'a,
+    {
+        self.batch(OpKind::Parallel, name, branches)
+    }
+
+    fn batch<'a, T>(&self, kind: OpKind, name: &str, branches: Vec<Branch<'a, T>>) -> Batch<'a, T>
     where
         T: Serialize + DeserializeOwned + Send + 'a,
     {
         Batch {
             parts: Some(BatchParts {
                 ctx: self.clone(),
-                opened: self.open(OpKind::Child, name),
+                kind,
+                opened: self.open(kind, name),
                 name: name.to_string(),
                 branches,
                 max_concurrency: None,
@@ -152,7 +163,9 @@ impl DurableContext {
         }
     }
 
-    /// Runs `f` over `items`, each call in its own child context; results in input order.
+    /// Runs `f` over `items`, each call in its own child context; results in
+    /// input order. Recorded as a `MAP` operation with one `CHILD` operation
+    /// per item under it.
     pub fn map<'a, I, T, F, Fut>(&self, name: &str, items: Vec<I>, f: F) -> Batch<'a, T>
     where
         I: Send + 'a,
@@ -168,7 +181,7 @@ impl DurableContext {
                 Branch::new(move |ctx| f(ctx, item, n))
             })
             .collect();
-        self.parallel(name, branches)
+        self.batch(OpKind::Map, name, branches)
     }
 }
 
@@ -215,6 +228,7 @@ where
     async fn run(self) -> Result<BatchResult<T>, DurableError> {
         let BatchParts {
             ctx,
+            kind,
             opened,
             name,
             branches,
@@ -301,7 +315,14 @@ where
         };
         let encoded = codec::encode(&what, &result)?;
         let written = ctx
-            .checkpoint(ended(&id, &name, Ok(encoded), started, ctx.clock_now()))
+            .checkpoint(ended(
+                kind,
+                &id,
+                &name,
+                Ok(encoded),
+                started,
+                ctx.clock_now(),
+            ))
             .await;
         codec::decode(&what, written.result.unwrap_or_default())
     }

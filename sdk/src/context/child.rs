@@ -50,13 +50,14 @@ impl<T> Future for Child<'_, T> {
 }
 
 pub(super) fn ended(
+    kind: OpKind,
     id: &str,
     name: &str,
     ok: Result<serde_json::Value, durafn_runtime::model::ErrorObject>,
     started: Timestamp,
     now: Timestamp,
 ) -> Operation {
-    let mut op = next_revision(None, id, OpKind::Child, name, started);
+    let mut op = next_revision(None, id, kind, name, started);
     op.attempt = 1;
     op.ended_at = Some(now);
     match ok {
@@ -100,7 +101,7 @@ where
         Err(e) => Err(codec::clip(e.to_error_object())),
     };
     let written = ctx
-        .checkpoint(ended(&id, &name, recorded, started, now))
+        .checkpoint(ended(OpKind::Child, &id, &name, recorded, started, now))
         .await;
     replayed(&id, &name, written)
 }

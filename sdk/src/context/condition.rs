@@ -101,7 +101,11 @@ impl DurableContext {
                     Condition::Continue(s) => state = s,
                 }
                 if n < strategy.max_attempts {
-                    let delay = strategy.backoff.delay_after(n, 0.5);
+                    // Durable timers last at least a second.
+                    let delay = strategy
+                        .backoff
+                        .delay_after(n, 0.5)
+                        .max(super::sleep::MIN_SLEEP);
                     ctx.sleep(&format!("wait#{n}"), delay).await?;
                 }
             }

@@ -34,9 +34,9 @@ pub use condition::{Condition, WaitStrategy};
 pub use deterministic::ReplayLogger;
 pub use invoke::Invoke;
 pub(crate) use invoke::parent_of;
-pub use sleep::{MAX_SLEEP, Sleep};
+pub use sleep::{MAX_SLEEP, MIN_SLEEP, Sleep};
 pub use step::{Step, StepContext, StepSemantics};
-pub use wait::{Callback, EventWait, WaitForCallback};
+pub use wait::{Callback, CreateCallback, EventWait, WaitForCallback};
 
 /// Why an invocation cannot go on.
 #[derive(Debug)]

@@ -12,7 +12,12 @@ use super::{DurableContext, Opened};
 use crate::error::DurableError;
 use crate::replay::sleep::{self, SleepDecision};
 
-/// The longest durable timer.
+/// The shortest durable timer: `ctx.sleep` refuses anything shorter (AWS
+/// Lambda durable functions' `wait` takes whole seconds, at least 1).
+pub const MIN_SLEEP: Duration = Duration::from_secs(1);
+
+/// The longest durable timer (one year, leap years included; AWS Lambda
+/// durable functions also cap an execution, and so a wait, at one year).
 pub const MAX_SLEEP: Duration = Duration::from_secs(366 * 24 * 3600);
 
 enum Target {
@@ -36,8 +41,10 @@ struct SleepParts {
 }
 
 impl DurableContext {
-    /// Waits `d` (up to one year) durably: the invocation suspends and the
-    /// execution is re-invoked when the timer is due.
+    /// Waits `d` durably: the invocation suspends and the execution is
+    /// re-invoked when the timer is due. `d` must be between [`MIN_SLEEP`]
+    /// (1 s) and [`MAX_SLEEP`] (one year); anything else fails at once with
+    /// [`DurableError::Invalid`], without recording or suspending.
     pub fn sleep(&self, name: &str, d: Duration) -> Sleep {
         Sleep::new(SleepParts {
             ctx: self.clone(),
@@ -47,7 +54,9 @@ impl DurableContext {
         })
     }
 
-    /// Waits until `t` durably (a time in the past fires at once).
+    /// Waits until `t` durably, at most [`MAX_SLEEP`] ahead. There is no
+    /// lower bound (an absolute deadline may legitimately be near or already
+    /// passed): a time in the past fires at once.
     pub fn sleep_until(&self, name: &str, t: Timestamp) -> Sleep {
         Sleep::new(SleepParts {
             ctx: self.clone(),
@@ -107,6 +116,13 @@ impl SleepParts {
                 }
                 SleepDecision::Start => {
                     let wake_at = match target {
+                        Target::After(d) if d < MIN_SLEEP => {
+                            return Err(DurableError::Invalid(format!(
+                                "sleep {name:?} of {d:?} is shorter than the 1 s minimum: durable timers \
+                                 last 1 s to 1 year (as on AWS Lambda durable functions); for shorter pauses \
+                                 wait inside a step"
+                            )));
+                        }
                         Target::After(d) if d > MAX_SLEEP => {
                             return Err(DurableError::Invalid(format!(
                                 "sleep {name:?} of {d:?} is longer than the one-year limit"

@@ -252,6 +252,9 @@ where
                             continue;
                         }
                     }
+                    if let Some(hook) = &ctx.shared.config.on_step_body {
+                        hook(&id, &name, attempt);
+                    }
                     let step_ctx = StepContext {
                         attempt,
                         execution_id: ctx.execution_id().clone(),

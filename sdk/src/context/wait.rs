@@ -1,7 +1,6 @@
 //! Waiting on the outside world: callbacks and events.
 
 use std::future::Future;
-use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -16,17 +15,30 @@ use crate::codec;
 use crate::error::DurableError;
 use crate::replay::wait::{self, WaitDecision};
 
-/// A callback: an unguessable id to hand to the outside world, and a future
-/// that completes when someone completes the callback with that id
-/// (`POST /v1/callbacks/{id}/succeed|fail|heartbeat`).
-#[must_use = "a callback does nothing until it is awaited"]
-pub struct Callback<T> {
-    parts: Option<CallbackParts>,
-    running: Option<BoxFuture<'static, Result<T, DurableError>>>,
-    _out: PhantomData<fn() -> T>,
+/// A callback being created: awaiting it records the callback (`PENDING`,
+/// its timeout and heartbeat clocks running from now) and gives the
+/// [`Callback`] handle, whose id can be handed out at once.
+///
+/// ```no_run
+/// # use durafn::prelude::*;
+/// # async fn h(ctx: DurableContext) -> Result<serde_json::Value, DurableError> {
+/// let cb = ctx
+///     .create_callback::<serde_json::Value>("approval")
+///     .timeout(Duration::from_secs(86_400))
+///     .await?;                       // recorded: completions work from here on
+/// let id = cb.id().to_string();
+/// ctx.step("ask", move |_| async move { Ok::<_, DurableError>(println!("{id}")) }).await?;
+/// ctx.sleep("meanwhile", Duration::from_secs(60)).await?;
+/// let answer = cb.await?;            // delivered even if it came during the sleep
+/// # Ok(answer) }
+/// ```
+#[must_use = "a callback is not created until this is awaited"]
+pub struct CreateCallback<T> {
+    parts: Option<CreateParts>,
+    running: Option<BoxFuture<'static, Result<Callback<T>, DurableError>>>,
 }
 
-struct CallbackParts {
+struct CreateParts {
     ctx: DurableContext,
     opened: Opened,
     name: String,
@@ -35,16 +47,33 @@ struct CallbackParts {
     heartbeat: Option<Duration>,
 }
 
+/// A created callback: an unguessable id to hand to the outside world, and a
+/// future that completes when someone completes the callback with that id
+/// (`POST /v1/callbacks/{id}/succeed|fail|heartbeat`).
+#[must_use = "a callback's result is only seen when it is awaited"]
+pub struct Callback<T> {
+    id: String,
+    parts: Option<(DurableContext, String, String)>,
+    running: Option<BoxFuture<'static, Result<T, DurableError>>>,
+}
+
 impl DurableContext {
-    /// Creates a callback. Hand [`Callback::id`] to the outside world (from a
-    /// step), then await the callback for its result. Prefer
-    /// [`wait_for_callback`](Self::wait_for_callback), which does both in the
-    /// right order.
-    pub fn create_callback<T: DeserializeOwned + Send + 'static>(&self, name: &str) -> Callback<T> {
+    /// Creates a callback; await the result to record it and get its
+    /// [`Callback`]: hand [`Callback::id`] to the outside world (from a step),
+    /// then await the callback for its result. The operation id is claimed
+    /// here, at the call; the record is written when this is awaited (before
+    /// the id can be seen), so completions — and the timeout and heartbeat
+    /// clocks — count from creation, not from the callback's await. Prefer
+    /// [`wait_for_callback`](Self::wait_for_callback) when nothing happens in
+    /// between.
+    pub fn create_callback<T: DeserializeOwned + Send + 'static>(
+        &self,
+        name: &str,
+    ) -> CreateCallback<T> {
         let opened = self.open(OpKind::Callback, name);
         let token = callback::token(self.execution_id(), self.seed(), &opened.id);
-        Callback {
-            parts: Some(CallbackParts {
+        CreateCallback {
+            parts: Some(CreateParts {
                 ctx: self.clone(),
                 opened,
                 name: name.to_string(),
@@ -53,18 +82,13 @@ impl DurableContext {
                 heartbeat: None,
             }),
             running: None,
-            _out: PhantomData,
         }
     }
 }
 
-impl<T: DeserializeOwned + Send + 'static> Callback<T> {
-    /// The callback's id: an unguessable token naming this execution and operation.
-    pub fn id(&self) -> &str {
-        self.parts.as_ref().map_or("", |p| p.token.as_str())
-    }
-
-    /// Fails with [`DurableError::Timeout`] if not completed within `d`.
+impl<T> CreateCallback<T> {
+    /// Fails the callback with [`DurableError::Timeout`] if it is not
+    /// completed within `d` of its creation.
     pub fn timeout(mut self, d: Duration) -> Self {
         if let Some(p) = self.parts.as_mut() {
             p.timeout = Some(d);
@@ -72,26 +96,30 @@ impl<T: DeserializeOwned + Send + 'static> Callback<T> {
         self
     }
 
-    /// Fails with [`DurableError::Timeout`] if no heartbeat (or completion)
-    /// arrives within `d` of the previous one.
+    /// Fails the callback with [`DurableError::HeartbeatTimeout`] if no
+    /// heartbeat (or completion) arrives within `d` of its creation or of the
+    /// previous heartbeat.
     pub fn heartbeat_timeout(mut self, d: Duration) -> Self {
         if let Some(p) = self.parts.as_mut() {
             p.heartbeat = Some(d);
         }
         self
     }
+
+    fn token(&self) -> String {
+        self.parts
+            .as_ref()
+            .map_or_else(String::new, |p| p.token.clone())
+    }
 }
 
-impl<T: DeserializeOwned + Send + 'static> Future for Callback<T> {
-    type Output = Result<T, DurableError>;
+impl<T: DeserializeOwned + Send + 'static> Future for CreateCallback<T> {
+    type Output = Result<Callback<T>, DurableError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if let Some(mut parts) = this.parts.take() {
-            this.running = Some(Box::pin(async move {
-                parts.register().await;
-                parts.wait().await
-            }));
+        if let Some(parts) = this.parts.take() {
+            this.running = Some(Box::pin(parts.create()));
         }
         match this.running.as_mut() {
             Some(f) => f.as_mut().poll(cx),
@@ -100,68 +128,96 @@ impl<T: DeserializeOwned + Send + 'static> Future for Callback<T> {
     }
 }
 
-impl CallbackParts {
-    /// Records the pending callback (once), so completions can find it.
-    async fn register(&mut self) {
-        let Ok(record) = &self.opened.record else {
-            return;
-        };
-        if record.is_some() {
-            return;
-        }
-        let now = self.ctx.clock_now();
-        let timeout_at = self.timeout.map(|d| now.plus(d));
-        let heartbeat_at = self.heartbeat.map(|d| now.plus(d));
-        let wake = match (timeout_at, heartbeat_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let hb_ms = self
-            .heartbeat
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let settings = callback::pending_settings(timeout_at, hb_ms);
-        let rec = wait::registered(
-            OpKind::Callback,
-            &self.opened.id,
-            &self.name,
-            wake,
-            Some(settings),
-            now,
-        );
-        let written = self.ctx.checkpoint(rec).await;
-        self.opened.record = Ok(Some(written));
-    }
-
-    async fn wait<T: DeserializeOwned>(self) -> Result<T, DurableError> {
-        let CallbackParts {
-            ctx, opened, name, ..
+impl CreateParts {
+    /// Records the pending callback (once: a replay finds it recorded).
+    async fn create<T>(self) -> Result<Callback<T>, DurableError> {
+        let CreateParts {
+            ctx,
+            opened,
+            name,
+            token,
+            timeout,
+            heartbeat,
         } = self;
-        let Ok(mut record) = opened.record else {
+        let Ok(record) = opened.record else {
             return ctx.park(None).await;
         };
-        let id = opened.id;
-        loop {
-            let now = ctx.clock_now();
-            match wait::callback(record.as_ref(), now) {
-                WaitDecision::Return(v) => {
-                    return codec::decode(&format!("callback {name:?} result"), v);
+        if record.is_none() {
+            let rec = wait::callback_created(
+                &opened.id,
+                &name,
+                &token,
+                timeout,
+                heartbeat,
+                ctx.clock_now(),
+            );
+            ctx.checkpoint(rec).await;
+        }
+        Ok(Callback {
+            id: token,
+            parts: Some((ctx, opened.id, name)),
+            running: None,
+        })
+    }
+}
+
+impl<T> Callback<T> {
+    /// The callback's id: an unguessable token naming this execution and
+    /// operation. Its record carries the same id (`result.callback_id`).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl<T: DeserializeOwned + Send + 'static> Future for Callback<T> {
+    type Output = Result<T, DurableError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Some((ctx, id, name)) = this.parts.take() {
+            this.running = Some(Box::pin(wait_callback(ctx, id, name)));
+        }
+        match this.running.as_mut() {
+            Some(f) => f.as_mut().poll(cx),
+            None => Poll::Pending,
+        }
+    }
+}
+
+async fn wait_callback<T: DeserializeOwned>(
+    ctx: DurableContext,
+    id: String,
+    name: String,
+) -> Result<T, DurableError> {
+    loop {
+        // The latest state: as loaded, or as this invocation recorded it.
+        let record = ctx.cursor().peek(&id).cloned();
+        let now = ctx.clock_now();
+        match wait::callback(record.as_ref(), now) {
+            WaitDecision::Return(v) => {
+                return codec::decode(&format!("callback {name:?} result"), v);
+            }
+            WaitDecision::Raise(error) => {
+                return Err(DurableError::CallbackFailed {
+                    op_id: id,
+                    name,
+                    error,
+                });
+            }
+            WaitDecision::TimedOut => return Err(DurableError::Timeout { op_id: id, name }),
+            WaitDecision::HeartbeatTimedOut => {
+                return Err(DurableError::HeartbeatTimeout { op_id: id, name });
+            }
+            WaitDecision::Wait(t) => return ctx.park(t).await,
+            WaitDecision::TimeOut => match record.as_ref() {
+                Some(rec) => {
+                    ctx.checkpoint(wait::callback_timed_out(rec, now)).await;
                 }
-                WaitDecision::Raise(error) => {
-                    return Err(DurableError::CallbackFailed {
-                        op_id: id,
-                        name,
-                        error,
-                    });
-                }
-                WaitDecision::TimedOut => return Err(DurableError::Timeout { op_id: id, name }),
-                WaitDecision::Wait(t) => return ctx.park(t).await,
-                WaitDecision::TimeOut => {
-                    record = Some(timeout(&ctx, record.as_ref(), now).await);
-                }
-                WaitDecision::Register | WaitDecision::Deliver(_) => {
-                    // Registration happened before waiting; nothing else applies.
-                    return ctx.park(None).await;
-                }
+                None => return ctx.park(None).await,
+            },
+            WaitDecision::Register | WaitDecision::Deliver(_) => {
+                // Created before it could be awaited; nothing else applies.
+                return ctx.park(None).await;
             }
         }
     }
@@ -264,7 +320,9 @@ async fn wait_event<T: DeserializeOwned>(
                     error,
                 });
             }
-            WaitDecision::TimedOut => return Err(DurableError::Timeout { op_id: id, name }),
+            WaitDecision::TimedOut | WaitDecision::HeartbeatTimedOut => {
+                return Err(DurableError::Timeout { op_id: id, name });
+            }
             WaitDecision::TimeOut => record = Some(timeout(&ctx, record.as_ref(), now).await),
             WaitDecision::Wait(t) => return ctx.park(t).await,
         }
@@ -274,7 +332,7 @@ async fn wait_event<T: DeserializeOwned>(
 /// `wait_for_callback`: a callback plus a step that hands its id out.
 #[must_use = "a callback does nothing until it is awaited"]
 pub struct WaitForCallback<'a, T> {
-    callback: Option<Callback<T>>,
+    create: Option<CreateCallback<T>>,
     submit: Option<BoxFuture<'a, Result<(), DurableError>>>,
     running: Option<BoxFuture<'a, Result<T, DurableError>>>,
 }
@@ -293,11 +351,11 @@ impl DurableContext {
         Fut: Future<Output = Result<(), E>> + Send + 'a,
         E: Into<DurableError> + 'a,
     {
-        let callback = self.create_callback::<T>(name);
-        let id = callback.id().to_string();
+        let create = self.create_callback::<T>(name);
+        let id = create.token();
         let step = self.step(&format!("{name}:submit"), move |_| submitter(id));
         WaitForCallback {
-            callback: Some(callback),
+            create: Some(create),
             submit: Some(Box::pin(step)),
             running: None,
         }
@@ -307,13 +365,13 @@ impl DurableContext {
 impl<T: DeserializeOwned + Send + 'static> WaitForCallback<'_, T> {
     /// Fails with [`DurableError::Timeout`] if not completed within `d`.
     pub fn timeout(mut self, d: Duration) -> Self {
-        self.callback = self.callback.map(|c| c.timeout(d));
+        self.create = self.create.map(|c| c.timeout(d));
         self
     }
 
-    /// Fails with [`DurableError::Timeout`] if heartbeats stop for `d`.
+    /// Fails with [`DurableError::HeartbeatTimeout`] if heartbeats stop for `d`.
     pub fn heartbeat_timeout(mut self, d: Duration) -> Self {
-        self.callback = self.callback.map(|c| c.heartbeat_timeout(d));
+        self.create = self.create.map(|c| c.heartbeat_timeout(d));
         self
     }
 }
@@ -323,12 +381,10 @@ impl<'a, T: DeserializeOwned + Send + 'static> Future for WaitForCallback<'a, T>
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if let (Some(mut cb), Some(submit)) = (this.callback.take(), this.submit.take()) {
+        if let (Some(create), Some(submit)) = (this.create.take(), this.submit.take()) {
             this.running = Some(Box::pin(async move {
-                // Register first, so the id works before anyone receives it.
-                if let Some(parts) = cb.parts.as_mut() {
-                    parts.register().await;
-                }
+                // Record first, so the id works before anyone receives it.
+                let cb = create.await?;
                 submit.await?;
                 cb.await
             }));

@@ -123,7 +123,7 @@ impl JournalCursor {
     ) -> Result<Option<&Operation>, NonDeterministic> {
         match self.records.get(op_id) {
             None => Ok(None),
-            Some(rec) if rec.kind == kind && rec.name == name => Ok(Some(rec)),
+            Some(rec) if kind_matches(rec.kind, kind) && rec.name == name => Ok(Some(rec)),
             Some(rec) => Err(NonDeterministic {
                 op_id: op_id.to_string(),
                 expected: (rec.kind, rec.name.clone()),
@@ -146,6 +146,15 @@ impl JournalCursor {
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
     }
+}
+
+/// True if a record of kind `recorded` can be the operation of kind `created`.
+///
+/// Journals recorded before `PARALLEL` and `MAP` existed hold their batches as
+/// `CHILD` operations; those replay as the `parallel` / `map` they were.
+pub fn kind_matches(recorded: OpKind, created: OpKind) -> bool {
+    recorded == created
+        || (recorded == OpKind::Child && matches!(created, OpKind::Parallel | OpKind::Map))
 }
 
 /// The next revision of an operation record: same id, kind and name, revision
@@ -210,6 +219,21 @@ mod tests {
         assert!(msg.contains("SLEEP \"cool-off\""), "{msg}");
         let renamed = cursor.open("1", OpKind::Step, "pay").unwrap_err();
         assert_eq!(renamed.actual.1, "pay");
+    }
+
+    #[test]
+    fn an_old_child_record_replays_as_a_batch_but_not_the_reverse() {
+        let cursor = JournalCursor::new(vec![
+            rec("1", OpKind::Child, "fan"),
+            rec("2", OpKind::Map, "each"),
+        ]);
+        assert!(cursor.open("1", OpKind::Parallel, "fan").unwrap().is_some());
+        assert!(cursor.open("1", OpKind::Map, "fan").unwrap().is_some());
+        assert!(cursor.open("1", OpKind::Child, "fan").unwrap().is_some());
+        assert!(cursor.open("1", OpKind::Step, "fan").is_err());
+        assert!(cursor.open("2", OpKind::Map, "each").unwrap().is_some());
+        assert!(cursor.open("2", OpKind::Parallel, "each").is_err());
+        assert!(cursor.open("2", OpKind::Child, "each").is_err());
     }
 
     #[test]

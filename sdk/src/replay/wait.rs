@@ -1,11 +1,18 @@
 //! Decisions for operations that wait on the outside world: callbacks and events.
 //!
-//! Both record a `PENDING` operation when first reached (with its timeout as
-//! `wake_at`), then end `SUCCEEDED` (a result arrived), `FAILED` (a callback
-//! was failed) or `TIMED_OUT` (first writer wins between a late result and the
-//! timeout).
+//! A callback is recorded `PENDING` when it is *created* (its id, timeout and
+//! heartbeat settings in `result`, the earlier of both deadlines as
+//! `wake_at`), so it can be completed before anything awaits it; an event
+//! wait is recorded when first awaited. Both then end `SUCCEEDED` (a result
+//! arrived), `FAILED` (a callback was failed) or `TIMED_OUT` (first writer
+//! wins between a late result and the timeout). A callback that missed its
+//! heartbeat is `TIMED_OUT` with the error type `HeartbeatTimeout`, apart
+//! from the overall `Timeout`.
+
+use std::time::Duration;
 
 use durafn_runtime::model::{ErrorObject, EventRecord, OpKind, OpStatus, Operation, Timestamp};
+use durafn_runtime::trigger::callback::pending_settings;
 use serde_json::{Value, json};
 
 use super::next_revision;
@@ -27,7 +34,12 @@ pub enum WaitDecision {
     Raise(ErrorObject),
     /// Recorded timeout.
     TimedOut,
+    /// Recorded missed heartbeat (callbacks only).
+    HeartbeatTimedOut,
 }
+
+/// The error type of a callback that missed its heartbeat.
+pub const HEARTBEAT_TIMEOUT: &str = "HeartbeatTimeout";
 
 fn settled(rec: &Operation) -> Option<WaitDecision> {
     match rec.status {
@@ -38,6 +50,14 @@ fn settled(rec: &Operation) -> Option<WaitDecision> {
             Some(WaitDecision::Raise(rec.error.clone().unwrap_or_else(
                 || ErrorObject::new("CallbackFailed", "failed without an error"),
             )))
+        }
+        OpStatus::TimedOut
+            if rec
+                .error
+                .as_ref()
+                .is_some_and(|e| e.error_type == HEARTBEAT_TIMEOUT) =>
+        {
+            Some(WaitDecision::HeartbeatTimedOut)
         }
         OpStatus::TimedOut => Some(WaitDecision::TimedOut),
         OpStatus::Pending | OpStatus::Started => None,
@@ -112,6 +132,63 @@ pub fn registered(
     op
 }
 
+/// The pending record of a callback created at `now`: its id and settings
+/// kept in `result`; `wake_at` the earlier of its timeout and its first
+/// heartbeat deadline (both clocks start at creation).
+pub fn callback_created(
+    id: &str,
+    name: &str,
+    callback_id: &str,
+    timeout: Option<Duration>,
+    heartbeat: Option<Duration>,
+    now: Timestamp,
+) -> Operation {
+    let timeout_at = timeout.map(|d| now.plus(d));
+    let heartbeat_at = heartbeat.map(|d| now.plus(d));
+    let wake = match (timeout_at, heartbeat_at) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let hb_ms = heartbeat.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let settings = pending_settings(callback_id, timeout_at, hb_ms);
+    registered(OpKind::Callback, id, name, wake, Some(settings), now)
+}
+
+/// The record of a callback whose deadline (`wake_at`) has passed: a missed
+/// heartbeat if it has a heartbeat timeout and the deadline came before its
+/// overall timeout, else its overall timeout. Its settings stay in `result`.
+pub fn callback_timed_out(prev: &Operation, now: Timestamp) -> Operation {
+    let settings = prev.result.as_ref();
+    let heartbeat_ms = settings.and_then(|s| s.get("heartbeat_timeout_ms")?.as_u64());
+    let timeout_at = settings.and_then(|s| s.get("timeout_at")?.as_i64());
+    let heartbeat_missed = heartbeat_ms.is_some()
+        && match (prev.wake_at, timeout_at) {
+            (Some(wake), Some(t)) => wake.0 < t,
+            _ => true,
+        };
+    let mut op = timed_out(prev, now);
+    op.result = prev.result.clone();
+    if let Some(ms) = heartbeat_ms.filter(|_| heartbeat_missed) {
+        op.error = Some(ErrorObject::new(
+            HEARTBEAT_TIMEOUT,
+            format!(
+                "callback {:?} timed out waiting for a heartbeat: none arrived within {}",
+                prev.name,
+                humanize(Duration::from_millis(ms))
+            ),
+        ));
+    }
+    op
+}
+
+fn humanize(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
 /// The record of an event's delivery to a waiting operation.
 pub fn delivered(prev: &Operation, event: &EventRecord, now: Timestamp) -> Operation {
     let mut op = next_revision(Some(prev), &prev.id, prev.kind, &prev.name, now);
@@ -174,6 +251,72 @@ mod tests {
             callback(Some(&forever), Timestamp(i64::MAX)),
             WaitDecision::Wait(None)
         );
+    }
+
+    #[test]
+    fn a_missed_heartbeat_is_told_apart_from_the_overall_timeout() {
+        let now = Timestamp(0);
+        let both = callback_created(
+            "1",
+            "job",
+            "cb1.x",
+            Some(Duration::from_secs(3600)),
+            Some(Duration::from_secs(60)),
+            now,
+        );
+        assert_eq!(both.wake_at, Some(Timestamp(60_000)), "heartbeat first");
+        assert_eq!(both.result.as_ref().unwrap()["callback_id"], "cb1.x");
+        let hb = callback_timed_out(&both, Timestamp(60_000));
+        let err = hb.error.clone().unwrap();
+        assert_eq!(err.error_type, HEARTBEAT_TIMEOUT);
+        assert!(err.message.contains("heartbeat"), "{err}");
+        assert!(err.message.contains("60 s"), "{err}");
+        assert_eq!(hb.status, OpStatus::TimedOut);
+        assert_eq!(hb.result, both.result, "the settings and id stay");
+        assert_eq!(
+            callback(Some(&hb), Timestamp(0)),
+            WaitDecision::HeartbeatTimedOut
+        );
+
+        // Heartbeats pushed the deadline to the overall timeout: that is what ran out.
+        let mut late = both.clone();
+        late.wake_at = Some(Timestamp(3_600_000));
+        let overall = callback_timed_out(&late, Timestamp(3_600_000));
+        assert_eq!(overall.error.unwrap().error_type, "Timeout");
+        assert_eq!(
+            callback(Some(&overall_rec(&late)), now),
+            WaitDecision::TimedOut
+        );
+
+        // A heartbeat timeout alone.
+        let only_hb = callback_created(
+            "1",
+            "job",
+            "cb1.x",
+            None,
+            Some(Duration::from_millis(1500)),
+            now,
+        );
+        let e = callback_timed_out(&only_hb, Timestamp(1_500))
+            .error
+            .unwrap();
+        assert_eq!(
+            (e.error_type.as_str(), e.message.contains("1500 ms")),
+            (HEARTBEAT_TIMEOUT, true)
+        );
+        // A timeout alone.
+        let only_t = callback_created("1", "job", "cb1.x", Some(Duration::from_secs(5)), None, now);
+        assert_eq!(
+            callback_timed_out(&only_t, Timestamp(5_000))
+                .error
+                .unwrap()
+                .error_type,
+            "Timeout"
+        );
+    }
+
+    fn overall_rec(prev: &Operation) -> Operation {
+        callback_timed_out(prev, prev.wake_at.unwrap_or(Timestamp(0)))
     }
 
     #[test]
