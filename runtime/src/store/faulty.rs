@@ -2,7 +2,9 @@
 //!
 //! A failure is injected either before the call reaches the inner store (nothing
 //! happened) or after it (the write landed but the caller is told it failed) —
-//! the ambiguous case every retry path must survive.
+//! the ambiguous case every retry path must survive. With
+//! [`FaultyStore::with_latency`] every call is also delayed by a random
+//! 0..max, so calls that were in order overlap.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,7 +27,9 @@ pub struct FaultyStore {
     rate: f64,
     rng: Mutex<StdRng>,
     injected: AtomicU64,
-    ambiguous: bool,
+    ambiguous: AtomicU64,
+    ambiguous_enabled: bool,
+    max_latency: std::time::Duration,
 }
 
 enum Fault {
@@ -42,15 +46,29 @@ impl FaultyStore {
             rate,
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
             injected: AtomicU64::new(0),
-            ambiguous: true,
+            ambiguous: AtomicU64::new(0),
+            ambiguous_enabled: true,
+            max_latency: std::time::Duration::ZERO,
         }
+    }
+
+    /// Delays every call by a random time in `0..max` (before it reaches the
+    /// inner store).
+    pub fn with_latency(mut self, max: std::time::Duration) -> Self {
+        self.max_latency = max;
+        self
+    }
+
+    /// How many of the injected faults were ambiguous (the call took effect).
+    pub fn ambiguous(&self) -> u64 {
+        self.ambiguous.load(Ordering::Relaxed)
     }
 
     /// Injects faults only before the inner call: a failed call never happened.
     /// (Retries then reproduce a healthy store exactly; with ambiguous faults a
     /// retried claim or wake may observably differ, e.g. `Existing` for `New`.)
     pub fn before_only(mut self) -> Self {
-        self.ambiguous = false;
+        self.ambiguous_enabled = false;
         self
     }
 
@@ -59,18 +77,24 @@ impl FaultyStore {
         self.injected.load(Ordering::Relaxed)
     }
 
-    fn roll(&self) -> Fault {
+    fn roll(&self) -> (Fault, std::time::Duration) {
         let Ok(mut rng) = self.rng.lock() else {
-            return Fault::None;
+            return (Fault::None, std::time::Duration::ZERO);
+        };
+        let delay = if self.max_latency.is_zero() {
+            std::time::Duration::ZERO
+        } else {
+            self.max_latency.mul_f64(rng.random::<f64>())
         };
         if rng.random::<f64>() >= self.rate {
-            return Fault::None;
+            return (Fault::None, delay);
         }
         self.injected.fetch_add(1, Ordering::Relaxed);
-        if !self.ambiguous || rng.random::<bool>() {
-            Fault::Before
+        if !self.ambiguous_enabled || rng.random::<bool>() {
+            (Fault::Before, delay)
         } else {
-            Fault::After
+            self.ambiguous.fetch_add(1, Ordering::Relaxed);
+            (Fault::After, delay)
         }
     }
 
@@ -79,7 +103,11 @@ impl FaultyStore {
         what: &str,
         fut: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
-        match self.roll() {
+        let (fault, delay) = self.roll();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        match fault {
             Fault::None => fut.await,
             Fault::Before => Err(StoreError::Transient(format!(
                 "injected fault before {what}"

@@ -1,0 +1,3 @@
+//! The soak runner (see docs/reliability.md); being written.
+
+fn main() {}
