@@ -11,9 +11,10 @@
 
 use std::path::PathBuf;
 
+use durafn::prelude::*;
 use durafn::testing::TestRuntime;
 use durafn_runtime::model::{ExecutionStatus, Operation};
-use durafn_tests::{RunLog, workflow};
+use durafn_tests::RunLog;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -42,6 +43,46 @@ struct Expect {
     #[serde(default)]
     error_contains: Option<String>,
     bodies_run: Vec<String>,
+}
+
+/// `map` over three items (a step each), then a summary step.
+fn batches(log: RunLog) -> Handler {
+    handler(move |ctx: DurableContext, _input: Value| {
+        let log = log.clone();
+        async move {
+            let l = log.clone();
+            let doubled = ctx
+                .map(
+                    "double",
+                    vec![1u64, 2, 3],
+                    move |c: DurableContext, n: u64, _| {
+                        let l = l.clone();
+                        async move {
+                            c.step(&format!("double-{n}"), move |_| async move {
+                                l.push(&format!("double-{n}"));
+                                Ok::<_, DurableError>(n * 2)
+                            })
+                            .await
+                        }
+                    },
+                )
+                .await?
+                .into_values()?;
+            ctx.step("sum", move |_| async move {
+                log.push("sum");
+                Ok::<_, DurableError>(doubled.iter().sum::<u64>())
+            })
+            .await
+        }
+    })
+}
+
+/// The shared workflows, and the ones only these fixtures use.
+fn workflow(name: &str, log: RunLog) -> Option<Handler> {
+    match name {
+        "batches" => Some(batches(log)),
+        other => durafn_tests::workflow(other, log),
+    }
 }
 
 fn journals_dir() -> PathBuf {
@@ -177,4 +218,6 @@ journal_tests!(
     fanout_one_branch_unrecorded,
     nondeterministic_renamed_step,
     nondeterministic_step_became_timer,
+    map_recorded_as_child_before_map_existed,
+    map_items_recorded_batch_not_yet,
 );
