@@ -19,8 +19,14 @@ pub struct Cli {
 
 #[derive(Debug, clap::Args)]
 struct ClientArgs {
-    /// The durafn API to talk to.
-    #[arg(long, env = "DURAFN_URL", default_value = "http://127.0.0.1:9000")]
+    /// The durafn API to talk to: `durafn dev`/`durafn server`, or a deployed
+    /// stack's control API (`--endpoint https://ID.execute-api.REGION.amazonaws.com`).
+    #[arg(
+        long,
+        visible_alias = "endpoint",
+        env = "DURAFN_URL",
+        default_value = "http://127.0.0.1:9000"
+    )]
     url: String,
     /// The API token (for `durafn server`).
     #[arg(long, env = "DURAFN_TOKEN", hide_env_values = true)]
@@ -56,6 +62,20 @@ enum Command {
         /// Seconds an idle handler process is kept warm before it is stopped.
         #[arg(long, default_value_t = 300)]
         idle_timeout: u64,
+        /// Play AWS: run the template's dispatcher and control functions
+        /// (`Metadata.DurafnRole`) as handler processes instead of the
+        /// emulator's own dispatcher, REST API and UI; their Lambda and SQS
+        /// calls reach the emulator. See docs/deploy-aws.md.
+        #[arg(long)]
+        aws: bool,
+        /// With --aws: seconds between the dispatcher function's sweeps (its
+        /// template schedule says one minute).
+        #[arg(long, default_value_t = 60.0, requires = "aws")]
+        sweep_interval: f64,
+        /// With --aws: file holding the control function's API token
+        /// (default: a new random token, written to <state>/api-token).
+        #[arg(long, requires = "aws")]
+        token_file: Option<PathBuf>,
     },
     /// Self-host: the same platform, bound where told, API token required.
     Server {
@@ -190,6 +210,21 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
+/// Reads an API token file: trimmed, at least 16 characters.
+fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
+    let token = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the token file {}", path.display()))?
+        .trim()
+        .to_string();
+    if token.len() < 16 {
+        bail!(
+            "the token in {} is too short: use at least 16 random characters",
+            path.display()
+        );
+    }
+    Ok(token)
+}
+
 /// The whole `durafn` program: logging, arguments, exit code.
 pub fn main_entry() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -227,6 +262,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             release,
             exes,
             idle_timeout,
+            aws,
+            sweep_interval,
+            token_file,
         } => {
             std::fs::create_dir_all(&state)
                 .with_context(|| format!("creating the state folder {}", state.display()))?;
@@ -235,6 +273,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut config = ServerConfig::new(template, store);
             config.release = release;
             config.idle_timeout = std::time::Duration::from_secs(idle_timeout);
+            if aws {
+                if !(sweep_interval.is_finite() && sweep_interval >= 0.1) {
+                    bail!("--sweep-interval must be at least 0.1 seconds, got {sweep_interval}");
+                }
+                let control_token = match token_file {
+                    Some(f) => read_token(&f)?,
+                    None => {
+                        let token = durafn_runtime::model::new_seed();
+                        let path = state.join("api-token");
+                        std::fs::write(&path, &token)
+                            .with_context(|| format!("writing {}", path.display()))?;
+                        eprintln!("durafn dev --aws: the control API's token is in {}", path.display());
+                        token
+                    }
+                };
+                config.aws = Some(crate::server::AwsMode {
+                    sweep_interval: std::time::Duration::from_secs_f64(sweep_interval),
+                    control_token,
+                });
+            }
             add_executables(&mut config, &exes)?;
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
                 .await
@@ -251,16 +309,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             template,
             exes,
         } => {
-            let token = std::fs::read_to_string(&token_file)
-                .with_context(|| format!("reading the token file {}", token_file.display()))?
-                .trim()
-                .to_string();
-            if token.len() < 16 {
-                bail!(
-                    "the token in {} is too short: use at least 16 random characters",
-                    token_file.display()
-                );
-            }
+            let token = read_token(&token_file)?;
             let mut config = ServerConfig::new(template, store);
             config.token = Some(token);
             add_executables(&mut config, &exes)?;

@@ -7,11 +7,33 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
-/// Talks to a running `durafn dev` or `durafn server`.
+type Connector = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+
+/// Talks to a running `durafn dev` or `durafn server` (HTTP), or to a
+/// deployed stack's control API (HTTPS, the system's root certificates).
 pub struct ApiClient {
     base: String,
     token: Option<String>,
-    http: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    http: Client<Connector, Full<Bytes>>,
+}
+
+/// HTTP and HTTPS; without system root certificates HTTPS calls fail with a
+/// certificate error (plain HTTP still works).
+fn connector() -> Connector {
+    match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
+        Ok(b) => b.https_or_http().enable_http1().build(),
+        Err(e) => {
+            tracing::debug!(error = %e, "no system root certificates; HTTPS endpoints will be refused");
+            let config = rustls::ClientConfig::builder()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth();
+            hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(config)
+                .https_or_http()
+                .enable_http1()
+                .build()
+        }
+    }
 }
 
 impl ApiClient {
@@ -20,7 +42,7 @@ impl ApiClient {
         ApiClient {
             base: base.trim_end_matches('/').to_string(),
             token,
-            http: Client::builder(TokioExecutor::new()).build_http(),
+            http: Client::builder(TokioExecutor::new()).build(connector()),
         }
     }
 
@@ -45,7 +67,7 @@ impl ApiClient {
         };
         let req = req.body(Full::new(payload))?;
         let resp = self.http.request(req).await.map_err(|e| {
-            anyhow::anyhow!("cannot reach durafn at {}: {e}. Is `durafn dev` running? (set --url or DURAFN_URL)", self.base)
+            anyhow::anyhow!("cannot reach durafn at {}: {e}. Is `durafn dev` running? (set --endpoint or DURAFN_URL)", self.base)
         })?;
         let status = resp.status().as_u16();
         let bytes = resp.into_body().collect().await?.to_bytes();

@@ -114,7 +114,11 @@ pub fn start(platform: &Platform) -> anyhow::Result<Router> {
             }
             pending = failed;
             match scheduler.tick().await {
-                Ok(report) if report.fired.iter().any(|f| f.new) => dispatch.wake(),
+                Ok(report) if report.fired.iter().any(|f| f.new) => {
+                    if let Some(d) = &dispatch {
+                        d.wake();
+                    }
+                }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "schedule scan failed; retrying"),
             }
@@ -229,7 +233,9 @@ async fn act(
                 return Err(not_found(&name));
             };
             if fired.new {
-                st.api.dispatch.wake();
+                if let Some(d) = &st.api.dispatch {
+                    d.wake();
+                }
             }
             return Ok(Json(json!({
                 "schedule": fired.schedule,

@@ -36,6 +36,28 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// How often the due index is polled when nothing wakes the dispatcher.
     pub poll_interval: Duration,
+    /// Play AWS (`durafn dev --aws`): run the template's own dispatcher and
+    /// control functions (`Metadata.DurafnRole`) as handler processes instead
+    /// of this process's dispatcher, REST API and UI (see [`AwsMode`]).
+    pub aws: Option<AwsMode>,
+}
+
+/// How `durafn dev --aws` plays AWS.
+///
+/// No dispatcher runs in the emulator: the template's dispatcher function is
+/// fed by its wake queue (the emulator's SQS, `DelaySeconds` honoured) and a
+/// sweep every `sweep_interval` (its `rate(1 minute)` schedule, sped up for
+/// tests), and invokes functions through the emulator's Invoke API
+/// (`InvocationType=Event`). The REST API and UI are the control function's,
+/// reached through its HttpApi route. Every function gets the AWS SDK's
+/// service endpoints (`AWS_ENDPOINT_URL_SQS`, `AWS_ENDPOINT_URL_LAMBDA`)
+/// pointed at the emulator.
+#[derive(Debug, Clone)]
+pub struct AwsMode {
+    /// How often the dispatcher function is invoked with a sweep.
+    pub sweep_interval: Duration,
+    /// The control function's API token (`DURAFN_API_TOKEN`).
+    pub control_token: String,
 }
 
 impl ServerConfig {
@@ -50,6 +72,7 @@ impl ServerConfig {
             max_instances: 8,
             idle_timeout: Duration::from_secs(300),
             poll_interval: Duration::from_millis(100),
+            aws: None,
         }
     }
 }
@@ -83,11 +106,27 @@ fn handler_store_url(url: &str, authority: &str, secret: &str) -> String {
     }
 }
 
+/// Variables of the AWS wake path that a local run leaves out: the
+/// emulator's own dispatcher hears of every wake-up directly.
+const LOCAL_ONLY_OMITTED: &[&str] = &["DURAFN_WAKE_QUEUE_URL", "DURAFN_WAKE_DLQ_URL"];
+
+/// The payload the dispatcher function's sweep schedule sends.
+const SWEEP_PAYLOAD: &str = r#"{"durafn_sweep": {}}"#;
+
 /// Reads the template and builds (or locates) every function's executable.
 pub async fn prepare(
     config: &ServerConfig,
 ) -> anyhow::Result<(Template, HashMap<String, PathBuf>)> {
-    let template = template::load(&config.template)?;
+    let mut template = template::load(&config.template)?;
+    if config.aws.is_none() {
+        // Locally the emulator is the dispatcher and the control API.
+        template.functions.retain(|f| f.platform.is_none());
+        for f in &mut template.functions {
+            for var in LOCAL_ONLY_OMITTED {
+                f.environment.remove(*var);
+            }
+        }
+    }
     let root = config
         .template
         .parent()
@@ -148,6 +187,9 @@ pub async fn serve(
         if let Ok(filter) = std::env::var("RUST_LOG") {
             env.push(("RUST_LOG".into(), filter));
         }
+        if let Some(aws) = &config.aws {
+            aws_environment(&mut env, &authority, aws, f.platform);
+        }
         let spec = FunctionSpec {
             name: f.name.clone(),
             executable: exe.clone(),
@@ -175,6 +217,7 @@ pub async fn serve(
         dconfig,
     ));
 
+    let local_dispatch = config.aws.is_none();
     let state = ApiState {
         store: store.clone(),
         clock,
@@ -185,7 +228,7 @@ pub async fn serve(
                 .map(|f| f.name.clone())
                 .collect::<BTreeSet<_>>(),
         ),
-        dispatch: dispatcher.handle(),
+        dispatch: local_dispatch.then(|| dispatcher.handle()),
         token: config.token.as_deref().map(Arc::from),
         metrics: Arc::new(Metrics::default()),
     };
@@ -198,10 +241,18 @@ pub async fn serve(
         api: state.clone(),
         shutdown: stop_rx.clone(),
     };
-    let app = api::router(state.clone())
-        .merge(crate::ui::router(state.clone()))
+    let own = if local_dispatch {
+        api::router(state.clone())
+            .merge(crate::ui::router(state.clone()))
+            .merge(crate::schedules::start(&platform)?)
+    } else {
+        // The control function serves the API; the dispatcher function
+        // dispatches, swept on a timer as EventBridge Scheduler would.
+        start_sweeps(&platform, config.aws.as_ref());
+        axum::Router::new()
+    };
+    let app = own
         .merge(crate::queues::start(&platform)?)
-        .merge(crate::schedules::start(&platform)?)
         .merge(lambda_api::router(hosts.clone(), state.token.clone()))
         .merge(crate::store_api::router(store.clone(), &store_secret))
         .merge(crate::http_routes::router(&routes, &hosts, state)?);
@@ -210,11 +261,14 @@ pub async fn serve(
         let dispatcher = dispatcher.clone();
         let mut rx = stop_rx.clone();
         tokio::spawn(async move {
-            dispatcher
-                .run(async move {
-                    let _ = rx.wait_for(|stop| *stop).await;
-                })
-                .await
+            let stopped = async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            };
+            if local_dispatch {
+                dispatcher.run(stopped).await
+            } else {
+                stopped.await
+            }
         })
     };
     let config_idle = config.idle_timeout;
@@ -245,4 +299,65 @@ pub async fn serve(
         h.kill_all();
     }
     result.map_err(Into::into)
+}
+
+/// The environment `durafn dev --aws` gives every function: AWS SDK
+/// endpoints on the emulator, dummy credentials, a region, and the control
+/// function's token.
+fn aws_environment(
+    env: &mut Vec<(String, String)>,
+    authority: &str,
+    aws: &AwsMode,
+    role: Option<crate::template::PlatformRole>,
+) {
+    let endpoint = format!("http://{authority}");
+    let mut set = |k: &str, v: String| {
+        env.retain(|(key, _)| key != k);
+        env.push((k.to_string(), v));
+    };
+    set("AWS_ENDPOINT_URL_SQS", endpoint.clone());
+    set("AWS_ENDPOINT_URL_LAMBDA", endpoint);
+    for (k, default) in [
+        ("AWS_ACCESS_KEY_ID", "x"),
+        ("AWS_SECRET_ACCESS_KEY", "x"),
+        ("AWS_REGION", "us-east-1"),
+    ] {
+        set(k, std::env::var(k).unwrap_or_else(|_| default.to_string()));
+    }
+    if role == Some(crate::template::PlatformRole::Control) {
+        set("DURAFN_API_TOKEN", aws.control_token.clone());
+    }
+}
+
+/// Invokes each dispatcher function with a sweep every `sweep_interval`, one
+/// sweep at a time, until the platform stops.
+fn start_sweeps(platform: &Platform, aws: Option<&AwsMode>) {
+    let Some(aws) = aws else { return };
+    let dispatchers: Vec<_> = platform
+        .template
+        .functions
+        .iter()
+        .filter(|f| f.platform == Some(crate::template::PlatformRole::Dispatcher))
+        .filter_map(|f| platform.hosts.get(&f.name).cloned())
+        .collect();
+    for host in dispatchers {
+        let every = aws.sweep_interval.max(Duration::from_millis(100));
+        let mut shutdown = platform.shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                    _ = tick.tick() => {}
+                }
+                if let Err(e) = host
+                    .invoke(bytes::Bytes::from_static(SWEEP_PAYLOAD.as_bytes()))
+                    .await
+                {
+                    tracing::warn!(function = %host.spec().name, error = %e, "sweep invocation failed");
+                }
+            }
+        });
+    }
 }

@@ -21,7 +21,10 @@
 //!
 //! Configuration comes from the environment: `DURAFN_STORE` (store URL,
 //! default `sqlite://.durafn/durafn.db`), `DURAFN_MAX_STEPS_PER_INVOCATION`,
-//! and the variables Lambda sets (`AWS_LAMBDA_FUNCTION_NAME`,
+//! `DURAFN_WAKE_QUEUE_URL` (on AWS: the dispatcher function's wake queue —
+//! every start, wake-up and timer of 15 minutes or less that an invocation
+//! makes is sent there, see `durafn_runtime::dispatch::wake`), and the
+//! variables Lambda sets (`AWS_LAMBDA_FUNCTION_NAME`,
 //! `AWS_LAMBDA_FUNCTION_VERSION`).
 
 use std::sync::Arc;
@@ -33,7 +36,7 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use durafn_runtime::clock::{Clock, SystemClock};
 use durafn_runtime::dispatch::{LEASE_GRACE, RESUME_KEY, ResumeRequest, START_KEY};
 use durafn_runtime::model::{ExecutionId, ExecutionStatus, NewExecution, Timestamp};
-use durafn_runtime::store::{RetryingStore, Store};
+use durafn_runtime::store::{RetryingStore, Store, WakingStore};
 use futures::StreamExt;
 use lambda_runtime::LambdaEvent;
 use serde_json::{Value, json};
@@ -222,7 +225,11 @@ struct LambdaRuntime {
 /// Runs `handler` on `lambda_runtime` until the runtime stops.
 pub async fn run(handler: Handler) -> Result<(), Error> {
     let url = std::env::var("DURAFN_STORE").unwrap_or_else(|_| DEFAULT_STORE_URL.to_string());
-    let store: Arc<dyn Store> = Arc::new(RetryingStore::new(durafn_runtime::store::open(&url)?));
+    let mut store: Arc<dyn Store> =
+        Arc::new(RetryingStore::new(durafn_runtime::store::open(&url)?));
+    if let Some(queue) = durafn_runtime::dispatch::wake::WakeQueue::from_env().await {
+        store = Arc::new(WakingStore::new(store, Arc::new(queue)));
+    }
     let max_steps = match std::env::var("DURAFN_MAX_STEPS_PER_INVOCATION") {
         Ok(v) => Some(v.parse::<u32>().map_err(|e| {
             Error::Invalid(format!(

@@ -44,8 +44,10 @@ pub struct ApiState {
     pub clock: Arc<dyn Clock>,
     /// The functions the template declares.
     pub functions: Arc<BTreeSet<String>>,
-    /// Wakes the dispatcher and follows invocation results.
-    pub dispatch: DispatchHandle,
+    /// Wakes the dispatcher and follows invocation results. `None` where no
+    /// dispatcher runs in this process (the control function on AWS Lambda:
+    /// its store reports what becomes due to the wake queue instead).
+    pub dispatch: Option<DispatchHandle>,
     /// When set, every `/v1` request needs `Authorization: Bearer <token>`.
     pub token: Option<Arc<str>>,
     /// Counters for `/metrics`.
@@ -59,6 +61,16 @@ pub struct Metrics {
     pub started: AtomicU64,
     /// API requests answered with an error.
     pub errors: AtomicU64,
+}
+
+impl ApiState {
+    /// Execution `id` may be due now: dispatch it at once, if a dispatcher
+    /// runs here.
+    pub fn poke(&self, id: &ExecutionId) {
+        if let Some(d) = &self.dispatch {
+            d.dispatch_now(id.clone());
+        }
+    }
 }
 
 /// The API routes.
@@ -195,7 +207,7 @@ async fn start(
     let status = match created {
         Created::New(_) => {
             state.metrics.started.fetch_add(1, Ordering::Relaxed);
-            state.dispatch.dispatch_now(id.clone());
+            state.poke(&id);
             StatusCode::CREATED
         }
         Created::Existing(_) => StatusCode::OK,
@@ -219,7 +231,7 @@ pub(crate) async fn wait_until_settled(
     id: &ExecutionId,
     limit: Duration,
 ) -> Result<(), ApiError> {
-    let mut changes = state.dispatch.subscribe();
+    let mut changes = state.dispatch.as_ref().map(DispatchHandle::subscribe);
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         if let Some(e) = state.store.get_execution(id).await? {
@@ -232,9 +244,15 @@ pub(crate) async fn wait_until_settled(
         }
         // Re-check on any invocation result, and at least every 250 ms.
         let tick = tokio::time::Instant::now() + Duration::from_millis(250);
-        match tokio::time::timeout_at(deadline.min(tick), changes.recv()).await {
-            Err(_) if tokio::time::Instant::now() >= deadline => return Ok(()),
-            _ => {}
+        let until = deadline.min(tick);
+        match &mut changes {
+            Some(changes) => {
+                let _ = tokio::time::timeout_at(until, changes.recv()).await;
+            }
+            None => tokio::time::sleep_until(until).await,
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(());
         }
     }
 }
@@ -385,7 +403,7 @@ async fn resume(
     let id = parse_id(&id)?;
     match resume(state.store.as_ref(), &id, state.clock.now()).await? {
         Ok(_) => {
-            state.dispatch.dispatch_now(id.clone());
+            state.poke(&id);
             Ok(Json(describe_json(&state, &id).await?))
         }
         Err(ResumeError::NotFound) => Err(ApiError::not_found(
@@ -414,7 +432,7 @@ async fn send_event(
         .await?
     {
         SentEvent::Delivered(ev) => {
-            state.dispatch.dispatch_now(id.clone());
+            state.poke(&id);
             Ok((
                 StatusCode::ACCEPTED,
                 Json(json!({ "execution_id": id, "event": name, "seq": ev.seq })),
@@ -486,7 +504,7 @@ async fn complete_callback(
     .await?
     {
         Ok(op) => {
-            state.dispatch.dispatch_now(r.execution_id.clone());
+            state.poke(&r.execution_id);
             Ok(Json(
                 json!({ "execution_id": r.execution_id, "callback": op.name, "status": op.status }),
             ))

@@ -4,7 +4,7 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -30,23 +30,50 @@ fn aws_error(status: StatusCode, kind: &str, message: String) -> Response {
         .into_response()
 }
 
+/// The function name and qualifier of `FunctionName` (a name, `name:qualifier`,
+/// or an ARN `arn:aws:lambda:region:account:function:name[:qualifier]`).
+fn name_and_qualifier(function: &str) -> (String, Option<String>) {
+    let rest = match function.split_once(":function:") {
+        Some((_, rest)) => rest,
+        None => function,
+    };
+    match rest.split_once(':') {
+        Some((name, q)) => (name.to_string(), Some(q.to_string())),
+        None => (rest.to_string(), None),
+    }
+}
+
+/// Every function here is `$LATEST`: that is the one qualifier that exists.
+const LATEST: &str = "$LATEST";
+
+#[derive(serde::Deserialize)]
+struct InvokeQuery {
+    #[serde(rename = "Qualifier")]
+    qualifier: Option<String>,
+}
+
 async fn invoke(
     State(hosts): State<Hosts>,
-    Path(name): Path<String>,
+    Path(function): Path<String>,
+    Query(query): Query<InvokeQuery>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    // Accept a plain name or an ARN ending in `function:<name>`.
-    let name = name.rsplit(':').next().unwrap_or(&name).to_string();
-    let Some(host) = hosts.get(&name).cloned() else {
-        return aws_error(
-            StatusCode::NOT_FOUND,
-            "ResourceNotFoundException",
-            format!(
-                "Function not found: {}",
-                super::runtime_api::function_arn(&name)
-            ),
-        );
+    let (name, in_name) = name_and_qualifier(&function);
+    let qualifier = query.qualifier.or(in_name).filter(|q| !q.is_empty());
+    let arn = match &qualifier {
+        Some(q) => format!("{}:{q}", super::runtime_api::function_arn(&name)),
+        None => super::runtime_api::function_arn(&name),
+    };
+    let host = match hosts.get(&name) {
+        Some(host) if qualifier.as_deref().is_none_or(|q| q == LATEST) => host.clone(),
+        _ => {
+            return aws_error(
+                StatusCode::NOT_FOUND,
+                "ResourceNotFoundException",
+                format!("Function not found: {arn}"),
+            );
+        }
     };
     if !body.is_empty() && serde_json::from_slice::<serde_json::Value>(&body).is_err() {
         return aws_error(
@@ -104,5 +131,25 @@ async fn invoke(
             "InvalidParameterValueException",
             format!("X-Amz-Invocation-Type {other:?} is not one of RequestResponse, Event, DryRun"),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_and_qualifier;
+
+    #[test]
+    fn function_names_may_be_arns_and_carry_a_qualifier() {
+        let n = |s: &str| name_and_qualifier(s);
+        assert_eq!(n("order"), ("order".into(), None));
+        assert_eq!(n("order:7"), ("order".into(), Some("7".into())));
+        assert_eq!(
+            n("arn:aws:lambda:us-east-1:000000000000:function:order"),
+            ("order".into(), None)
+        );
+        assert_eq!(
+            n("arn:aws:lambda:us-east-1:000000000000:function:order:$LATEST"),
+            ("order".into(), Some("$LATEST".into()))
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::resolve::{Context, Resource};
 use super::yaml::{Node, entries, get, is_null, position};
-use super::{FunctionDef, TemplateError, events};
+use super::{FunctionDef, PlatformRole, TemplateError, events};
 
 /// SAM's default `Timeout`.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -115,6 +115,19 @@ fn read_function<'n>(
             .filter(|h| !h.is_empty() && h != "bootstrap")
             .unwrap_or_else(|| name.clone()),
     };
+    let platform = match res.metadata.and_then(|m| get(m, "DurafnRole")) {
+        None => None,
+        Some(n) => match text(ctx, n, "Metadata.DurafnRole")?.as_str() {
+            "dispatcher" => Some(PlatformRole::Dispatcher),
+            "control" => Some(PlatformRole::Control),
+            other => {
+                return Err(src.error(
+                    n,
+                    format!("Metadata.DurafnRole must be `dispatcher` or `control`, got {other:?}"),
+                ));
+            }
+        },
+    };
     let mut env = globals.environment.clone();
     if let Some(p) = props {
         env.extend(environment(ctx, p)?);
@@ -138,6 +151,7 @@ fn read_function<'n>(
             None => globals.memory_size_mb.unwrap_or(DEFAULT_MEMORY_MB),
         },
         events,
+        platform,
     };
     Ok((function, name_node))
 }

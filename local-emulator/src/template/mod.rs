@@ -78,6 +78,18 @@ pub struct FunctionDef {
     pub memory_size_mb: u32,
     /// The function's `Events`, in template order.
     pub events: Vec<EventDef>,
+    /// `Metadata.DurafnRole`: set on the platform's own functions, which run
+    /// only under `durafn dev --aws` (locally the emulator plays their part).
+    pub platform: Option<PlatformRole>,
+}
+
+/// One of the platform's own functions on AWS (`Metadata.DurafnRole`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlatformRole {
+    /// `dispatcher`: claims due executions and invokes their functions.
+    Dispatcher,
+    /// `control`: the REST API and UI.
+    Control,
 }
 
 /// One entry of a function's `Events`.

@@ -258,6 +258,25 @@ impl Dispatcher {
         self.inner.scan().await
     }
 
+    /// Dispatches execution `id` once, now, and returns when its invocation
+    /// has been handed to the invoker and answered: read it, claim it if it
+    /// is due, invoke it (an unknown function fails it; a failed invocation
+    /// reschedules it with backoff). Returns false if it was not claimable
+    /// or this dispatcher is already dispatching it. For a dispatcher that
+    /// runs per wake-up message rather than as a loop.
+    pub async fn dispatch_one(&self, id: &ExecutionId) -> bool {
+        {
+            let mut q = self.inner.queue();
+            if q.in_flight.contains_key(id) {
+                return false;
+            }
+            q.in_flight.insert(id.clone(), false);
+        }
+        let dispatched = self.inner.dispatch(&Job::unknown(id.clone())).await;
+        self.inner.queue().in_flight.remove(id);
+        dispatched
+    }
+
     /// Waits until no invocation started by this dispatcher is running.
     pub async fn idle(&self) {
         loop {
@@ -445,16 +464,16 @@ impl Inner {
     /// Claims `job` if it is due and invokes it. Unless its function is
     /// known, it is read first, and not claimed if the copy says it is not
     /// due (a stale timer, or already run: no write needed).
-    async fn dispatch(&self, job: &Job) {
+    async fn dispatch(&self, job: &Job) -> bool {
         let id = job.id.clone();
         let function: Arc<str> = match &job.function {
             Some(f) => f.clone(),
             None => match self.store.get_execution(&id).await {
                 Ok(Some(e)) if claimable(&e, self.clock.now()) => Arc::from(e.function),
-                Ok(_) => return,
+                Ok(_) => return false,
                 Err(e) => {
                     tracing::warn!(execution_id = %id, error = %e, "cannot read a due execution");
-                    return;
+                    return false;
                 }
             },
         };
@@ -462,15 +481,16 @@ impl Inner {
         let lease = (self.config.timeout_for)(&function) + LEASE_GRACE;
         let claimed = match self.store.claim(&id, now, now.plus(lease)).await {
             Ok(Some(c)) => c,
-            Ok(None) => return, // another dispatcher got it, or it is no longer due
+            Ok(None) => return false, // another dispatcher got it, or it is no longer due
             Err(e) => {
                 tracing::warn!(execution_id = %id, error = %e, "claim failed");
-                return;
+                return false;
             }
         };
         let request = ResumeRequest {
             execution_id: id.clone(),
             epoch: claimed.epoch,
+            version: Some(claimed.version.clone()),
         };
         tracing::debug!(execution_id = %id, epoch = claimed.epoch, function = %claimed.function, "invoking");
         let status = match self.invoker.invoke(&claimed.function, &request).await {
@@ -508,6 +528,7 @@ impl Inner {
             }
         };
         let _ = self.changes.send(ExecutionChanged { id, status });
+        true
     }
 
     fn on_success(&self, id: &ExecutionId, function: &str, summary: &InvocationSummary) {

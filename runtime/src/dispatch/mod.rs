@@ -3,9 +3,12 @@
 //! - [`Dispatcher`]: scans the due index shard by shard, claims each due
 //!   execution with a lease and hands it to an [`Invoker`].
 //! - [`ResumeRequest`]: the payload every invoker delivers to the function.
+//! - [`wake`]: wake-up messages for dispatchers that are not always running
+//!   (the dispatcher function on AWS Lambda, fed by an SQS wake queue).
 
 mod dispatcher;
 mod invoker;
+pub mod wake;
 
 pub use dispatcher::{DispatchHandle, Dispatcher, DispatcherConfig, ExecutionChanged};
 pub use invoker::{InvocationSummary, InvokeError, Invoker};
@@ -23,6 +26,10 @@ pub struct ResumeRequest {
     pub execution_id: ExecutionId,
     /// The epoch the dispatcher claimed.
     pub epoch: u64,
+    /// The function version the execution is pinned to (an invoker that can
+    /// address versions, such as AWS Lambda's, invokes exactly that one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// The envelope key that marks an invocation payload as a resume request:

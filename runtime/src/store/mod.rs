@@ -28,6 +28,7 @@ mod faulty;
 pub mod remote;
 mod retrying;
 pub mod sqlite;
+mod waking;
 
 #[cfg(feature = "dynamodb")]
 pub use dynamodb::DynamoStore;
@@ -36,6 +37,7 @@ pub use faulty::FaultyStore;
 pub use remote::HttpStore;
 pub use retrying::RetryingStore;
 pub use sqlite::SqliteStore;
+pub use waking::WakingStore;
 
 /// The answer to [`Store::create_execution`].
 #[derive(Debug, Clone, PartialEq)]

@@ -1,0 +1,53 @@
+//! `durafn-dispatcher`: the dispatcher as a Lambda function (see
+//! `durafn_aws::dispatcher`). Environment: `DURAFN_STORE`,
+//! `DURAFN_WAKE_QUEUE_URL` (required), `DURAFN_WAKE_DLQ_URL`,
+//! `DURAFN_FUNCTION_TIMEOUT`, `DURAFN_SWEEP_AHEAD`.
+
+// The SDK clients and the store make a deep future; its layout needs more room.
+#![recursion_limit = "256"]
+
+use std::sync::Arc;
+
+use durafn_aws::dispatcher::DispatcherFunction;
+use durafn_aws::{LambdaInvoker, open_store, settings_from_env};
+use durafn_runtime::clock::SystemClock;
+use durafn_runtime::dispatch::wake::{WakeQueue, sqs_client};
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .without_time()
+        .init();
+    let (store, queue) = open_store().await?;
+    let Some(queue) = queue else {
+        return Err("DURAFN_WAKE_QUEUE_URL is not set: the dispatcher needs its wake queue".into());
+    };
+    let dead_letters = match std::env::var("DURAFN_WAKE_DLQ_URL") {
+        Ok(url) if !url.trim().is_empty() => Some(WakeQueue::new(sqs_client().await, url)),
+        _ => None,
+    };
+    let function = Arc::new(DispatcherFunction::new(
+        store,
+        Arc::new(SystemClock),
+        Arc::new(LambdaInvoker::from_env().await),
+        queue,
+        dead_letters,
+        settings_from_env()?,
+    ));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let function = function.clone();
+        async move {
+            function
+                .handle(event.payload)
+                .await
+                .map_err(|e| lambda_runtime::Error::from(e.to_string()))
+        }
+    }))
+    .await
+}

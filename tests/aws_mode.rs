@@ -1,0 +1,480 @@
+//! The AWS path end to end, without AWS: `durafn dev --aws` runs the
+//! template's own dispatcher and control functions as handler processes,
+//! their Lambda `Invoke` (Event) and SQS calls go to the emulator, and the
+//! table is DynamoDB Local. The emulator's own dispatcher, REST API and UI
+//! are off: nothing finishes unless the dispatcher function does its job,
+//! and the CLI talks to the control function.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use durafn_emulator::client::ApiClient;
+use durafn_tests::binaries::{example_exe, free_port};
+use serde_json::{Value, json};
+
+/// The platform part of every template here: wake queue + DLQ, dispatcher
+/// (wake queue + sweep) and control (HttpApi catch-all), as in template.yaml.
+const PLATFORM: &str = r#"
+  WakeQueue:
+    Type: AWS::SQS::Queue
+    Properties:
+      QueueName: durafn-wake
+      VisibilityTimeout: 60
+      RedrivePolicy:
+        deadLetterTargetArn: !GetAtt WakeDeadLetterQueue.Arn
+        maxReceiveCount: 5
+  WakeDeadLetterQueue:
+    Type: AWS::SQS::Queue
+    Properties:
+      QueueName: durafn-wake-dlq
+  ControlFunction:
+    Type: AWS::Serverless::Function
+    Metadata:
+      BuildProperties:
+        Binary: durafn-control
+      DurafnRole: control
+    Properties:
+      FunctionName: durafn-control
+      CodeUri: aws
+      Handler: bootstrap
+      Environment:
+        Variables:
+          DURAFN_FUNCTIONS: order,approval,testfn,testfn-lossy
+      Events:
+        Control:
+          Type: HttpApi
+          Properties:
+            Path: /{proxy+}
+            Method: ANY
+"#;
+
+const DISPATCHER: &str = r#"
+  DispatcherFunction:
+    Type: AWS::Serverless::Function
+    Metadata:
+      BuildProperties:
+        Binary: durafn-dispatcher
+      DurafnRole: dispatcher
+    Properties:
+      FunctionName: durafn-dispatcher
+      CodeUri: aws
+      Handler: bootstrap
+      Timeout: 60
+      Environment:
+        Variables:
+          DURAFN_WAKE_DLQ_URL: !Ref WakeDeadLetterQueue
+          DURAFN_FUNCTION_TIMEOUT: "5"
+      Events:
+        Wake:
+          Type: SQS
+          Properties:
+            Queue: !GetAtt WakeQueue.Arn
+            BatchSize: 10
+            FunctionResponseTypes:
+              - ReportBatchItemFailures
+        Sweep:
+          Type: ScheduleV2
+          Properties:
+            ScheduleExpression: rate(1 minute)
+            Input: '{"durafn_sweep": {}}'
+"#;
+
+const FUNCTIONS: &str = r#"
+  OrderFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      FunctionName: order
+      CodeUri: examples/order
+      Handler: order
+      Timeout: 30
+  ApprovalFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      FunctionName: approval
+      CodeUri: examples/approval
+      Handler: approval
+      Timeout: 30
+  TestFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      FunctionName: testfn
+      CodeUri: tests
+      Handler: testfn
+      Timeout: 3
+  # Every wake-up this function sends is lost (no such queue): only the
+  # dispatcher's sweep can continue its executions.
+  LossyFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      FunctionName: testfn-lossy
+      CodeUri: tests
+      Handler: testfn
+      Timeout: 3
+      Environment:
+        Variables:
+          DURAFN_WAKE_QUEUE_URL: no-such-queue
+"#;
+
+fn template_text(with_dispatcher: bool) -> String {
+    let mut t = String::from(
+        "Transform: AWS::Serverless-2016-10-31\nGlobals:\n  Function:\n    Environment:\n      Variables:\n        DURAFN_WAKE_QUEUE_URL: !Ref WakeQueue\nResources:",
+    );
+    t.push_str(PLATFORM);
+    if with_dispatcher {
+        t.push_str(DISPATCHER);
+    }
+    t.push_str(FUNCTIONS);
+    t
+}
+
+fn ddb_url(table: &str) -> String {
+    let endpoint = std::env::var("DURAFN_DYNAMODB_ENDPOINT").unwrap_or_else(|_| {
+        panic!("DURAFN_DYNAMODB_ENDPOINT is not set: run the tests with scripts/test-all.sh, which starts DynamoDB Local")
+    });
+    format!("dynamodb://{table}?endpoint={endpoint}&region=us-east-1")
+}
+
+/// A `durafn dev --aws` process.
+struct AwsDev {
+    child: Child,
+    client: ApiClient,
+    url: String,
+    token: String,
+}
+
+impl Drop for AwsDev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl AwsDev {
+    async fn start(root: &Path, store: &str, with_dispatcher: bool) -> AwsDev {
+        let template = root.join("template.yaml");
+        std::fs::write(&template, template_text(with_dispatcher)).unwrap();
+        let token = "test-token-0123456789abcdef".to_string();
+        let token_file = root.join("token");
+        std::fs::write(&token_file, &token).unwrap();
+        let port = free_port();
+        let testfn = env!("CARGO_BIN_EXE_testfn");
+        let exe = |name: &str, path: PathBuf| format!("{name}={}", path.display());
+        let child = Command::new(env!("CARGO_BIN_EXE_durafn-under-test"))
+            .args(["dev", "--aws", "--port", &port.to_string()])
+            .args(["--sweep-interval", "1", "--store", store])
+            .arg("--state")
+            .arg(root.join(".durafn"))
+            .arg("--template")
+            .arg(&template)
+            .arg("--token-file")
+            .arg(&token_file)
+            .arg("--exe")
+            .arg(exe("order", example_exe("order-example", "order")))
+            .arg("--exe")
+            .arg(exe("approval", example_exe("approval-example", "approval")))
+            .arg("--exe")
+            .arg(format!("testfn={testfn}"))
+            .arg("--exe")
+            .arg(format!("testfn-lossy={testfn}"))
+            .arg("--exe")
+            .arg(exe(
+                "durafn-dispatcher",
+                example_exe("durafn-aws", "durafn-dispatcher"),
+            ))
+            .arg("--exe")
+            .arg(exe(
+                "durafn-control",
+                example_exe("durafn-aws", "durafn-control"),
+            ))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn durafn dev --aws");
+        let url = format!("http://127.0.0.1:{port}");
+        let dev = AwsDev {
+            child,
+            client: ApiClient::new(&url, Some(token.clone())),
+            url,
+            token,
+        };
+        // /healthz is the control function's, through the HttpApi route.
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Ok((200, _)) = dev.client.call("GET", "/healthz", None).await {
+                return dev;
+            }
+            assert!(Instant::now() < deadline, "durafn dev --aws did not come up");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.client.call(method, path, body.as_ref()).await.unwrap()
+    }
+
+    async fn start_exec(&self, function: &str, name: &str, input: Value) -> Value {
+        let (status, v) = self
+            .call(
+                "POST",
+                &format!("/v1/functions/{function}/executions"),
+                Some(json!({ "name": name, "input": input })),
+            )
+            .await;
+        assert!(status == 201 || status == 202, "{status} {v}");
+        v
+    }
+
+    async fn status(&self, id: &str) -> Value {
+        let (status, v) = self.call("GET", &format!("/v1/executions/{id}"), None).await;
+        assert_eq!(status, 200, "{v}");
+        v
+    }
+
+    async fn wait_status(&self, id: &str, want: &str, limit: Duration) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let v = self.status(id).await;
+            if v["status"] == want {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{id} did not reach {want} in {limit:?}: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Runs the `durafn` CLI against the control function.
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_durafn-under-test"))
+            .args(args)
+            .args(["--endpoint", &self.url, "--token", &self.token])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "durafn {args:?}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+}
+
+fn trace(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("trace"))
+        .map(|t| t.lines().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+fn count(lines: &[String], prefix: &str) -> usize {
+    lines.iter().filter(|l| l.starts_with(prefix)).count()
+}
+
+fn work_dir(root: &Path, name: &str) -> PathBuf {
+    let d = root.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+async fn until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn sqs(dev: &AwsDev) -> aws_sdk_sqs::Client {
+    let config = aws_sdk_sqs::Config::builder()
+        .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+        .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+        .endpoint_url(&dev.url)
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "x", "x", None, None, "test",
+        ))
+        .build();
+    aws_sdk_sqs::Client::from_conf(config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_aws_path_runs_workflows_through_the_dispatcher_and_control_functions() {
+    let root = tempfile::tempdir().unwrap();
+    let table = format!("aws-{}", std::process::id());
+    let url = ddb_url(&table);
+    let dev = AwsDev::start(root.path(), &url, true).await;
+
+    // The order sleeps 10 s: its wake-up is a delayed wake message.
+    dev.start_exec("order", "o-aws", json!({"order_id": "o-aws", "amount_cents": 1999}))
+        .await;
+    // Approval waits for a callback sent through the control function with the CLI.
+    dev.start_exec("approval", "ap-aws", json!({"request": "deploy", "approver": "ops"}))
+        .await;
+    let v = dev
+        .wait_status("ap-aws", "SUSPENDED", Duration::from_secs(60))
+        .await;
+    let callback_id = v["waiting_on"]["callback_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no callback id: {v}"))
+        .to_string();
+    dev.cli(&["callback", "succeed", &callback_id, r#"{"approved": true, "by": "ops"}"#]);
+    let v = dev
+        .wait_status("ap-aws", "SUCCEEDED", Duration::from_secs(60))
+        .await;
+    assert_eq!(v["output"]["decided_by"], "ops", "{v}");
+
+    // A handler killed mid-step: its lease expires and the sweep re-runs it.
+    let dir = work_dir(root.path(), "killed");
+    dev.start_exec("testfn", "kill-aws", json!({"dir": dir, "block": true}))
+        .await;
+    until(Duration::from_secs(60), "the slow step to start", || {
+        count(&trace(&dir), "slow-start-1") == 1
+    })
+    .await;
+    let line = trace(&dir)
+        .into_iter()
+        .find(|l| l.starts_with("slow-start-1"))
+        .unwrap();
+    let pid = line.rsplit("pid=").next().unwrap().to_string();
+    Command::new("kill").args(["-9", &pid]).status().unwrap();
+    until(Duration::from_secs(60), "the step to run again", || {
+        count(&trace(&dir), "slow-start-1") == 2
+    })
+    .await;
+    std::fs::write(dir.join("release"), "").unwrap();
+    dev.wait_status("kill-aws", "SUCCEEDED", Duration::from_secs(60))
+        .await;
+    let lines = trace(&dir);
+    assert_eq!(count(&lines, "before"), 1, "{lines:?}");
+    assert_eq!(count(&lines, "after"), 1, "{lines:?}");
+
+    // Every wake-up of testfn-lossy is lost: its retry backoff is found by the sweep.
+    let lossy = work_dir(root.path(), "lossy");
+    dev.start_exec("testfn-lossy", "lossy-1", json!({"dir": lossy, "panic_once": true}))
+        .await;
+    let v = dev
+        .wait_status("lossy-1", "SUCCEEDED", Duration::from_secs(60))
+        .await;
+    assert_eq!(v["output"]["slow_attempt"], 2, "{v}");
+
+    // The order finished after its sleep, every step once.
+    let v = dev
+        .wait_status("o-aws", "SUCCEEDED", Duration::from_secs(60))
+        .await;
+    assert_eq!(v["output"]["charge_id"], "ch-o-aws-1", "{v}");
+
+    // An execution pinned to a version that does not exist fails clearly.
+    let store = durafn_runtime::store::open_async(&url).await.unwrap();
+    store
+        .create_execution(&durafn_runtime::model::NewExecution {
+            id: durafn_runtime::model::ExecutionId::new("v42").unwrap(),
+            function: "testfn".into(),
+            version: "42".into(),
+            input: json!({"dir": dir}),
+            now: durafn_runtime::model::Timestamp(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as i64,
+            ),
+        })
+        .await
+        .unwrap();
+    let v = dev.wait_status("v42", "FAILED", Duration::from_secs(60)).await;
+    assert_eq!(v["error"]["type"], "UnknownFunction", "{v}");
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("version 42"), "{v}");
+
+    // A message that is not a wake-up is dead-lettered at once, not retried.
+    let sqs = sqs(&dev).await;
+    let queue_url = |name: &str| format!("{}/000000000000/{name}", dev.url);
+    let wake = sqs
+        .get_queue_url()
+        .queue_name("durafn-wake")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap_or_else(|| queue_url("durafn-wake"));
+    let dlq = sqs
+        .get_queue_url()
+        .queue_name("durafn-wake-dlq")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap_or_else(|| queue_url("durafn-wake-dlq"));
+    sqs.send_message()
+        .queue_url(&wake)
+        .message_body("{not a wake-up")
+        .send()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let dead = loop {
+        let got = sqs
+            .receive_message()
+            .queue_url(&dlq)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        if let Some(m) = got.messages.unwrap_or_default().into_iter().next() {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "the bad message never reached the DLQ");
+    };
+    assert_eq!(dead.body.as_deref(), Some("{not a wake-up"));
+
+    // The CLI works against the control function: list, describe, history, cancel.
+    let listed = dev.cli(&["list", "--json"]);
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    let ids: Vec<&str> = listed["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["id"].as_str())
+        .collect();
+    for id in ["o-aws", "ap-aws", "kill-aws", "lossy-1", "v42"] {
+        assert!(ids.contains(&id), "{id} not listed: {listed}");
+    }
+    assert!(dev.cli(&["describe", "o-aws"]).contains("SUCCEEDED"));
+    let history = dev.cli(&["history", "o-aws"]);
+    assert!(history.contains("cool-off") && history.contains("email"), "{history}");
+    let blocked = work_dir(root.path(), "cancelled");
+    dev.start_exec("testfn", "cancel-aws", json!({"dir": blocked, "block": true}))
+        .await;
+    until(Duration::from_secs(60), "the step to start", || {
+        count(&trace(&blocked), "slow-start-1") == 1
+    })
+    .await;
+    dev.cli(&["cancel", "cancel-aws"]);
+    dev.wait_status("cancel-aws", "CANCELLED", Duration::from_secs(10))
+        .await;
+    std::fs::write(blocked.join("release"), "").unwrap();
+
+    // Without the token the control API answers 401.
+    let anonymous = ApiClient::new(&dev.url, None);
+    let (status, _) = anonymous.call("GET", "/v1/executions", None).await.unwrap();
+    assert_eq!(status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_dispatcher_function_nothing_runs() {
+    let root = tempfile::tempdir().unwrap();
+    let table = format!("aws-nodisp-{}", std::process::id());
+    let dev = AwsDev::start(root.path(), &ddb_url(&table), false).await;
+    let dir = work_dir(root.path(), "idle");
+    dev.start_exec("testfn", "never-runs", json!({"dir": dir}))
+        .await;
+    // Well past what the run with a dispatcher takes (well under a second).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let v = dev.status("never-runs").await;
+    assert_eq!(v["status"], "PENDING", "{v}");
+    assert!(trace(&dir).is_empty(), "no step may have run");
+}
