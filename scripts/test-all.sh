@@ -11,6 +11,10 @@ if [ -x scripts/dynamodb-local.sh ]; then
   trap 'scripts/dynamodb-local.sh stop "${DDB_LOCAL_PID:-}"' EXIT
 fi
 
+# template.yaml is valid CloudFormation/SAM (cfn-lint from PyPI, pinned),
+# and the check rejects a broken copy.
+bash scripts/cfn-lint.sh
+
 cargo build --workspace --all-targets
 cargo test --workspace -- --test-threads="${TEST_THREADS:-4}"
 

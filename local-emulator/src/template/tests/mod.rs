@@ -353,6 +353,31 @@ fn loads_the_repository_template() {
             .exists(),
         "CodeUri must point at the example's crate"
     );
+    // The platform's own functions, marked for `durafn dev --aws`.
+    let role = |name: &str| t.function(name).map(|f| f.platform);
+    assert_eq!(
+        role("durafn-dispatcher"),
+        Some(Some(super::PlatformRole::Dispatcher))
+    );
+    assert_eq!(role("durafn-control"), Some(Some(super::PlatformRole::Control)));
+    assert_eq!(role("order"), Some(None));
+    let dispatcher = t.function("durafn-dispatcher").unwrap_or_else(|| unreachable!());
+    assert_eq!(dispatcher.binary, "durafn-dispatcher");
+    assert_eq!(
+        order.environment.get("DURAFN_WAKE_QUEUE_URL").map(String::as_str),
+        Some("durafn-wake"),
+        "every function is told the wake queue (!Ref gives its name locally)"
+    );
+}
+
+#[test]
+fn durafn_role_must_be_known() {
+    let text = "Resources:\n  F:\n    Type: AWS::Serverless::Function\n    Metadata:\n      DurafnRole: scheduler\n    Properties:\n      CodeUri: x\n";
+    let e = match parse(text, "template.yaml") {
+        Ok(t) => panic!("accepted: {t:?}"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("template.yaml:5:19") && e.contains("dispatcher"), "{e}");
 }
 
 #[test]
