@@ -517,6 +517,17 @@ mod tests {
     }
 
     #[test]
+    fn batch_kinds_have_their_own_names() {
+        for (kind, name) in [(OpKind::Parallel, "PARALLEL"), (OpKind::Map, "MAP")] {
+            assert_eq!(kind.as_str(), name);
+            let json = serde_json::to_string(&kind).unwrap_or_default();
+            assert_eq!(json, format!("\"{name}\""));
+            let back: OpKind = serde_json::from_str(&json).unwrap_or(OpKind::Step);
+            assert_eq!(back, kind);
+        }
+    }
+
+    #[test]
     fn payload_limit_is_enforced_with_a_clear_message() {
         let big = Value::String("x".repeat(MAX_PAYLOAD_BYTES + 1));
         let err = check_payload("step \"charge\" result", &big)
