@@ -207,7 +207,10 @@ impl AwsDev {
             if let Ok((200, _)) = dev.client.call("GET", "/healthz", None).await {
                 return dev;
             }
-            assert!(Instant::now() < deadline, "durafn dev --aws did not come up");
+            assert!(
+                Instant::now() < deadline,
+                "durafn dev --aws did not come up"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -229,7 +232,9 @@ impl AwsDev {
     }
 
     async fn status(&self, id: &str) -> Value {
-        let (status, v) = self.call("GET", &format!("/v1/executions/{id}"), None).await;
+        let (status, v) = self
+            .call("GET", &format!("/v1/executions/{id}"), None)
+            .await;
         assert_eq!(status, 200, "{v}");
         v
     }
@@ -310,11 +315,19 @@ async fn the_aws_path_runs_workflows_through_the_dispatcher_and_control_function
     let dev = AwsDev::start(root.path(), &url, true).await;
 
     // The order sleeps 10 s: its wake-up is a delayed wake message.
-    dev.start_exec("order", "o-aws", json!({"order_id": "o-aws", "amount_cents": 1999}))
-        .await;
+    dev.start_exec(
+        "order",
+        "o-aws",
+        json!({"order_id": "o-aws", "amount_cents": 1999}),
+    )
+    .await;
     // Approval waits for a callback sent through the control function with the CLI.
-    dev.start_exec("approval", "ap-aws", json!({"request": "deploy", "approver": "ops"}))
-        .await;
+    dev.start_exec(
+        "approval",
+        "ap-aws",
+        json!({"request": "deploy", "approver": "ops"}),
+    )
+    .await;
     let v = dev
         .wait_status("ap-aws", "SUSPENDED", Duration::from_secs(60))
         .await;
@@ -322,7 +335,12 @@ async fn the_aws_path_runs_workflows_through_the_dispatcher_and_control_function
         .as_str()
         .unwrap_or_else(|| panic!("no callback id: {v}"))
         .to_string();
-    dev.cli(&["callback", "succeed", &callback_id, r#"{"approved": true, "by": "ops"}"#]);
+    dev.cli(&[
+        "callback",
+        "succeed",
+        &callback_id,
+        r#"{"approved": true, "by": "ops"}"#,
+    ]);
     let v = dev
         .wait_status("ap-aws", "SUCCEEDED", Duration::from_secs(60))
         .await;
@@ -355,8 +373,12 @@ async fn the_aws_path_runs_workflows_through_the_dispatcher_and_control_function
 
     // Every wake-up of testfn-lossy is lost: its retry backoff is found by the sweep.
     let lossy = work_dir(root.path(), "lossy");
-    dev.start_exec("testfn-lossy", "lossy-1", json!({"dir": lossy, "panic_once": true}))
-        .await;
+    dev.start_exec(
+        "testfn-lossy",
+        "lossy-1",
+        json!({"dir": lossy, "panic_once": true}),
+    )
+    .await;
     let v = dev
         .wait_status("lossy-1", "SUCCEEDED", Duration::from_secs(60))
         .await;
@@ -385,7 +407,9 @@ async fn the_aws_path_runs_workflows_through_the_dispatcher_and_control_function
         })
         .await
         .unwrap();
-    let v = dev.wait_status("v42", "FAILED", Duration::from_secs(60)).await;
+    let v = dev
+        .wait_status("v42", "FAILED", Duration::from_secs(60))
+        .await;
     assert_eq!(v["error"]["type"], "UnknownFunction", "{v}");
     let message = v["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("version 42"), "{v}");
@@ -427,7 +451,10 @@ async fn the_aws_path_runs_workflows_through_the_dispatcher_and_control_function
         if let Some(m) = got.messages.unwrap_or_default().into_iter().next() {
             break m;
         }
-        assert!(Instant::now() < deadline, "the bad message never reached the DLQ");
+        assert!(
+            Instant::now() < deadline,
+            "the bad message never reached the DLQ"
+        );
     };
     assert_eq!(dead.body.as_deref(), Some("{not a wake-up"));
 
@@ -445,10 +472,17 @@ async fn the_aws_path_runs_workflows_through_the_dispatcher_and_control_function
     }
     assert!(dev.cli(&["describe", "o-aws"]).contains("SUCCEEDED"));
     let history = dev.cli(&["history", "o-aws"]);
-    assert!(history.contains("cool-off") && history.contains("email"), "{history}");
+    assert!(
+        history.contains("cool-off") && history.contains("email"),
+        "{history}"
+    );
     let blocked = work_dir(root.path(), "cancelled");
-    dev.start_exec("testfn", "cancel-aws", json!({"dir": blocked, "block": true}))
-        .await;
+    dev.start_exec(
+        "testfn",
+        "cancel-aws",
+        json!({"dir": blocked, "block": true}),
+    )
+    .await;
     until(Duration::from_secs(60), "the step to start", || {
         count(&trace(&blocked), "slow-start-1") == 1
     })

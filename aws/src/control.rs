@@ -1,8 +1,9 @@
 //! The control function: `durafn dev`'s REST API and UI — the same router —
 //! on Lambda behind an HttpApi.
 //!
-//! Authentication is a bearer token (`Authorization: Bearer <token>`, the
-//! UI's login sets it as a cookie), read from `DURAFN_API_TOKEN`. The
+//! Authentication is a bearer token (`Authorization: Bearer <token>`; the UI
+//! asks for it and keeps it in the browser session), read from
+//! `DURAFN_API_TOKEN`. The
 //! template fills that variable from a Secrets Manager secret it creates
 //! (`{{resolve:secretsmanager:…}}`), so the token never appears in the
 //! template or its parameters. Starts, events, callbacks and resumes reach
@@ -28,7 +29,9 @@ pub fn token_from(value: Option<String>) -> anyhow::Result<String> {
         );
     }
     if token.len() < MIN_TOKEN_LEN {
-        anyhow::bail!("DURAFN_API_TOKEN is too short: use at least {MIN_TOKEN_LEN} random characters");
+        anyhow::bail!(
+            "DURAFN_API_TOKEN is too short: use at least {MIN_TOKEN_LEN} random characters"
+        );
     }
     Ok(token)
 }
@@ -63,10 +66,23 @@ mod tests {
 
     #[test]
     fn the_token_is_required_and_long_enough() {
-        assert!(token_from(None).unwrap_err().to_string().contains("not set"));
+        assert!(
+            token_from(None)
+                .unwrap_err()
+                .to_string()
+                .contains("not set")
+        );
         assert!(token_from(Some("  ".into())).is_err());
-        assert!(token_from(Some("short".into())).unwrap_err().to_string().contains("too short"));
-        assert_eq!(token_from(Some(" 0123456789abcdef\n".into())).unwrap(), "0123456789abcdef");
+        assert!(
+            token_from(Some("short".into()))
+                .unwrap_err()
+                .to_string()
+                .contains("too short")
+        );
+        assert_eq!(
+            token_from(Some(" 0123456789abcdef\n".into())).unwrap(),
+            "0123456789abcdef"
+        );
     }
 
     #[test]

@@ -158,7 +158,10 @@ impl DispatcherFunction {
                     let body = record.body.as_deref().unwrap_or("");
                     let outcome = match WakeMessage::parse(body) {
                         Ok(message) => self.wake(&message).await.map_err(|e| e.to_string()),
-                        Err(why) => self.dead_letter(body, &why).await.map(|()| WakeOutcome::Ignored),
+                        Err(why) => self
+                            .dead_letter(body, &why)
+                            .await
+                            .map(|()| WakeOutcome::Ignored),
                     };
                     (record.message_id.clone(), outcome)
                 })
@@ -204,9 +207,7 @@ impl DispatcherFunction {
         );
         let expired_lease = exec.status == ExecutionStatus::Running;
         match exec.due_at {
-            Some(at) if at <= now && (waiting || expired_lease) => {
-                Ok(self.dispatch(id).await)
-            }
+            Some(at) if at <= now && (waiting || expired_lease) => Ok(self.dispatch(id).await),
             // A running invocation reports its own next wake-up; a crashed
             // one's lease is found by the sweep.
             Some(at) if waiting => self.requeue(id, at, now).await,
@@ -251,7 +252,10 @@ impl DispatcherFunction {
         for shard in 0..DUE_SHARDS {
             let items = self.store.due(shard, ahead, SWEEP_BATCH).await?;
             if items.len() == SWEEP_BATCH {
-                tracing::warn!(shard, "a full batch is due; the next sweep or wake-ups take the rest");
+                tracing::warn!(
+                    shard,
+                    "a full batch is due; the next sweep or wake-ups take the rest"
+                );
             }
             for item in items {
                 if item.due_at <= now {
@@ -263,7 +267,9 @@ impl DispatcherFunction {
                     };
                     match self.queue.send(&message, delay).await {
                         Ok(()) => report.queued += 1,
-                        Err(e) => tracing::warn!(error = %e, "could not queue a wake-up; the next sweep will"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not queue a wake-up; the next sweep will")
+                        }
                     }
                 }
             }

@@ -3,7 +3,9 @@
 use async_trait::async_trait;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
-use durafn_runtime::dispatch::{InvocationSummary, InvokeError, Invoker, RESUME_KEY, ResumeRequest};
+use durafn_runtime::dispatch::{
+    InvocationSummary, InvokeError, Invoker, RESUME_KEY, ResumeRequest,
+};
 use serde_json::json;
 
 /// Invokes a function with `InvocationType=Event`, qualified by the version

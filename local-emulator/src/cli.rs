@@ -284,7 +284,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         let path = state.join("api-token");
                         std::fs::write(&path, &token)
                             .with_context(|| format!("writing {}", path.display()))?;
-                        eprintln!("durafn dev --aws: the control API's token is in {}", path.display());
+                        eprintln!(
+                            "durafn dev --aws: the control API's token is in {}",
+                            path.display()
+                        );
                         token
                     }
                 };

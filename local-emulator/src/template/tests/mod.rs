@@ -359,12 +359,20 @@ fn loads_the_repository_template() {
         role("durafn-dispatcher"),
         Some(Some(super::PlatformRole::Dispatcher))
     );
-    assert_eq!(role("durafn-control"), Some(Some(super::PlatformRole::Control)));
+    assert_eq!(
+        role("durafn-control"),
+        Some(Some(super::PlatformRole::Control))
+    );
     assert_eq!(role("order"), Some(None));
-    let dispatcher = t.function("durafn-dispatcher").unwrap_or_else(|| unreachable!());
+    let dispatcher = t
+        .function("durafn-dispatcher")
+        .unwrap_or_else(|| unreachable!());
     assert_eq!(dispatcher.binary, "durafn-dispatcher");
     assert_eq!(
-        order.environment.get("DURAFN_WAKE_QUEUE_URL").map(String::as_str),
+        order
+            .environment
+            .get("DURAFN_WAKE_QUEUE_URL")
+            .map(String::as_str),
         Some("durafn-wake"),
         "every function is told the wake queue (!Ref gives its name locally)"
     );
@@ -377,7 +385,10 @@ fn durafn_role_must_be_known() {
         Ok(t) => panic!("accepted: {t:?}"),
         Err(e) => e.to_string(),
     };
-    assert!(e.contains("template.yaml:5:19") && e.contains("dispatcher"), "{e}");
+    assert!(
+        e.contains("template.yaml:5:19") && e.contains("dispatcher"),
+        "{e}"
+    );
 }
 
 #[test]
