@@ -81,14 +81,14 @@ impl Config {
                 chaos: Duration::from_secs_f64(m * 60.0),
                 drain: Duration::from_secs(180),
                 seed,
-                step_ms: 80,
+                step_ms: 120,
             },
             None => Config {
                 executions: 30,
                 chaos: Duration::from_secs(45),
                 drain: Duration::from_secs(120),
                 seed,
-                step_ms: 80,
+                step_ms: 120,
             },
         }
     }
@@ -169,7 +169,7 @@ impl Cluster {
         let roll = self.rng.below(100);
         let node = self.rng.below(self.nodes.len() as u64) as usize;
         let other = (node + 1) % self.nodes.len();
-        let (handler, emulator, freeze) = if ddb { (40, 60, 80) } else { (55, 80, 100) };
+        let (handler, emulator, freeze) = if ddb { (35, 50, 80) } else { (55, 80, 100) };
         if self.nodes[node].frozen.is_some() {
             return;
         }
