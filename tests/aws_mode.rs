@@ -90,6 +90,12 @@ const FUNCTIONS: &str = r#"
       CodeUri: examples/order
       Handler: order
       Timeout: 30
+      Events:
+        Orders:
+          Type: HttpApi
+          Properties:
+            Path: /orders
+            Method: POST
   ApprovalFunction:
     Type: AWS::Serverless::Function
     Properties:
@@ -499,15 +505,35 @@ async fn the_aws_path_runs_workflows_through_the_dispatcher_and_control_function
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_the_dispatcher_function_nothing_runs() {
+async fn without_the_dispatcher_function_nothing_continues() {
     let root = tempfile::tempdir().unwrap();
     let table = format!("aws-nodisp-{}", std::process::id());
     let dev = AwsDev::start(root.path(), &ddb_url(&table), false).await;
+    // An order started through its HttpApi route runs its first invocation
+    // at once and suspends on its 10 s cool-off...
+    let out = Command::new("curl")
+        .args(["-s", "-X", "POST", "-H", "Idempotency-Key: o-stuck"])
+        .args(["-d", r#"{"order_id": "o-stuck", "amount_cents": 5}"#])
+        .arg(format!("{}/orders", dev.url))
+        .output()
+        .unwrap();
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(answer["status"], "SUSPENDED", "{answer}");
+    // ...and a start through the control API is only recorded.
     let dir = work_dir(root.path(), "idle");
     dev.start_exec("testfn", "never-runs", json!({"dir": dir}))
         .await;
-    // Well past what the run with a dispatcher takes (well under a second).
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Well past the cool-off: with no dispatcher function nothing re-invokes them.
+    tokio::time::sleep(Duration::from_secs(13)).await;
+    let v = dev.status("http-o-stuck").await;
+    assert_eq!(v["status"], "SUSPENDED", "{v}");
+    let (_, h) = dev
+        .call("GET", "/v1/executions/http-o-stuck/history", None)
+        .await;
+    let ops = h["operations"].as_array().cloned().unwrap_or_default();
+    assert_eq!(ops.len(), 2, "charge done, cool-off waiting: {h}");
+    assert_eq!(ops[1]["name"], "cool-off", "{h}");
+    assert_ne!(ops[1]["status"], "SUCCEEDED", "{h}");
     let v = dev.status("never-runs").await;
     assert_eq!(v["status"], "PENDING", "{v}");
     assert!(trace(&dir).is_empty(), "no step may have run");
