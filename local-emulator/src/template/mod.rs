@@ -21,7 +21,6 @@
 //! Errors always name the file, line and column, what is wrong and what is
 //! expected: `template.yaml:14:7: Timeout must be a number of seconds, got "ten"`.
 
-mod cron;
 mod events;
 mod functions;
 mod resolve;

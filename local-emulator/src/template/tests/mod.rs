@@ -227,9 +227,7 @@ fn reads_events_of_every_kind() {
     assert_eq!(
         events[5].kind,
         EventKind::Schedule {
-            expression: ScheduleExpr::Rate {
-                every: Duration::from_secs(300)
-            },
+            expression: "rate(5 minutes)".parse::<ScheduleExpr>().expect("valid"),
             timezone: Some("Europe/Paris".into()),
             enabled: true,
             name: Some("every-five".into()),

@@ -85,6 +85,8 @@ struct Field {
     min: u32,
     max: u32,
     names: &'static [&'static str],
+    /// The special characters allowed besides digits and names.
+    specials: &'static str,
 }
 
 const F_MIN: Field = Field {
@@ -92,30 +94,35 @@ const F_MIN: Field = Field {
     min: 0,
     max: 59,
     names: &[],
+    specials: ",-*/",
 };
 const F_HOUR: Field = Field {
     name: "Hours",
     min: 0,
     max: 23,
     names: &[],
+    specials: ",-*/",
 };
 const F_DOM: Field = Field {
     name: "Day-of-month",
     min: 1,
     max: 31,
     names: &[],
+    specials: ",-*/?LW",
 };
 const F_MONTH: Field = Field {
     name: "Month",
     min: 1,
     max: 12,
     names: &MONTHS,
+    specials: ",-*/",
 };
 const F_DOW: Field = Field {
     name: "Day-of-week",
     min: 1,
     max: 7,
     names: &WEEK_DAYS,
+    specials: ",-*?L#",
 };
 // Years are handled as offsets from MIN_YEAR so they fit the masks.
 const F_YEAR: Field = Field {
@@ -123,6 +130,7 @@ const F_YEAR: Field = Field {
     min: MIN_YEAR as u32,
     max: MAX_YEAR as u32,
     names: &[],
+    specials: ",-*/",
 };
 
 impl Cron {
@@ -138,23 +146,30 @@ impl Cron {
                 fields.len()
             ));
         };
-        let minutes = plain(&F_MIN, mi)?;
-        let hours = plain(&F_HOUR, ho)?;
-        let months = plain(&F_MONTH, mo)?;
-        let dom = day_of_month(dm)?;
-        let dow = day_of_week(dw)?;
-        match (&dom, &dow) {
-            (DayOfMonth::NoSpec, DayOfWeek::NoSpec) => {
-                return Err("Day-of-month and Day-of-week cannot both be `?`".into());
-            }
-            (DayOfMonth::NoSpec, _) | (_, DayOfWeek::NoSpec) => {}
-            _ => return Err("one of Day-of-month and Day-of-week must be `?`".into()),
-        }
+        let minutes = field(&F_MIN, mi, plain)?;
+        let hours = field(&F_HOUR, ho, plain)?;
+        let dom = field(&F_DOM, dm, day_of_month)?;
+        let months = field(&F_MONTH, mo, plain)?;
+        let dow = field(&F_DOW, dw, day_of_week)?;
         let mut years = [Bits::default(); 4];
-        for y in values(&F_YEAR, ye)? {
+        for y in field(&F_YEAR, ye, values)? {
             let off = y - F_YEAR.min;
             if let Some(mask) = years.get_mut((off / 64) as usize) {
                 mask.set(off % 64);
+            }
+        }
+        match (&dom, &dow) {
+            (DayOfMonth::NoSpec, DayOfWeek::NoSpec) => {
+                return Err(
+                    "Day-of-month and Day-of-week cannot both be `?`; give one of them a value"
+                        .into(),
+                );
+            }
+            (DayOfMonth::NoSpec, _) | (_, DayOfWeek::NoSpec) => {}
+            _ => {
+                return Err(format!(
+                    "one of Day-of-month ({dm:?}) and Day-of-week ({dw:?}) must be `?`"
+                ));
             }
         }
         Ok(Cron {
@@ -239,6 +254,47 @@ fn nearest_weekday(date: Date, n: u32, last: u32) -> u32 {
     }
 }
 
+/// Parses one field with `parse` after checking its characters and list
+/// items; errors name the field: `Minutes field "60": ...`.
+fn field<T>(
+    f: &Field,
+    text: &str,
+    parse: impl Fn(&Field, &str) -> Result<T, String>,
+) -> Result<T, String> {
+    check_items(f, text)
+        .and_then(|()| parse(f, text))
+        .map_err(|why| format!("{} field {text:?}: {why}", f.name))
+}
+
+/// The characters and list shape a field allows: digits, the field's names
+/// and its special characters; `?`, `L`, `W` and `#` items stand alone.
+fn check_items(f: &Field, text: &str) -> Result<(), String> {
+    if let Some(c) = text
+        .chars()
+        .find(|c| !c.is_ascii_alphanumeric() && !f.specials.contains(*c))
+    {
+        return Err(format!(
+            "`{c}` is not allowed here (allowed: digits{}{})",
+            if f.names.is_empty() { "" } else { ", names" },
+            f.specials
+                .chars()
+                .map(|c| format!(" {c}"))
+                .collect::<String>()
+        ));
+    }
+    let items: Vec<&str> = text.split(',').collect();
+    if items.iter().any(|i| i.is_empty()) {
+        return Err("empty list item".into());
+    }
+    // A name such as `WED` or `JUL` holds letters that are special elsewhere.
+    let is_name = |i: &str| i.split(['-', '/']).all(|part| f.names.contains(&part));
+    let special = |i: &&str| i.contains(['?', 'L', 'W', '#']) && !is_name(i);
+    if items.len() > 1 && items.iter().any(special) {
+        return Err("`?`, `L`, `W` and `#` must be used alone, not in a list".into());
+    }
+    Ok(())
+}
+
 fn plain(f: &Field, text: &str) -> Result<Bits, String> {
     let mut bits = Bits::default();
     for v in values(f, text)? {
@@ -247,33 +303,36 @@ fn plain(f: &Field, text: &str) -> Result<Bits, String> {
     Ok(bits)
 }
 
-fn day_of_month(text: &str) -> Result<DayOfMonth, String> {
+fn day_of_month(f: &Field, text: &str) -> Result<DayOfMonth, String> {
     Ok(match text {
         "?" => DayOfMonth::NoSpec,
         "L" => DayOfMonth::Last,
         "LW" => DayOfMonth::LastWeekday,
-        t if t.ends_with('W') => {
-            let n = value(&F_DOM, t.trim_end_matches('W'))?;
-            DayOfMonth::NearestWeekday(n)
-        }
-        t => DayOfMonth::Days(plain(&F_DOM, t)?),
+        t if t.ends_with('W') => DayOfMonth::NearestWeekday(value(f, &t[..t.len() - 1])?),
+        t => DayOfMonth::Days(plain(f, t)?),
     })
 }
 
-fn day_of_week(text: &str) -> Result<DayOfWeek, String> {
+fn day_of_week(f: &Field, text: &str) -> Result<DayOfWeek, String> {
     Ok(match text {
         "?" => DayOfWeek::NoSpec,
-        "L" => DayOfWeek::Days(plain(&F_DOW, "7")?),
-        t if t.len() > 1 && t.ends_with('L') => DayOfWeek::Last(value(&F_DOW, &t[..t.len() - 1])?),
-        t if t.contains('#') => {
-            let (d, n) = t.split_once('#').unwrap_or((t, ""));
-            let n = match n.parse::<u32>() {
-                Ok(n @ 1..=5) => n,
-                _ => return Err(format!("Day-of-week {t:?}: `#` takes a week number 1-5")),
-            };
-            DayOfWeek::Nth(value(&F_DOW, d)?, n)
+        "L" => DayOfWeek::Days(plain(f, "7")?),
+        t if t.len() > 1 && t.ends_with('L') && !f.names.contains(&t) => {
+            DayOfWeek::Last(value(f, &t[..t.len() - 1])?)
         }
-        t => DayOfWeek::Days(plain(&F_DOW, t)?),
+        t if t.contains('#') => {
+            let (d, nth) = t.split_once('#').unwrap_or((t, ""));
+            let day = value(f, d)?;
+            match nth.parse::<u32>() {
+                Ok(n @ 1..=5) if nth.bytes().all(|b| b.is_ascii_digit()) => DayOfWeek::Nth(day, n),
+                _ => {
+                    return Err(format!(
+                        "`#{nth}` must be a week number from 1 to 5, as in `3#2`"
+                    ));
+                }
+            }
+        }
+        t => DayOfWeek::Days(plain(f, t)?),
     })
 }
 
@@ -286,8 +345,10 @@ fn values(f: &Field, text: &str) -> Result<Vec<u32>, String> {
                 let step = s
                     .parse::<u32>()
                     .ok()
-                    .filter(|s| *s >= 1)
-                    .ok_or_else(|| format!("{} {item:?}: bad increment {s:?}", f.name))?;
+                    .filter(|n| (1..=f.max).contains(n) && s.bytes().all(|b| b.is_ascii_digit()))
+                    .ok_or_else(|| {
+                        format!("the increment {s:?} must be a number from 1 to {}", f.max)
+                    })?;
                 (b, Some(step))
             }
             None => (item, None),
@@ -305,7 +366,7 @@ fn values(f: &Field, text: &str) -> Result<Vec<u32>, String> {
         let span = if end >= start {
             end - start
         } else if f.name == "Year" {
-            return Err(format!("{} range {base:?} runs backwards", f.name));
+            return Err(format!("the range {base} runs backwards"));
         } else {
             // Wrap-around: FRI-MON, 22-2.
             end + size - start
@@ -320,15 +381,25 @@ fn values(f: &Field, text: &str) -> Result<Vec<u32>, String> {
     Ok(out)
 }
 
+/// A single value of the field: a number in range or one of its names.
 fn value(f: &Field, text: &str) -> Result<u32, String> {
     if let Some(i) = f.names.iter().position(|n| *n == text) {
         return Ok(f.min + u32::try_from(i).unwrap_or(0));
     }
+    let expected = match (f.names.first(), f.names.last()) {
+        (Some(first), Some(last)) => format!("{}-{} or {first}-{last}", f.min, f.max),
+        _ => format!("{}-{}", f.min, f.max),
+    };
     match text.parse::<u32>() {
-        Ok(v) if (f.min..=f.max).contains(&v) && text.bytes().all(|b| b.is_ascii_digit()) => Ok(v),
+        Ok(v) if text.bytes().all(|b| b.is_ascii_digit()) => {
+            if (f.min..=f.max).contains(&v) {
+                Ok(v)
+            } else {
+                Err(format!("{v} is out of range (expected {expected})"))
+            }
+        }
         _ => Err(format!(
-            "{} value {text:?} is not valid (expected {}-{})",
-            f.name, f.min, f.max
+            "{text:?} is not a valid value (expected {expected})"
         )),
     }
 }

@@ -60,12 +60,7 @@ impl ScheduleSpec {
         } else if let Some(inner) = call("cron(") {
             Expr::Cron(Box::new(cron::Cron::parse(inner).map_err(bad)?))
         } else if let Some(inner) = call("at(") {
-            let at: DateTime = inner.trim().parse().map_err(|err| {
-                bad(format!(
-                    "{inner:?} is not a date and time yyyy-mm-ddThh:mm:ss ({err})"
-                ))
-            })?;
-            Expr::At(at)
+            Expr::At(parse_at(inner.trim()).map_err(bad)?)
         } else {
             return Err(bad(
                 "expected `rate(<value> <unit>)`, `cron(<6 fields>)` or `at(yyyy-mm-ddThh:mm:ss)`"
@@ -162,28 +157,89 @@ fn to_jiff(t: Timestamp) -> Option<jiff::Timestamp> {
     jiff::Timestamp::from_millisecond(t.0).ok()
 }
 
+/// `rate(<value> <unit>)`: the period in milliseconds. As in AWS, a value
+/// of 1 takes the singular unit and larger values the plural one.
 fn parse_rate(inner: &str) -> std::result::Result<i64, String> {
+    let expected = "expected `rate(<value> <unit>)` with a whole number and minute(s), hour(s) or day(s), such as `rate(5 minutes)`";
     let parts: Vec<&str> = inner.split_whitespace().collect();
     let [value, unit] = parts.as_slice() else {
-        return Err("expected `rate(<value> <unit>)`, such as `rate(5 minutes)`".into());
+        return Err(expected.into());
     };
     let n: i64 = value
         .parse()
         .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| format!("the value {value:?} is not a positive whole number"))?;
-    let unit_ms: i64 = match *unit {
-        "minute" | "minutes" => 60_000,
-        "hour" | "hours" => 3_600_000,
-        "day" | "days" => 86_400_000,
+        .filter(|n| *n > 0 && value.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| format!("the value {value:?} is not a positive whole number; {expected}"))?;
+    let (singular, unit_ms): (&str, i64) = match *unit {
+        "minute" | "minutes" => ("minute", 60_000),
+        "hour" | "hours" => ("hour", 3_600_000),
+        "day" | "days" => ("day", 86_400_000),
         _ => {
             return Err(format!(
                 "the unit {unit:?} is not minute(s), hour(s) or day(s)"
             ));
         }
     };
+    match (n, *unit == singular) {
+        (1, false) => {
+            return Err(format!(
+                "a value of 1 takes the singular unit `{singular}`, not `{unit}`"
+            ));
+        }
+        (2.., true) => {
+            return Err(format!(
+                "a value of {n} takes the plural unit `{singular}s`, not `{unit}`"
+            ));
+        }
+        _ => {}
+    }
     n.checked_mul(unit_ms)
         .ok_or_else(|| format!("the rate {n} {unit} is too large"))
+}
+
+/// `at(yyyy-mm-ddThh:mm:ss)`: a real calendar date and time, in exactly
+/// that form.
+fn parse_at(inner: &str) -> std::result::Result<DateTime, String> {
+    let expected = "expected `at(yyyy-mm-ddThh:mm:ss)`, such as `at(2030-01-31T09:30:00)`";
+    let b = inner.as_bytes();
+    let shape_ok = b.len() == 19
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            _ => c.is_ascii_digit(),
+        });
+    if !shape_ok {
+        return Err(format!("{inner:?} is not a date and time; {expected}"));
+    }
+    let num = |from: usize, to: usize| -> i16 {
+        b[from..to]
+            .iter()
+            .fold(0, |acc, c| acc * 10 + i16::from(c - b'0'))
+    };
+    let (year, month, day) = (num(0, 4), num(5, 7), num(8, 10));
+    let (hour, minute, second) = (num(11, 13), num(14, 16), num(17, 19));
+    let month = i8::try_from(month)
+        .ok()
+        .filter(|m| (1..=12).contains(m))
+        .ok_or_else(|| format!("month {month} is out of range 01-12; {expected}"))?;
+    let days = jiff::civil::Date::new(year, month, 1)
+        .map_err(|e| format!("{inner:?} is not a date and time ({e}); {expected}"))?
+        .days_in_month();
+    let day = i8::try_from(day)
+        .ok()
+        .filter(|d| (1..=days).contains(d))
+        .ok_or_else(|| {
+            format!("day {day} is out of range 01-{days} for {year:04}-{month:02}; {expected}")
+        })?;
+    let time = |v: i16, max: i16| i8::try_from(v).ok().filter(|_| v <= max);
+    let (Some(h), Some(m), Some(s)) = (time(hour, 23), time(minute, 59), time(second, 59)) else {
+        return Err(format!(
+            "time {hour:02}:{minute:02}:{second:02} is not a valid time of day (00:00:00-23:59:59)"
+        ));
+    };
+    DateTime::new(year, month, day, h, m, s, 0)
+        .map_err(|e| format!("{inner:?} is not a date and time ({e}); {expected}"))
 }
 
 /// A fire time in UTC as it appears in execution ids: `yyyymmddThhmmssZ`.

@@ -238,3 +238,38 @@ fn fire_ids_name_the_schedule_and_the_utc_time() {
     assert!(validate_name("a b").is_err());
     assert!(validate_name(&"x".repeat(65)).is_err());
 }
+
+/// What AWS refuses is refused here too, with a message naming the part
+/// that is wrong and what is expected.
+#[test]
+fn parse_errors_say_what_is_wrong_and_what_is_expected() {
+    let why = |e: &str| ScheduleSpec::parse(e, None).unwrap_err().to_string();
+    // AWS: a value of 1 takes the singular unit, larger values the plural.
+    assert!(why("rate(1 minutes)").contains("singular unit `minute`"));
+    assert!(why("rate(5 hour)").contains("plural unit `hours`"));
+    assert!(why("rate(+5 minutes)").contains("positive whole number"));
+    // `at` takes exactly `yyyy-mm-ddThh:mm:ss`.
+    for e in [
+        "at(2030-01-01T09:00)",
+        "at(2030-01-01 09:00:00)",
+        "at(2030-01-01)",
+    ] {
+        assert!(why(e).contains("expected `at(yyyy-mm-ddThh:mm:ss)`"), "{e}");
+    }
+    assert!(why("at(2027-02-29T00:00:00)").contains("day 29 is out of range 01-28"));
+    // `/` is not a Day-of-week wildcard in AWS.
+    assert!(why("cron(0 12 ? * MON/2 *)").contains("`/` is not allowed here"));
+    assert!(why("cron(0 12 1,L * ? *)").contains("must be used alone"));
+    assert!(why("cron(0/90 * * * ? *)").contains("increment \"90\" must be a number from 1 to 59"));
+    assert!(
+        why("cron(0 12 * FOO ? *)").contains(
+            "Month field \"FOO\": \"FOO\" is not a valid value (expected 1-12 or JAN-DEC)"
+        )
+    );
+    assert!(
+        why("cron(60 12 * * ? *)")
+            .contains("Minutes field \"60\": 60 is out of range (expected 0-59)")
+    );
+    assert!(ScheduleSpec::parse("rate(1 minute)", None).is_ok());
+    assert!(ScheduleSpec::parse("at(2028-02-29T23:59:59)", None).is_ok());
+}
