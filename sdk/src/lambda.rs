@@ -5,6 +5,13 @@
 //! - a **resume request** from a dispatcher, `{"durafn_resume": {"execution_id": "…", "epoch": 3}}`:
 //!   the dispatcher has claimed the execution; this invocation continues it;
 //! - an explicit **start**, `{"durafn_start": {"name": "optional-id", "input": …}}`;
+//! - a **schedule fire** from EventBridge Scheduler (the template's
+//!   `ScheduleV2` event with `Input: {"durafn_schedule": {"name": "…",
+//!   "time": "<aws.scheduler.scheduled-time>"}}`): starts the execution
+//!   `<name>:<yyyymmddThhmmssZ>` with `{"schedule", "scheduled_time"}` as its
+//!   input — the same id and input as `durafn dev`'s scheduler, so a fire
+//!   delivered twice starts once — unless an earlier fire of the schedule has
+//!   not ended (the `skip` overlap policy), which answers `SKIPPED`;
 //! - an **API Gateway HTTP API (v2) / function URL** request: its JSON body is
 //!   the input, its `Idempotency-Key` header (else its request id) names the
 //!   execution, and the answer is an HTTP response — 200 with the output if the
@@ -36,7 +43,7 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use durafn_runtime::clock::{Clock, SystemClock};
 use durafn_runtime::dispatch::{LEASE_GRACE, RESUME_KEY, ResumeRequest, START_KEY};
 use durafn_runtime::model::{ExecutionId, ExecutionStatus, NewExecution, Timestamp};
-use durafn_runtime::store::{RetryingStore, Store, WakingStore};
+use durafn_runtime::store::{ListFilter, RetryingStore, Store, WakingStore};
 use futures::StreamExt;
 use lambda_runtime::LambdaEvent;
 use serde_json::{Value, json};
@@ -53,8 +60,50 @@ pub const DEFAULT_STORE_URL: &str = "sqlite://.durafn/durafn.db";
 pub(crate) enum Request {
     Resume(ResumeRequest),
     Start { name: String, input: Value },
+    Schedule { name: String, fire_at: Timestamp, input: Value },
     Http(Box<ApiGatewayV2httpRequest>),
     Sqs(Box<SqsEvent>),
+}
+
+/// The envelope key of a schedule fire (EventBridge Scheduler's `Input`).
+pub const SCHEDULE_KEY: &str = "durafn_schedule";
+
+/// Reads a schedule fire: `{"name": "…", "time": "RFC 3339", "input"?: …}`.
+fn schedule_fire(fire: &Value) -> Result<Request, Error> {
+    let expected = format!(
+        "expected {{\"{SCHEDULE_KEY}\": {{\"name\": \"…\", \"time\": \"<aws.scheduler.scheduled-time>\"}}}}"
+    );
+    let name = fire
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::Invalid(format!("{SCHEDULE_KEY}.name is missing; {expected}")))?;
+    durafn_runtime::trigger::schedule::validate_name(name)?;
+    let time = fire
+        .get("time")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::Invalid(format!("{SCHEDULE_KEY}.time is missing; {expected}")))?;
+    let ts: jiff::Timestamp = time.parse().map_err(|e| {
+        Error::Invalid(format!(
+            "{SCHEDULE_KEY}.time {time:?} is not an RFC 3339 time ({e}); {expected}"
+        ))
+    })?;
+    let fire_at = Timestamp(ts.as_millisecond());
+    let scheduled_time = durafn_runtime::trigger::schedule::fire_time_rfc3339(fire_at);
+    let input = match fire.get("input").cloned().unwrap_or(Value::Null) {
+        Value::Null => json!({ "schedule": name, "scheduled_time": scheduled_time }),
+        Value::Object(mut m) => {
+            m.entry("schedule").or_insert_with(|| json!(name));
+            m.entry("scheduled_time")
+                .or_insert_with(|| json!(scheduled_time));
+            Value::Object(m)
+        }
+        other => other,
+    };
+    Ok(Request::Schedule {
+        name: name.to_string(),
+        fire_at,
+        input,
+    })
 }
 
 /// The SQS message attribute that names a record's execution (instead of
@@ -143,6 +192,9 @@ pub(crate) fn parse_request(payload: Value, request_id: &str) -> Result<Request,
         };
         let input = start.get("input").cloned().unwrap_or(Value::Null);
         return Ok(Request::Start { name, input });
+    }
+    if let Some(fire) = payload.get(SCHEDULE_KEY) {
+        return schedule_fire(fire);
     }
     if is_sqs_event(&payload) {
         let event: SqsEvent = serde_json::from_value(payload)
@@ -363,6 +415,25 @@ impl LambdaRuntime {
                 }
                 current
             }
+            Request::Schedule {
+                name,
+                fire_at,
+                input,
+            } => {
+                let id = durafn_runtime::trigger::schedule::fire_id(&name, fire_at)?;
+                if let Some(running) = self.earlier_fire_running(&name, &id).await? {
+                    tracing::info!(schedule = %name, execution = %id, %running, "an earlier fire is still running; skipping this one");
+                    return Ok(status_report(&id, "SKIPPED", None));
+                }
+                return Box::pin(self.invoke(
+                    Request::Start {
+                        name: id.as_str().to_string(),
+                        input,
+                    },
+                    deadline,
+                ))
+                .await;
+            }
             Request::Start { name, input } => {
                 let now = self.clock.now();
                 let id = ExecutionId::new(name)?;
@@ -394,6 +465,40 @@ impl LambdaRuntime {
             &claimed,
         )
         .await
+    }
+}
+
+impl LambdaRuntime {
+    /// An execution of an earlier fire of `schedule` (not `this`) that has
+    /// not ended: the overlap policy `skip` drops the new fire.
+    async fn earlier_fire_running(
+        &self,
+        schedule: &str,
+        this: &ExecutionId,
+    ) -> Result<Option<ExecutionId>, Error> {
+        let prefix = format!("{schedule}:");
+        for status in [
+            ExecutionStatus::Running,
+            ExecutionStatus::Suspended,
+            ExecutionStatus::Pending,
+        ] {
+            let filter = ListFilter {
+                function: Some(self.function.clone()),
+                status: Some(status),
+                id_contains: Some(prefix.clone()),
+                limit: 10,
+                ..ListFilter::default()
+            };
+            let page = self.store.list_executions(&filter).await?;
+            if let Some(e) = page
+                .executions
+                .into_iter()
+                .find(|e| e.id != *this && e.id.as_str().starts_with(&prefix))
+            {
+                return Ok(Some(e.id));
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -620,6 +725,59 @@ mod tests {
             serde_json::to_value(response).unwrap(),
             json!({"batchItemFailures": [{"itemIdentifier": "m-2"}]})
         );
+    }
+
+    #[test]
+    fn schedule_fires_start_the_fire_s_execution_with_the_local_input() {
+        let r = parse_request(
+            json!({"durafn_schedule": {"name": "nightly", "time": "2026-12-02T03:00:00Z"}}),
+            "req",
+        )
+        .unwrap();
+        let Request::Schedule {
+            name,
+            fire_at,
+            input,
+        } = r
+        else {
+            panic!("{r:?}")
+        };
+        assert_eq!(name, "nightly");
+        assert_eq!(
+            durafn_runtime::trigger::schedule::fire_id(&name, fire_at)
+                .unwrap()
+                .as_str(),
+            "nightly:20261202T030000Z"
+        );
+        assert_eq!(
+            input,
+            json!({"schedule": "nightly", "scheduled_time": "2026-12-02T03:00:00Z"})
+        );
+        let with_input = parse_request(
+            json!({"durafn_schedule": {"name": "n", "time": "2026-12-02T03:00:00Z", "input": {"k": 1}}}),
+            "req",
+        )
+        .unwrap();
+        let Request::Schedule { input, .. } = with_input else {
+            panic!()
+        };
+        assert_eq!(input["k"], 1);
+        assert_eq!(input["schedule"], "n");
+    }
+
+    #[test]
+    fn bad_schedule_fires_say_what_is_expected() {
+        for (fire, words) in [
+            (json!({"time": "2026-12-02T03:00:00Z"}), "name is missing"),
+            (json!({"name": "n"}), "time is missing"),
+            (json!({"name": "n", "time": "tomorrow"}), "RFC 3339"),
+            (json!({"name": "bad name!", "time": "2026-12-02T03:00:00Z"}), "not valid"),
+        ] {
+            let err = parse_request(json!({ "durafn_schedule": fire }), "r")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(words), "{err}");
+        }
     }
 
     #[test]
