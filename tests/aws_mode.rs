@@ -110,6 +110,13 @@ const FUNCTIONS: &str = r#"
       CodeUri: tests
       Handler: testfn
       Timeout: 3
+      Events:
+        Soon:
+          Type: ScheduleV2
+          Properties:
+            Name: soon
+            ScheduleExpression: at(AT_TIME)
+            Input: '{"durafn_schedule": {"name": "soon", "time": "<aws.scheduler.scheduled-time>", "input": {"dir": "SCHEDULE_DIR"}}}'
   # Every wake-up this function sends is lost (no such queue): only the
   # dispatcher's sweep can continue its executions.
   LossyFunction:
@@ -124,6 +131,21 @@ const FUNCTIONS: &str = r#"
           DURAFN_WAKE_QUEUE_URL: no-such-queue
 "#;
 
+/// When the `soon` schedule fires: `yyyy-mm-ddThh:mm:ss` (UTC), 25 s from now.
+fn soon() -> (String, durafn_runtime::model::Timestamp) {
+    let at = durafn_runtime::model::Timestamp(now_ms() + 25_000);
+    let at = durafn_runtime::model::Timestamp(at.0 - at.0 % 1000);
+    let text = durafn_runtime::trigger::schedule::fire_time_rfc3339(at);
+    (text.trim_end_matches('Z').to_string(), at)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
 fn template_text(with_dispatcher: bool) -> String {
     let mut t = String::from(
         "Transform: AWS::Serverless-2016-10-31\nGlobals:\n  Function:\n    Environment:\n      Variables:\n        DURAFN_WAKE_QUEUE_URL: !Ref WakeQueue\nResources:",
@@ -134,6 +156,22 @@ fn template_text(with_dispatcher: bool) -> String {
     }
     t.push_str(FUNCTIONS);
     t
+}
+
+/// Invokes a function through the emulator's Lambda Invoke API
+/// (RequestResponse), as EventBridge Scheduler or any AWS caller would.
+async fn invoke(dev: &AwsDev, function: &str, payload: Value) -> Value {
+    let client = ApiClient::new(&dev.url, None);
+    let (status, v) = client
+        .call(
+            "POST",
+            &format!("/2015-03-31/functions/{function}/invocations"),
+            Some(&payload),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{v}");
+    v
 }
 
 fn ddb_url(table: &str) -> String {
@@ -161,7 +199,11 @@ impl Drop for AwsDev {
 impl AwsDev {
     async fn start(root: &Path, store: &str, with_dispatcher: bool) -> AwsDev {
         let template = root.join("template.yaml");
-        std::fs::write(&template, template_text(with_dispatcher)).unwrap();
+        let schedule_dir = work_dir(root, "scheduled");
+        let text = template_text(with_dispatcher)
+            .replace("AT_TIME", &soon().0)
+            .replace("SCHEDULE_DIR", &schedule_dir.display().to_string());
+        std::fs::write(&template, text).unwrap();
         let token = "test-token-0123456789abcdef".to_string();
         let token_file = root.join("token");
         std::fs::write(&token_file, &token).unwrap();
@@ -463,6 +505,75 @@ async fn the_aws_path_runs_workflows_through_the_dispatcher_and_control_function
         );
     };
     assert_eq!(dead.body.as_deref(), Some("{not a wake-up"));
+
+    // Schedule fires, as EventBridge Scheduler delivers them: the fire's
+    // execution starts once, and not while an earlier fire still runs.
+    let ov = work_dir(root.path(), "overlap");
+    let fire = |time: &str, block: bool| json!({"durafn_schedule": {"name": "ov", "time": time, "input": {"dir": ov, "block": block}}});
+    // The first fire blocks in its step (past the function's 3 s timeout,
+    // so its invocation is killed and re-run until released).
+    {
+        let url = dev.url.clone();
+        let payload = fire("2026-01-01T00:00:00Z", true);
+        tokio::spawn(async move {
+            ApiClient::new(&url, None)
+                .call(
+                    "POST",
+                    "/2015-03-31/functions/testfn/invocations",
+                    Some(&payload),
+                )
+                .await
+        });
+    }
+    until(Duration::from_secs(60), "the first fire to run", || {
+        count(&trace(&ov), "slow-start-1") == 1
+    })
+    .await;
+    let skipped = invoke(&dev, "testfn", fire("2026-01-01T00:01:00Z", false)).await;
+    assert_eq!(skipped["status"], "SKIPPED", "{skipped}");
+    assert_eq!(skipped["execution_id"], "ov:20260101T000100Z", "{skipped}");
+    let (status, _) = dev
+        .call("GET", "/v1/executions/ov:20260101T000100Z", None)
+        .await;
+    assert_eq!(status, 404, "a skipped fire starts nothing");
+    std::fs::write(ov.join("release"), "").unwrap();
+    dev.wait_status("ov:20260101T000000Z", "SUCCEEDED", Duration::from_secs(60))
+        .await;
+    // The same fire delivered again starts nothing new; the next one runs.
+    let again = invoke(&dev, "testfn", fire("2026-01-01T00:00:00Z", false)).await;
+    assert_eq!(again["status"], "SUCCEEDED", "{again}");
+    assert_eq!(count(&trace(&ov), "before"), 1);
+    let next = invoke(&dev, "testfn", fire("2026-01-01T00:02:00Z", false)).await;
+    assert_eq!(next["status"], "SUCCEEDED", "{next}");
+    let v = dev.status("ov:20260101T000200Z").await;
+    assert_eq!(v["input"]["schedule"], "ov", "{v}");
+    assert_eq!(v["input"]["scheduled_time"], "2026-01-01T00:02:00Z", "{v}");
+
+    // The template's own schedule (at(...), 25 s after the start), fired by
+    // the emulator as EventBridge Scheduler would: its execution ran.
+    let fired = {
+        let mut found = None;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while found.is_none() {
+            let (_, page) = dev
+                .call("GET", "/v1/executions?function=testfn&q=soon:", None)
+                .await;
+            found = page["executions"]
+                .as_array()
+                .and_then(|a| a.first())
+                .and_then(|e| e["id"].as_str())
+                .map(str::to_string);
+            assert!(
+                Instant::now() < deadline,
+                "the at() schedule never fired: {page}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        found.unwrap()
+    };
+    assert!(fired.starts_with("soon:"), "{fired}");
+    dev.wait_status(&fired, "SUCCEEDED", Duration::from_secs(30))
+        .await;
 
     // The CLI works against the control function: list, describe, history, cancel.
     let listed = dev.cli(&["list", "--json"]);

@@ -47,6 +47,7 @@ pub fn definitions(template: &Template) -> anyhow::Result<Vec<ScheduleDef>> {
                 timezone,
                 enabled,
                 name,
+                input,
             } = &ev.kind
             else {
                 continue;
@@ -75,10 +76,25 @@ pub fn definitions(template: &Template) -> anyhow::Result<Vec<ScheduleDef>> {
             }
             let mut def = ScheduleDef::new(name, f.name.clone(), expression, timezone.clone());
             def.enabled = *enabled;
+            def.input = local_input(input.as_deref());
             defs.push(def);
         }
     }
     Ok(defs)
+}
+
+/// The input a local fire gives its execution, read from the event's
+/// `Input` so it matches what the same fire gives it on AWS: the `input` of a
+/// `{"durafn_schedule": {...}}` envelope (which the SDK unwraps there), else
+/// the `Input` itself. (The template reader has checked it is JSON.)
+fn local_input(input: Option<&str>) -> Value {
+    let Some(v) = input.and_then(|t| serde_json::from_str::<Value>(t).ok()) else {
+        return Value::Null;
+    };
+    match v.get("durafn_schedule") {
+        Some(envelope) => envelope.get("input").cloned().unwrap_or(Value::Null),
+        None => v,
+    }
 }
 
 #[derive(Clone)]
@@ -262,6 +278,17 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+
+    #[test]
+    fn local_fires_get_the_input_aws_fires_get() {
+        assert_eq!(local_input(None), Value::Null);
+        let envelope =
+            r#"{"durafn_schedule": {"name": "n", "time": "<aws.scheduler.scheduled-time>"}}"#;
+        assert_eq!(local_input(Some(envelope)), Value::Null);
+        let with = r#"{"durafn_schedule": {"name": "n", "time": "t", "input": {"k": 1}}}"#;
+        assert_eq!(local_input(Some(with)), json!({"k": 1}));
+        assert_eq!(local_input(Some(r#"{"k": 2}"#)), json!({"k": 2}));
+    }
 
     #[test]
     fn template_schedules_become_definitions() {

@@ -249,6 +249,7 @@ pub async fn serve(
         // The control function serves the API; the dispatcher function
         // dispatches, swept on a timer as EventBridge Scheduler would.
         start_sweeps(&platform, config.aws.as_ref());
+        start_eventbridge_schedules(&platform)?;
         axum::Router::new()
     };
     let app = own
@@ -274,13 +275,26 @@ pub async fn serve(
     let config_idle = config.idle_timeout;
     let reaper = {
         let hosts = hosts.clone();
+        let store = store.clone();
         tokio::spawn(async move {
             // Check often enough that a short idle timeout is honoured closely.
             let every = (config_idle / 4).clamp(Duration::from_millis(250), Duration::from_secs(5));
+            // Finished executions past their retention (DURAFN_RETENTION_SECONDS) are deleted.
+            let purge_every = (durafn_runtime::model::retention() / 2)
+                .clamp(Duration::from_secs(1), Duration::from_secs(60));
+            let mut last_purge = std::time::Instant::now();
             loop {
                 tokio::time::sleep(every).await;
                 for h in hosts.values() {
                     h.reap_idle();
+                }
+                if last_purge.elapsed() >= purge_every {
+                    last_purge = std::time::Instant::now();
+                    match store.purge_expired(SystemClock.now()).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(purged = n, "purged expired executions"),
+                        Err(e) => tracing::warn!(error = %e, "could not purge expired executions"),
+                    }
                 }
             }
         })
@@ -360,4 +374,70 @@ fn start_sweeps(platform: &Platform, aws: Option<&AwsMode>) {
             }
         });
     }
+}
+
+/// Plays EventBridge Scheduler for the durable functions' `ScheduleV2`
+/// events: at each fire time, invokes the function asynchronously with the
+/// event's `Input`, its `<aws.scheduler.scheduled-time>` (and
+/// `<aws.scheduler.execution-id>`) expanded, as AWS does.
+fn start_eventbridge_schedules(platform: &Platform) -> anyhow::Result<()> {
+    use durafn_runtime::trigger::schedule::{ScheduleSpec, fire_time_rfc3339};
+    for f in platform
+        .template
+        .functions
+        .iter()
+        .filter(|f| f.platform.is_none())
+    {
+        let Some(host) = platform.hosts.get(&f.name).cloned() else {
+            continue;
+        };
+        for ev in &f.events {
+            let crate::template::EventKind::Schedule {
+                expression,
+                timezone,
+                enabled: true,
+                input,
+                ..
+            } = &ev.kind
+            else {
+                continue;
+            };
+            let spec = ScheduleSpec::parse(&expression.to_string(), timezone.as_deref())
+                .with_context(|| {
+                    format!(
+                        "schedule event `{}` of function {} (template line {})",
+                        ev.name, f.name, ev.line
+                    )
+                })?;
+            let input = input.clone().unwrap_or_else(|| "{}".to_string());
+            let clock = platform.clock.clone();
+            let mut shutdown = platform.shutdown.clone();
+            let host = host.clone();
+            tokio::spawn(async move {
+                let anchor = clock.now();
+                let mut after = anchor;
+                while let Some(at) = spec.next_after(after, anchor) {
+                    let wait = clock.now().until(at);
+                    tokio::select! {
+                        _ = shutdown.wait_for(|stop| *stop) => return,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                    let payload = input
+                        .replace("<aws.scheduler.scheduled-time>", &fire_time_rfc3339(at))
+                        .replace(
+                            "<aws.scheduler.execution-id>",
+                            &uuid::Uuid::new_v4().to_string(),
+                        );
+                    let host = host.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = host.invoke(bytes::Bytes::from(payload)).await {
+                            tracing::warn!(function = %host.spec().name, error = %e, "scheduled invocation failed");
+                        }
+                    });
+                    after = at;
+                }
+            });
+        }
+    }
+    Ok(())
 }

@@ -284,11 +284,25 @@ fn schedule<'n>(
         .get("Name")
         .map(|n| text(ctx, n, "Name"))
         .transpose()?;
+    let input = match props.get("Input") {
+        Some(n) if key == "ScheduleExpression" => {
+            let t = text(ctx, n, "Input")?;
+            if let Err(e) = serde_json::from_str::<serde_json::Value>(&t) {
+                return Err(ctx.src.error(
+                    n,
+                    format!("Input must be JSON text, such as '{{\"key\": \"value\"}}': {e}"),
+                ));
+            }
+            Some(t)
+        }
+        _ => None,
+    };
     Ok(EventKind::Schedule {
         expression,
         timezone,
         enabled,
         name,
+        input,
     })
 }
 

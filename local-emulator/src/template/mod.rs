@@ -137,6 +137,9 @@ pub enum EventKind {
         enabled: bool,
         /// The schedule's `Name`, if given.
         name: Option<String>,
+        /// `Input` (ScheduleV2): the JSON text EventBridge Scheduler sends
+        /// the function, `<aws.scheduler.*>` context attributes unexpanded.
+        input: Option<String>,
     },
     /// Any other event type: kept, but not run by the emulator.
     Other {

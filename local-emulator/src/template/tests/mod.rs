@@ -218,6 +218,7 @@ fn reads_events_of_every_kind() {
         timezone,
         enabled,
         name,
+        ..
     } = &events[4].kind
     else {
         panic!("not a schedule: {:?}", events[4]);
@@ -231,6 +232,7 @@ fn reads_events_of_every_kind() {
             timezone: Some("Europe/Paris".into()),
             enabled: true,
             name: Some("every-five".into()),
+            input: None,
         }
     );
     assert_eq!(
