@@ -6,13 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use durafn_runtime::Result;
-use durafn_runtime::model::{Execution, ExecutionId, Journal, NewExecution, Operation, Timestamp};
-use durafn_runtime::store::{
-    Created, DueItem, ExecutionPage, ListFilter, OpWrite, Outcome, SentEvent, Store, Transition,
-};
-use serde_json::Value;
+use durafn_runtime::store::{InnerCall, Store, Wrapper};
 
 /// How many calls of one kind, and their total time.
 #[derive(Debug, Clone, Copy, Default)]
@@ -46,7 +41,7 @@ impl TimedStore {
             .unwrap_or_default()
     }
 
-    async fn timed<T>(&self, what: &'static str, call: impl Future<Output = T>) -> T {
+    async fn timed<T>(&self, what: &'static str, call: impl Future<Output = T> + Send) -> T {
         let started = Instant::now();
         let out = call.await;
         let elapsed = started.elapsed();
@@ -59,102 +54,19 @@ impl TimedStore {
     }
 }
 
-#[async_trait]
-impl Store for TimedStore {
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
+impl Wrapper for TimedStore {
+    fn inner(&self) -> &dyn Store {
+        &*self.inner
     }
-
-    async fn create_execution(&self, new: &NewExecution) -> Result<Created> {
-        self.timed("create_execution", self.inner.create_execution(new))
-            .await
-    }
-
-    async fn get_execution(&self, id: &ExecutionId) -> Result<Option<Execution>> {
-        self.timed("get_execution", self.inner.get_execution(id))
-            .await
-    }
-
-    async fn load_journal(&self, id: &ExecutionId) -> Result<Option<Journal>> {
-        self.timed("load_journal", self.inner.load_journal(id))
-            .await
-    }
-
-    async fn claim(
-        &self,
-        id: &ExecutionId,
-        now: Timestamp,
-        lease_until: Timestamp,
-    ) -> Result<Option<Execution>> {
-        self.timed("claim", self.inner.claim(id, now, lease_until))
-            .await
-    }
-
-    async fn put_operation(&self, id: &ExecutionId, op: &Operation) -> Result<OpWrite> {
-        self.timed("put_operation", self.inner.put_operation(id, op))
-            .await
-    }
-
-    async fn suspend(
-        &self,
-        id: &ExecutionId,
-        epoch: u64,
-        seen_wakeups: u64,
-        wake_at: Option<Timestamp>,
-        now: Timestamp,
-    ) -> Result<Transition> {
-        self.timed(
-            "suspend",
-            self.inner.suspend(id, epoch, seen_wakeups, wake_at, now),
-        )
-        .await
-    }
-
-    async fn finish(
-        &self,
-        id: &ExecutionId,
-        epoch: u64,
-        outcome: &Outcome,
-        now: Timestamp,
-    ) -> Result<Transition> {
-        self.timed("finish", self.inner.finish(id, epoch, outcome, now))
-            .await
-    }
-
-    async fn wake(&self, id: &ExecutionId, now: Timestamp) -> Result<bool> {
-        self.timed("wake", self.inner.wake(id, now)).await
-    }
-
-    async fn due(&self, shard: u32, now: Timestamp, limit: usize) -> Result<Vec<DueItem>> {
-        self.timed("due", self.inner.due(shard, now, limit)).await
-    }
-
-    async fn purge_expired(&self, now: Timestamp) -> Result<u64> {
-        self.timed("purge_expired", self.inner.purge_expired(now))
-            .await
-    }
-
-    async fn list_executions(&self, filter: &ListFilter) -> Result<ExecutionPage> {
-        self.timed("list_executions", self.inner.list_executions(filter))
-            .await
-    }
-
-    async fn send_event(
-        &self,
-        id: &ExecutionId,
-        name: &str,
-        payload: &Value,
-        now: Timestamp,
-    ) -> Result<SentEvent> {
-        self.timed("send_event", self.inner.send_event(id, name, payload, now))
-            .await
-    }
-
-    async fn resume(&self, id: &ExecutionId, now: Timestamp) -> Result<Option<Execution>> {
-        self.timed("resume", self.inner.resume(id, now)).await
-    }
-
-    async fn cancel(&self, id: &ExecutionId, now: Timestamp) -> Result<Option<Execution>> {
-        self.timed("cancel", self.inner.cancel(id, now)).await
+    fn around<'a, T, F>(
+        &'a self,
+        what: &'static str,
+        mut call: F,
+    ) -> impl Future<Output = Result<T>> + Send + 'a
+    where
+        T: Send + 'a,
+        F: FnMut() -> InnerCall<'a, T> + Send + 'a,
+    {
+        self.timed(what, call())
     }
 }

@@ -114,3 +114,82 @@ async fn a_dropped_inline_write_neither_wedges_the_writer_nor_is_lost() {
     let found = store.get_execution(&first.id).await.unwrap();
     assert!(found.is_some(), "the dropped write was lost");
 }
+
+/// The contract's `create_and_claim` check fails a start that creates and
+/// then claims (as a backend without transactions must) while it declares
+/// itself atomic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_contract_fails_a_start_that_claims_atomicity_it_lacks() {
+    let f = fixture().await;
+    let split: durafn_runtime::store::contract::Start = |store, new, lease| {
+        Box::pin(async move {
+            let created = store.create_execution(&new).await?;
+            // The window a racing claimer needs (a network round trip on DynamoDB).
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            let claimed = store.claim(&new.id, new.now, lease).await?;
+            Ok((created, claimed))
+        })
+    };
+    let run = tokio::spawn(durafn_runtime::store::contract::start_race(
+        f.store.clone(),
+        true,
+        split,
+    ));
+    let err = run
+        .await
+        .expect_err("a non-atomic start must fail the check");
+    assert!(err.is_panic());
+    // Declared non-atomic, the same start passes: one claimant, never two.
+    let f = fixture().await;
+    durafn_runtime::store::contract::start_race(f.store.clone(), false, split).await;
+}
+
+/// Records which methods reach it.
+struct Calls {
+    inner: Arc<dyn Store>,
+    seen: std::sync::Mutex<Vec<&'static str>>,
+}
+
+impl durafn_runtime::store::Wrapper for Calls {
+    fn inner(&self) -> &dyn Store {
+        &*self.inner
+    }
+    fn around<'a, T, F>(
+        &'a self,
+        what: &'static str,
+        mut call: F,
+    ) -> impl std::future::Future<Output = durafn_runtime::Result<T>> + Send + 'a
+    where
+        T: Send + 'a,
+        F: FnMut() -> durafn_runtime::store::InnerCall<'a, T> + Send + 'a,
+    {
+        self.seen.lock().unwrap().push(what);
+        call()
+    }
+}
+
+/// The fault-injecting and retrying wrappers pass `create_and_claim` on as
+/// itself (so the fault-injected contract run exercises SQLite's atomic
+/// version), not as a create followed by a claim.
+#[tokio::test]
+async fn wrappers_forward_create_and_claim_as_one_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("d.db")).unwrap());
+    let calls = Arc::new(Calls {
+        inner: sqlite,
+        seen: Default::default(),
+    });
+    let faulty = Arc::new(FaultyStore::new(calls.clone(), 0.0, 1));
+    let store = RetryingStore::new(faulty);
+    assert!(store.atomic_create_and_claim());
+    let new = durafn_runtime::model::NewExecution {
+        id: durafn_runtime::model::ExecutionId::new("w-1").unwrap(),
+        function: "f".into(),
+        version: "1".into(),
+        input: serde_json::json!(1),
+        now: Timestamp(0),
+    };
+    let (_, claimed) = store.create_and_claim(&new, Timestamp(10)).await.unwrap();
+    assert!(claimed.is_some());
+    assert_eq!(*calls.seen.lock().unwrap(), ["create_and_claim"]);
+}

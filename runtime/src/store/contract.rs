@@ -74,7 +74,8 @@ macro_rules! store_contract_tests {
             schedules_are_created_once_and_updated_by_revision,
             schedules_are_found_through_the_due_index,
             due_scans_never_return_or_change_ended_executions,
-            create_and_claim_runs_what_it_starts_once
+            create_and_claim_runs_what_it_starts_once,
+            create_and_claim_is_atomic_where_declared
         );
     };
     (@cases $fixture:path; $($case:ident),* $(,)?) => {
@@ -1065,6 +1066,75 @@ pub async fn create_and_claim_runs_what_it_starts_once(store: Arc<dyn Store>) {
         store.create_and_claim(&other, at(30_000)).await,
         Err(StoreError::Conflict { what: "input", .. })
     ));
+}
+
+/// A store's `create_and_claim`, or a stand-in for it (see [`start_race`]).
+pub type Start = fn(Arc<dyn Store>, NewExecution, Timestamp) -> StartCall;
+
+/// What a [`Start`] returns.
+pub type StartCall = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = crate::error::Result<(Created, Option<crate::model::Execution>)>,
+            > + Send,
+    >,
+>;
+
+/// A store that declares `create_and_claim` atomic leaves no moment in which
+/// another claimer takes the new execution from its starter; one that does
+/// not (DynamoDB) may lose it to the claimer, but never both claim it.
+pub async fn create_and_claim_is_atomic_where_declared(store: Arc<dyn Store>) {
+    let atomic = store.atomic_create_and_claim();
+    start_race(store, atomic, |s, new, lease| {
+        Box::pin(async move { s.create_and_claim(&new, lease).await })
+    })
+    .await;
+}
+
+/// Starts executions with `start` while a claimer keeps claiming each one,
+/// and checks that at most one of them claims it, and, when `atomic`, that
+/// the starter always does. Public so that a test can show the check fails
+/// for a start that is not atomic but says it is.
+pub async fn start_race(store: Arc<dyn Store>, atomic: bool, start: Start) {
+    for round in 0..8 {
+        let new = new_exec(&format!("race-{round}"), json!({"round": round}));
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let racer = tokio::spawn({
+            let (store, done, id) = (store.clone(), done.clone(), new.id.clone());
+            async move {
+                while !done.load(std::sync::atomic::Ordering::Acquire) {
+                    if let Some(e) = store.claim(&id, T0, at(60_000)).await.unwrap() {
+                        return Some(e);
+                    }
+                    tokio::task::yield_now().await;
+                }
+                None
+            }
+        });
+        let (created, claimed) = start(store.clone(), new.clone(), at(30_000)).await.unwrap();
+        done.store(true, std::sync::atomic::Ordering::Release);
+        let stolen = racer.await.unwrap();
+        assert_eq!(created.execution().id, new.id);
+        assert!(
+            claimed.is_none() || stolen.is_none(),
+            "execution {} was claimed twice: by its starter and by a racing claimer",
+            new.id
+        );
+        if atomic {
+            assert!(
+                stolen.is_none() && claimed.is_some(),
+                "a racing claimer took execution {} between its creation and its \
+                 starter's claim: this store's create_and_claim is not atomic",
+                new.id
+            );
+        } else {
+            assert!(
+                claimed.is_some() || stolen.is_some(),
+                "nobody claimed {}",
+                new.id
+            );
+        }
+    }
 }
 
 /// What reading, loading and listing show of some executions.

@@ -9,17 +9,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::Value;
 
-use super::{
-    Created, DueItem, ExecutionPage, ListFilter, OpWrite, Outcome, Schedule, ScheduleWrite,
-    SentEvent, Store, Transition,
-};
+use super::{InnerCall, Store, Wrapper};
 use crate::error::{Result, StoreError};
-use crate::model::{Execution, ExecutionId, Journal, NewExecution, Operation, Timestamp};
 
 /// Injects transient errors into a fraction of calls.
 pub struct FaultyStore {
@@ -122,103 +116,19 @@ impl FaultyStore {
     }
 }
 
-#[async_trait]
-impl Store for FaultyStore {
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
+impl Wrapper for FaultyStore {
+    fn inner(&self) -> &dyn Store {
+        &*self.inner
     }
-    async fn create_execution(&self, new: &NewExecution) -> Result<Created> {
-        self.call("create", self.inner.create_execution(new)).await
-    }
-    async fn get_execution(&self, id: &ExecutionId) -> Result<Option<Execution>> {
-        self.call("get", self.inner.get_execution(id)).await
-    }
-    async fn load_journal(&self, id: &ExecutionId) -> Result<Option<Journal>> {
-        self.call("load", self.inner.load_journal(id)).await
-    }
-    async fn claim(
-        &self,
-        id: &ExecutionId,
-        now: Timestamp,
-        lease_until: Timestamp,
-    ) -> Result<Option<Execution>> {
-        self.call("claim", self.inner.claim(id, now, lease_until))
-            .await
-    }
-    async fn put_operation(&self, id: &ExecutionId, op: &Operation) -> Result<OpWrite> {
-        self.call("put_operation", self.inner.put_operation(id, op))
-            .await
-    }
-    async fn suspend(
-        &self,
-        id: &ExecutionId,
-        epoch: u64,
-        seen_wakeups: u64,
-        wake_at: Option<Timestamp>,
-        now: Timestamp,
-    ) -> Result<Transition> {
-        self.call(
-            "suspend",
-            self.inner.suspend(id, epoch, seen_wakeups, wake_at, now),
-        )
-        .await
-    }
-    async fn finish(
-        &self,
-        id: &ExecutionId,
-        epoch: u64,
-        outcome: &Outcome,
-        now: Timestamp,
-    ) -> Result<Transition> {
-        self.call("finish", self.inner.finish(id, epoch, outcome, now))
-            .await
-    }
-    async fn wake(&self, id: &ExecutionId, now: Timestamp) -> Result<bool> {
-        self.call("wake", self.inner.wake(id, now)).await
-    }
-    async fn due(&self, shard: u32, now: Timestamp, limit: usize) -> Result<Vec<DueItem>> {
-        self.call("due", self.inner.due(shard, now, limit)).await
-    }
-    async fn purge_expired(&self, now: Timestamp) -> Result<u64> {
-        self.call("purge", self.inner.purge_expired(now)).await
-    }
-    async fn list_executions(&self, filter: &ListFilter) -> Result<ExecutionPage> {
-        self.call("list", self.inner.list_executions(filter)).await
-    }
-    async fn cancel(&self, id: &ExecutionId, now: Timestamp) -> Result<Option<Execution>> {
-        self.call("cancel", self.inner.cancel(id, now)).await
-    }
-    async fn send_event(
-        &self,
-        id: &ExecutionId,
-        name: &str,
-        payload: &Value,
-        now: Timestamp,
-    ) -> Result<SentEvent> {
-        self.call("send_event", self.inner.send_event(id, name, payload, now))
-            .await
-    }
-    async fn resume(&self, id: &ExecutionId, now: Timestamp) -> Result<Option<Execution>> {
-        self.call("resume", self.inner.resume(id, now)).await
-    }
-    async fn create_schedule(&self, schedule: &Schedule) -> Result<ScheduleWrite> {
-        self.call("create_schedule", self.inner.create_schedule(schedule))
-            .await
-    }
-    async fn update_schedule(&self, schedule: &Schedule) -> Result<ScheduleWrite> {
-        self.call("update_schedule", self.inner.update_schedule(schedule))
-            .await
-    }
-    async fn get_schedule(&self, name: &str) -> Result<Option<Schedule>> {
-        self.call("get_schedule", self.inner.get_schedule(name))
-            .await
-    }
-    async fn list_schedules(&self) -> Result<Vec<Schedule>> {
-        self.call("list_schedules", self.inner.list_schedules())
-            .await
-    }
-    async fn due_schedules(&self, now: Timestamp, limit: usize) -> Result<Vec<Schedule>> {
-        self.call("due_schedules", self.inner.due_schedules(now, limit))
-            .await
+    fn around<'a, T, F>(
+        &'a self,
+        what: &'static str,
+        mut call: F,
+    ) -> impl std::future::Future<Output = Result<T>> + Send + 'a
+    where
+        T: Send + 'a,
+        F: FnMut() -> InnerCall<'a, T> + Send + 'a,
+    {
+        self.call(what, call())
     }
 }

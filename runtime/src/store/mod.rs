@@ -29,6 +29,7 @@ pub mod remote;
 mod retrying;
 pub mod sqlite;
 mod waking;
+mod wrapper;
 
 #[cfg(feature = "dynamodb")]
 pub use dynamodb::DynamoStore;
@@ -38,6 +39,7 @@ pub use remote::HttpStore;
 pub use retrying::RetryingStore;
 pub use sqlite::SqliteStore;
 pub use waking::WakingStore;
+pub use wrapper::{InnerCall, Wrapper};
 
 /// The answer to [`Store::create_execution`].
 #[derive(Debug, Clone, PartialEq)]
@@ -111,6 +113,12 @@ pub trait Store: Send + Sync + 'static {
     /// A short name for logs (`sqlite`, `dynamodb`).
     fn backend(&self) -> &'static str;
 
+    /// Whether [`Store::create_and_claim`] is one atomic write (SQLite: one
+    /// commit). A backend without transactions (DynamoDB, Alternator) creates
+    /// and then claims, and says so here; the contract suite holds each
+    /// backend to what it declares.
+    fn atomic_create_and_claim(&self) -> bool;
+
     /// Creates an execution in `PENDING`, due at once. Idempotent: the same id
     /// with the same function and input returns the existing execution; a
     /// different input or function is [`StoreError::Conflict`].
@@ -136,18 +144,14 @@ pub trait Store: Send + Sync + 'static {
     /// Creates an execution (as [`Store::create_execution`]) and claims it at
     /// once for the caller (as [`Store::claim`] at `new.now`), for a starter
     /// that runs what it starts (an HTTP route, a queue message, a direct
-    /// invoke). Backends that can make the pair atomic do, so no dispatcher
-    /// can claim the new execution in between; the default runs one after the
-    /// other. The claim is `None` when the execution existed and is not due.
+    /// invoke). The claim is `None` when the execution existed and is not due.
+    /// Where [`Store::atomic_create_and_claim`] is true, no other claimer can
+    /// take the new execution in between.
     async fn create_and_claim(
         &self,
         new: &NewExecution,
         lease_until: Timestamp,
-    ) -> Result<(Created, Option<Execution>)> {
-        let created = self.create_execution(new).await?;
-        let claimed = self.claim(&new.id, new.now, lease_until).await?;
-        Ok((created, claimed))
-    }
+    ) -> Result<(Created, Option<Execution>)>;
 
     /// Writes an operation record. `op.rev == 1` creates it if absent; a higher
     /// `rev` replaces revision `rev - 1`. If another writer got there first, the
@@ -188,13 +192,7 @@ pub trait Store: Send + Sync + 'static {
     async fn purge_expired(&self, now: Timestamp) -> Result<u64>;
 
     /// Lists executions, newest first, filtered, one page at a time.
-    async fn list_executions(&self, filter: &ListFilter) -> Result<ExecutionPage> {
-        let _ = filter;
-        Err(StoreError::Invalid(format!(
-            "the {} store cannot list executions yet",
-            self.backend()
-        )))
-    }
+    async fn list_executions(&self, filter: &ListFilter) -> Result<ExecutionPage>;
 
     /// Sends an event to an execution: stores it (delivered in order, consumed
     /// at most once by `wait_for_event`) and wakes the execution.
@@ -204,68 +202,36 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
         payload: &Value,
         now: Timestamp,
-    ) -> Result<SentEvent> {
-        let _ = (id, name, payload, now);
-        Err(StoreError::Invalid(format!(
-            "the {} store cannot deliver events yet",
-            self.backend()
-        )))
-    }
+    ) -> Result<SentEvent>;
 
     /// Resumes a `FAILED` or `BLOCKED` execution from its last checkpoint: it
     /// becomes `SUSPENDED` and due now, its error cleared. Other statuses are
     /// left alone. Returns the execution as it is afterwards.
-    async fn resume(&self, id: &ExecutionId, now: Timestamp) -> Result<Option<Execution>> {
-        let _ = (id, now);
-        Err(StoreError::Invalid(format!(
-            "the {} store cannot resume executions yet",
-            self.backend()
-        )))
-    }
+    async fn resume(&self, id: &ExecutionId, now: Timestamp) -> Result<Option<Execution>>;
 
     /// Cancels an execution that has not finished: it becomes `CANCELLED` and
     /// leaves the due index; a running invocation's final update then finds it
     /// stale. Returns the execution as it is afterwards (`None`: no such id).
-    async fn cancel(&self, id: &ExecutionId, now: Timestamp) -> Result<Option<Execution>> {
-        let _ = (id, now);
-        Err(StoreError::Invalid(format!(
-            "the {} store cannot cancel executions yet",
-            self.backend()
-        )))
-    }
+    async fn cancel(&self, id: &ExecutionId, now: Timestamp) -> Result<Option<Execution>>;
 
     /// Creates a schedule record (`rev` 1) if none has its name; otherwise
     /// answers [`ScheduleWrite::Conflict`] with the stored one.
-    async fn create_schedule(&self, schedule: &Schedule) -> Result<ScheduleWrite> {
-        let _ = schedule;
-        Err(no_schedules(self.backend()))
-    }
+    async fn create_schedule(&self, schedule: &Schedule) -> Result<ScheduleWrite>;
 
     /// Replaces revision `schedule.rev - 1` of a schedule with `schedule`
     /// (first writer wins: on a newer revision the stored record comes back
     /// as [`ScheduleWrite::Conflict`]).
-    async fn update_schedule(&self, schedule: &Schedule) -> Result<ScheduleWrite> {
-        let _ = schedule;
-        Err(no_schedules(self.backend()))
-    }
+    async fn update_schedule(&self, schedule: &Schedule) -> Result<ScheduleWrite>;
 
     /// Reads a schedule record.
-    async fn get_schedule(&self, name: &str) -> Result<Option<Schedule>> {
-        let _ = name;
-        Err(no_schedules(self.backend()))
-    }
+    async fn get_schedule(&self, name: &str) -> Result<Option<Schedule>>;
 
     /// Every schedule record, by name (without scanning executions).
-    async fn list_schedules(&self) -> Result<Vec<Schedule>> {
-        Err(no_schedules(self.backend()))
-    }
+    async fn list_schedules(&self) -> Result<Vec<Schedule>>;
 
     /// Up to `limit` schedules whose `due_at` is at or before `now`, earliest
     /// first: the schedules' part of the due index.
-    async fn due_schedules(&self, now: Timestamp, limit: usize) -> Result<Vec<Schedule>> {
-        let _ = (now, limit);
-        Err(no_schedules(self.backend()))
-    }
+    async fn due_schedules(&self, now: Timestamp, limit: usize) -> Result<Vec<Schedule>>;
 }
 
 /// The answer to [`Store::send_event`].
@@ -306,10 +272,6 @@ pub struct ExecutionPage {
     pub executions: Vec<Execution>,
     /// Pass this as `cursor` for the next page; `None` on the last page.
     pub next_cursor: Option<String>,
-}
-
-fn no_schedules(backend: &str) -> StoreError {
-    StoreError::Invalid(format!("the {backend} store cannot keep schedules yet"))
 }
 
 /// The most bytes a schedule's input may take (a schedule record stays one

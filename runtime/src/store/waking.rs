@@ -49,6 +49,9 @@ impl Store for WakingStore {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
+    fn atomic_create_and_claim(&self) -> bool {
+        self.inner.atomic_create_and_claim()
+    }
     async fn create_execution(&self, new: &NewExecution) -> Result<Created> {
         let created = self.inner.create_execution(new).await?;
         if let Created::New(e) = &created {

@@ -34,6 +34,21 @@ impl Store for DynamoStore {
         "dynamodb"
     }
 
+    /// No transactions (Alternator has none): a start creates, then claims.
+    fn atomic_create_and_claim(&self) -> bool {
+        false
+    }
+
+    async fn create_and_claim(
+        &self,
+        new: &NewExecution,
+        lease_until: Timestamp,
+    ) -> Result<(Created, Option<Execution>)> {
+        let created = self.create_execution(new).await?;
+        let claimed = self.claim(&new.id, new.now, lease_until).await?;
+        Ok((created, claimed))
+    }
+
     async fn create_execution(&self, new: &NewExecution) -> Result<Created> {
         validate_new(new)?;
         let pk = pk(&new.id);

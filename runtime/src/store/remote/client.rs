@@ -123,6 +123,12 @@ impl Store for HttpStore {
         "http"
     }
 
+    /// The serving store decides, and the client cannot know it: it
+    /// promises nothing.
+    fn atomic_create_and_claim(&self) -> bool {
+        false
+    }
+
     async fn create_execution(&self, new: &NewExecution) -> Result<Created> {
         let c: WireCreated = self
             .call(Call::CreateExecution {

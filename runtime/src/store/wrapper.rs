@@ -1,0 +1,168 @@
+//! [`Wrapper`]: a store that passes every call to another one through one
+//! function, [`Wrapper::around`]. The method list lives here once: a wrapper
+//! (retries, injected faults, timing) implements `inner` and `around` and is
+//! a [`Store`] with every method forwarded, so none can be forgotten.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::{
+    Created, DueItem, ExecutionPage, ListFilter, OpWrite, Outcome, Schedule, ScheduleWrite,
+    SentEvent, Store, Transition,
+};
+use crate::error::Result;
+use crate::model::{Execution, ExecutionId, Journal, NewExecution, Operation, Timestamp};
+
+/// One call of the wrapped store, as [`Wrapper::around`] receives it.
+pub type InnerCall<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+
+/// A store that forwards every call to [`Wrapper::inner`] through
+/// [`Wrapper::around`]; every `Wrapper` is a [`Store`].
+pub trait Wrapper: Send + Sync + 'static {
+    /// The store the calls go to.
+    fn inner(&self) -> &dyn Store;
+
+    /// Runs one call. `what` is the [`Store`] method's name; `call` starts
+    /// the inner store's call (call it again to retry, or not at all).
+    fn around<'a, T, F>(
+        &'a self,
+        what: &'static str,
+        call: F,
+    ) -> impl Future<Output = Result<T>> + Send + 'a
+    where
+        T: Send + 'a,
+        F: FnMut() -> InnerCall<'a, T> + Send + 'a;
+}
+
+#[async_trait]
+impl<W: Wrapper> Store for W {
+    fn backend(&self) -> &'static str {
+        self.inner().backend()
+    }
+    fn atomic_create_and_claim(&self) -> bool {
+        self.inner().atomic_create_and_claim()
+    }
+    async fn create_execution(&self, new: &NewExecution) -> Result<Created> {
+        let s = self.inner();
+        self.around("create_execution", || s.create_execution(new))
+            .await
+    }
+    async fn get_execution(&self, id: &ExecutionId) -> Result<Option<Execution>> {
+        let s = self.inner();
+        self.around("get_execution", || s.get_execution(id)).await
+    }
+    async fn load_journal(&self, id: &ExecutionId) -> Result<Option<Journal>> {
+        let s = self.inner();
+        self.around("load_journal", || s.load_journal(id)).await
+    }
+    async fn claim(
+        &self,
+        id: &ExecutionId,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Option<Execution>> {
+        let s = self.inner();
+        self.around("claim", || s.claim(id, now, lease_until)).await
+    }
+    async fn create_and_claim(
+        &self,
+        new: &NewExecution,
+        lease_until: Timestamp,
+    ) -> Result<(Created, Option<Execution>)> {
+        let s = self.inner();
+        self.around("create_and_claim", || s.create_and_claim(new, lease_until))
+            .await
+    }
+    async fn put_operation(&self, id: &ExecutionId, op: &Operation) -> Result<OpWrite> {
+        let s = self.inner();
+        self.around("put_operation", || s.put_operation(id, op))
+            .await
+    }
+    async fn suspend(
+        &self,
+        id: &ExecutionId,
+        epoch: u64,
+        seen_wakeups: u64,
+        wake_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<Transition> {
+        let s = self.inner();
+        self.around("suspend", || {
+            s.suspend(id, epoch, seen_wakeups, wake_at, now)
+        })
+        .await
+    }
+    async fn finish(
+        &self,
+        id: &ExecutionId,
+        epoch: u64,
+        outcome: &Outcome,
+        now: Timestamp,
+    ) -> Result<Transition> {
+        let s = self.inner();
+        self.around("finish", || s.finish(id, epoch, outcome, now))
+            .await
+    }
+    async fn wake(&self, id: &ExecutionId, now: Timestamp) -> Result<bool> {
+        let s = self.inner();
+        self.around("wake", || s.wake(id, now)).await
+    }
+    async fn due(&self, shard: u32, now: Timestamp, limit: usize) -> Result<Vec<DueItem>> {
+        let s = self.inner();
+        self.around("due", || s.due(shard, now, limit)).await
+    }
+    async fn purge_expired(&self, now: Timestamp) -> Result<u64> {
+        let s = self.inner();
+        self.around("purge_expired", || s.purge_expired(now)).await
+    }
+    async fn list_executions(&self, filter: &ListFilter) -> Result<ExecutionPage> {
+        let s = self.inner();
+        self.around("list_executions", || s.list_executions(filter))
+            .await
+    }
+    async fn send_event(
+        &self,
+        id: &ExecutionId,
+        name: &str,
+        payload: &Value,
+        now: Timestamp,
+    ) -> Result<SentEvent> {
+        let s = self.inner();
+        self.around("send_event", || s.send_event(id, name, payload, now))
+            .await
+    }
+    async fn resume(&self, id: &ExecutionId, now: Timestamp) -> Result<Option<Execution>> {
+        let s = self.inner();
+        self.around("resume", || s.resume(id, now)).await
+    }
+    async fn cancel(&self, id: &ExecutionId, now: Timestamp) -> Result<Option<Execution>> {
+        let s = self.inner();
+        self.around("cancel", || s.cancel(id, now)).await
+    }
+    async fn create_schedule(&self, schedule: &Schedule) -> Result<ScheduleWrite> {
+        let s = self.inner();
+        self.around("create_schedule", || s.create_schedule(schedule))
+            .await
+    }
+    async fn update_schedule(&self, schedule: &Schedule) -> Result<ScheduleWrite> {
+        let s = self.inner();
+        self.around("update_schedule", || s.update_schedule(schedule))
+            .await
+    }
+    async fn get_schedule(&self, name: &str) -> Result<Option<Schedule>> {
+        let s = self.inner();
+        self.around("get_schedule", || s.get_schedule(name)).await
+    }
+    async fn list_schedules(&self) -> Result<Vec<Schedule>> {
+        let s = self.inner();
+        self.around("list_schedules", || s.list_schedules()).await
+    }
+    async fn due_schedules(&self, now: Timestamp, limit: usize) -> Result<Vec<Schedule>> {
+        let s = self.inner();
+        self.around("due_schedules", || s.due_schedules(now, limit))
+            .await
+    }
+}
