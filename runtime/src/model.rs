@@ -10,6 +10,12 @@ use serde_json::Value;
 
 use crate::error::{Result, StoreError};
 
+mod schedule;
+
+pub use schedule::{
+    CatchUp, MAX_SCHEDULE_INPUT_BYTES, Overlap, Schedule, validate_name as validate_schedule_name,
+};
+
 /// The largest payload (input, output, step result, error) one record may carry.
 ///
 /// DynamoDB items are capped at 400 KB, so larger payloads are split across chunk

@@ -14,7 +14,6 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{ExecutionId, Timestamp};
@@ -64,13 +63,7 @@ pub fn delay_seconds(at: Timestamp, now: Timestamp) -> Option<u32> {
     u32::try_from(secs).ok()
 }
 
-/// Where wake-ups go.
-#[async_trait]
-pub trait WakeSink: Send + Sync + 'static {
-    /// Execution `id` is due at `at` (`now` or later). Failures are the
-    /// sink's to log: the due index still holds the wake-up.
-    async fn due(&self, id: &ExecutionId, at: Timestamp, now: Timestamp);
-}
+pub use crate::store::WakeSink;
 
 #[cfg(feature = "wake-queue")]
 pub use queue::WakeQueue;

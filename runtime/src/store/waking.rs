@@ -25,11 +25,18 @@ use super::{
     Created, DueItem, ExecutionPage, ListFilter, OpWrite, Outcome, Schedule, ScheduleWrite,
     SentEvent, Store, Transition,
 };
-use crate::dispatch::wake::WakeSink;
 use crate::error::Result;
 use crate::model::{
     Execution, ExecutionId, ExecutionStatus, Journal, NewExecution, Operation, Timestamp,
 };
+
+/// Where wake-ups go (on AWS the SQS wake queue, `dispatch::wake::WakeQueue`).
+#[async_trait]
+pub trait WakeSink: Send + Sync + 'static {
+    /// Execution `id` is due at `at` (`now` or later). Failures are the
+    /// sink's to log: the due index still holds the wake-up.
+    async fn due(&self, id: &ExecutionId, at: Timestamp, now: Timestamp);
+}
 
 /// Wraps a store; reports what becomes due to a [`WakeSink`].
 pub struct WakingStore {

@@ -24,6 +24,7 @@ use jiff::tz::TimeZone;
 use crate::error::{Result, StoreError};
 use crate::model::{ExecutionId, Timestamp};
 
+pub use crate::model::validate_schedule_name as validate_name;
 pub use scheduler::{FireOutcome, ScheduleDef, Scheduler, SchedulerConfig, TickReport};
 
 /// The kind of a schedule expression.
@@ -263,18 +264,6 @@ pub fn fire_time_rfc3339(t: Timestamp) -> String {
 /// idempotent: a fire starts exactly one execution.
 pub fn fire_id(schedule: &str, fire_at: Timestamp) -> Result<ExecutionId> {
     ExecutionId::new(format!("{schedule}:{}", fire_time_text(fire_at)))
-}
-
-/// Checks a schedule name: 1–64 characters of `[A-Za-z0-9._-]` (as
-/// EventBridge Scheduler allows).
-pub fn validate_name(name: &str) -> Result<()> {
-    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-    if name.is_empty() || name.len() > 64 || !name.chars().all(ok) {
-        return Err(StoreError::Invalid(format!(
-            "schedule name {name:?} is not valid: use 1-64 characters of letters, digits, '.', '_' or '-'"
-        )));
-    }
-    Ok(())
 }
 
 /// A duration in milliseconds (saturating).
