@@ -5,11 +5,10 @@ use std::future::poll_fn;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
-use std::time::Duration;
 
 use durafn_runtime::clock::Clock;
 use durafn_runtime::model::{
-    ErrorObject, Execution, ExecutionId, ExecutionStatus, Operation, Timestamp, check_payload,
+    ErrorObject, Execution, ExecutionId, ExecutionStatus, Timestamp, check_payload,
 };
 use durafn_runtime::store::{Outcome, Store, Transition};
 use futures::FutureExt;
@@ -22,60 +21,7 @@ use crate::error::{DurableError, Error};
 use crate::handler::Handler;
 use crate::replay::JournalCursor;
 
-/// A hook called after each checkpoint this invocation writes.
-pub type CheckpointHook = Arc<dyn Fn(&Operation) + Send + Sync>;
-
-/// A hook called as a step attempt's body starts: `(op id, step name, attempt)`.
-pub type StepHook = Arc<dyn Fn(&str, &str, u32) + Send + Sync>;
-
-/// Limits and settings of one invocation.
-#[derive(Clone)]
-#[non_exhaustive]
-pub struct InvocationConfig {
-    /// Yield (checkpoint and ask to be re-invoked at once) after this many
-    /// step attempts. `None`: no limit. `Some(1)`: one step per invocation.
-    pub max_steps_per_invocation: Option<u32>,
-    /// When the invocation must end (the Lambda deadline).
-    pub deadline: Option<Timestamp>,
-    /// How long before the deadline to stop starting new steps.
-    pub yield_margin: Duration,
-    /// How long finished executions are kept.
-    pub retention: Duration,
-    /// How often a running invocation checks whether its execution was
-    /// cancelled (before step attempts; the first attempt always checks).
-    pub cancel_check_interval: Duration,
-    /// Called after each checkpoint write (tests use it to crash mid-way).
-    #[doc(hidden)]
-    pub on_checkpoint: Option<CheckpointHook>,
-    /// Called as each step body starts, after an at-most-once step's start
-    /// record is durable (tests use it to kill the process mid-step).
-    #[doc(hidden)]
-    pub on_step_body: Option<StepHook>,
-}
-
-impl Default for InvocationConfig {
-    fn default() -> Self {
-        InvocationConfig {
-            max_steps_per_invocation: None,
-            deadline: None,
-            yield_margin: Duration::from_secs(2),
-            retention: Duration::from_secs(14 * 24 * 3600),
-            cancel_check_interval: Duration::from_secs(1),
-            on_checkpoint: None,
-            on_step_body: None,
-        }
-    }
-}
-
-impl std::fmt::Debug for InvocationConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InvocationConfig")
-            .field("max_steps_per_invocation", &self.max_steps_per_invocation)
-            .field("deadline", &self.deadline)
-            .field("retention", &self.retention)
-            .finish()
-    }
-}
+pub use crate::context::{CheckpointHook, InvocationConfig, StepHook};
 
 /// How an invocation ended, as reported to whoever invoked it.
 #[derive(Debug, Clone, PartialEq, Serialize)]

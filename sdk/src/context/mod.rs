@@ -10,6 +10,7 @@
 mod batch;
 mod child;
 mod condition;
+mod config;
 mod deterministic;
 mod invoke;
 mod sleep;
@@ -25,12 +26,12 @@ use durafn_runtime::clock::Clock;
 use durafn_runtime::model::{ExecutionId, OpKind, Operation, Timestamp};
 use durafn_runtime::store::{OpWrite, Store};
 
-use crate::invocation::InvocationConfig;
 use crate::replay::{JournalCursor, NonDeterministic, op_id};
 
 pub use batch::{Batch, BatchItem, BatchResult, Branch};
 pub use child::Child;
 pub use condition::{Condition, WaitStrategy};
+pub use config::{CheckpointHook, InvocationConfig, StepHook};
 pub use deterministic::ReplayLogger;
 pub use invoke::Invoke;
 pub(crate) use invoke::parent_of;
