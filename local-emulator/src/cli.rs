@@ -192,6 +192,19 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Create a new project: a Cargo workspace with one durable function, its
+    /// test, a template.yaml for `durafn dev` and SAM, and a README.
+    New {
+        /// The project's name (its function, package and binary name).
+        name: String,
+        /// The folder to create (default: ./NAME; must not exist or be empty).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Depend on a local Durafn checkout (its `sdk/` folder) instead of
+        /// the released crate `durafn = "0.1"`.
+        #[arg(long)]
+        sdk_path: Option<PathBuf>,
+    },
 }
 
 async fn ctrl_c() {
@@ -463,6 +476,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             };
             print_value(&client, &v, crate::output::schedules);
+            Ok(())
+        }
+        Command::New {
+            name,
+            dir,
+            sdk_path,
+        } => {
+            use crate::scaffold::{NewProject, SdkSource, create, resolve_sdk_path};
+            crate::scaffold::validate_name(&name)?;
+            let sdk = match sdk_path {
+                Some(p) => SdkSource::Path(resolve_sdk_path(&p)?),
+                None => SdkSource::Released,
+            };
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            let project = NewProject { name, dir, sdk };
+            create(&project)?;
+            let d = project.dir.display();
+            println!(
+                "created {} in {d}\n\nnext:\n  cd {d}\n  cargo test --workspace\n  durafn dev    # then: durafn start {} '{{\"name\": \"Ada\"}}' --wait 30",
+                project.name, project.name
+            );
             Ok(())
         }
     }

@@ -9,6 +9,7 @@
 //! - [`ui`]: the visibility UI.
 //! - [`server`]: assembles store, dispatcher and APIs on one listener.
 //! - [`cli`]: the command line.
+//! - [`scaffold`]: `durafn new`, a new project from templates.
 
 // Handlers answer early with a full `Response` as their error; that is axum's idiom.
 #![allow(clippy::result_large_err)]
@@ -21,6 +22,7 @@ pub mod http_routes;
 pub mod lambda_api;
 pub mod output;
 pub mod queues;
+pub mod scaffold;
 pub mod schedules;
 pub mod server;
 pub mod store_api;
