@@ -8,9 +8,13 @@
 //! - SIGKILLs handler processes (mid-step: every step body takes a while),
 //! - SIGKILLs an emulator (with its handler processes, or leaving them
 //!   orphaned) and restarts it on the same state and port,
-//! - freezes an emulator and its handler processes (SIGSTOP) past their
-//!   leases, so the other emulator takes their executions over, then thaws
-//!   them (SIGCONT): zombies racing the new invocations,
+//! - freezes a handler process in the middle of a step body — after its side
+//!   effect, before its checkpoint: the test arms a freeze and the next step
+//!   body to start stops itself (SIGSTOP) — together with its emulator and
+//!   that emulator's other handler processes, past their leases, so the other
+//!   emulator takes their executions over and re-runs the step; then it thaws
+//!   the handlers (SIGCONT), and their emulator 1.5 s later: zombies, with a
+//!   head start, racing the new invocations to record the step,
 //! - on DynamoDB Local, kill -9s the database and restarts it on the same
 //!   files (`-dbPath`) and port.
 //!
@@ -30,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use durafn_tests::binaries::free_port;
-use durafn_tests::chaos::{CHILD_FUNCTION, Ledger, PARENT_STEPS, Rng};
+use durafn_tests::chaos::{CHILD_FUNCTION, FREEZE_ARM, FROZEN_PREFIX, Ledger, PARENT_STEPS, Rng};
 use durafn_tests::procs::{self, Dev, DevSpec, DynamoLocal};
 use serde_json::{Value, json};
 
@@ -55,6 +59,13 @@ Resources:
 
 /// The lease of a claim: the function's timeout (3 s) + 5 s of grace.
 const LEASE: Duration = Duration::from_secs(8);
+
+/// How long thawed handler processes run before their emulator is thawed
+/// (which would kill them for their timeout at once).
+const HEAD_START: Duration = Duration::from_millis(1500);
+
+/// How long an armed freeze waits for a step body to claim it.
+const ARM_FOR: Duration = Duration::from_secs(4);
 
 struct Config {
     executions: usize,
@@ -99,15 +110,30 @@ struct Faults {
     handler_kills: u32,
     emulator_kills: u32,
     orphaning_kills: u32,
+    /// Mid-step freezes: a handler stopped inside a step body, its emulator frozen.
     freezes: u32,
+    /// Of those, zombies still alive when thawed (they raced the new invocation).
+    zombies_thawed: u32,
+    /// Armed freezes that caught nothing usable (no step body in time, an
+    /// orphaned handler, the other emulator down).
+    freeze_misses: u32,
     store_restarts: u32,
+}
+
+/// A frozen emulator: its handler processes thaw at `until`, it at `until + HEAD_START`.
+struct Freeze {
+    until: Instant,
+    emulator: u32,
+    handlers: Vec<u32>,
+    zombie: u32,
+    handlers_thawed: bool,
 }
 
 /// One emulator of the pair: running, frozen until a time, or down.
 struct Node {
     spec: DevSpec,
     dev: Option<Dev>,
-    frozen: Option<(Instant, Vec<u32>)>,
+    frozen: Option<Freeze>,
 }
 
 impl Node {
@@ -125,8 +151,34 @@ struct Cluster {
     store: Option<DynamoLocal>,
     chaosfn: PathBuf,
     pids: PathBuf,
+    work: PathBuf,
     rng: Rng,
     faults: Faults,
+    /// When the pending freeze was armed.
+    armed: Option<Instant>,
+}
+
+/// The parent pid of `pid`.
+fn ppid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    after.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// True once `pid` is stopped (state `T`), waiting at most 1 s.
+async fn stopped(pid: u32) -> bool {
+    for _ in 0..100 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        match stat
+            .rsplit_once(')')
+            .and_then(|(_, a)| a.split_whitespace().next())
+        {
+            Some("T" | "t") => return true,
+            None => return false,
+            _ => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+    false
 }
 
 impl Cluster {
@@ -149,16 +201,104 @@ impl Cluster {
             .collect()
     }
 
-    /// Thaws emulators whose freeze is over.
+    /// Thaws frozen handlers whose freeze is over, and their emulators after
+    /// the zombies' head start.
     fn thaw_due(&mut self) {
+        let now = Instant::now();
         for n in &mut self.nodes {
-            if let Some((until, pids)) = &n.frozen {
-                if Instant::now() >= *until {
-                    // Handlers first: the zombies get a head start on their emulator.
-                    for &p in pids.iter().rev() {
-                        procs::signal(p, "CONT");
+            let Some(f) = n.frozen.as_mut() else { continue };
+            if now >= f.until && !f.handlers_thawed {
+                if procs::runs(f.zombie, &self.chaosfn) {
+                    self.faults.zombies_thawed += 1;
+                }
+                for &p in &f.handlers {
+                    procs::signal(p, "CONT");
+                }
+                f.handlers_thawed = true;
+            }
+            if now >= f.until + HEAD_START {
+                procs::signal(f.emulator, "CONT");
+                n.frozen = None;
+            }
+        }
+    }
+
+    /// Asks the next step body to stop itself (see `durafn_tests::chaos`).
+    fn arm_freeze(&mut self) {
+        let both_live = self.nodes.iter().all(|n| n.live().is_some());
+        if self.armed.is_none()
+            && both_live
+            && std::fs::write(self.work.join(FREEZE_ARM), b"").is_ok()
+        {
+            self.armed = Some(Instant::now());
+        }
+    }
+
+    /// Handles claimed freezes: freezes the claimer's emulator and its other
+    /// handlers (or, when that cannot make a zombie, or `freeze` is false,
+    /// thaws the claimer). Disarms a freeze nobody claimed in time.
+    async fn take_claims(&mut self, freeze: bool) {
+        let mut claims = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(&self.work) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if let Some(pid) = name
+                    .strip_prefix(FROZEN_PREFIX)
+                    .and_then(|p| p.parse().ok())
+                {
+                    let _ = std::fs::remove_file(e.path());
+                    claims.push(pid);
+                }
+            }
+        }
+        for pid in claims {
+            self.armed = None;
+            let is_stopped = stopped(pid).await;
+            let parent = ppid(pid);
+            let node = (0..self.nodes.len()).find(|&i| {
+                self.nodes[i]
+                    .live()
+                    .is_some_and(|d| Some(d.pid()) == parent)
+            });
+            let usable = freeze
+                && is_stopped
+                && node.is_some_and(|i| self.nodes[(i + 1) % self.nodes.len()].live().is_some());
+            match node {
+                Some(i) if usable => {
+                    let dev = self.nodes[i].dev.as_ref().expect("a live node");
+                    let emulator = dev.pid();
+                    procs::signal(emulator, "STOP");
+                    let mut handlers = self.handler_pids(dev);
+                    for &p in &handlers {
+                        procs::signal(p, "STOP");
                     }
-                    n.frozen = None;
+                    if !handlers.contains(&pid) {
+                        handlers.push(pid);
+                    }
+                    let hold = LEASE + Duration::from_millis(1000 + self.rng.below(2000));
+                    self.nodes[i].frozen = Some(Freeze {
+                        until: Instant::now() + hold,
+                        emulator,
+                        handlers,
+                        zombie: pid,
+                        handlers_thawed: false,
+                    });
+                    self.faults.freezes += 1;
+                }
+                _ => {
+                    procs::signal(pid, "CONT");
+                    if freeze {
+                        self.faults.freeze_misses += 1;
+                    }
+                }
+            }
+        }
+        if self.armed.is_some_and(|t| t.elapsed() >= ARM_FOR) || (!freeze && self.armed.is_some()) {
+            // Nobody claimed it in time (or the chaos is over): disarm, unless a body claims it right now.
+            if std::fs::remove_file(self.work.join(FREEZE_ARM)).is_ok() {
+                self.armed = None;
+                if freeze {
+                    self.faults.freeze_misses += 1;
                 }
             }
         }
@@ -166,10 +306,13 @@ impl Cluster {
 
     async fn fault(&mut self) {
         let ddb = self.store.is_some();
-        let roll = self.rng.below(100);
+        let mut roll = self.rng.below(100);
         let node = self.rng.below(self.nodes.len() as u64) as usize;
-        let other = (node + 1) % self.nodes.len();
         let (handler, emulator, freeze) = if ddb { (35, 50, 80) } else { (55, 80, 100) };
+        if self.faults.freezes + self.faults.freeze_misses == 0 && self.armed.is_none() {
+            // The first fault is always a mid-step freeze.
+            roll = emulator;
+        }
         if self.nodes[node].frozen.is_some() {
             return;
         }
@@ -205,21 +348,8 @@ impl Cluster {
             let spec = self.nodes[node].spec.clone();
             self.nodes[node].dev = Some(Dev::start_retrying(&spec).await);
         } else if roll < freeze {
-            // Freeze one emulator past its leases while the other runs on.
-            if self.nodes[other].live().is_none() {
-                return;
-            }
-            let Some(dev) = self.nodes[node].dev.as_ref() else {
-                return;
-            };
-            let mut pids = vec![dev.pid()];
-            pids.extend(self.handler_pids(dev));
-            for &p in &pids {
-                procs::signal(p, "STOP");
-            }
-            let hold = LEASE + Duration::from_millis(1000 + self.rng.below(2000));
-            self.nodes[node].frozen = Some((Instant::now() + hold, pids));
-            self.faults.freezes += 1;
+            // Freeze a handler mid-step, and its emulator, past their leases.
+            self.arm_freeze();
         } else if let Some(store) = self.store.as_mut() {
             store.kill9();
             tokio::time::sleep(Duration::from_millis(self.rng.below(2000))).await;
@@ -230,11 +360,15 @@ impl Cluster {
 
     /// Every frozen emulator thawed, every node running.
     async fn heal(&mut self) {
+        self.take_claims(false).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        self.take_claims(false).await;
         for n in &mut self.nodes {
-            if let Some((_, pids)) = n.frozen.take() {
-                for &p in pids.iter().rev() {
+            if let Some(f) = n.frozen.take() {
+                for &p in &f.handlers {
                     procs::signal(p, "CONT");
                 }
+                procs::signal(f.emulator, "CONT");
             }
         }
         for i in 0..self.nodes.len() {
@@ -265,7 +399,11 @@ async fn complete_callbacks(cluster: &mut Cluster, work: &Path, done: &mut BTree
         let Some(dev) = cluster.any() else { return };
         let body = json!({ "approved_for": exec });
         match dev
-            .call("POST", &format!("/v1/callbacks/{token}/succeed"), Some(&body))
+            .call(
+                "POST",
+                &format!("/v1/callbacks/{token}/succeed"),
+                Some(&body),
+            )
             .await
         {
             Some((200 | 202 | 204, _)) => {
@@ -290,7 +428,7 @@ async fn try_start(cluster: &mut Cluster, name: &str, input: &Value) -> bool {
             Some(&json!({ "name": name, "input": input })),
         )
         .await,
-        Some((200 | 201 | 202, _))
+        Some((200..=202, _))
     )
 }
 
@@ -350,8 +488,10 @@ async fn run_chaos(backend: &str, seed: u64) {
         store,
         chaosfn: chaosfn.clone(),
         pids: pids.clone(),
+        work: work.clone(),
         rng: Rng::new(cfg.seed),
         faults: Faults::default(),
+        armed: None,
     };
 
     let names: Vec<String> = (0..cfg.executions).map(|i| format!("chaos-{i}")).collect();
@@ -364,6 +504,7 @@ async fn run_chaos(backend: &str, seed: u64) {
     let start_window = cfg.chaos.mul_f64(0.85);
     while t0.elapsed() < cfg.chaos {
         cluster.thaw_due();
+        cluster.take_claims(true).await;
         let due = ((t0.elapsed().as_secs_f64() / start_window.as_secs_f64()) * names.len() as f64)
             .ceil() as usize;
         for i in 0..due.min(names.len()) {
@@ -399,8 +540,7 @@ async fn run_chaos(backend: &str, seed: u64) {
                 continue;
             }
             let Some(dev) = cluster.any() else { break };
-            if let Some((status, v)) = dev.call("GET", &format!("/v1/executions/{n}"), None).await
-            {
+            if let Some((status, v)) = dev.call("GET", &format!("/v1/executions/{n}"), None).await {
                 let terminal = matches!(
                     v["status"].as_str(),
                     Some("SUCCEEDED" | "FAILED" | "CANCELLED" | "TIMED_OUT" | "BLOCKED")
@@ -419,7 +559,8 @@ async fn run_chaos(backend: &str, seed: u64) {
     let ledger = Ledger::read(&work);
     let mut fig = Figures::default();
     fig.recorded_twice.extend(ledger.recorded_twice());
-    fig.at_most_once_twice.extend(ledger.at_most_once_doubles("charge"));
+    fig.at_most_once_twice
+        .extend(ledger.at_most_once_doubles("charge"));
     let dev = cluster.any().expect("an emulator after healing");
     for n in &names {
         let Some(v) = finished.get(n) else {
@@ -440,9 +581,9 @@ async fn run_chaos(backend: &str, seed: u64) {
             let out = v["output"][*step].to_string();
             match ledger.value(n, step) {
                 Some(seen) if *seen == out => {}
-                other => fig
-                    .recorded_twice
-                    .push(format!("{n}/{step}: output {out}, invocations saw {other:?}")),
+                other => fig.recorded_twice.push(format!(
+                    "{n}/{step}: output {out}, invocations saw {other:?}"
+                )),
             }
             if let Some(t) = v["output"][*step].as_str() {
                 if !ledger.tokens.contains(t) {
@@ -477,7 +618,10 @@ async fn run_chaos(backend: &str, seed: u64) {
             continue;
         };
         let child = format!("{n}::{op}");
-        match dev.call("GET", &format!("/v1/executions/{child}"), None).await {
+        match dev
+            .call("GET", &format!("/v1/executions/{child}"), None)
+            .await
+        {
             Some((200, c)) if c["status"] == "SUCCEEDED" => {
                 for (k, step) in [("work", "child-work"), ("done", "child-done")] {
                     let out = c["output"][k].to_string();
@@ -495,7 +639,8 @@ async fn run_chaos(backend: &str, seed: u64) {
     let f = &cluster.faults;
     let report = format!(
         "chaos[{backend}] seed={} executions={} chaos={:?} step_ms={} | faults: handler kills={} \
-         emulator kills={} (orphaning {}) freezes={} store restarts={} | executions lost={} \
+         emulator kills={} (orphaning {}) mid-step freezes={} (zombies thawed {}, misses {}) \
+         store restarts={} | executions lost={} \
          steps recorded twice={} at_most_once side effects applied twice={} executions stuck={} \
          (failed={}) | settled {:.1}s after the chaos; {} callbacks completed; {} handler processes reaped at the end",
         cfg.seed,
@@ -506,6 +651,8 @@ async fn run_chaos(backend: &str, seed: u64) {
         f.emulator_kills,
         f.orphaning_kills,
         f.freezes,
+        f.zombies_thawed,
+        f.freeze_misses,
         f.store_restarts,
         fig.lost.len(),
         fig.recorded_twice.len(),
@@ -520,7 +667,11 @@ async fn run_chaos(backend: &str, seed: u64) {
     eprintln!("{report}");
     if let Ok(path) = std::env::var("DURAFN_CHAOS_REPORT") {
         use std::io::Write;
-        if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
             let _ = writeln!(file, "{report}");
         }
     }
@@ -533,9 +684,14 @@ async fn run_chaos(backend: &str, seed: u64) {
         "{report}\n{fig:#?}"
     );
     // The chaos really happened.
-    assert!(f.handler_kills > 0 && f.emulator_kills + f.freezes > 0, "{report}");
+    assert!(f.handler_kills > 0 && f.emulator_kills > 0, "{report}");
+    // At least one zombie: a handler frozen mid-step, thawed after the takeover.
+    assert!(f.zombies_thawed > 0, "{report}");
     if backend == "dynamodb" {
-        assert!(f.store_restarts > 0 || cfg.chaos < Duration::from_secs(20), "{report}");
+        assert!(
+            f.store_restarts > 0 || cfg.chaos < Duration::from_secs(20),
+            "{report}"
+        );
     }
 }
 

@@ -243,18 +243,42 @@ pub mod chaos {
             ),
         )
         .map_err(|e| DurableError::new("Ledger", e.to_string()))?;
+        freeze_if_armed(dir);
         if step_ms > 0 {
             tokio::time::sleep(Duration::from_millis(step_ms)).await;
         }
         Ok(t)
     }
 
-    fn observe(dir: &Path, exec: &str, name: &str, value: &Value) -> Result<(), DurableError> {
+    /// The file the chaos test creates to ask for a mid-step freeze.
+    pub const FREEZE_ARM: &str = "freeze-arm";
+    /// The prefix of the file (`frozen-<pid>`) a handler claims the arm as.
+    pub const FROZEN_PREFIX: &str = "frozen-";
+
+    /// A mid-step freeze: if the test armed one (`dir/freeze-arm`), the first
+    /// step body to claim it (an atomic rename to `dir/frozen-<pid>`) stops its
+    /// own process (SIGSTOP) right there, after its side effect and before its
+    /// checkpoint. The test then freezes that process's emulator too, lets the
+    /// other emulator take the execution over, and thaws the zombie.
+    fn freeze_if_armed(dir: &Path) {
+        let pid = std::process::id();
+        let claimed = dir.join(format!("{FROZEN_PREFIX}{pid}"));
+        if std::fs::rename(dir.join(FREEZE_ARM), &claimed).is_ok() {
+            let _ = std::process::Command::new("kill")
+                .args(["-STOP", &pid.to_string()])
+                .status();
+        }
+    }
+
+    fn observe(dir: &Path, exec: &str, name: &str, value: &Value) -> std::io::Result<()> {
         append(
             dir,
             &format!("O\t{exec}\t{name}\t{}\t{value}", std::process::id()),
         )
-            .map_err(|e| DurableError::new("Ledger", e.to_string()))
+    }
+
+    fn ledger(e: std::io::Error) -> DurableError {
+        DurableError::new("Ledger", e.to_string())
     }
 
     fn put(
@@ -263,7 +287,7 @@ pub mod chaos {
         exec: &str,
         name: &str,
         v: Value,
-    ) -> Result<(), DurableError> {
+    ) -> std::io::Result<()> {
         observe(dir, exec, name, &v)?;
         out.insert(name.into(), v);
         Ok(())
@@ -280,17 +304,21 @@ pub mod chaos {
 
         let d = dir.clone();
         let v: String = ctx
-            .step("prepare", move |s| async move { effect(&d, &s, "prepare", ms).await })
+            .step("prepare", move |s| async move {
+                effect(&d, &s, "prepare", ms).await
+            })
             .await?;
-        put(&mut out, &dir, &exec, "prepare", json!(v))?;
+        put(&mut out, &dir, &exec, "prepare", json!(v)).map_err(ledger)?;
 
         let d = dir.clone();
         let v: String = ctx
-            .step("charge", move |s| async move { effect(&d, &s, "charge", ms).await })
+            .step("charge", move |s| async move {
+                effect(&d, &s, "charge", ms).await
+            })
             .semantics(StepSemantics::AtMostOncePerRetry)
             .retry(RetryPolicy::fixed(Duration::from_millis(200)).max_attempts(1000))
             .await?;
-        put(&mut out, &dir, &exec, "charge", json!(v))?;
+        put(&mut out, &dir, &exec, "charge", json!(v)).map_err(ledger)?;
 
         ctx.sleep("nap", Duration::from_secs(1)).await?;
 
@@ -299,13 +327,16 @@ pub mod chaos {
             .step("flaky", move |s| async move {
                 let t = effect(&d, &s, "flaky", ms).await?;
                 if s.attempt() < 3 {
-                    return Err(DurableError::new("Flaky", format!("attempt {} fails", s.attempt())));
+                    return Err(DurableError::new(
+                        "Flaky",
+                        format!("attempt {} fails", s.attempt()),
+                    ));
                 }
                 Ok(t)
             })
             .retry(RetryPolicy::fixed(Duration::from_millis(300)).max_attempts(1000))
             .await?;
-        put(&mut out, &dir, &exec, "flaky", json!(v))?;
+        put(&mut out, &dir, &exec, "flaky", json!(v)).map_err(ledger)?;
 
         let d = dir.clone();
         let e = exec.clone();
@@ -319,10 +350,10 @@ pub mod chaos {
             })
             .timeout(Duration::from_secs(3600))
             .await?;
-        put(&mut out, &dir, &exec, "approval", v)?;
+        put(&mut out, &dir, &exec, "approval", v).map_err(ledger)?;
 
         let v: Value = ctx.invoke("child", CHILD_FUNCTION, &input).await?;
-        put(&mut out, &dir, &exec, "child", v)?;
+        put(&mut out, &dir, &exec, "child", v).map_err(ledger)?;
 
         let d = dir.clone();
         let items = ctx
@@ -335,7 +366,8 @@ pub mod chaos {
                     let v: String = ctx
                         .step(&name, move |s| async move { effect(&dd, &s, &n, ms).await })
                         .await?;
-                    observe(&d, &ctx.execution_id().to_string(), &name, &json!(v))?;
+                    observe(&d, &ctx.execution_id().to_string(), &name, &json!(v))
+                        .map_err(ledger)?;
                     Ok(v)
                 }
             })
@@ -348,9 +380,12 @@ pub mod chaos {
 
         let d = dir.clone();
         let v: String = ctx
-            .step("done", move |s| async move { effect(&d, &s, "done", ms).await })
+            .step(
+                "done",
+                move |s| async move { effect(&d, &s, "done", ms).await },
+            )
             .await?;
-        put(&mut out, &dir, &exec, "done", json!(v))?;
+        put(&mut out, &dir, &exec, "done", json!(v)).map_err(ledger)?;
 
         Ok(Value::Object(out))
     }
@@ -362,15 +397,19 @@ pub mod chaos {
         let exec = ctx.execution_id().to_string();
         let d = dir.clone();
         let work: String = ctx
-            .step("child-work", move |s| async move { effect(&d, &s, "child-work", ms).await })
+            .step("child-work", move |s| async move {
+                effect(&d, &s, "child-work", ms).await
+            })
             .await?;
         ctx.sleep("child-nap", Duration::from_secs(1)).await?;
         let d = dir.clone();
         let done: String = ctx
-            .step("child-done", move |s| async move { effect(&d, &s, "child-done", ms).await })
+            .step("child-done", move |s| async move {
+                effect(&d, &s, "child-done", ms).await
+            })
             .await?;
-        observe(&dir, &exec, "child-work", &json!(work))?;
-        observe(&dir, &exec, "child-done", &json!(done))?;
+        observe(&dir, &exec, "child-work", &json!(work)).map_err(ledger)?;
+        observe(&dir, &exec, "child-done", &json!(done)).map_err(ledger)?;
         Ok(json!({ "work": work, "done": done }))
     }
 
@@ -378,7 +417,8 @@ pub mod chaos {
     #[derive(Debug, Default)]
     pub struct Ledger {
         /// (exec, name) → distinct values invocations got back.
-        pub observed: std::collections::BTreeMap<(String, String), std::collections::BTreeSet<String>>,
+        pub observed:
+            std::collections::BTreeMap<(String, String), std::collections::BTreeSet<String>>,
         /// (exec, name, attempt) → how many times that attempt's body ran.
         pub effects: std::collections::BTreeMap<(String, String, u32), usize>,
         /// (exec, name, pid) → the values that process's invocations got back.
@@ -599,7 +639,10 @@ pub mod procs {
                 cmd.env(k, v);
             }
             let child = cmd
-                .env("RUST_LOG", std::env::var("CHAOS_RUST_LOG").unwrap_or_else(|_| "error".into()))
+                .env(
+                    "RUST_LOG",
+                    std::env::var("CHAOS_RUST_LOG").unwrap_or_else(|_| "error".into()),
+                )
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -632,11 +675,19 @@ pub mod procs {
         }
 
         /// One API call, `None` if the emulator did not answer within 10 s.
-        pub async fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Option<(u16, Value)> {
-            tokio::time::timeout(Duration::from_secs(10), self.client.call(method, path, body))
-                .await
-                .ok()
-                .and_then(Result::ok)
+        pub async fn call(
+            &self,
+            method: &str,
+            path: &str,
+            body: Option<&Value>,
+        ) -> Option<(u16, Value)> {
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                self.client.call(method, path, body),
+            )
+            .await
+            .ok()
+            .and_then(Result::ok)
         }
 
         pub fn kill9(&mut self) {
@@ -709,7 +760,12 @@ pub mod procs {
                 .arg(self.jar_dir.join("DynamoDBLocal.jar"))
                 .arg("-dbPath")
                 .arg(&self.db)
-                .args(["-sharedDb", "-disableTelemetry", "-port", &self.port.to_string()])
+                .args([
+                    "-sharedDb",
+                    "-disableTelemetry",
+                    "-port",
+                    &self.port.to_string(),
+                ])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())

@@ -9,6 +9,21 @@
 //!
 //! Each execution is `testfn` (three steps, one handler process round trip
 //! each way), started with `wait` so the request returns when it finished.
+//! Finished executions are kept `--retention S` seconds (default 60, passed
+//! to `durafn dev` as `DURAFN_RETENTION_SECONDS`), so the store stays level.
+//!
+//! It exits non-zero unless, comparing the end of the run with the level
+//! right after warm-up (the first fifth of the run, at most 2 minutes):
+//! - no execution errored;
+//! - RSS at the end ≤ 1.5 × RSS after warm-up;
+//! - open fds at the end ≤ 1.5 × fds after warm-up + 8 (handler processes
+//!   come and go);
+//! - SQLite files at the end ≤ 2 × their size after warm-up;
+//! - p99 of the last three windows (median) ≤ 3 × p99 of the three windows
+//!   after warm-up (median) + 50 ms (the machine is shared);
+//! - the first executions, finished longer than the retention ago, are gone
+//!   (404), and the most recent one is still there.
+//!
 //! Figures: docs/reliability.md.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test tool: a panic is a failure
@@ -77,7 +92,12 @@ fn p(sorted: &[f64], q: f64) -> f64 {
 async fn main() {
     let minutes = arg("--minutes", 10.0);
     let rate = arg("--rate", 20.0).max(0.1);
-    let bin = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
+    let retention = arg("--retention", 60.0).max(1.0) as u64;
+    let bin = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
     let root = tempfile::tempdir().unwrap();
     let template = root.path().join("template.yaml");
     std::fs::write(&template, TEMPLATE).unwrap();
@@ -90,7 +110,7 @@ async fn main() {
         template,
         store: None,
         exes: vec![("testfn".into(), bin.join("testfn"))],
-        env: vec![],
+        env: vec![("DURAFN_RETENTION_SECONDS".into(), retention.to_string())],
         port: free_port(),
     };
     let dev = Arc::new(Dev::start(&spec).await);
@@ -144,13 +164,100 @@ async fn main() {
         }
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    if let (Some(first), Some(last)) = (rows.get(1).or(rows.first()), rows.last()) {
-        let errors: u64 = rows.iter().map(|r| r.5).sum();
+    let errors: u64 = rows.iter().map(|r| r.5).sum();
+    let mut failures = Vec::new();
+    if errors > 0 {
+        failures.push(format!("{errors} executions errored"));
+    }
+    // Warm-up: the first fifth of the run, at most 2 minutes (12 windows), at least one window.
+    let warm = (rows.len() / 5).clamp(1, 12);
+    if rows.len() < warm + 4 {
+        failures.push(format!(
+            "only {} windows: run longer than a minute",
+            rows.len()
+        ));
+    } else {
+        let (after, last) = (&rows[warm - 1], &rows[rows.len() - 1]);
+        let median_p99 = |w: &[Row]| {
+            let mut v: Vec<f64> = w.iter().map(|r| r.7).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let p99_after = median_p99(&rows[warm..warm + 3]);
+        let p99_end = median_p99(&rows[rows.len() - 3..]);
         let worst_p99 = rows.iter().map(|r| r.7).fold(0.0, f64::max);
         println!(
-            "soak: {:.0} min at {rate}/s, {n} executions, {errors} errors; RSS {:.1} -> {:.1} MB, \
-             fds {} -> {}, SQLite {:.2} -> {:.2} MB, p99 {:.1} -> {:.1} ms (worst window {:.1} ms)",
-            minutes, first.1, last.1, first.2, last.2, first.3, last.3, first.7, last.7, worst_p99
+            "soak: {minutes:.0} min at {rate}/s, retention {retention} s, {n} executions, {errors} errors; \
+             after warm-up ({} s) -> end: RSS {:.1} -> {:.1} MB, fds {} -> {}, SQLite {:.2} -> {:.2} MB, \
+             p99 {p99_after:.1} -> {p99_end:.1} ms (worst window {worst_p99:.1} ms)",
+            after.0, after.1, last.1, after.2, last.2, after.3, last.3
         );
+        if last.1 > 1.5 * after.1 {
+            failures.push(format!(
+                "RSS grew {:.1} -> {:.1} MB (bound 1.5x)",
+                after.1, last.1
+            ));
+        }
+        if last.2 as f64 > 1.5 * after.2 as f64 + 8.0 {
+            failures.push(format!(
+                "fds grew {} -> {} (bound 1.5x + 8)",
+                after.2, last.2
+            ));
+        }
+        if last.3 > 2.0 * after.3 {
+            failures.push(format!(
+                "SQLite grew {:.2} -> {:.2} MB (bound 2x)",
+                after.3, last.3
+            ));
+        }
+        if p99_end > 3.0 * p99_after + 50.0 {
+            failures.push(format!(
+                "p99 grew {p99_after:.1} -> {p99_end:.1} ms (bound 3x + 50 ms)"
+            ));
+        }
+    }
+    // Retention: the first executions finished long ago and must be purged; the last is kept.
+    if t0.elapsed().as_secs() > retention + 70 {
+        let mut kept = Vec::new();
+        for i in 1..=5u64 {
+            match dev
+                .call("GET", &format!("/v1/executions/soak-{i}"), None)
+                .await
+            {
+                Some((404, _)) => {}
+                other => kept.push(format!("soak-{i}: {:?}", other.map(|o| o.0))),
+            }
+        }
+        let recent = dev
+            .call(
+                "GET",
+                &format!("/v1/executions/soak-{}", n.saturating_sub(rate as u64 * 3)),
+                None,
+            )
+            .await;
+        println!(
+            "retention: soak-1..5 purged: {}; a recent execution: {:?}",
+            kept.is_empty(),
+            recent.as_ref().map(|r| r.0)
+        );
+        if !kept.is_empty() {
+            failures.push(format!(
+                "finished executions not purged after {retention} s: {kept:?}"
+            ));
+        }
+        if !matches!(recent, Some((200, _))) {
+            failures.push(format!(
+                "a recent execution is missing: {:?}",
+                recent.map(|r| r.0)
+            ));
+        }
+    }
+    if failures.is_empty() {
+        println!("soak: PASSED");
+    } else {
+        println!("soak: FAILED: {}", failures.join("; "));
+        std::process::exit(1);
     }
 }
+
+type Row = (u64, f64, usize, f64, usize, u64, f64, f64);

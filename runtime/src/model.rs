@@ -26,6 +26,17 @@ pub const MAX_PAYLOAD_BYTES: usize = 4 * 1024 * 1024;
 /// How long finished executions are kept unless configured otherwise.
 pub const DEFAULT_RETENTION: std::time::Duration = std::time::Duration::from_secs(14 * 24 * 3600);
 
+/// How long finished executions are kept here: `DURAFN_RETENTION_SECONDS`
+/// (whole seconds, at least 1) when set, else [`DEFAULT_RETENTION`]. `durafn
+/// dev` reads it to purge, and its handler processes inherit it.
+pub fn retention() -> std::time::Duration {
+    std::env::var("DURAFN_RETENTION_SECONDS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .map_or(DEFAULT_RETENTION, std::time::Duration::from_secs)
+}
+
 /// How many shards the due index is split into. Dispatchers lease shards.
 pub const DUE_SHARDS: u32 = 16;
 

@@ -43,7 +43,7 @@ impl Default for InvocationConfig {
             max_steps_per_invocation: None,
             deadline: None,
             yield_margin: Duration::from_secs(2),
-            retention: Duration::from_secs(14 * 24 * 3600),
+            retention: durafn_runtime::model::retention(),
             cancel_check_interval: Duration::from_secs(1),
             on_checkpoint: None,
             on_step_body: None,
