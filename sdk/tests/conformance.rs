@@ -455,7 +455,7 @@ async fn the_callback_record_carries_the_id_it_was_created_with() {
         .result
         .map(|v| serde_json::from_value(v).unwrap())
         .unwrap();
-    assert!(handed.starts_with("cb1."), "{handed}");
+    assert!(handed.starts_with("cb2."), "{handed}");
     let cb = exec.operation("approval").await.unwrap().unwrap();
     assert_eq!(cb.result.as_ref().unwrap()["callback_id"], json!(handed));
     assert_eq!(

@@ -23,7 +23,7 @@ fn approval(submits: Calls, timeout: Duration) -> Handler {
             let answer = ctx
                 .wait_for_callback("approval", move |id: String| async move {
                     submits.hit();
-                    assert!(id.starts_with("cb1."), "{id}");
+                    assert!(id.starts_with("cb2."), "{id}");
                     Ok::<_, DurableError>(())
                 })
                 .timeout(timeout)

@@ -24,7 +24,7 @@ async fn an_approval_resumes_the_workflow() {
         exec.callback_id("approval")
             .await
             .unwrap()
-            .starts_with("cb1.")
+            .starts_with("cb2.")
     );
     exec.callback_succeed("approval", json!({"approved": true, "by": "ops"}))
         .await

@@ -1,11 +1,19 @@
 //! Callback tokens and completing callbacks.
 //!
 //! A token names the execution and operation it completes, plus a MAC over
-//! both keyed by the execution's secret seed: `cb1.<hex execution id>.<op id>.<mac>`.
-//! Anyone holding a token can complete that one callback; nobody can forge or
-//! guess another. Completion is a first-writer-wins write of the operation's
-//! next revision, so completing twice, or after a timeout, changes nothing.
+//! both keyed by the execution's secret seed:
+//! `cb2.<hex execution id>.<op id>.<mac>`, the MAC an HMAC-SHA256 (hex) of
+//! the length-prefixed execution id and op id. Anyone holding a token can
+//! complete that one callback; nobody can forge or guess another.
+//!
+//! Tokens minted before HMAC (`cb1.`, a truncated SHA-256 over the
+//! concatenated seed, id and op id) still verify: they live only as long as
+//! their callback's record, so they go away as those callbacks end.
+//!
+//! Completion is a first-writer-wins write of the operation's next revision,
+//! so completing twice, or after a timeout, changes nothing.
 
+use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -13,9 +21,33 @@ use crate::error::{Result, StoreError};
 use crate::model::{ErrorObject, ExecutionId, OpKind, OpStatus, Operation, Timestamp};
 use crate::store::{OpWrite, Store};
 
-const PREFIX: &str = "cb1";
+/// The version minted today.
+const PREFIX: &str = "cb2";
 
-fn mac(seed: &str, execution_id: &ExecutionId, op_id: &str) -> String {
+/// The version before HMAC, still verified.
+const LEGACY_PREFIX: &str = "cb1";
+
+/// Which MAC a token carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Version {
+    /// `cb1`: the first 16 bytes of SHA-256(seed 0 id 0 op).
+    Legacy,
+    /// `cb2`: HMAC-SHA256 keyed by the seed.
+    Hmac,
+}
+
+/// The HMAC of a `cb2` token, over `len(id) (u64 BE) || id || op id`.
+fn hmac_of(seed: &str, execution_id: &ExecutionId, op_id: &str) -> Option<Hmac<Sha256>> {
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(seed.as_bytes()).ok()?;
+    let id = execution_id.as_str().as_bytes();
+    m.update(&u64::try_from(id.len()).unwrap_or(u64::MAX).to_be_bytes());
+    m.update(id);
+    m.update(op_id.as_bytes());
+    Some(m)
+}
+
+/// The MAC of a `cb1` token (kept to verify tokens minted before `cb2`).
+fn legacy_mac(seed: &str, execution_id: &ExecutionId, op_id: &str) -> [u8; 16] {
     let mut h = Sha256::new();
     h.update(seed.as_bytes());
     h.update(b"\0");
@@ -23,31 +55,39 @@ fn mac(seed: &str, execution_id: &ExecutionId, op_id: &str) -> String {
     h.update(b"\0");
     h.update(op_id.as_bytes());
     let digest = h.finalize();
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest[..16]);
+    out
+}
+
+fn hex_bytes(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn hex(s: &str) -> String {
-    s.bytes().map(|b| format!("{b:02x}")).collect()
+    hex_bytes(s.as_bytes())
 }
 
-fn unhex(s: &str) -> Option<String> {
+fn unhex_bytes(s: &str) -> Option<Vec<u8>> {
     if s.len() % 2 != 0 {
         return None;
     }
-    let bytes: Option<Vec<u8>> = (0..s.len())
+    (0..s.len())
         .step_by(2)
         .map(|i| s.get(i..i + 2).and_then(|p| u8::from_str_radix(p, 16).ok()))
-        .collect();
-    String::from_utf8(bytes?).ok()
+        .collect()
+}
+
+fn unhex(s: &str) -> Option<String> {
+    String::from_utf8(unhex_bytes(s)?).ok()
 }
 
 /// The token of the callback created as operation `op_id` of an execution.
 pub fn token(execution_id: &ExecutionId, seed: &str, op_id: &str) -> String {
-    format!(
-        "{PREFIX}.{}.{op_id}.{}",
-        hex(execution_id.as_str()),
-        mac(seed, execution_id, op_id)
-    )
+    let mac = hmac_of(seed, execution_id, op_id)
+        .map(|m| hex_bytes(&m.finalize().into_bytes()))
+        .unwrap_or_default();
+    format!("{PREFIX}.{}.{op_id}.{mac}", hex(execution_id.as_str()))
 }
 
 /// What a token claims to complete (not yet verified).
@@ -57,7 +97,8 @@ pub struct CallbackRef {
     pub execution_id: ExecutionId,
     /// The callback's operation id.
     pub op_id: String,
-    mac: String,
+    version: Version,
+    mac: Vec<u8>,
 }
 
 impl CallbackRef {
@@ -65,7 +106,12 @@ impl CallbackRef {
     pub fn parse(token: &str) -> Option<CallbackRef> {
         let mut parts = token.split('.');
         let (prefix, exec, rest) = (parts.next()?, parts.next()?, parts.collect::<Vec<_>>());
-        if prefix != PREFIX || rest.len() < 2 {
+        let version = match prefix {
+            PREFIX => Version::Hmac,
+            LEGACY_PREFIX => Version::Legacy,
+            _ => return None,
+        };
+        if rest.len() < 2 {
             return None;
         }
         let (mac, op_parts) = rest.split_last()?;
@@ -76,20 +122,31 @@ impl CallbackRef {
         Some(CallbackRef {
             execution_id: ExecutionId::new(unhex(exec)?).ok()?,
             op_id,
-            mac: (*mac).to_string(),
+            version,
+            mac: unhex_bytes(mac)?,
         })
     }
 
-    /// True if the token was made with this execution's seed.
+    /// True if the token was made with this execution's seed (in constant
+    /// time).
     pub fn verify(&self, seed: &str) -> bool {
-        let expected = mac(seed, &self.execution_id, &self.op_id);
-        !seed.is_empty()
-            && expected.len() == self.mac.len()
-            && expected
-                .bytes()
-                .zip(self.mac.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
+        if seed.is_empty() {
+            return false;
+        }
+        match self.version {
+            Version::Hmac => hmac_of(seed, &self.execution_id, &self.op_id)
+                .is_some_and(|m| m.verify_slice(&self.mac).is_ok()),
+            Version::Legacy => {
+                // Both are 16 bytes; every byte is looked at, wherever they differ.
+                let expected = legacy_mac(seed, &self.execution_id, &self.op_id);
+                self.mac.len() == expected.len()
+                    && expected
+                        .iter()
+                        .zip(&self.mac)
+                        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                        == 0
+            }
+        }
     }
 }
 
@@ -227,18 +284,84 @@ mod tests {
         assert!(!r.verify(""));
     }
 
+    /// A `cb1` token as the version before HMAC minted it.
+    fn legacy_token(execution_id: &ExecutionId, seed: &str, op_id: &str) -> String {
+        format!(
+            "cb1.{}.{op_id}.{}",
+            hex(execution_id.as_str()),
+            hex_bytes(&legacy_mac(seed, execution_id, op_id))
+        )
+    }
+
+    #[test]
+    fn new_tokens_carry_a_full_hmac() {
+        let t = token(&id("approval-1"), "seed-a", "3.2");
+        assert!(t.starts_with("cb2."), "{t}");
+        let mac = t.rsplit('.').next().unwrap_or_default();
+        assert_eq!(mac.len(), 64, "HMAC-SHA256, hex: {t}");
+        // A known answer: HMAC-SHA256(key "seed-a", 8-byte BE length ++ id ++ op).
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(b"seed-a").unwrap();
+        m.update(&10u64.to_be_bytes());
+        m.update(b"approval-1");
+        m.update(b"3.2");
+        assert_eq!(mac, hex_bytes(&m.finalize().into_bytes()));
+    }
+
+    #[test]
+    fn tokens_minted_before_hmac_still_verify() {
+        let t = legacy_token(&id("approval-1"), "seed-a", "3.2");
+        let r = CallbackRef::parse(&t).unwrap();
+        assert_eq!(r.execution_id, id("approval-1"));
+        assert_eq!(r.op_id, "3.2");
+        assert!(r.verify("seed-a"));
+        assert!(!r.verify("seed-b"));
+        assert!(!r.verify(""));
+        // The same MAC under the other version's prefix does not verify.
+        let swapped = t.replacen("cb1.", "cb2.", 1);
+        assert!(!CallbackRef::parse(&swapped).unwrap().verify("seed-a"));
+        let new = token(&id("approval-1"), "seed-a", "3.2");
+        let downgraded = new.replacen("cb2.", "cb1.", 1);
+        assert!(!CallbackRef::parse(&downgraded).unwrap().verify("seed-a"));
+    }
+
     #[test]
     fn tampered_tokens_do_not_verify() {
-        let t = token(&id("x"), "seed", "1");
-        let other_op = t.replacen(".1.", ".2.", 1);
-        assert!(!CallbackRef::parse(&other_op).unwrap().verify("seed"));
+        for t in [
+            token(&id("x"), "seed", "1"),
+            legacy_token(&id("x"), "seed", "1"),
+        ] {
+            let other_op = t.replacen(".1.", ".2.", 1);
+            assert!(
+                !CallbackRef::parse(&other_op).unwrap().verify("seed"),
+                "{t}"
+            );
+            let other_exec = t.replacen(".78.", ".79.", 1);
+            assert!(
+                !CallbackRef::parse(&other_exec).unwrap().verify("seed"),
+                "{t}"
+            );
+            let mut mac_flipped = t.clone();
+            let last = mac_flipped.pop().unwrap();
+            mac_flipped.push(if last == '0' { '1' } else { '0' });
+            assert!(
+                !CallbackRef::parse(&mac_flipped).unwrap().verify("seed"),
+                "{t}"
+            );
+            let short = &t[..t.len() - 2];
+            assert!(
+                CallbackRef::parse(short).is_none_or(|r| !r.verify("seed")),
+                "{t}"
+            );
+        }
         for bad in [
             "",
             "cb1",
+            "cb2",
             "cb1.zz.1.00",
-            "cb2.78.1.00",
+            "cb3.78.1.00",
             "cb1.78..00",
-            "cb1.78.a.00",
+            "cb2.78.a.00",
+            "cb2.78.1.0g",
         ] {
             assert!(
                 CallbackRef::parse(bad).is_none_or(|r| !r.verify("seed")),
