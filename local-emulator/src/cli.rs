@@ -223,19 +223,9 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
-/// Reads an API token file: trimmed, at least 16 characters.
+/// Reads an API token file (see [`crate::auth::read_token_file`]).
 fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
-    let token = std::fs::read_to_string(path)
-        .with_context(|| format!("reading the token file {}", path.display()))?
-        .trim()
-        .to_string();
-    if token.len() < 16 {
-        bail!(
-            "the token in {} is too short: use at least 16 random characters",
-            path.display()
-        );
-    }
-    Ok(token)
+    Ok(crate::auth::read_token_file(path)?)
 }
 
 /// The whole `durafn` program: logging, arguments, exit code.

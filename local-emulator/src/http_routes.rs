@@ -258,11 +258,8 @@ fn event_json(
         }
     }
     let query = uri.query().unwrap_or("");
-    let mut qs = serde_json::Map::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        qs.insert(k.to_string(), Value::String(v.to_string()));
-    }
+    let qs = query_parameters(query);
+    // axum has percent-decoded the path parameters already.
     let path_params: serde_json::Map<String, Value> = params
         .iter()
         .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
@@ -306,6 +303,24 @@ fn event_json(
     })
 }
 
+/// `queryStringParameters` as API Gateway v2 fills it: percent-decoded
+/// (`+` is a space), a repeated name's values joined with commas.
+fn query_parameters(query: &str) -> serde_json::Map<String, Value> {
+    let mut qs = serde_json::Map::new();
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        match qs.get_mut(k.as_ref()) {
+            Some(Value::String(prev)) => {
+                prev.push(',');
+                prev.push_str(&v);
+            }
+            _ => {
+                qs.insert(k.into_owned(), Value::String(v.into_owned()));
+            }
+        }
+    }
+    qs
+}
+
 /// An API Gateway v2 response object → an HTTP response.
 fn to_http(resp: &Value) -> Response {
     // A bare JSON answer (not a response object) is returned as the body, as API Gateway does.
@@ -337,6 +352,17 @@ fn to_http(resp: &Value) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_parameters_are_percent_decoded_and_repeats_joined() {
+        let q = query_parameters("name=J%C3%BCrgen+M&tag=a&tag=b%2Cc&empty=&flag&%41=1");
+        assert_eq!(q["name"], "Jürgen M");
+        assert_eq!(q["tag"], "a,b,c");
+        assert_eq!(q["empty"], "");
+        assert_eq!(q["flag"], "");
+        assert_eq!(q["A"], "1");
+        assert!(query_parameters("").is_empty());
+    }
 
     #[test]
     fn greedy_paths_become_axum_wildcards() {

@@ -15,13 +15,16 @@
 #![allow(clippy::result_large_err)]
 
 pub mod api;
+pub mod auth;
 pub mod cargo_build;
 pub mod cli;
 pub mod client;
 pub mod http_routes;
 pub mod lambda_api;
 pub mod output;
+pub mod platform;
 pub mod queues;
+pub mod routes;
 pub mod scaffold;
 pub mod schedules;
 pub mod server;

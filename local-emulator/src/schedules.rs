@@ -19,11 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::{Path, Request, State};
-use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::extract::{Path, State};
+use axum::http::Method;
+use axum::routing::{MethodFilter, MethodRouter, on};
 use axum::{Json, Router};
 use durafn_runtime::store::Schedule;
 use durafn_runtime::trigger::schedule::{ScheduleDef, ScheduleSpec, Scheduler, SchedulerConfig};
@@ -31,7 +29,8 @@ use serde_json::{Value, json};
 
 use crate::api::render::iso;
 use crate::api::{ApiError, ApiState};
-use crate::server::Platform;
+use crate::platform::Platform;
+use crate::routes::{Access, DEFAULT_TIMEOUT, RouteSpec, SMALL_BODY};
 use crate::template::{EventKind, Template};
 
 /// How often the loop looks for due schedules.
@@ -144,43 +143,45 @@ pub fn start(platform: &Platform) -> anyhow::Result<Router> {
             }
         }
     });
-    let router = Router::new()
-        .route("/v1/schedules", get(list))
-        .route("/v1/schedules/{name}", get(describe))
-        .route("/v1/schedules/{name}/{action}", post(act))
-        .route_layer(axum::middleware::from_fn_with_state(
-            platform.api.clone(),
-            authorize,
-        ))
-        .with_state(state);
-    Ok(router)
+    Ok(crate::routes::build(ROUTES, endpoint, &platform.guard, &platform.limits).with_state(state))
 }
 
-/// The same token check as the rest of `/v1`.
-async fn authorize(State(api): State<ApiState>, req: Request, next: Next) -> Response {
-    if let Some(token) = &api.token {
-        let given = req
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        let ok = given.is_some_and(|g| {
-            g.len() == token.len()
-                && g.bytes()
-                    .zip(token.bytes())
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                    == 0
-        });
-        if !ok {
-            return ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "Unauthorized",
-                "missing or wrong API token: send `Authorization: Bearer <token>` (the token is in the server's --token-file)",
-            )
-            .into_response();
-        }
+/// The schedules API's handlers (see [`ROUTES`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `GET /v1/schedules`.
+    List,
+    /// `GET /v1/schedules/{name}`.
+    Describe,
+    /// `POST /v1/schedules/{name}/{action}` (pause, resume, trigger).
+    Act,
+}
+
+const fn spec(method: Method, path: &'static str, endpoint: Endpoint) -> RouteSpec<Endpoint> {
+    RouteSpec {
+        method,
+        path,
+        access: Access::Token,
+        body_limit: SMALL_BODY,
+        timeout: Some(DEFAULT_TIMEOUT),
+        rate_limited: false,
+        endpoint,
     }
-    next.run(req).await
+}
+
+/// Every route of the schedules API (all token-checked).
+pub const ROUTES: &[RouteSpec<Endpoint>] = &[
+    spec(Method::GET, "/v1/schedules", Endpoint::List),
+    spec(Method::GET, "/v1/schedules/{name}", Endpoint::Describe),
+    spec(Method::POST, "/v1/schedules/{name}/{action}", Endpoint::Act),
+];
+
+fn endpoint(e: Endpoint, m: MethodFilter) -> MethodRouter<SchedState> {
+    match e {
+        Endpoint::List => on(m, list),
+        Endpoint::Describe => on(m, describe),
+        Endpoint::Act => on(m, act),
+    }
 }
 
 /// A schedule as the API shows it.

@@ -14,7 +14,10 @@ use durafn_runtime::store::{RetryingStore, Store};
 use tokio::net::TcpListener;
 
 use crate::api::{self, ApiState, Metrics};
+use crate::auth::Guard;
 use crate::lambda_api::{self, FunctionHost, FunctionSpec, Hosts, ProcessInvoker};
+use crate::platform::Platform;
+use crate::routes::Limits;
 use crate::template::{self, Template};
 
 /// How to run the platform.
@@ -75,23 +78,6 @@ impl ServerConfig {
             aws: None,
         }
     }
-}
-
-/// What the platform's parts share; the queue and schedule services start from it.
-#[derive(Clone)]
-pub struct Platform {
-    /// The template.
-    pub template: Arc<Template>,
-    /// The store.
-    pub store: Arc<dyn Store>,
-    /// The clock.
-    pub clock: Arc<dyn Clock>,
-    /// Every function's host (invoke a function with `hosts[name].invoke(payload)`).
-    pub hosts: Hosts,
-    /// The REST API's state (dispatcher handle, token, ...).
-    pub api: ApiState,
-    /// Becomes `true` when the platform shuts down.
-    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The store URL handler processes use. A DynamoDB store they reach
@@ -233,17 +219,21 @@ pub async fn serve(
         metrics: Arc::new(Metrics::default()),
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let guard = Guard::new(config.token.as_deref());
+    let limits = Limits::for_guard(&guard);
     let platform = Platform {
         template: Arc::new(template.clone()),
         store: store.clone(),
         clock: state.clock.clone(),
         hosts: hosts.clone(),
         api: state.clone(),
+        guard: guard.clone(),
+        limits,
         shutdown: stop_rx.clone(),
     };
     let own = if local_dispatch {
-        api::router(state.clone())
-            .merge(crate::ui::router(state.clone()))
+        api::router_with(state.clone(), &guard, &limits)
+            .merge(crate::ui::router_with(state.clone(), &guard, &limits))
             .merge(crate::schedules::start(&platform)?)
     } else {
         // The control function serves the API; the dispatcher function
@@ -254,7 +244,7 @@ pub async fn serve(
     };
     let app = own
         .merge(crate::queues::start(&platform)?)
-        .merge(lambda_api::router(hosts.clone(), state.token.clone()))
+        .merge(lambda_api::router(hosts.clone(), &guard, &limits))
         .merge(crate::store_api::router(store.clone(), &store_secret))
         .merge(crate::http_routes::router(&routes, &hosts, state)?);
 

@@ -19,7 +19,7 @@ use axum::routing::post;
 use durafn_runtime::model::MAX_PAYLOAD_BYTES;
 use durafn_runtime::store::Store;
 
-use crate::api::constant_time_eq;
+use crate::auth::same_secret;
 
 /// The path prefix of the store route.
 pub const STORE_PATH: &str = "/_durafn/store";
@@ -53,7 +53,7 @@ pub fn router(store: Arc<dyn Store>, secret: &str) -> Router {
 }
 
 async fn call(State(api): State<StoreApi>, Path(secret): Path<String>, body: Bytes) -> Response {
-    if !constant_time_eq(secret.as_bytes(), api.secret.as_bytes()) {
+    if !same_secret(&secret, &api.secret) {
         return StatusCode::NOT_FOUND.into_response();
     }
     let answer = durafn_runtime::store::remote::serve(&api.store, &body).await;

@@ -8,7 +8,8 @@
 //   "<script>alert(1)</script>", watched live from the list to its page until
 //   it succeeds; the status filter; cancel from the UI; screenshots at
 //   1280×800 into test-output/ui/.
-// - `durafn server` with --token-file: the UI asks for the token, rejects a
+// - `durafn server` with --token-file: the UI asks for the token (signing in
+//   sets an HttpOnly session cookie), rejects a
 //   wrong one, and shows the list with the right one.
 //
 // Every process started here is killed when the tests end (and its pid is
@@ -506,6 +507,16 @@ describe('durafn server: the UI asks for the API token', () => {
     assert.equal((await call(base, 'GET', '/ui/api/counts', undefined, token)).status, 200);
     // The page itself loads without a token.
     assert.equal((await fetch(`${base}/ui/`)).status, 200);
+    // The sign-in refuses a wrong token and sets an HttpOnly cookie for the right one.
+    const bad = await fetch(`${base}/ui/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: 'wrong-token' }) });
+    assert.equal(bad.status, 401);
+    const good = await fetch(`${base}/ui/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token }) });
+    assert.equal(good.status, 204);
+    const cookie = good.headers.get('set-cookie') || '';
+    assert.match(cookie, /HttpOnly/);
+    assert.match(cookie, /SameSite=Strict/);
+    const withCookie = await fetch(`${base}/v1/executions`, { headers: { cookie: cookie.split(';')[0] } });
+    assert.equal(withCookie.status, 200);
   });
 
   test('the UI shows the token form, rejects a wrong token, then lists with the right one', { timeout: 60_000 }, async () => {
@@ -529,7 +540,20 @@ describe('durafn server: the UI asks for the API token', () => {
     await page.locator('tr[data-id="srv-order-1"] a').click();
     await page.locator('.op-row[data-name="charge"]').waitFor({ timeout: 10_000 });
     assert.ok(urls.every((u) => !u.includes(token)), 'the token leaked into a URL');
-    assert.equal(await page.evaluate(() => sessionStorage.getItem('durafn.token')), token);
+    // The token is not kept by the page: the session is an HttpOnly,
+    // SameSite=Strict cookie that is not the token either.
+    const stored = await page.evaluate(() => JSON.stringify({ ...sessionStorage }) + JSON.stringify({ ...localStorage }) + document.cookie);
+    assert.ok(!stored.includes(token), 'the token is kept in the page');
+    const cookies = await context.cookies(base);
+    const session = cookies.find((c) => c.name === 'durafn_session');
+    assert.ok(session, 'the session cookie is set');
+    assert.equal(session.httpOnly, true);
+    assert.equal(session.sameSite, 'Strict');
+    assert.notEqual(session.value, token);
+    // Signing out clears it: the form comes back.
+    await page.locator('#signout').click();
+    await page.locator('#auth').waitFor({ timeout: 10_000 });
+    assert.ok(!(await context.cookies(base)).some((c) => c.name === 'durafn_session' && c.value));
     assert.deepEqual(problems.errors, []);
     assert.deepEqual(problems.csp, []);
     await context.close();

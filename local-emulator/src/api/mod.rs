@@ -6,6 +6,8 @@
 //! Errors are JSON `{"error": {"code", "message"}}` with the right status.
 
 mod error;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod render;
 
 use std::collections::BTreeSet;
@@ -14,21 +16,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, MethodRouter, on};
 use axum::{Json, Router};
 use bytes::Bytes;
 use durafn_runtime::clock::Clock;
 use durafn_runtime::dispatch::DispatchHandle;
-use durafn_runtime::model::{
-    ExecutionId, ExecutionStatus, MAX_PAYLOAD_BYTES, NewExecution, Timestamp,
-};
+use durafn_runtime::model::{ExecutionId, ExecutionStatus, MAX_PAYLOAD_BYTES, NewExecution};
 use durafn_runtime::store::{Created, ListFilter, Store};
 use serde::Deserialize;
 use serde_json::{Value, json};
+
+use crate::auth::Guard;
+use crate::routes::{Access, DEFAULT_TIMEOUT, Limits, RouteSpec, SMALL_BODY};
 
 pub use error::ApiError;
 
@@ -73,55 +76,190 @@ impl ApiState {
     }
 }
 
-/// The API routes.
+/// The REST API's handlers (see [`ROUTES`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /v1/functions/{function}/executions`.
+    Start,
+    /// `GET /v1/executions`.
+    List,
+    /// `GET /v1/executions/{id}`.
+    Describe,
+    /// `GET /v1/executions/{id}/history`.
+    History,
+    /// `POST /v1/executions/{id}/cancel`.
+    Cancel,
+    /// `POST /v1/executions/{id}/resume`.
+    Resume,
+    /// `POST /v1/executions/{id}/events/{name}`.
+    SendEvent,
+    /// `POST /v1/callbacks/{token}/{action}`.
+    CompleteCallback,
+    /// `GET /healthz`.
+    Health,
+    /// `GET /metrics`.
+    Metrics,
+}
+
+/// The largest body of a route carrying a payload (the payload, JSON-escaped
+/// headroom included).
+pub const PAYLOAD_BODY: usize = MAX_PAYLOAD_BYTES + 64 * 1024;
+
+const fn spec(
+    method: Method,
+    path: &'static str,
+    access: Access,
+    body_limit: usize,
+    timeout: Duration,
+    rate_limited: bool,
+    endpoint: Endpoint,
+) -> RouteSpec<Endpoint> {
+    RouteSpec {
+        method,
+        path,
+        access,
+        body_limit,
+        timeout: Some(timeout),
+        rate_limited,
+        endpoint,
+    }
+}
+
+/// Every route of the REST API. The router is built from this table and the
+/// tests walk it: a route added here is token-checked and limited at once.
+pub const ROUTES: &[RouteSpec<Endpoint>] = &[
+    // A start may wait up to MAX_WAIT for its execution.
+    spec(
+        Method::POST,
+        "/v1/functions/{function}/executions",
+        Access::Token,
+        PAYLOAD_BODY,
+        Duration::from_secs(MAX_WAIT.as_secs() + 30),
+        true,
+        Endpoint::Start,
+    ),
+    spec(
+        Method::GET,
+        "/v1/executions",
+        Access::Token,
+        SMALL_BODY,
+        DEFAULT_TIMEOUT,
+        false,
+        Endpoint::List,
+    ),
+    spec(
+        Method::GET,
+        "/v1/executions/{id}",
+        Access::Token,
+        SMALL_BODY,
+        DEFAULT_TIMEOUT,
+        false,
+        Endpoint::Describe,
+    ),
+    spec(
+        Method::GET,
+        "/v1/executions/{id}/history",
+        Access::Token,
+        SMALL_BODY,
+        DEFAULT_TIMEOUT,
+        false,
+        Endpoint::History,
+    ),
+    spec(
+        Method::POST,
+        "/v1/executions/{id}/cancel",
+        Access::Token,
+        SMALL_BODY,
+        DEFAULT_TIMEOUT,
+        false,
+        Endpoint::Cancel,
+    ),
+    spec(
+        Method::POST,
+        "/v1/executions/{id}/resume",
+        Access::Token,
+        SMALL_BODY,
+        DEFAULT_TIMEOUT,
+        false,
+        Endpoint::Resume,
+    ),
+    spec(
+        Method::POST,
+        "/v1/executions/{id}/events/{name}",
+        Access::Token,
+        PAYLOAD_BODY,
+        DEFAULT_TIMEOUT,
+        true,
+        Endpoint::SendEvent,
+    ),
+    spec(
+        Method::POST,
+        "/v1/callbacks/{token}/{action}",
+        Access::Token,
+        PAYLOAD_BODY,
+        DEFAULT_TIMEOUT,
+        true,
+        Endpoint::CompleteCallback,
+    ),
+    spec(
+        Method::GET,
+        "/healthz",
+        Access::Public,
+        SMALL_BODY,
+        DEFAULT_TIMEOUT,
+        false,
+        Endpoint::Health,
+    ),
+    spec(
+        Method::GET,
+        "/metrics",
+        Access::Token,
+        SMALL_BODY,
+        DEFAULT_TIMEOUT,
+        false,
+        Endpoint::Metrics,
+    ),
+];
+
+fn endpoint(e: Endpoint, m: MethodFilter) -> MethodRouter<ApiState> {
+    match e {
+        Endpoint::Start => on(m, start),
+        Endpoint::List => on(m, list),
+        Endpoint::Describe => on(m, describe),
+        Endpoint::History => on(m, history),
+        Endpoint::Cancel => on(m, cancel),
+        Endpoint::Resume => on(m, resume),
+        Endpoint::SendEvent => on(m, send_event),
+        Endpoint::CompleteCallback => on(m, complete_callback),
+        Endpoint::Health => on(m, || async { Json(json!({ "ok": true })) }),
+        Endpoint::Metrics => on(m, metrics),
+    }
+}
+
+/// The API routes, with a server's limits where the state requires a token
+/// (see [`Limits::for_guard`]).
 pub fn router(state: ApiState) -> Router {
-    let v1 = Router::new()
-        .route("/v1/functions/{function}/executions", post(start))
-        .route("/v1/executions", get(list))
-        .route("/v1/executions/{id}", get(describe))
-        .route("/v1/executions/{id}/history", get(history))
-        .route("/v1/executions/{id}/cancel", post(cancel))
-        .route("/v1/executions/{id}/resume", post(resume))
-        .route("/v1/executions/{id}/events/{name}", post(send_event))
-        .route("/v1/callbacks/{token}/{action}", post(complete_callback))
-        .route_layer(axum::middleware::from_fn_with_state(
+    let guard = Guard::new(state.token.as_deref());
+    let limits = Limits::for_guard(&guard);
+    router_with(state, &guard, &limits)
+}
+
+/// The API routes behind `guard`, with `limits`.
+pub fn router_with(state: ApiState, guard: &Guard, limits: &Limits) -> Router {
+    crate::routes::build(ROUTES, endpoint, guard, limits)
+        .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            authorize,
-        ));
-    Router::new()
-        .merge(v1)
-        .route("/healthz", get(|| async { Json(json!({ "ok": true })) }))
-        .route("/metrics", get(metrics))
-        .layer(DefaultBodyLimit::max(MAX_PAYLOAD_BYTES + 64 * 1024))
+            count_errors,
+        ))
         .with_state(state)
 }
 
-async fn authorize(State(state): State<ApiState>, req: Request, next: Next) -> Response {
-    if let Some(token) = &state.token {
-        let given = req
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
-            return ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "Unauthorized",
-                "missing or wrong API token: send `Authorization: Bearer <token>` (the token is in the server's --token-file)",
-            )
-            .into_response();
-        }
-    }
+async fn count_errors(State(state): State<ApiState>, req: Request, next: Next) -> Response {
     let response = next.run(req).await;
     if response.status().is_client_error() || response.status().is_server_error() {
         state.metrics.errors.fetch_add(1, Ordering::Relaxed);
     }
     response
-}
-
-/// `a == b` in time independent of where they differ (for secrets).
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Reads a JSON body, turning every failure into a clear API error.
@@ -131,7 +269,7 @@ fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "PayloadTooLarge",
-                format!("the request body is over the {MAX_PAYLOAD_BYTES}-byte limit"),
+                format!("the request body is over the {PAYLOAD_BODY}-byte limit"),
             )
         } else {
             ApiError::bad_request("InvalidBody", e.body_text())
@@ -268,20 +406,6 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
-fn parse_time(what: &str, s: &str) -> Result<Timestamp, ApiError> {
-    if let Ok(ms) = s.parse::<i64>() {
-        return Ok(Timestamp(ms));
-    }
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .map(|d| Timestamp(i64::try_from(d.unix_timestamp_nanos() / 1_000_000).unwrap_or(0)))
-        .map_err(|_| {
-            ApiError::bad_request(
-                "InvalidRequest",
-                format!("{what}={s:?} is not an RFC 3339 time (2026-11-25T09:00:00Z) or epoch milliseconds"),
-            )
-        })
-}
-
 async fn list(
     State(state): State<ApiState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
@@ -307,13 +431,15 @@ async fn list(
         created_after: q
             .since
             .as_deref()
-            .map(|s| parse_time("since", s))
-            .transpose()?,
+            .map(|s| render::parse_time("since", s))
+            .transpose()?
+            .flatten(),
         created_before: q
             .until
             .as_deref()
-            .map(|s| parse_time("until", s))
-            .transpose()?,
+            .map(|s| render::parse_time("until", s))
+            .transpose()?
+            .flatten(),
         id_contains: q.q.filter(|s| !s.is_empty()),
         limit: q.limit.unwrap_or(50),
         cursor: q.cursor.filter(|c| !c.is_empty()),

@@ -5,14 +5,28 @@ use serde_json::{Value, json};
 
 /// A timestamp as RFC 3339 (UTC, milliseconds).
 pub fn iso(t: Timestamp) -> String {
-    let nanos = i128::from(t.0) * 1_000_000;
-    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .ok()
-        .and_then(|d| {
-            d.format(&time::format_description::well_known::Rfc3339)
-                .ok()
+    jiff::Timestamp::from_millisecond(t.0).map_or_else(|_| t.0.to_string(), |d| d.to_string())
+}
+
+/// A time given to a list filter (`since=`, `until=`): epoch milliseconds or
+/// RFC 3339 (`2026-11-25T09:00:00Z`, any offset); empty means none.
+pub fn parse_time(what: &str, s: &str) -> Result<Option<Timestamp>, crate::api::ApiError> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(Some(Timestamp(ms)));
+    }
+    s.parse::<jiff::Timestamp>()
+        .map(|d| Some(Timestamp(d.as_millisecond())))
+        .map_err(|_| {
+            crate::api::ApiError::bad_request(
+                "InvalidRequest",
+                format!(
+                    "{what}={s:?} is not an RFC 3339 time (2026-11-25T09:00:00Z) or epoch milliseconds"
+                ),
+            )
         })
-        .unwrap_or_else(|| t.0.to_string())
 }
 
 fn opt_iso(t: Option<Timestamp>) -> Value {

@@ -318,14 +318,7 @@ impl FunctionHost {
         let id: u64 = id.parse().ok()?;
         let st = self.state();
         let inst = st.instances.get(&id)?;
-        let same = inst.secret.len() == secret.len()
-            && inst
-                .secret
-                .bytes()
-                .zip(secret.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        same.then_some(id)
+        crate::auth::same_secret(secret, &inst.secret).then_some(id)
     }
 
     /// Waits for the next invocation for process `instance` (long poll).

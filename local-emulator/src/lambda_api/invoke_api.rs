@@ -5,16 +5,42 @@
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{MethodFilter, MethodRouter, on};
 use serde_json::json;
 
 use super::{Hosts, InvokeFailure};
+use crate::auth::Guard;
+use crate::routes::{Access, Limits, RouteSpec};
+
+/// The Invoke API's handler (see [`ROUTES`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /2015-03-31/functions/{name}/invocations`.
+    Invoke,
+}
+
+/// The Invoke API's routes (token-checked).
+pub const ROUTES: &[RouteSpec<Endpoint>] = &[RouteSpec {
+    method: Method::POST,
+    path: "/2015-03-31/functions/{name}/invocations",
+    access: Access::Token,
+    // Lambda's limit for a synchronous invocation's payload.
+    body_limit: 6 * 1024 * 1024,
+    // The function's own timeout bounds a synchronous invocation.
+    timeout: None,
+    rate_limited: true,
+    endpoint: Endpoint::Invoke,
+}];
+
+fn endpoint(_: Endpoint, m: MethodFilter) -> MethodRouter<Hosts> {
+    on(m, invoke)
+}
 
 /// The Invoke API route.
-pub(crate) fn routes() -> Router<Hosts> {
-    Router::new().route("/2015-03-31/functions/{name}/invocations", post(invoke))
+pub(crate) fn routes(guard: &Guard, limits: &Limits) -> Router<Hosts> {
+    crate::routes::build(ROUTES, endpoint, guard, limits)
 }
 
 fn aws_error(status: StatusCode, kind: &str, message: String) -> Response {

@@ -6,7 +6,7 @@
 //! - [`ProcessInvoker`]: the dispatcher's way into all of it.
 
 pub mod host;
-mod invoke_api;
+pub mod invoke_api;
 mod runtime_api;
 
 use std::collections::HashMap;
@@ -14,11 +14,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::Router;
-use axum::response::IntoResponse;
 use bytes::Bytes;
 use durafn_runtime::dispatch::{
     InvocationSummary, InvokeError, Invoker, RESUME_KEY, ResumeRequest,
 };
+
+use crate::auth::Guard;
+use crate::routes::Limits;
 
 pub use host::{FunctionHost, FunctionSpec, InvokeFailure};
 pub use runtime_api::function_arn;
@@ -28,35 +30,14 @@ pub type Hosts = Arc<HashMap<String, Arc<FunctionHost>>>;
 
 /// The Runtime API and Invoke API routes.
 ///
-/// With a `token` (`durafn server`), the Invoke API needs `Authorization:
-/// Bearer <token>` like the REST API; the Runtime API is always limited to
-/// the emulator's own processes by a secret in each process's base path.
-pub fn router(hosts: Hosts, token: Option<std::sync::Arc<str>>) -> Router {
-    let invoke = invoke_api::routes().route_layer(axum::middleware::from_fn(
-        move |req: axum::extract::Request, next: axum::middleware::Next| {
-            let token = token.clone();
-            async move {
-                if let Some(t) = token {
-                    let ok = req
-                        .headers()
-                        .get("authorization")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.strip_prefix("Bearer "))
-                        .is_some_and(|g| g.as_bytes() == t.as_bytes());
-                    if !ok {
-                        return crate::api::ApiError::new(
-                            axum::http::StatusCode::UNAUTHORIZED,
-                            "Unauthorized",
-                            "the Invoke API of `durafn server` needs `Authorization: Bearer <token>`",
-                        )
-                        .into_response();
-                    }
-                }
-                next.run(req).await
-            }
-        },
-    ));
-    runtime_api::routes().merge(invoke).with_state(hosts)
+/// With a token (`durafn server`), the Invoke API needs it like the REST API
+/// (see [`crate::auth`]; an `aws-sdk-lambda` client passes it as its access
+/// key id); the Runtime API is always limited to the emulator's own
+/// processes by a secret in each process's base path.
+pub fn router(hosts: Hosts, guard: &Guard, limits: &Limits) -> Router {
+    runtime_api::routes()
+        .merge(invoke_api::routes(guard, limits))
+        .with_state(hosts)
 }
 
 /// Invokes functions through their handler processes.

@@ -14,16 +14,15 @@
 //! stops are lost (an execution that was started from one is not: it is in
 //! the store). See `docs/queues.md`.
 
-mod md5;
 mod poller;
-mod protocol;
+pub mod protocol;
 mod queue;
 
 use std::sync::Arc;
 
 use axum::Router;
 
-use crate::server::Platform;
+use crate::platform::Platform;
 use crate::template::EventKind;
 
 /// Starts the template's queues and their pollers; returns their routes (the
@@ -76,9 +75,12 @@ pub fn start(platform: &Platform) -> anyhow::Result<Router> {
         }
     }
     tracing::info!(queues = ?names, "serving the template's queues (SQS JSON protocol on POST /)");
-    Ok(protocol::router(protocol::SqsState {
-        queues,
-        clock: platform.clock.clone(),
-        token: platform.api.token.clone(),
-    }))
+    Ok(protocol::router(
+        protocol::SqsState {
+            queues,
+            clock: platform.clock.clone(),
+        },
+        &platform.guard,
+        &platform.limits,
+    ))
 }

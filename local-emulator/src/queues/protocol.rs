@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::Method;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{MethodFilter, MethodRouter, on};
 use durafn_runtime::clock::Clock;
 use serde_json::{Map, Value, json};
 
@@ -23,6 +24,12 @@ use super::queue::{
     ACCOUNT, Attribute, MAX_MESSAGE_BYTES, MAX_RECEIVE, MAX_VISIBILITY_SECS, Outgoing, QueueError,
     Queues, Received, queue_arn,
 };
+use crate::auth::Guard;
+use crate::routes::{Access, Limits, RouteSpec};
+
+#[cfg(test)]
+#[path = "fuzz_tests.rs"]
+mod fuzz_tests;
 
 /// The content type of the protocol.
 const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
@@ -40,17 +47,43 @@ pub(crate) struct SqsState {
     pub(crate) queues: Arc<Queues>,
     /// The wall clock (for timestamps).
     pub(crate) clock: Arc<dyn Clock>,
-    /// When set, requests must carry it (see [`authorized`]).
-    pub(crate) token: Option<Arc<str>>,
+}
+
+/// The protocol's handler (one for every action, see [`ROUTES`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /` (or the queue URL) with `X-Amz-Target: AmazonSQS.<Action>`.
+    Action,
+}
+
+/// The largest request: a batch of messages at SQS's size limit, JSON-escaped.
+const MAX_REQUEST_BYTES: usize = 2 * MAX_MESSAGE_BYTES + 64 * 1024;
+
+const fn spec(path: &'static str) -> RouteSpec<Endpoint> {
+    RouteSpec {
+        method: Method::POST,
+        path,
+        access: Access::Token,
+        body_limit: MAX_REQUEST_BYTES,
+        // A long poll waits up to MAX_WAIT_SECS.
+        timeout: Some(Duration::from_secs(MAX_WAIT_SECS + 30)),
+        rate_limited: false,
+        endpoint: Endpoint::Action,
+    }
 }
 
 /// The protocol's routes: `POST /`, and `POST /000000000000/<queue>` for
-/// clients that send to the queue URL itself.
-pub(crate) fn router(state: SqsState) -> Router {
-    Router::new()
-        .route("/", post(handle))
-        .route(&format!("/{ACCOUNT}/{{queue}}"), post(handle))
-        .with_state(state)
+/// clients that send to the queue URL itself. Token-checked like the REST
+/// API (an AWS SDK passes the token as its access key id).
+pub const ROUTES: &[RouteSpec<Endpoint>] = &[spec("/"), spec("/000000000000/{queue}")];
+
+fn endpoint(_: Endpoint, m: MethodFilter) -> MethodRouter<SqsState> {
+    on(m, handle)
+}
+
+/// The protocol's router.
+pub(crate) fn router(state: SqsState, guard: &Guard, limits: &Limits) -> Router {
+    crate::routes::build(ROUTES, endpoint, guard, limits).with_state(state)
 }
 
 /// An error in SQS's shape.
@@ -141,29 +174,6 @@ fn ok(body: Value) -> Response {
     resp
 }
 
-use crate::api::constant_time_eq;
-
-/// With an API token, a request must carry it: as `Authorization: Bearer
-/// <token>`, or as the access key id of an AWS-signed request (an SDK
-/// configured with the token as its access key). Signatures are not checked.
-fn authorized(token: Option<&str>, headers: &HeaderMap) -> bool {
-    let Some(token) = token else {
-        return true;
-    };
-    let Some(auth) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let given = auth.strip_prefix("Bearer ").map(str::trim).or_else(|| {
-        auth.split("Credential=")
-            .nth(1)
-            .and_then(|c| c.split('/').next())
-    });
-    given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()))
-}
-
 async fn handle(State(state): State<SqsState>, headers: HeaderMap, body: Bytes) -> Response {
     match dispatch(&state, &headers, &body).await {
         Ok(v) => ok(v),
@@ -172,14 +182,6 @@ async fn handle(State(state): State<SqsState>, headers: HeaderMap, body: Bytes) 
 }
 
 async fn dispatch(state: &SqsState, headers: &HeaderMap, body: &[u8]) -> Result<Value, SqsError> {
-    if !authorized(state.token.as_deref(), headers) {
-        return Err(SqsError {
-            status: StatusCode::FORBIDDEN,
-            shape: "InvalidSecurity",
-            code: "InvalidSecurity",
-            message: "missing or wrong API token: sign with the token as the access key id, or send `Authorization: Bearer <token>`".into(),
-        });
-    }
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
@@ -693,7 +695,7 @@ mod tests {
     use crate::queues::queue::QueueConfig;
     use durafn_runtime::clock::SystemClock;
 
-    fn state(token: Option<&str>) -> SqsState {
+    fn state(_token: Option<&str>) -> SqsState {
         SqsState {
             queues: Arc::new(Queues::new(
                 vec![QueueConfig {
@@ -704,7 +706,6 @@ mod tests {
                 0,
             )),
             clock: Arc::new(SystemClock),
-            token: token.map(Arc::from),
         }
     }
 
@@ -873,26 +874,6 @@ mod tests {
         assert_eq!(got["Messages"][0]["Body"], "late");
         assert!(started.elapsed() < Duration::from_secs(5));
         sender.await.unwrap();
-    }
-
-    #[test]
-    fn a_token_is_required_when_set() {
-        let mut h = headers("ListQueues");
-        assert!(authorized(None, &h));
-        assert!(!authorized(Some("t0k"), &h));
-        h.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static(
-                "AWS4-HMAC-SHA256 Credential=t0k/20260101/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=00",
-            ),
-        );
-        assert!(authorized(Some("t0k"), &h));
-        h.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("Bearer t0k"),
-        );
-        assert!(authorized(Some("t0k"), &h));
-        assert!(!authorized(Some("other"), &h));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use super::md5;
+use md5::{Digest, Md5};
 
 /// SQS's largest message: body plus attributes, in bytes.
 pub(crate) const MAX_MESSAGE_BYTES: usize = 262_144;
@@ -181,6 +181,15 @@ fn check_attribute_name(name: &str) -> Result<(), QueueError> {
     Ok(())
 }
 
+/// The MD5 digest of `data` as 32 lower-case hex digits (SQS's
+/// `MD5OfMessageBody`).
+pub(crate) fn md5_hex(data: &[u8]) -> String {
+    Md5::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// `MD5OfMessageAttributes`: SQS's digest over the attributes sorted by name
 /// (each name, type and value length-prefixed, with a transport-type byte).
 pub(crate) fn md5_of_attributes(attributes: &BTreeMap<String, Attribute>) -> Option<String> {
@@ -207,7 +216,7 @@ pub(crate) fn md5_of_attributes(attributes: &BTreeMap<String, Attribute>) -> Opt
             }
         }
     }
-    Some(md5::hex(&buf))
+    Some(md5_hex(&buf))
 }
 
 /// A message to send.
@@ -427,7 +436,7 @@ impl Queues {
         }
         Ok(Sent {
             message_id: uuid::Uuid::new_v4().to_string(),
-            md5_of_body: md5::hex(message.body.as_bytes()),
+            md5_of_body: md5_hex(message.body.as_bytes()),
             md5_of_attributes: md5_of_attributes(&message.attributes),
         })
     }
@@ -704,11 +713,27 @@ mod tests {
     }
 
     #[test]
+    fn md5_matches_the_rfc_1321_test_suite() {
+        let cases = [
+            ("", "d41d8cd98f00b204e9800998ecf8427e"),
+            ("abc", "900150983cd24fb0d6963f7d28e17f72"),
+            ("message digest", "f96b697d7cb7938d525a2f31aaf161d0"),
+            (
+                "12345678901234567890123456789012345678901234567890123456789012345678901234567890",
+                "57edf4a22be3c955ac49da2e2107b67a",
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(md5_hex(input.as_bytes()), want, "md5({input:?})");
+        }
+    }
+
+    #[test]
     fn a_received_message_hides_for_the_visibility_timeout_then_reappears() {
         let q = queues(5);
         let t0 = Instant::now();
         let sent = q.send("work", body("hello"), t0, 1000).unwrap();
-        assert_eq!(sent.md5_of_body, md5::hex(b"hello"));
+        assert_eq!(sent.md5_of_body, md5_hex(b"hello"));
         let got = q.receive("work", 10, None, t0, 1001).unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].message.id, sent.message_id);
@@ -847,7 +872,7 @@ mod tests {
         let mut buf = vec![0, 0, 0, 1, b'k', 0, 0, 0, 6];
         buf.extend_from_slice(b"String");
         buf.extend_from_slice(&[1, 0, 0, 0, 1, b'v']);
-        assert_eq!(md5_of_attributes(&attrs), Some(md5::hex(&buf)));
+        assert_eq!(md5_of_attributes(&attrs), Some(md5_hex(&buf)));
         assert_eq!(md5_of_attributes(&BTreeMap::new()), None);
     }
 

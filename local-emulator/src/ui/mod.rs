@@ -3,8 +3,11 @@
 //! A single-page app in plain HTML, CSS and JavaScript, embedded in the
 //! binary (no CDN, no build step, works offline). The pages themselves load
 //! without a token; the data comes from the REST API (`/v1`), which in
-//! `durafn server` needs `Authorization: Bearer <token>`: the page asks for the
-//! token, keeps it in `sessionStorage` and sends it on every request.
+//! `durafn server` needs the token: the page shows a sign-in form that posts
+//! it to `POST /ui/login`, which answers with an `HttpOnly; SameSite=Strict`
+//! session cookie (an HMAC of the token, not the token) that the browser then
+//! sends with every API request; script never holds the token.
+//! `POST /ui/logout` clears the cookie.
 //!
 //! Besides the REST API the UI uses one endpoint of its own,
 //! `GET /ui/api/counts?function=&since=&until=&q=`: executions per status for
@@ -17,17 +20,19 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{MethodFilter, MethodRouter, on};
 use axum::{Json, Router};
-use durafn_runtime::model::{ExecutionStatus, Timestamp};
+use durafn_runtime::model::ExecutionStatus;
 use durafn_runtime::store::ListFilter;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::{ApiError, ApiState};
+use crate::auth::Guard;
+use crate::routes::{Access, DEFAULT_TIMEOUT, Limits, RouteSpec, SMALL_BODY};
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
@@ -43,18 +48,195 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
 /// The most executions one counts request reads (see [`counts`]).
 const MAX_COUNTED: usize = 10_000;
 
-/// The UI routes (static assets embedded in the binary).
+/// The UI's handlers (see [`ROUTES`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `GET /ui`: a redirect to `/ui/`.
+    Redirect,
+    /// The page (`/ui/`, `/ui/executions/{id}`).
+    Index,
+    /// The script.
+    AppJs,
+    /// The styles.
+    AppCss,
+    /// The icon.
+    Favicon,
+    /// `GET /ui/api/counts`.
+    Counts,
+    /// `POST /ui/login`: sets the session cookie.
+    Login,
+    /// `POST /ui/logout`: clears it.
+    Logout,
+}
+
+const fn spec(
+    method: Method,
+    path: &'static str,
+    access: Access,
+    rate_limited: bool,
+    endpoint: Endpoint,
+) -> RouteSpec<Endpoint> {
+    RouteSpec {
+        method,
+        path,
+        access,
+        body_limit: SMALL_BODY,
+        timeout: Some(DEFAULT_TIMEOUT),
+        rate_limited,
+        endpoint,
+    }
+}
+
+/// Every route of the UI. The pages, assets and the sign-in are public (the
+/// sign-in form must load); the data comes from token-checked routes.
+pub const ROUTES: &[RouteSpec<Endpoint>] = &[
+    spec(
+        Method::GET,
+        "/ui",
+        Access::Public,
+        false,
+        Endpoint::Redirect,
+    ),
+    spec(Method::GET, "/ui/", Access::Public, false, Endpoint::Index),
+    spec(
+        Method::GET,
+        "/ui/executions/{id}",
+        Access::Public,
+        false,
+        Endpoint::Index,
+    ),
+    spec(
+        Method::GET,
+        "/ui/assets/app.js",
+        Access::Public,
+        false,
+        Endpoint::AppJs,
+    ),
+    spec(
+        Method::GET,
+        "/ui/assets/app.css",
+        Access::Public,
+        false,
+        Endpoint::AppCss,
+    ),
+    spec(
+        Method::GET,
+        "/ui/assets/favicon.svg",
+        Access::Public,
+        false,
+        Endpoint::Favicon,
+    ),
+    spec(
+        Method::GET,
+        "/ui/api/counts",
+        Access::Token,
+        false,
+        Endpoint::Counts,
+    ),
+    // Guessing the token is rate-limited like starts.
+    spec(
+        Method::POST,
+        "/ui/login",
+        Access::Public,
+        true,
+        Endpoint::Login,
+    ),
+    spec(
+        Method::POST,
+        "/ui/logout",
+        Access::Public,
+        false,
+        Endpoint::Logout,
+    ),
+];
+
+#[derive(Clone)]
+struct UiState {
+    api: ApiState,
+    guard: Guard,
+}
+
+fn endpoint(e: Endpoint, m: MethodFilter) -> MethodRouter<UiState> {
+    match e {
+        Endpoint::Redirect => on(m, || async { Redirect::to("/ui/") }),
+        Endpoint::Index => on(m, index),
+        Endpoint::AppJs => on(m, app_js),
+        Endpoint::AppCss => on(m, app_css),
+        Endpoint::Favicon => on(m, favicon),
+        Endpoint::Counts => on(m, counts),
+        Endpoint::Login => on(m, login),
+        Endpoint::Logout => on(m, logout),
+    }
+}
+
+/// The UI routes (static assets embedded in the binary), with a server's
+/// limits where the state requires a token.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/ui", get(|| async { Redirect::to("/ui/") }))
-        .route("/ui/", get(index))
-        .route("/ui/executions/{id}", get(index))
-        .route("/ui/assets/app.js", get(app_js))
-        .route("/ui/assets/app.css", get(app_css))
-        .route("/ui/assets/favicon.svg", get(favicon))
-        .route("/ui/api/counts", get(counts))
+    let guard = Guard::new(state.token.as_deref());
+    let limits = Limits::for_guard(&guard);
+    router_with(state, &guard, &limits)
+}
+
+/// The UI routes behind `guard`, with `limits`.
+pub fn router_with(state: ApiState, guard: &Guard, limits: &Limits) -> Router {
+    crate::routes::build(ROUTES, endpoint, guard, limits)
         .layer(axum::middleware::from_fn(security_headers))
-        .with_state(state)
+        .with_state(UiState {
+            api: state,
+            guard: guard.clone(),
+        })
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginRequest {
+    token: String,
+}
+
+/// `POST /ui/login {"token": "..."}`: 204 with the session cookie
+/// (`HttpOnly; SameSite=Strict`) for the right token, 401 otherwise.
+async fn login(
+    State(st): State<UiState>,
+    body: Result<Json<LoginRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PayloadTooLarge",
+                format!("the request body is over the {SMALL_BODY}-byte limit"),
+            )
+            .into_response();
+        }
+        Err(e) => {
+            return ApiError::bad_request(
+                "InvalidRequest",
+                format!("{}; expected {{\"token\": string}}", e.body_text()),
+            )
+            .into_response();
+        }
+    };
+    if !st.guard.is_token(req.token.trim()) {
+        return crate::auth::unauthorized();
+    }
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Some(cookie) = st
+        .guard
+        .session_value()
+        .and_then(crate::auth::session_cookie)
+    {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// `POST /ui/logout`: clears the session cookie.
+async fn logout() -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [(header::SET_COOKIE, crate::auth::cleared_session_cookie())],
+    )
+        .into_response()
 }
 
 async fn security_headers(req: Request, next: Next) -> Response {
@@ -102,29 +284,6 @@ async fn favicon() -> Response {
     asset("image/svg+xml", FAVICON_SVG)
 }
 
-/// The same rule as the `/v1` API: with a token configured, the request must
-/// carry `Authorization: Bearer <token>`.
-fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(token) = &state.token else {
-        return Ok(());
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "Unauthorized",
-            "missing or wrong API token: send `Authorization: Bearer <token>` (the token is in the server's --token-file)",
-        ))
-    }
-}
-
-use crate::api::constant_time_eq;
-
 #[derive(Debug, Deserialize)]
 struct CountsQuery {
     function: Option<String>,
@@ -133,26 +292,7 @@ struct CountsQuery {
     q: Option<String>,
 }
 
-fn parse_time(what: &str, s: &str) -> Result<Option<Timestamp>, ApiError> {
-    if s.is_empty() {
-        return Ok(None);
-    }
-    if let Ok(ms) = s.parse::<i64>() {
-        return Ok(Some(Timestamp(ms)));
-    }
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .map(|d| {
-            Some(Timestamp(
-                i64::try_from(d.unix_timestamp_nanos() / 1_000_000).unwrap_or(0),
-            ))
-        })
-        .map_err(|_| {
-            ApiError::bad_request(
-                "InvalidRequest",
-                format!("{what}={s:?} is not an RFC 3339 time or epoch milliseconds"),
-            )
-        })
-}
+use crate::api::render::parse_time;
 
 /// `GET /ui/api/counts`: how many executions are in each status, for the
 /// same `function`, `since`, `until` and `q` filters as `GET /v1/executions`.
@@ -163,11 +303,9 @@ fn parse_time(what: &str, s: &str) -> Result<Option<Timestamp>, ApiError> {
 /// Fine for a development and operations tool that asks every few seconds;
 /// not something to put behind a public dashboard.
 async fn counts(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
+    State(UiState { api: state, .. }): State<UiState>,
     query: Result<Query<CountsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?;
     let Query(q) = query.map_err(|e| ApiError::bad_request("InvalidRequest", e.body_text()))?;
     let mut filter = ListFilter {
         function: q.function.filter(|f| !f.is_empty()),
@@ -222,6 +360,7 @@ async fn counts(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use durafn_runtime::model::Timestamp;
 
     #[test]
     fn assets_are_embedded_and_free_of_inline_code() {
@@ -245,12 +384,5 @@ mod tests {
             Ok(Some(Timestamp(1_767_225_600_123)))
         );
         assert!(parse_time("since", "yesterday").is_err());
-    }
-
-    #[test]
-    fn tokens_compare_exactly() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
     }
 }

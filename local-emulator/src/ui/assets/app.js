@@ -4,15 +4,17 @@
 // - every piece of data reaches the page through textContent or an attribute
 //   set with setAttribute (never through HTML parsing), so an input holding
 //   "<script>" shows as text;
-// - the API token (durafn server) lives in sessionStorage and travels only in
-//   the Authorization header, never in a URL;
+// - the API token (durafn server) never stays in the page: the sign-in form
+//   posts it once to /ui/login, which answers with an HttpOnly, SameSite=Strict
+//   session cookie the browser sends with every request; it is never in a URL;
 // - the page polls the API while visible and stops while the tab is hidden.
 'use strict';
 
 (() => {
   // ---------------------------------------------------------------- helpers
 
-  const TOKEN_KEY = 'durafn.token';
+  // Only a flag (the cookie itself is out of the script's reach).
+  const SIGNED_IN_KEY = 'durafn.signedIn';
   const FINAL = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED', 'TIMED_OUT']);
   const STATUSES = ['RUNNING', 'SUSPENDED', 'PENDING', 'BLOCKED', 'SUCCEEDED', 'FAILED', 'CANCELLED', 'TIMED_OUT'];
   const STATUS_HELP = {
@@ -238,13 +240,11 @@
     }
   }
 
-  const token = () => sessionStorage.getItem(TOKEN_KEY) || '';
+  const signedIn = () => sessionStorage.getItem(SIGNED_IN_KEY) === '1';
 
   async function api(method, path, body) {
     const headers = { Accept: 'application/json' };
-    const t = token();
-    if (t) headers.Authorization = 'Bearer ' + t;
-    const init = { method, headers, cache: 'no-store', credentials: 'omit' };
+    const init = { method, headers, cache: 'no-store', credentials: 'same-origin' };
     if (body !== undefined) {
       headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
@@ -407,7 +407,9 @@
     if (err instanceof ApiError && err.status === 401) {
       authNeeded = true;
       setLive('auth');
-      showTokenForm(token() ? 'The server rejected this token: ' + err.message : '');
+      if (signedIn()) sessionStorage.removeItem(SIGNED_IN_KEY);
+      syncSignout();
+      showTokenForm('');
       return;
     }
     if (!(err instanceof ApiError) || err.status === 0) {
@@ -439,10 +441,15 @@
         e.preventDefault();
         const value = input.value.trim();
         if (!value) return;
-        sessionStorage.setItem(TOKEN_KEY, value);
-        authNeeded = false;
-        syncSignout();
-        route();
+        input.value = '';
+        api('POST', '/ui/login', { token: value }).then(() => {
+          sessionStorage.setItem(SIGNED_IN_KEY, '1');
+          authNeeded = false;
+          syncSignout();
+          route();
+        }, (err) => {
+          showTokenForm(err.status === 401 ? 'The server rejected this token: ' + err.message : err.message);
+        });
       },
     },
     h('label', { for: 'token-input', text: 'API token' }),
@@ -450,21 +457,20 @@
     main.append(h('section', { class: 'card auth-card', id: 'auth' },
       h('h1', { text: 'This server needs an API token' }),
       h('p', {}, 'durafn server protects its API with a token: paste the one from the server\'s ',
-        h('code', { text: '--token-file' }), '. It stays in this browser tab (session storage) and is sent as an ',
-        h('code', { text: 'Authorization' }), ' header.'),
+        h('code', { text: '--token-file' }), '. The server answers with a session cookie this page cannot read (HttpOnly, this site only); the token itself is not kept.'),
       problem ? h('p', { class: 'alert alert-error', role: 'alert', text: problem }) : null,
       form));
     input.focus();
   }
 
   function syncSignout() {
-    $('signout').hidden = !token();
+    $('signout').hidden = !signedIn();
   }
 
   $('signout').addEventListener('click', () => {
-    sessionStorage.removeItem(TOKEN_KEY);
+    sessionStorage.removeItem(SIGNED_IN_KEY);
     syncSignout();
-    route();
+    api('POST', '/ui/logout').catch(() => {}).finally(route);
   });
 
   // ---------------------------------------------------------- the list page
