@@ -183,6 +183,8 @@ fn ddb_url(table: &str) -> String {
 
 /// A `durafn dev --aws` process.
 struct AwsDev {
+    /// When the template's `soon` schedule fires.
+    soon: durafn_runtime::model::Timestamp,
     child: Child,
     client: ApiClient,
     url: String,
@@ -200,8 +202,9 @@ impl AwsDev {
     async fn start(root: &Path, store: &str, with_dispatcher: bool) -> AwsDev {
         let template = root.join("template.yaml");
         let schedule_dir = work_dir(root, "scheduled");
+        let (at_text, soon) = soon();
         let text = template_text(with_dispatcher)
-            .replace("AT_TIME", &soon().0)
+            .replace("AT_TIME", &at_text)
             .replace("SCHEDULE_DIR", &schedule_dir.display().to_string());
         std::fs::write(&template, text).unwrap();
         let token = "test-token-0123456789abcdef".to_string();
@@ -244,6 +247,7 @@ impl AwsDev {
             .expect("spawn durafn dev --aws");
         let url = format!("http://127.0.0.1:{port}");
         let dev = AwsDev {
+            soon,
             child,
             client: ApiClient::new(&url, Some(token.clone())),
             url,
@@ -461,6 +465,15 @@ async fn the_aws_path_runs_workflows_through_the_dispatcher_and_control_function
     assert_eq!(v["error"]["type"], "UnknownFunction", "{v}");
     let message = v["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("version 42"), "{v}");
+    // Resumed through the control function, it is dispatched again (and,
+    // its version still missing, fails again with the same clear error).
+    let resumed = dev.cli(&["resume", "v42", "--json"]);
+    let resumed: Value = serde_json::from_str(&resumed).unwrap();
+    assert_ne!(resumed["status"], "FAILED", "{resumed}");
+    let v = dev
+        .wait_status("v42", "FAILED", Duration::from_secs(60))
+        .await;
+    assert_eq!(v["error"]["type"], "UnknownFunction", "{v}");
 
     // A message that is not a wake-up is dead-lettered at once, not retried.
     let sqs = sqs(&dev).await;
@@ -540,7 +553,7 @@ async fn the_aws_path_runs_workflows_through_the_dispatcher_and_control_function
     dev.wait_status("ov:20260101T000000Z", "SUCCEEDED", Duration::from_secs(60))
         .await;
     // The same fire delivered again starts nothing new; the next one runs.
-    let again = invoke(&dev, "testfn", fire("2026-01-01T00:00:00Z", false)).await;
+    let again = invoke(&dev, "testfn", fire("2026-01-01T00:00:00Z", true)).await;
     assert_eq!(again["status"], "SUCCEEDED", "{again}");
     assert_eq!(count(&trace(&ov), "before"), 1);
     let next = invoke(&dev, "testfn", fire("2026-01-01T00:02:00Z", false)).await;
@@ -551,26 +564,26 @@ async fn the_aws_path_runs_workflows_through_the_dispatcher_and_control_function
 
     // The template's own schedule (at(...), 25 s after the start), fired by
     // the emulator as EventBridge Scheduler would: its execution ran.
-    let fired = {
-        let mut found = None;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while found.is_none() {
-            let (_, page) = dev
-                .call("GET", "/v1/executions?function=testfn&q=soon:", None)
-                .await;
-            found = page["executions"]
-                .as_array()
-                .and_then(|a| a.first())
-                .and_then(|e| e["id"].as_str())
-                .map(str::to_string);
-            assert!(
-                Instant::now() < deadline,
-                "the at() schedule never fired: {page}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
+    let fired = durafn_runtime::trigger::schedule::fire_id("soon", dev.soon)
+        .unwrap()
+        .as_str()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, v) = dev
+            .call("GET", &format!("/v1/executions/{fired}"), None)
+            .await;
+        if status == 200 {
+            break;
         }
-        found.unwrap()
-    };
+        assert!(
+            Instant::now() < deadline,
+            "the at() schedule never fired ({status}: {v}); due at {}, now {}",
+            dev.soon.0,
+            now_ms()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert!(fired.starts_with("soon:"), "{fired}");
     dev.wait_status(&fired, "SUCCEEDED", Duration::from_secs(30))
         .await;
@@ -645,6 +658,9 @@ async fn without_the_dispatcher_function_nothing_continues() {
     assert_eq!(ops.len(), 2, "charge done, cool-off waiting: {h}");
     assert_eq!(ops[1]["name"], "cool-off", "{h}");
     assert_ne!(ops[1]["status"], "SUCCEEDED", "{h}");
+    // An event sent with the CLI through the control function is stored,
+    // but nothing runs the execution.
+    dev.cli(&["send-event", "never-runs", "ping", r#"{"n": 1}"#]);
     let v = dev.status("never-runs").await;
     assert_eq!(v["status"], "PENDING", "{v}");
     assert!(trace(&dir).is_empty(), "no step may have run");
