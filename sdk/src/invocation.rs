@@ -20,6 +20,7 @@ use crate::context::{DurableContext, Fault, RunState, Shared};
 use crate::error::{DurableError, Error};
 use crate::handler::Handler;
 use crate::replay::JournalCursor;
+use crate::telemetry::InvocationTrace;
 
 pub use crate::context::{CheckpointHook, InvocationConfig, StepHook};
 
@@ -58,9 +59,32 @@ pub async fn run_invocation(
     claimed: &Execution,
 ) -> Result<InvocationReport, Error> {
     let span = tracing::info_span!("invocation", execution_id = %claimed.id, epoch = claimed.epoch);
-    run(handler, store, clock, config, claimed)
-        .instrument(span)
-        .await
+    let trace = InvocationTrace::begin(claimed, clock.now()).map(Arc::new);
+    let result = run(
+        handler,
+        store,
+        clock.clone(),
+        config,
+        claimed,
+        trace.clone(),
+    )
+    .instrument(span)
+    .await;
+    if let Some(trace) = trace {
+        // Exported before the invocation returns: Lambda freezes the process after.
+        let (status, finished) = match &result {
+            Ok(r) => (
+                r.status.as_str(),
+                matches!(
+                    r.status.as_str(),
+                    "SUCCEEDED" | "FAILED" | "CANCELLED" | "TIMED_OUT"
+                ),
+            ),
+            Err(_) => ("ERROR", false),
+        };
+        trace.end(status, finished, clock.now()).await;
+    }
+    result
 }
 
 async fn run(
@@ -69,6 +93,7 @@ async fn run(
     clock: Arc<dyn Clock>,
     config: InvocationConfig,
     claimed: &Execution,
+    trace: Option<Arc<InvocationTrace>>,
 ) -> Result<InvocationReport, Error> {
     let id = claimed.id.clone();
     let journal = store
@@ -90,6 +115,7 @@ async fn run(
         )),
         state: Mutex::new(RunState::default()),
         config,
+        trace,
     });
     let ctx = DurableContext::root(shared.clone());
     let mut handler_fut =

@@ -70,7 +70,9 @@ mod handler;
 pub mod invocation;
 pub mod lambda;
 pub mod replay;
+pub mod replay_check;
 pub mod retry;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -78,6 +78,8 @@ pub(crate) struct Shared {
     pub(crate) cursor: Mutex<JournalCursor>,
     pub(crate) state: Mutex<RunState>,
     pub(crate) config: InvocationConfig,
+    /// This invocation's spans, when traces are exported.
+    pub(crate) trace: Option<Arc<crate::telemetry::InvocationTrace>>,
 }
 
 impl Shared {
@@ -208,6 +210,11 @@ impl DurableContext {
         Opened { id, record }
     }
 
+    /// This invocation's spans, when traces are exported.
+    pub(crate) fn trace(&self) -> Option<&crate::telemetry::InvocationTrace> {
+        self.shared.trace.as_deref()
+    }
+
     pub(crate) fn clock_now(&self) -> Timestamp {
         self.shared.clock.now()
     }
@@ -304,6 +311,9 @@ impl DurableContext {
                 self.shared.cursor().record(op.clone());
                 if let Some(hook) = &self.shared.config.on_checkpoint {
                     hook(&op);
+                }
+                if let Some(trace) = &self.shared.trace {
+                    trace.operation(&op, self.clock_now());
                 }
                 op
             }

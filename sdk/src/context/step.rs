@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use durafn_runtime::model::{ErrorObject, ExecutionId, OpKind, Timestamp};
+use durafn_runtime::model::{ErrorObject, ExecutionId, OpKind, OpStatus, Timestamp};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Serialize;
@@ -18,6 +18,8 @@ use crate::codec;
 use crate::error::DurableError;
 use crate::replay::step::{self, StepDecision};
 use crate::retry::RetryPolicy;
+use crate::telemetry::AttemptSpan;
+use tracing::Instrument;
 
 /// What a retried step may run twice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -261,8 +263,13 @@ where
                         op_id: id.clone(),
                         deadline: ctx.shared.config.deadline,
                     };
+                    let attempt_started = ctx.clock_now();
+                    let attempt_span =
+                        tracing::info_span!("attempt", op_id = %id, step = %name, attempt);
                     let result: Result<T, DurableError> = {
-                        let attempt_fut = AssertUnwindSafe(run_body(step_ctx)).catch_unwind();
+                        let attempt_fut =
+                            AssertUnwindSafe(run_body(step_ctx).instrument(attempt_span))
+                                .catch_unwind();
                         let outcome = match timeout {
                             None => Some(attempt_fut.await),
                             Some(d) => tokio::time::timeout(d, attempt_fut).await.ok(),
@@ -303,6 +310,22 @@ where
                     };
                     if let Some(err) = &next.error {
                         tracing::warn!(op_id = %id, step = %name, attempt, error = %err, "step attempt failed");
+                    }
+                    if let Some(trace) = ctx.trace() {
+                        trace.attempt(AttemptSpan {
+                            op_id: &id,
+                            name: &name,
+                            kind: OpKind::Step,
+                            attempt,
+                            start: attempt_started,
+                            end: now,
+                            outcome: match next.status {
+                                OpStatus::Succeeded => "succeeded",
+                                OpStatus::Pending => "retrying",
+                                _ => "failed",
+                            },
+                            error: next.error.as_ref().map(|e| e.to_string()),
+                        });
                     }
                     record = Some(ctx.checkpoint(next).await);
                 }
