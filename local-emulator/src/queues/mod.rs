@@ -1,7 +1,7 @@
 //! Local SQS queues for the template's `SQS` events.
 //!
 //! Each `SQS` event's queue (and the dead-letter queue its `RedrivePolicy`
-//! names) is hosted in memory, reachable with the SQS JSON protocol on the
+//! names) is hosted in the store, reachable with the SQS JSON protocol on the
 //! emulator's own port (`http://127.0.0.1:<port>/000000000000/<queue>`), so an
 //! `aws-sdk-sqs` client pointed at the emulator works unchanged. One poller
 //! per event plays Lambda's event-source mapping: batches of up to
@@ -10,9 +10,10 @@
 //! the invocation failed), moved to the dead-letter queue once received more
 //! than `maxReceiveCount` times.
 //!
-//! Messages live in memory only: those not yet handled when `durafn dev`
-//! stops are lost (an execution that was started from one is not: it is in
-//! the store). See `docs/queues.md`.
+//! Messages live in the store (one record each): a message acknowledged to
+//! its sender survives a restart or a kill -9, and every replica sharing the
+//! store polls the same queues (a receive is a conditional claim, so one
+//! replica delivers a given message at a time). See `docs/queues.md`.
 
 mod poller;
 pub mod protocol;
@@ -47,7 +48,11 @@ pub fn start(platform: &Platform) -> anyhow::Result<Router> {
         }
     }
     let names: Vec<String> = configs.iter().map(|c| c.name.clone()).collect();
-    let queues = Arc::new(queue::Queues::new(configs, platform.clock.now().0));
+    let queues = Arc::new(queue::Queues::open(
+        configs,
+        platform.store.clone(),
+        platform.clock.now().0,
+    ));
     for f in &platform.template.functions {
         for e in &f.events {
             let EventKind::Sqs {

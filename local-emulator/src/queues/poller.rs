@@ -3,13 +3,13 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use durafn_runtime::clock::Clock;
 use serde_json::{Value, json};
 
-use super::queue::{Queues, REGION, Received, queue_arn};
+use super::queue::{QueueError, Queues, REGION, Received, queue_arn};
 use crate::lambda_api::FunctionHost;
 
 /// The longest an idle poller sleeps before looking again.
@@ -101,18 +101,29 @@ pub(crate) async fn run(
             return;
         }
         let changed = queues.changed.notified();
-        let now = Instant::now();
-        let batch = match queues.receive(queue, source.batch_size, None, now, clock.now().0) {
+        let now_ms = clock.now().0;
+        let batch = match queues.receive(queue, source.batch_size, None, now_ms).await {
             Ok(b) => b,
-            Err(e) => {
-                tracing::error!(queue, error = %e, "the event source's queue is gone");
+            Err(QueueError::NoSuchQueue(_)) => {
+                tracing::error!(queue, "the event source's queue is gone");
                 return;
+            }
+            Err(e) => {
+                tracing::warn!(queue, error = %e, "cannot receive from the queue; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(IDLE_POLL) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
             }
         };
         if batch.is_empty() {
             let nap = queues
-                .next_visible(queue, now)
-                .map_or(IDLE_POLL, |t| (t - now).min(IDLE_POLL));
+                .next_visible(queue, now_ms)
+                .await
+                .map_or(IDLE_POLL, |t| {
+                    Duration::from_millis(u64::try_from(t - now_ms).unwrap_or(0)).min(IDLE_POLL)
+                });
             tokio::select! {
                 () = changed => {}
                 () = tokio::time::sleep(nap) => {}
@@ -162,7 +173,7 @@ pub(crate) async fn run(
                 );
                 continue;
             }
-            if let Err(e) = queues.delete(queue, &r.receipt_handle) {
+            if let Err(e) = queues.delete(queue, &r.receipt_handle).await {
                 tracing::warn!(queue, error = %e, "could not delete a handled message");
             }
         }
@@ -176,7 +187,7 @@ mod tests {
     use super::*;
     use crate::queues::queue::{Outgoing, QueueConfig};
 
-    fn batch() -> Vec<Received> {
+    async fn batch() -> Vec<Received> {
         let q = Queues::new(
             vec![QueueConfig {
                 name: "jobs".into(),
@@ -185,20 +196,21 @@ mod tests {
             }],
             0,
         );
-        let now = Instant::now();
         for b in ["{\"asset\": \"a\"}", "b"] {
             let m = Outgoing {
                 body: b.into(),
                 ..Outgoing::default()
             };
-            q.send("jobs", m, now, 1_700_000_000_000).unwrap();
+            q.send("jobs", m, 1_700_000_000_000).await.unwrap();
         }
-        q.receive("jobs", 10, None, now, 1_700_000_000_001).unwrap()
+        q.receive("jobs", 10, None, 1_700_000_000_001)
+            .await
+            .unwrap()
     }
 
-    #[test]
-    fn events_parse_as_aws_lambda_events_sqs_events() {
-        let batch = batch();
+    #[tokio::test]
+    async fn events_parse_as_aws_lambda_events_sqs_events() {
+        let batch = batch().await;
         let v = event_json("jobs", &batch);
         let r = &v["Records"][0];
         assert_eq!(r["eventSource"], "aws:sqs");
@@ -213,9 +225,9 @@ mod tests {
         assert_eq!(v["Records"].as_array().unwrap().len(), 2);
     }
 
-    #[test]
-    fn partial_batch_responses_are_read_as_lambda_reads_them() {
-        let batch = batch();
+    #[tokio::test]
+    async fn partial_batch_responses_are_read_as_lambda_reads_them() {
+        let batch = batch().await;
         let (a, b) = (&batch[0].message.id, &batch[1].message.id);
         let none = failed_ids(br#"{"batchItemFailures": []}"#, &batch).unwrap();
         assert!(none.is_empty());

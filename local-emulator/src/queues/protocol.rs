@@ -37,6 +37,10 @@ const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
 /// The longest long poll SQS allows.
 const MAX_WAIT_SECS: u64 = 20;
 
+/// How often a long poll looks at the store again while it waits (messages
+/// sent through another replica wake no one here).
+const POLL_WHILE_WAITING: Duration = Duration::from_millis(500);
+
 /// The most entries of a batch request.
 const MAX_BATCH: usize = 10;
 
@@ -144,6 +148,12 @@ impl From<QueueError> for SqsError {
             QueueError::InvalidContents(_) => {
                 SqsError::new("InvalidMessageContents", "InvalidMessageContents", message)
             }
+            QueueError::Store(_) => SqsError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                shape: "ServiceUnavailable",
+                code: "ServiceUnavailable",
+                message,
+            },
         }
     }
 }
@@ -212,16 +222,16 @@ async fn dispatch(state: &SqsState, headers: &HeaderMap, body: &[u8]) -> Result<
         host,
     };
     match action {
-        "SendMessage" => req.send_message(),
-        "SendMessageBatch" => req.send_message_batch(),
+        "SendMessage" => req.send_message().await,
+        "SendMessageBatch" => req.send_message_batch().await,
         "ReceiveMessage" => req.receive_message().await,
-        "DeleteMessage" => req.delete_message(),
-        "DeleteMessageBatch" => req.delete_message_batch(),
-        "ChangeMessageVisibility" => req.change_message_visibility(),
+        "DeleteMessage" => req.delete_message().await,
+        "DeleteMessageBatch" => req.delete_message_batch().await,
+        "ChangeMessageVisibility" => req.change_message_visibility().await,
         "GetQueueUrl" => req.get_queue_url(),
         "ListQueues" => Ok(req.list_queues()),
-        "GetQueueAttributes" => req.get_queue_attributes(),
-        "PurgeQueue" => req.purge_queue(),
+        "GetQueueAttributes" => req.get_queue_attributes().await,
+        "PurgeQueue" => req.purge_queue().await,
         "CreateQueue" => req.create_queue(),
         other => Err(SqsError::unsupported(format!(
             "{other} is not supported by durafn's local queues (they come from template.yaml); supported: SendMessage, SendMessageBatch, ReceiveMessage, DeleteMessage, DeleteMessageBatch, ChangeMessageVisibility, GetQueueUrl, ListQueues, GetQueueAttributes, PurgeQueue, CreateQueue (of a template queue)"
@@ -237,8 +247,8 @@ struct Req<'a> {
 }
 
 impl Req<'_> {
-    fn now(&self) -> (Instant, i64) {
-        (Instant::now(), self.state.clock.now().0)
+    fn now(&self) -> i64 {
+        self.state.clock.now().0
     }
 
     fn url(&self, queue: &str) -> String {
@@ -270,11 +280,10 @@ impl Req<'_> {
         }
     }
 
-    fn send_message(&self) -> Result<Value, SqsError> {
+    async fn send_message(&self) -> Result<Value, SqsError> {
         let queue = self.queue()?;
         let message = outgoing(self.input)?;
-        let (now, now_ms) = self.now();
-        let sent = self.state.queues.send(&queue, message, now, now_ms)?;
+        let sent = self.state.queues.send(&queue, message, self.now()).await?;
         let mut out = json!({
             "MessageId": sent.message_id,
             "MD5OfMessageBody": sent.md5_of_body,
@@ -285,7 +294,7 @@ impl Req<'_> {
         Ok(out)
     }
 
-    fn send_message_batch(&self) -> Result<Value, SqsError> {
+    async fn send_message_batch(&self) -> Result<Value, SqsError> {
         let queue = self.queue()?;
         let entries = batch_entries(self.input)?;
         let total: usize = entries
@@ -302,20 +311,23 @@ impl Req<'_> {
                 ),
             ));
         }
-        let (now, now_ms) = self.now();
+        let now_ms = self.now();
         let mut successful = Vec::new();
         let mut failed = Vec::new();
         for (id, entry) in entries.iter().map(|e| (entry_id(e), e)) {
-            let result = entry
+            let result = match entry
                 .as_object()
                 .ok_or_else(|| SqsError::invalid("each entry must be an object"))
                 .and_then(outgoing)
-                .and_then(|m| {
-                    self.state
-                        .queues
-                        .send(&queue, m, now, now_ms)
-                        .map_err(SqsError::from)
-                });
+            {
+                Ok(m) => self
+                    .state
+                    .queues
+                    .send(&queue, m, now_ms)
+                    .await
+                    .map_err(SqsError::from),
+                Err(e) => Err(e),
+            };
             match result {
                 Ok(sent) => {
                     let mut s = json!({
@@ -364,14 +376,18 @@ impl Req<'_> {
         let deadline = Instant::now() + wait;
         let received = loop {
             let changed = queues.changed.notified();
-            let (now, now_ms) = self.now();
-            let got = queues.receive(&queue, max, visibility, now, now_ms)?;
+            let now = Instant::now();
+            let now_ms = self.now();
+            let got = queues.receive(&queue, max, visibility, now_ms).await?;
             if !got.is_empty() || now >= deadline {
                 break got;
             }
-            let mut nap = deadline - now;
-            if let Some(t) = queues.next_visible(&queue, now) {
-                nap = nap.min(t - now);
+            // Another replica may add messages this process does not hear
+            // of: look again at least every POLL_WHILE_WAITING.
+            let mut nap = (deadline - now).min(POLL_WHILE_WAITING);
+            if let Some(t) = queues.next_visible(&queue, now_ms).await {
+                let until = Duration::from_millis(u64::try_from(t - now_ms).unwrap_or(0));
+                nap = nap.min(until);
             }
             let _ = tokio::time::timeout(nap, changed).await;
         };
@@ -382,14 +398,14 @@ impl Req<'_> {
         Ok(json!({ "Messages": messages }))
     }
 
-    fn delete_message(&self) -> Result<Value, SqsError> {
+    async fn delete_message(&self) -> Result<Value, SqsError> {
         let queue = self.queue()?;
         let handle = self.required("ReceiptHandle")?;
-        self.state.queues.delete(&queue, handle)?;
+        self.state.queues.delete(&queue, handle).await?;
         Ok(json!({}))
     }
 
-    fn delete_message_batch(&self) -> Result<Value, SqsError> {
+    async fn delete_message_batch(&self) -> Result<Value, SqsError> {
         let queue = self.queue()?;
         let entries = batch_entries(self.input)?;
         let mut successful = Vec::new();
@@ -401,6 +417,7 @@ impl Req<'_> {
                     .state
                     .queues
                     .delete(&queue, handle)
+                    .await
                     .map_err(SqsError::from),
                 None => Err(SqsError::missing("ReceiptHandle")),
             };
@@ -414,14 +431,15 @@ impl Req<'_> {
         Ok(json!({ "Successful": successful, "Failed": failed }))
     }
 
-    fn change_message_visibility(&self) -> Result<Value, SqsError> {
+    async fn change_message_visibility(&self) -> Result<Value, SqsError> {
         let queue = self.queue()?;
         let handle = self.required("ReceiptHandle")?;
         let timeout = seconds(self.input, "VisibilityTimeout", MAX_VISIBILITY_SECS)?
             .ok_or_else(|| SqsError::missing("VisibilityTimeout"))?;
         self.state
             .queues
-            .change_visibility(&queue, handle, timeout, Instant::now())?;
+            .change_visibility(&queue, handle, timeout, self.now())
+            .await?;
         Ok(json!({}))
     }
 
@@ -450,10 +468,10 @@ impl Req<'_> {
         json!({ "QueueUrls": urls })
     }
 
-    fn get_queue_attributes(&self) -> Result<Value, SqsError> {
+    async fn get_queue_attributes(&self) -> Result<Value, SqsError> {
         let queue = self.queue()?;
         let wanted = names(self.input, "AttributeNames")?;
-        let info = self.state.queues.info(&queue, Instant::now())?;
+        let info = self.state.queues.info(&queue, self.now()).await?;
         let created = (info.created_ms / 1000).to_string();
         let mut all: BTreeMap<&str, String> = BTreeMap::new();
         all.insert("QueueArn", queue_arn(&queue));
@@ -496,9 +514,9 @@ impl Req<'_> {
         Ok(json!({ "Attributes": attributes }))
     }
 
-    fn purge_queue(&self) -> Result<Value, SqsError> {
+    async fn purge_queue(&self) -> Result<Value, SqsError> {
         let queue = self.queue()?;
-        self.state.queues.purge(&queue)?;
+        self.state.queues.purge(&queue).await?;
         Ok(json!({}))
     }
 

@@ -1,11 +1,15 @@
 //! The queues themselves: messages, visibility timeouts, receive counts and
-//! redrive to a dead-letter queue. In memory, behind one lock (a move to a
-//! dead-letter queue touches two queues); times are passed in, so the rules
-//! are tested without waiting.
+//! redrive to a dead-letter queue. Messages live in the store (one record
+//! each, `Store::send_message` and friends), so they survive a restart or a
+//! kill -9 and replicas sharing a store share the queues; times are passed
+//! in, so the rules are tested without waiting.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
+
+use durafn_runtime::model::Timestamp;
+use durafn_runtime::store::{QueueMessage, Store};
 
 use base64::Engine;
 use serde_json::{Value, json};
@@ -71,6 +75,9 @@ pub(crate) enum QueueError {
     /// A body with characters SQS does not allow.
     #[error("{0}")]
     InvalidContents(String),
+    /// The store holding the messages failed (retry the request).
+    #[error("the queue's store failed: {0}")]
+    Store(String),
 }
 
 /// A message attribute (`DataType` `String`, `Number`, `Binary`, or one of
@@ -262,9 +269,6 @@ pub(crate) struct Message {
     pub(crate) receive_count: u32,
     /// The queue it came from, when it was dead-lettered.
     pub(crate) dead_letter_source: Option<String>,
-    visible_at: Instant,
-    /// The latest receive's receipt handle.
-    receipt: Option<String>,
 }
 
 impl Message {
@@ -285,6 +289,70 @@ impl Message {
         }
         a
     }
+
+    /// What the store keeps of it (everything but its delivery state).
+    fn stored_body(&self) -> Value {
+        let attributes: serde_json::Map<String, Value> = self
+            .attributes
+            .iter()
+            .map(|(k, a)| {
+                (
+                    k.clone(),
+                    json!({
+                        "data_type": a.data_type,
+                        "string_value": a.string_value,
+                        "binary_value": a.binary_value.as_ref().map(|(b64, _)| b64),
+                    }),
+                )
+            })
+            .collect();
+        json!({
+            "body": self.body,
+            "md5_of_body": self.md5_of_body,
+            "attributes": attributes,
+            "md5_of_attributes": self.md5_of_attributes,
+            "dead_letter_source": self.dead_letter_source,
+        })
+    }
+
+    /// A stored message, read back.
+    fn from_stored(m: &QueueMessage) -> Result<Message, QueueError> {
+        let corrupt =
+            || QueueError::Store(format!("message {} of {} is not readable", m.id, m.queue));
+        let b = &m.body;
+        let text = |k: &str| b.get(k).and_then(Value::as_str).map(str::to_string);
+        let mut attributes = BTreeMap::new();
+        if let Some(map) = b.get("attributes").and_then(Value::as_object) {
+            for (name, a) in map {
+                let data_type = a
+                    .get("data_type")
+                    .and_then(Value::as_str)
+                    .ok_or_else(corrupt)?;
+                let string_value = a
+                    .get("string_value")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                let binary_value = a
+                    .get("binary_value")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                let attr = Attribute::new(name, data_type, string_value, binary_value)
+                    .map_err(|_| corrupt())?;
+                attributes.insert(name.clone(), attr);
+            }
+        }
+        Ok(Message {
+            id: m.id.clone(),
+            body: text("body").ok_or_else(corrupt)?,
+            md5_of_body: text("md5_of_body").unwrap_or_default(),
+            attributes,
+            md5_of_attributes: text("md5_of_attributes"),
+            sent_at_ms: m.sent_at.0,
+            first_received_ms: m.first_received_at.map(|t| t.0),
+            receive_count: m.receive_count,
+            dead_letter_source: text("dead_letter_source"),
+        })
+    }
 }
 
 /// A received message and the handle that deletes it.
@@ -292,7 +360,7 @@ impl Message {
 pub(crate) struct Received {
     /// The message as received (its receive count includes this receive).
     pub(crate) message: Message,
-    /// The receipt handle of this receive.
+    /// The receipt handle of this receive (`<message id>#<receipt>`).
     pub(crate) receipt_handle: String,
 }
 
@@ -302,78 +370,77 @@ pub(crate) struct QueueInfo {
     /// Its configuration.
     pub(crate) config: QueueConfig,
     /// Messages that can be received now.
-    pub(crate) visible: usize,
+    pub(crate) visible: u64,
     /// Messages received and not yet deleted or visible again.
-    pub(crate) in_flight: usize,
+    pub(crate) in_flight: u64,
     /// Messages sent with a delay that has not passed.
-    pub(crate) delayed: usize,
+    pub(crate) delayed: u64,
     /// When the emulator created it (ms since the epoch).
     pub(crate) created_ms: i64,
 }
 
-struct QueueState {
-    config: QueueConfig,
-    messages: Vec<Message>,
-    created_ms: i64,
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Every queue of the template.
+/// Every queue of the template, its messages kept in the store: a message
+/// acknowledged to its sender is durable, and a receive is a conditional
+/// claim, so replicas sharing a store never hand out the same receive.
 pub(crate) struct Queues {
-    queues: Mutex<BTreeMap<String, QueueState>>,
-    /// Notified whenever a message may have become receivable.
+    configs: BTreeMap<String, QueueConfig>,
+    store: Arc<dyn Store>,
+    created_ms: i64,
+    /// Notified whenever a message may have become receivable (in this process).
     pub(crate) changed: Notify,
 }
 
 impl Queues {
-    /// Empty queues with these settings.
-    pub(crate) fn new(configs: Vec<QueueConfig>, now_ms: i64) -> Queues {
-        let queues = configs
-            .into_iter()
-            .map(|config| {
-                (
-                    config.name.clone(),
-                    QueueState {
-                        config,
-                        messages: Vec::new(),
-                        created_ms: now_ms,
-                    },
-                )
-            })
-            .collect();
+    /// The queues with these settings, their messages in `store`.
+    pub(crate) fn open(configs: Vec<QueueConfig>, store: Arc<dyn Store>, now_ms: i64) -> Queues {
         Queues {
-            queues: Mutex::new(queues),
+            configs: configs.into_iter().map(|c| (c.name.clone(), c)).collect(),
+            store,
+            created_ms: now_ms,
             changed: Notify::new(),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, QueueState>> {
-        self.queues.lock().unwrap_or_else(|p| p.into_inner())
+    /// Queues over a fresh SQLite store in a temporary folder (tests).
+    #[cfg(test)]
+    pub(crate) fn new(configs: Vec<QueueConfig>, now_ms: i64) -> Queues {
+        #[allow(clippy::expect_used)]
+        let dir = tempfile::tempdir().expect("temp dir").keep();
+        #[allow(clippy::expect_used)]
+        let store = durafn_runtime::store::SqliteStore::open(dir.join("q.db")).expect("store");
+        Queues::open(configs, Arc::new(store), now_ms)
+    }
+
+    fn config(&self, queue: &str) -> Result<&QueueConfig, QueueError> {
+        self.configs
+            .get(queue)
+            .ok_or_else(|| QueueError::NoSuchQueue(queue.to_string()))
     }
 
     /// The queues' names, sorted.
     pub(crate) fn names(&self) -> Vec<String> {
-        self.lock().keys().cloned().collect()
+        self.configs.keys().cloned().collect()
     }
 
     /// Whether `name` is a queue.
     pub(crate) fn contains(&self, name: &str) -> bool {
-        self.lock().contains_key(name)
+        self.configs.contains_key(name)
     }
 
-    /// Adds a message to `queue`.
-    pub(crate) fn send(
+    /// Adds a message to `queue`; answers once it is durable.
+    pub(crate) async fn send(
         &self,
         queue: &str,
         message: Outgoing,
-        now: Instant,
         now_ms: i64,
     ) -> Result<Sent, QueueError> {
         let sent = Self::check(&message)?;
-        let mut queues = self.lock();
-        let q = queues
-            .get_mut(queue)
-            .ok_or_else(|| QueueError::NoSuchQueue(queue.to_string()))?;
-        q.messages.push(Message {
+        self.config(queue)?;
+        let m = Message {
             id: sent.message_id.clone(),
             body: message.body,
             md5_of_body: sent.md5_of_body.clone(),
@@ -383,12 +450,29 @@ impl Queues {
             first_received_ms: None,
             receive_count: 0,
             dead_letter_source: None,
-            visible_at: now + message.delay,
-            receipt: None,
-        });
-        drop(queues);
+        };
+        self.put(queue, &m, now_ms.saturating_add(ms(message.delay)))
+            .await?;
         self.changed.notify_waiters();
         Ok(sent)
+    }
+
+    async fn put(&self, queue: &str, m: &Message, visible_at: i64) -> Result<(), QueueError> {
+        let stored = QueueMessage {
+            queue: queue.to_string(),
+            id: m.id.clone(),
+            body: m.stored_body(),
+            sent_at: Timestamp(m.sent_at_ms),
+            visible_at: Timestamp(visible_at),
+            receive_count: m.receive_count,
+            first_received_at: m.first_received_ms.map(Timestamp),
+            receipt: None,
+        };
+        self.store
+            .send_message(&stored)
+            .await
+            .map_err(|e| QueueError::Store(e.to_string()))?;
+        Ok(())
     }
 
     /// Checks a message against SQS's limits; its id and digests.
@@ -435,7 +519,8 @@ impl Queues {
             )));
         }
         Ok(Sent {
-            message_id: uuid::Uuid::new_v4().to_string(),
+            // Time-ordered, so messages sent together are received in send order.
+            message_id: uuid::Uuid::now_v7().to_string(),
             md5_of_body: md5_hex(message.body.as_bytes()),
             md5_of_attributes: md5_of_attributes(&message.attributes),
         })
@@ -445,190 +530,178 @@ impl Queues {
     /// `visibility` (else the queue's timeout). A message received more than
     /// its queue's `maxReceiveCount` times moves to the dead-letter queue
     /// instead of being received again.
-    pub(crate) fn receive(
+    pub(crate) async fn receive(
         &self,
         queue: &str,
         max: usize,
         visibility: Option<Duration>,
-        now: Instant,
         now_ms: i64,
     ) -> Result<Vec<Received>, QueueError> {
-        let mut queues = self.lock();
-        let q = queues
-            .get_mut(queue)
-            .ok_or_else(|| QueueError::NoSuchQueue(queue.to_string()))?;
-        let visibility = visibility.unwrap_or(q.config.visibility_timeout);
-        let redrive = q.config.redrive.clone();
+        let config = self.config(queue)?;
+        let visibility = visibility.unwrap_or(config.visibility_timeout);
+        let redrive = config.redrive.clone();
+        let claimed = self
+            .store
+            .receive_messages(
+                queue,
+                Timestamp(now_ms),
+                Timestamp(now_ms.saturating_add(ms(visibility))),
+                max,
+            )
+            .await
+            .map_err(|e| QueueError::Store(e.to_string()))?;
         let mut out = Vec::new();
-        let mut dead = Vec::new();
-        let mut i = 0;
-        while i < q.messages.len() && out.len() < max {
-            let m = &mut q.messages[i];
-            if m.visible_at > now {
-                i += 1;
+        for stored in claimed {
+            let receipt = stored.receipt.clone().unwrap_or_default();
+            let mut m = Message::from_stored(&stored)?;
+            if let Some(r) = redrive
+                .as_ref()
+                .filter(|r| m.receive_count > r.max_receive_count)
+            {
+                // This receive is the one past the limit: it moves instead.
+                m.receive_count -= 1;
+                self.dead_letter(queue, r, m, &receipt, now_ms).await?;
                 continue;
             }
-            if let Some(r) = &redrive {
-                if m.receive_count >= r.max_receive_count {
-                    dead.push(q.messages.remove(i));
-                    continue;
-                }
-            }
-            m.receive_count += 1;
-            m.first_received_ms.get_or_insert(now_ms);
-            m.visible_at = now + visibility;
-            let handle = format!("{}#{}", m.id, uuid::Uuid::new_v4().simple());
-            m.receipt = Some(handle.clone());
+            let receipt_handle = format!("{}#{receipt}", m.id);
             out.push(Received {
-                message: m.clone(),
-                receipt_handle: handle,
+                message: m,
+                receipt_handle,
             });
-            i += 1;
-        }
-        if let (Some(r), false) = (redrive, dead.is_empty()) {
-            match queues.get_mut(&r.dead_letter_queue) {
-                Some(dlq) => {
-                    for mut m in dead {
-                        tracing::info!(
-                            queue,
-                            dead_letter_queue = %r.dead_letter_queue,
-                            message_id = %m.id,
-                            receives = m.receive_count,
-                            "moving a message to the dead-letter queue"
-                        );
-                        m.visible_at = now;
-                        m.receipt = None;
-                        m.dead_letter_source = Some(queue.to_string());
-                        dlq.messages.push(m);
-                    }
-                    drop(queues);
-                    self.changed.notify_waiters();
-                }
-                None => {
-                    for m in dead {
-                        tracing::warn!(
-                            queue,
-                            message_id = %m.id,
-                            "dropping a message: its dead-letter queue {} is not hosted",
-                            r.dead_letter_queue
-                        );
-                    }
-                }
-            }
         }
         Ok(out)
     }
 
-    /// Finds the message a receipt handle names, if it is still the latest receive.
-    fn by_receipt<'q>(
-        q: &'q mut QueueState,
-        handle: &str,
-    ) -> Result<Option<(usize, &'q mut Message)>, QueueError> {
-        let Some((id, _)) = handle.split_once('#') else {
-            return Err(QueueError::BadReceipt(handle.to_string()));
-        };
-        Ok(q.messages
-            .iter_mut()
-            .enumerate()
-            .find(|(_, m)| m.id == id && m.receipt.as_deref() == Some(handle)))
+    /// Moves a message to its dead-letter queue: written there first (by
+    /// its id, so a retry writes it once), then deleted here.
+    async fn dead_letter(
+        &self,
+        queue: &str,
+        r: &Redrive,
+        mut m: Message,
+        receipt: &str,
+        now_ms: i64,
+    ) -> Result<(), QueueError> {
+        if self.contains(&r.dead_letter_queue) {
+            tracing::info!(
+                queue,
+                dead_letter_queue = %r.dead_letter_queue,
+                message_id = %m.id,
+                receives = m.receive_count,
+                "moving a message to the dead-letter queue"
+            );
+            m.dead_letter_source = Some(queue.to_string());
+            self.put(&r.dead_letter_queue, &m, now_ms).await?;
+            self.changed.notify_waiters();
+        } else {
+            tracing::warn!(
+                queue,
+                message_id = %m.id,
+                "dropping a message: its dead-letter queue {} is not hosted",
+                r.dead_letter_queue
+            );
+        }
+        self.store
+            .delete_message(queue, &m.id, receipt)
+            .await
+            .map_err(|e| QueueError::Store(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Splits a receipt handle into message id and receipt.
+    fn split_handle(handle: &str) -> Result<(&str, &str), QueueError> {
+        handle
+            .split_once('#')
+            .filter(|(id, r)| !id.is_empty() && !r.is_empty())
+            .ok_or_else(|| QueueError::BadReceipt(handle.to_string()))
     }
 
     /// Deletes the message a receipt handle names. As on SQS, an old handle
     /// (the message was received again since) or an already deleted message
     /// is not an error, but deletes nothing.
-    pub(crate) fn delete(&self, queue: &str, handle: &str) -> Result<bool, QueueError> {
-        let mut queues = self.lock();
-        let q = queues
-            .get_mut(queue)
-            .ok_or_else(|| QueueError::NoSuchQueue(queue.to_string()))?;
-        match Self::by_receipt(q, handle)? {
-            Some((i, _)) => {
-                q.messages.remove(i);
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+    pub(crate) async fn delete(&self, queue: &str, handle: &str) -> Result<bool, QueueError> {
+        self.config(queue)?;
+        let (id, receipt) = Self::split_handle(handle)?;
+        self.store
+            .delete_message(queue, id, receipt)
+            .await
+            .map_err(|e| QueueError::Store(e.to_string()))
     }
 
     /// Sets how long a received message stays hidden from now on (0 makes
     /// it visible at once).
-    pub(crate) fn change_visibility(
+    pub(crate) async fn change_visibility(
         &self,
         queue: &str,
         handle: &str,
         timeout: Duration,
-        now: Instant,
+        now_ms: i64,
     ) -> Result<(), QueueError> {
         if timeout > Duration::from_secs(MAX_VISIBILITY_SECS) {
             return Err(QueueError::InvalidParameter(format!(
                 "Value for parameter VisibilityTimeout is invalid. Reason: must be <= {MAX_VISIBILITY_SECS}."
             )));
         }
-        let mut queues = self.lock();
-        let q = queues
-            .get_mut(queue)
-            .ok_or_else(|| QueueError::NoSuchQueue(queue.to_string()))?;
-        match Self::by_receipt(q, handle)? {
-            Some((_, m)) if m.visible_at > now => {
-                m.visible_at = now + timeout;
-                drop(queues);
-                self.changed.notify_waiters();
-                Ok(())
-            }
-            _ => Err(QueueError::InvalidParameter(format!(
+        self.config(queue)?;
+        let (id, receipt) = Self::split_handle(handle)?;
+        let changed = self
+            .store
+            .change_message_visibility(
+                queue,
+                id,
+                receipt,
+                Timestamp(now_ms.saturating_add(ms(timeout))),
+                Timestamp(now_ms),
+            )
+            .await
+            .map_err(|e| QueueError::Store(e.to_string()))?;
+        if changed {
+            self.changed.notify_waiters();
+            Ok(())
+        } else {
+            Err(QueueError::InvalidParameter(format!(
                 "Value {handle} for parameter ReceiptHandle is invalid. Reason: Message does not exist or is not available for visibility timeout change."
-            ))),
+            )))
         }
     }
 
     /// Deletes every message of `queue`.
-    pub(crate) fn purge(&self, queue: &str) -> Result<(), QueueError> {
-        let mut queues = self.lock();
-        let q = queues
-            .get_mut(queue)
-            .ok_or_else(|| QueueError::NoSuchQueue(queue.to_string()))?;
-        q.messages.clear();
+    pub(crate) async fn purge(&self, queue: &str) -> Result<(), QueueError> {
+        self.config(queue)?;
+        self.store
+            .purge_queue(queue)
+            .await
+            .map_err(|e| QueueError::Store(e.to_string()))?;
         Ok(())
     }
 
     /// A queue's settings and counts.
-    pub(crate) fn info(&self, queue: &str, now: Instant) -> Result<QueueInfo, QueueError> {
-        let queues = self.lock();
-        let q = queues
-            .get(queue)
-            .ok_or_else(|| QueueError::NoSuchQueue(queue.to_string()))?;
-        let hidden = |m: &&Message| m.visible_at > now;
-        let in_flight = q
-            .messages
-            .iter()
-            .filter(hidden)
-            .filter(|m| m.receipt.is_some())
-            .count();
-        let delayed = q
-            .messages
-            .iter()
-            .filter(hidden)
-            .filter(|m| m.receipt.is_none())
-            .count();
+    pub(crate) async fn info(&self, queue: &str, now_ms: i64) -> Result<QueueInfo, QueueError> {
+        let config = self.config(queue)?.clone();
+        let stats = self
+            .store
+            .queue_stats(queue, Timestamp(now_ms))
+            .await
+            .map_err(|e| QueueError::Store(e.to_string()))?;
         Ok(QueueInfo {
-            config: q.config.clone(),
-            visible: q.messages.len() - in_flight - delayed,
-            in_flight,
-            delayed,
-            created_ms: q.created_ms,
+            config,
+            visible: stats.visible,
+            in_flight: stats.in_flight,
+            delayed: stats.delayed,
+            created_ms: self.created_ms,
         })
     }
 
-    /// When the next hidden message of `queue` becomes visible.
-    pub(crate) fn next_visible(&self, queue: &str, now: Instant) -> Option<Instant> {
-        let queues = self.lock();
-        queues
-            .get(queue)?
-            .messages
-            .iter()
-            .map(|m| m.visible_at)
-            .filter(|t| *t > now)
-            .min()
+    /// When the next hidden message of `queue` becomes visible (ms).
+    pub(crate) async fn next_visible(&self, queue: &str, now_ms: i64) -> Option<i64> {
+        self.config(queue).ok()?;
+        match self.store.queue_stats(queue, Timestamp(now_ms)).await {
+            Ok(stats) => stats.next_visible_at.map(|t| t.0),
+            Err(e) => {
+                tracing::warn!(queue, error = %e, "cannot read the queue's counts");
+                None
+            }
+        }
     }
 }
 
@@ -728,50 +801,53 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_received_message_hides_for_the_visibility_timeout_then_reappears() {
+    #[tokio::test]
+    async fn a_received_message_hides_for_the_visibility_timeout_then_reappears() {
         let q = queues(5);
-        let t0 = Instant::now();
-        let sent = q.send("work", body("hello"), t0, 1000).unwrap();
+        let t0 = 1_000;
+        let sent = q.send("work", body("hello"), t0).await.unwrap();
         assert_eq!(sent.md5_of_body, md5_hex(b"hello"));
-        let got = q.receive("work", 10, None, t0, 1001).unwrap();
+        let got = q.receive("work", 10, None, t0 + 1).await.unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].message.id, sent.message_id);
         assert_eq!(got[0].message.receive_count, 1);
-        assert!(q.receive("work", 10, None, t0, 1002).unwrap().is_empty());
-        let info = q.info("work", t0).unwrap();
-        assert_eq!((info.visible, info.in_flight, info.delayed), (0, 1, 0));
-        assert_eq!(
-            q.next_visible("work", t0),
-            Some(t0 + Duration::from_secs(2))
+        assert_eq!(got[0].message.body, "hello");
+        assert!(
+            q.receive("work", 10, None, t0 + 2)
+                .await
+                .unwrap()
+                .is_empty()
         );
+        let info = q.info("work", t0 + 2).await.unwrap();
+        assert_eq!((info.visible, info.in_flight, info.delayed), (0, 1, 0));
+        assert_eq!(q.next_visible("work", t0 + 2).await, Some(t0 + 2_001));
 
-        let later = t0 + Duration::from_secs(2);
-        let again = q.receive("work", 10, None, later, 3000).unwrap();
+        let later = t0 + 2_001;
+        let again = q.receive("work", 10, None, later).await.unwrap();
         assert_eq!(again[0].message.receive_count, 2);
         assert_ne!(again[0].receipt_handle, got[0].receipt_handle);
         // The old handle deletes nothing; the new one deletes the message.
-        assert!(!q.delete("work", &got[0].receipt_handle).unwrap());
-        assert!(q.delete("work", &again[0].receipt_handle).unwrap());
-        let info = q.info("work", later).unwrap();
+        assert!(!q.delete("work", &got[0].receipt_handle).await.unwrap());
+        assert!(q.delete("work", &again[0].receipt_handle).await.unwrap());
+        let info = q.info("work", later).await.unwrap();
         assert_eq!((info.visible, info.in_flight), (0, 0));
     }
 
-    #[test]
-    fn a_message_received_more_than_max_receive_count_times_is_dead_lettered() {
+    #[tokio::test]
+    async fn a_message_received_more_than_max_receive_count_times_is_dead_lettered() {
         let q = queues(3);
-        let mut t = Instant::now();
-        let sent = q.send("work", body("poison"), t, 0).unwrap();
+        let mut t = 0;
+        let sent = q.send("work", body("poison"), t).await.unwrap();
         for n in 1..=3 {
-            let got = q.receive("work", 10, None, t, 0).unwrap();
+            let got = q.receive("work", 10, None, t).await.unwrap();
             assert_eq!(got.len(), 1, "receive {n}");
             assert_eq!(got[0].message.receive_count, n);
-            t += Duration::from_secs(2);
+            t += 2_000;
         }
         // The fourth receive moves it instead.
-        assert!(q.receive("work", 10, None, t, 0).unwrap().is_empty());
-        assert_eq!(q.info("work", t).unwrap().visible, 0);
-        let dead = q.receive("dead", 10, None, t, 0).unwrap();
+        assert!(q.receive("work", 10, None, t).await.unwrap().is_empty());
+        assert_eq!(q.info("work", t).await.unwrap().visible, 0);
+        let dead = q.receive("dead", 10, None, t).await.unwrap();
         assert_eq!(dead.len(), 1);
         let m = &dead[0].message;
         assert_eq!(
@@ -788,67 +864,90 @@ mod tests {
         );
     }
 
-    #[test]
-    fn receives_take_at_most_max_messages_in_send_order_and_respect_delays() {
+    #[tokio::test]
+    async fn receives_take_at_most_max_messages_in_send_order_and_respect_delays() {
         let q = queues(5);
-        let t0 = Instant::now();
         for i in 0..5 {
-            q.send("work", body(&format!("m{i}")), t0, 0).unwrap();
+            q.send("work", body(&format!("m{i}")), i).await.unwrap();
         }
         let mut delayed = body("later");
         delayed.delay = Duration::from_secs(5);
-        q.send("work", delayed, t0, 0).unwrap();
-        let got = q.receive("work", 3, None, t0, 0).unwrap();
+        q.send("work", delayed, 5).await.unwrap();
+        let t0 = 10;
+        let got = q.receive("work", 3, None, t0).await.unwrap();
         let bodies: Vec<_> = got.iter().map(|r| r.message.body.as_str()).collect();
         assert_eq!(bodies, ["m0", "m1", "m2"]);
-        let info = q.info("work", t0).unwrap();
+        let info = q.info("work", t0).await.unwrap();
         assert_eq!((info.visible, info.in_flight, info.delayed), (2, 3, 1));
         let rest = q
-            .receive("work", 10, Some(Duration::from_secs(60)), t0, 0)
+            .receive("work", 10, Some(Duration::from_secs(60)), t0)
+            .await
             .unwrap();
         assert_eq!(rest.len(), 2);
-        let t5 = t0 + Duration::from_secs(5);
-        let late = q.receive("work", 10, None, t5, 0).unwrap();
+        let t5 = 5_010;
+        let late = q.receive("work", 10, None, t5).await.unwrap();
         assert_eq!(late.len(), 4, "the delayed one plus m0-m2 again");
     }
 
-    #[test]
-    fn change_visibility_zero_makes_a_message_visible_at_once() {
+    #[tokio::test]
+    async fn attributes_survive_the_store() {
         let q = queues(5);
-        let t0 = Instant::now();
-        q.send("work", body("x"), t0, 0).unwrap();
-        let got = q.receive("work", 1, None, t0, 0).unwrap();
+        let mut m = body("x");
+        m.attributes.insert(
+            "k".into(),
+            Attribute::new("k", "String", Some("v".into()), None).unwrap(),
+        );
+        m.attributes.insert(
+            "b".into(),
+            Attribute::new("b", "Binary", None, Some("AAE=".into())).unwrap(),
+        );
+        let sent = q.send("work", m.clone(), 0).await.unwrap();
+        let got = q.receive("work", 1, None, 0).await.unwrap();
+        assert_eq!(got[0].message.attributes, m.attributes);
+        assert_eq!(got[0].message.md5_of_attributes, sent.md5_of_attributes);
+        assert_eq!(got[0].message.md5_of_body, sent.md5_of_body);
+    }
+
+    #[tokio::test]
+    async fn change_visibility_zero_makes_a_message_visible_at_once() {
+        let q = queues(5);
+        let t0 = 0;
+        q.send("work", body("x"), t0).await.unwrap();
+        let got = q.receive("work", 1, None, t0).await.unwrap();
         q.change_visibility("work", &got[0].receipt_handle, Duration::ZERO, t0)
+            .await
             .unwrap();
-        assert_eq!(q.receive("work", 1, None, t0, 0).unwrap().len(), 1);
+        assert_eq!(q.receive("work", 1, None, t0).await.unwrap().len(), 1);
         assert!(matches!(
-            q.change_visibility("work", "nonsense", Duration::ZERO, t0),
+            q.change_visibility("work", "nonsense", Duration::ZERO, t0)
+                .await,
             Err(QueueError::BadReceipt(_))
         ));
     }
 
-    #[test]
-    fn bad_messages_and_queues_are_refused() {
+    #[tokio::test]
+    async fn bad_messages_and_queues_are_refused() {
         let q = queues(5);
-        let t0 = Instant::now();
+        let t0 = 0;
         assert!(matches!(
-            q.send("nope", body("x"), t0, 0),
+            q.send("nope", body("x"), t0).await,
             Err(QueueError::NoSuchQueue(_))
         ));
         assert!(matches!(
-            q.send("work", body(""), t0, 0),
+            q.send("work", body(""), t0).await,
             Err(QueueError::InvalidParameter(_))
         ));
         assert!(matches!(
-            q.send("work", body("bell \u{7}"), t0, 0),
+            q.send("work", body("bell \u{7}"), t0).await,
             Err(QueueError::InvalidContents(_))
         ));
         assert!(matches!(
-            q.send("work", body(&"x".repeat(MAX_MESSAGE_BYTES + 1)), t0, 0),
+            q.send("work", body(&"x".repeat(MAX_MESSAGE_BYTES + 1)), t0)
+                .await,
             Err(QueueError::InvalidParameter(_))
         ));
         assert!(matches!(
-            q.delete("work", "no-hash"),
+            q.delete("work", "no-hash").await,
             Err(QueueError::BadReceipt(_))
         ));
         assert!(Attribute::new("a", "Number", None, Some("AA==".into())).is_err());
@@ -858,7 +957,7 @@ mod tests {
             "AWS.thing".into(),
             Attribute::new("AWS.thing", "String", Some("v".into()), None).unwrap(),
         );
-        assert!(q.send("work", bad_name, t0, 0).is_err());
+        assert!(q.send("work", bad_name, t0).await.is_err());
     }
 
     #[test]

@@ -75,7 +75,11 @@ macro_rules! store_contract_tests {
             schedules_are_found_through_the_due_index,
             due_scans_never_return_or_change_ended_executions,
             create_and_claim_runs_what_it_starts_once,
-            create_and_claim_is_atomic_where_declared
+            create_and_claim_is_atomic_where_declared,
+            queue_messages_are_received_hidden_and_deleted_by_receipt,
+            queue_visibility_changes_and_counts,
+            racing_receivers_never_share_a_receive,
+            leases_are_taken_renewed_released_and_stolen
         );
     };
     (@cases $fixture:path; $($case:ident),* $(,)?) => {
@@ -1192,4 +1196,290 @@ pub async fn due_scans_never_return_or_change_ended_executions(store: Arc<dyn St
         }
     }
     assert_eq!(views(&store, &[&x, &y]).await, before);
+}
+
+fn message(queue: &str, id: &str, now: i64, delay: i64) -> super::QueueMessage {
+    super::QueueMessage {
+        queue: queue.into(),
+        id: id.into(),
+        body: json!({ "body": format!("hello {id}") }),
+        sent_at: Timestamp(now),
+        visible_at: Timestamp(now + delay),
+        receive_count: 0,
+        first_received_at: None,
+        receipt: None,
+    }
+}
+
+/// Messages are sent once per id, received while visible (hidden for the
+/// visibility timeout, receive count bumped), deleted only by their latest
+/// receipt.
+pub async fn queue_messages_are_received_hidden_and_deleted_by_receipt(store: Arc<dyn Store>) {
+    assert!(
+        store
+            .send_message(&message("jobs", "a", 1_000, 0))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .send_message(&message("jobs", "a", 1_000, 0))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .send_message(&message("jobs", "b", 1_001, 0))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .send_message(&message("other", "a", 1_000, 0))
+            .await
+            .unwrap()
+    );
+    let got = store
+        .receive_messages("jobs", Timestamp(2_000), Timestamp(32_000), 10)
+        .await
+        .unwrap();
+    let mut ids: Vec<&str> = got.iter().map(|m| m.id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["a", "b"]);
+    let a = got.iter().find(|m| m.id == "a").unwrap();
+    assert_eq!(a.receive_count, 1);
+    assert_eq!(a.first_received_at, Some(Timestamp(2_000)));
+    assert_eq!(a.visible_at, Timestamp(32_000));
+    assert_eq!(a.body, json!({ "body": "hello a" }));
+    let receipt = a.receipt.clone().unwrap();
+    // Hidden: nothing to receive until the timeout passes.
+    let none = store
+        .receive_messages("jobs", Timestamp(31_999), Timestamp(40_000), 10)
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "{none:?}");
+    let again = store
+        .receive_messages("jobs", Timestamp(32_000), Timestamp(62_000), 1)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].receive_count, 2);
+    assert_eq!(again[0].first_received_at, Some(Timestamp(2_000)));
+    let newer = again[0].receipt.clone().unwrap();
+    assert_ne!(newer, receipt);
+    let id = again[0].id.clone();
+    if id == "a" {
+        assert!(!store.delete_message("jobs", "a", &receipt).await.unwrap());
+    }
+    assert!(store.delete_message("jobs", &id, &newer).await.unwrap());
+    assert!(!store.delete_message("jobs", &id, &newer).await.unwrap());
+    // The other queue is untouched.
+    let other = store
+        .receive_messages("other", Timestamp(2_000), Timestamp(3_000), 10)
+        .await
+        .unwrap();
+    assert_eq!(other.len(), 1);
+    assert_eq!(other[0].receive_count, 1);
+}
+
+/// Delays and visibility changes move when a message can be received; stats
+/// count visible, in-flight and delayed messages; purge empties a queue.
+pub async fn queue_visibility_changes_and_counts(store: Arc<dyn Store>) {
+    store
+        .send_message(&message("q", "now", 0, 0))
+        .await
+        .unwrap();
+    store
+        .send_message(&message("q", "later", 0, 5_000))
+        .await
+        .unwrap();
+    store
+        .send_message(&message("q", "taken", 0, 0))
+        .await
+        .unwrap();
+    let stats = store.queue_stats("q", Timestamp(1)).await.unwrap();
+    assert_eq!((stats.visible, stats.in_flight, stats.delayed), (2, 0, 1));
+    assert_eq!(stats.next_visible_at, Some(Timestamp(5_000)));
+    let got = store
+        .receive_messages("q", Timestamp(10), Timestamp(30_010), 1)
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    let m = &got[0];
+    let receipt = m.receipt.clone().unwrap();
+    let stats = store.queue_stats("q", Timestamp(10)).await.unwrap();
+    assert_eq!((stats.visible, stats.in_flight, stats.delayed), (1, 1, 1));
+    assert!(
+        !store
+            .change_message_visibility("q", &m.id, "not-the-receipt", Timestamp(10), Timestamp(10))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .change_message_visibility("q", &m.id, &receipt, Timestamp(20), Timestamp(10))
+            .await
+            .unwrap()
+    );
+    // Visible again: no longer in flight, so its visibility cannot change.
+    assert!(
+        !store
+            .change_message_visibility("q", &m.id, &receipt, Timestamp(99), Timestamp(20))
+            .await
+            .unwrap()
+    );
+    let stats = store.queue_stats("q", Timestamp(20)).await.unwrap();
+    assert_eq!((stats.visible, stats.in_flight, stats.delayed), (2, 0, 1));
+    let all = store
+        .receive_messages("q", Timestamp(6_000), Timestamp(9_000), 10)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(store.purge_queue("q").await.unwrap(), 3);
+    assert_eq!(
+        store.queue_stats("q", Timestamp(6_000)).await.unwrap(),
+        super::QueueStats::default()
+    );
+    let big = super::QueueMessage {
+        body: json!("x".repeat(super::queue::MAX_QUEUE_MESSAGE_BYTES + 1)),
+        ..message("q", "big", 0, 0)
+    };
+    assert!(matches!(
+        store.send_message(&big).await,
+        Err(StoreError::PayloadTooLarge { .. })
+    ));
+}
+
+/// Receivers racing for the same messages never get the same receive.
+pub async fn racing_receivers_never_share_a_receive(store: Arc<dyn Store>) {
+    for i in 0..20 {
+        store
+            .send_message(&message("race", &format!("m{i:02}"), 0, 0))
+            .await
+            .unwrap();
+    }
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            for _ in 0..10 {
+                let batch = store
+                    .receive_messages("race", Timestamp(100), Timestamp(1_000_000), 3)
+                    .await
+                    .unwrap();
+                got.extend(batch.into_iter().map(|m| m.id));
+            }
+            got
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort();
+    let before = all.len();
+    all.dedup();
+    assert_eq!(before, all.len(), "a message was received twice at once");
+    assert_eq!(all.len(), 20, "every message is received once");
+}
+
+/// A lease is taken when free, renewed by its owner, refused to others
+/// while live, taken over once expired or from a named gone owner, and
+/// released only by its owner.
+pub async fn leases_are_taken_renewed_released_and_stolen(store: Arc<dyn Store>) {
+    let req = |owner: &str, until: i64, steal: Option<&str>| super::LeaseRequest {
+        group: "dispatch".into(),
+        name: "shard#00".into(),
+        owner: owner.into(),
+        until: Timestamp(until),
+        steal_from: steal.map(str::to_string),
+    };
+    let t = store
+        .take_lease(&req("a", 10_000, None), Timestamp(0))
+        .await
+        .unwrap();
+    assert!(t.is_taken());
+    // Renewed by its owner.
+    assert!(
+        store
+            .take_lease(&req("a", 20_000, None), Timestamp(5_000))
+            .await
+            .unwrap()
+            .is_taken()
+    );
+    match store
+        .take_lease(&req("b", 30_000, None), Timestamp(6_000))
+        .await
+        .unwrap()
+    {
+        super::LeaseTake::Held(l) => {
+            assert_eq!((l.owner.as_str(), l.until), ("a", Timestamp(20_000)));
+        }
+        other => panic!("b took a live lease: {other:?}"),
+    }
+    // Expired: b takes it over.
+    assert!(
+        store
+            .take_lease(&req("b", 30_000, None), Timestamp(20_001))
+            .await
+            .unwrap()
+            .is_taken()
+    );
+    // From a named gone owner.
+    assert!(
+        store
+            .take_lease(&req("c", 90_000, Some("b")), Timestamp(20_002))
+            .await
+            .unwrap()
+            .is_taken()
+    );
+    assert!(
+        !store
+            .release_lease("dispatch", "shard#00", "b")
+            .await
+            .unwrap()
+    );
+    let other = super::LeaseRequest {
+        name: "member#c".into(),
+        ..req("c", 90_000, None)
+    };
+    assert!(
+        store
+            .take_lease(&other, Timestamp(0))
+            .await
+            .unwrap()
+            .is_taken()
+    );
+    let listed = store.list_leases("dispatch").await.unwrap();
+    let names: Vec<(&str, &str)> = listed
+        .iter()
+        .map(|l| (l.name.as_str(), l.owner.as_str()))
+        .collect();
+    assert_eq!(names, [("member#c", "c"), ("shard#00", "c")]);
+    assert!(store.list_leases("elsewhere").await.unwrap().is_empty());
+    assert!(
+        store
+            .release_lease("dispatch", "shard#00", "c")
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.list_leases("dispatch").await.unwrap().len(), 1);
+    // Racing takers of a free lease: one wins.
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let store = store.clone();
+        let r = super::LeaseRequest {
+            name: "shard#01".into(),
+            ..req(&format!("r{i}"), 50_000, None)
+        };
+        tasks.push(tokio::spawn(async move {
+            store.take_lease(&r, Timestamp(0)).await.unwrap().is_taken()
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        winners += usize::from(t.await.unwrap());
+    }
+    assert_eq!(winners, 1);
 }

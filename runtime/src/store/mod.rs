@@ -25,6 +25,7 @@ pub mod contract;
 pub mod dynamodb;
 #[cfg(feature = "testing")]
 mod faulty;
+pub mod queue;
 pub mod remote;
 mod retrying;
 pub mod sqlite;
@@ -35,6 +36,7 @@ mod wrapper;
 pub use dynamodb::DynamoStore;
 #[cfg(feature = "testing")]
 pub use faulty::FaultyStore;
+pub use queue::{Lease, LeaseRequest, LeaseTake, QueueMessage, QueueStats};
 pub use remote::HttpStore;
 pub use retrying::RetryingStore;
 pub use sqlite::SqliteStore;
@@ -235,6 +237,53 @@ pub trait Store: Send + Sync + 'static {
     /// Up to `limit` schedules whose `due_at` is at or before `now`, earliest
     /// first: the schedules' part of the due index.
     async fn due_schedules(&self, now: Timestamp, limit: usize) -> Result<Vec<Schedule>>;
+
+    /// Stores a queue message (`receipt` `None`, `receive_count` 0). Idempotent
+    /// by `(queue, id)`: false when a message with that id was already there.
+    async fn send_message(&self, message: &QueueMessage) -> Result<bool>;
+
+    /// Receives up to `max` messages of `queue` visible at `now`, earliest
+    /// visible first: each is claimed with a write conditional on its
+    /// `visible_at` and receipt as read (so two receivers never share a
+    /// receive), its `receive_count` bumped, a new `receipt` set and hidden
+    /// until `hidden_until`.
+    async fn receive_messages(
+        &self,
+        queue: &str,
+        now: Timestamp,
+        hidden_until: Timestamp,
+        max: usize,
+    ) -> Result<Vec<QueueMessage>>;
+
+    /// Deletes a message if `receipt` is its latest receive's. False otherwise.
+    async fn delete_message(&self, queue: &str, id: &str, receipt: &str) -> Result<bool>;
+
+    /// Makes a received message visible at `visible_at`, if `receipt` is its
+    /// latest receive's and it is still hidden at `now`. False otherwise.
+    async fn change_message_visibility(
+        &self,
+        queue: &str,
+        id: &str,
+        receipt: &str,
+        visible_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool>;
+
+    /// A queue's counts at `now`.
+    async fn queue_stats(&self, queue: &str, now: Timestamp) -> Result<QueueStats>;
+
+    /// Deletes every message of `queue`; returns how many.
+    async fn purge_queue(&self, queue: &str) -> Result<u64>;
+
+    /// Takes or renews a lease: written when absent, expired at `now`, already
+    /// the requester's, or held by `steal_from`. Otherwise answers the holder's.
+    async fn take_lease(&self, request: &LeaseRequest, now: Timestamp) -> Result<LeaseTake>;
+
+    /// Deletes a lease if `owner` holds it. False otherwise.
+    async fn release_lease(&self, group: &str, name: &str, owner: &str) -> Result<bool>;
+
+    /// Every lease of `group` (live or expired), by name.
+    async fn list_leases(&self, group: &str) -> Result<Vec<Lease>>;
 }
 
 /// The answer to [`Store::send_event`].

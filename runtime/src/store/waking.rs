@@ -187,6 +187,54 @@ impl Store for WakingStore {
     async fn due_schedules(&self, now: Timestamp, limit: usize) -> Result<Vec<Schedule>> {
         self.inner.due_schedules(now, limit).await
     }
+    async fn send_message(&self, message: &super::QueueMessage) -> Result<bool> {
+        self.inner.send_message(message).await
+    }
+    async fn receive_messages(
+        &self,
+        queue: &str,
+        now: Timestamp,
+        hidden_until: Timestamp,
+        max: usize,
+    ) -> Result<Vec<super::QueueMessage>> {
+        self.inner
+            .receive_messages(queue, now, hidden_until, max)
+            .await
+    }
+    async fn delete_message(&self, queue: &str, id: &str, receipt: &str) -> Result<bool> {
+        self.inner.delete_message(queue, id, receipt).await
+    }
+    async fn change_message_visibility(
+        &self,
+        queue: &str,
+        id: &str,
+        receipt: &str,
+        visible_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool> {
+        self.inner
+            .change_message_visibility(queue, id, receipt, visible_at, now)
+            .await
+    }
+    async fn queue_stats(&self, queue: &str, now: Timestamp) -> Result<super::QueueStats> {
+        self.inner.queue_stats(queue, now).await
+    }
+    async fn purge_queue(&self, queue: &str) -> Result<u64> {
+        self.inner.purge_queue(queue).await
+    }
+    async fn take_lease(
+        &self,
+        request: &super::LeaseRequest,
+        now: Timestamp,
+    ) -> Result<super::LeaseTake> {
+        self.inner.take_lease(request, now).await
+    }
+    async fn release_lease(&self, group: &str, name: &str, owner: &str) -> Result<bool> {
+        self.inner.release_lease(group, name, owner).await
+    }
+    async fn list_leases(&self, group: &str) -> Result<Vec<super::Lease>> {
+        self.inner.list_leases(group).await
+    }
 }
 
 #[cfg(test)]

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::{
-    Created, DueItem, ExecutionPage, ListFilter, OpWrite, Outcome, Schedule, ScheduleWrite,
-    SentEvent, Store, Transition,
+    Created, DueItem, ExecutionPage, Lease, LeaseRequest, LeaseTake, ListFilter, OpWrite, Outcome,
+    QueueMessage, QueueStats, Schedule, ScheduleWrite, SentEvent, Store, Transition,
 };
 use crate::error::Result;
 use crate::model::{Execution, ExecutionId, Journal, NewExecution, Operation, Timestamp};
@@ -164,5 +164,65 @@ impl<W: Wrapper> Store for W {
         let s = self.inner();
         self.around("due_schedules", || s.due_schedules(now, limit))
             .await
+    }
+    async fn send_message(&self, message: &QueueMessage) -> Result<bool> {
+        let s = self.inner();
+        self.around("send_message", || s.send_message(message))
+            .await
+    }
+    async fn receive_messages(
+        &self,
+        queue: &str,
+        now: Timestamp,
+        hidden_until: Timestamp,
+        max: usize,
+    ) -> Result<Vec<QueueMessage>> {
+        let s = self.inner();
+        self.around("receive_messages", || {
+            s.receive_messages(queue, now, hidden_until, max)
+        })
+        .await
+    }
+    async fn delete_message(&self, queue: &str, id: &str, receipt: &str) -> Result<bool> {
+        let s = self.inner();
+        self.around("delete_message", || s.delete_message(queue, id, receipt))
+            .await
+    }
+    async fn change_message_visibility(
+        &self,
+        queue: &str,
+        id: &str,
+        receipt: &str,
+        visible_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let s = self.inner();
+        self.around("change_message_visibility", || {
+            s.change_message_visibility(queue, id, receipt, visible_at, now)
+        })
+        .await
+    }
+    async fn queue_stats(&self, queue: &str, now: Timestamp) -> Result<QueueStats> {
+        let s = self.inner();
+        self.around("queue_stats", || s.queue_stats(queue, now))
+            .await
+    }
+    async fn purge_queue(&self, queue: &str) -> Result<u64> {
+        let s = self.inner();
+        self.around("purge_queue", || s.purge_queue(queue)).await
+    }
+    async fn take_lease(&self, request: &LeaseRequest, now: Timestamp) -> Result<LeaseTake> {
+        let s = self.inner();
+        self.around("take_lease", || s.take_lease(request, now))
+            .await
+    }
+    async fn release_lease(&self, group: &str, name: &str, owner: &str) -> Result<bool> {
+        let s = self.inner();
+        self.around("release_lease", || s.release_lease(group, name, owner))
+            .await
+    }
+    async fn list_leases(&self, group: &str) -> Result<Vec<Lease>> {
+        let s = self.inner();
+        self.around("list_leases", || s.list_leases(group)).await
     }
 }

@@ -40,6 +40,7 @@ mod expr;
 mod items;
 mod list;
 mod ops;
+mod queues;
 mod records;
 mod retry;
 mod schedules;

@@ -387,4 +387,58 @@ impl Store for DynamoStore {
     async fn due_schedules(&self, now: Timestamp, limit: usize) -> Result<Vec<Schedule>> {
         self.query_schedules(Some(now), limit).await
     }
+
+    async fn send_message(&self, message: &crate::store::QueueMessage) -> Result<bool> {
+        self.put_message(message).await
+    }
+
+    async fn receive_messages(
+        &self,
+        queue: &str,
+        now: Timestamp,
+        hidden_until: Timestamp,
+        max: usize,
+    ) -> Result<Vec<crate::store::QueueMessage>> {
+        self.claim_messages(queue, now, hidden_until, max).await
+    }
+
+    async fn delete_message(&self, queue: &str, id: &str, receipt: &str) -> Result<bool> {
+        self.remove_message(queue, id, receipt).await
+    }
+
+    async fn change_message_visibility(
+        &self,
+        queue: &str,
+        id: &str,
+        receipt: &str,
+        visible_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool> {
+        self.move_visibility(queue, id, receipt, visible_at, now)
+            .await
+    }
+
+    async fn queue_stats(&self, queue: &str, now: Timestamp) -> Result<crate::store::QueueStats> {
+        self.count_messages(queue, now).await
+    }
+
+    async fn purge_queue(&self, queue: &str) -> Result<u64> {
+        self.delete_messages(queue).await
+    }
+
+    async fn take_lease(
+        &self,
+        request: &crate::store::LeaseRequest,
+        now: Timestamp,
+    ) -> Result<crate::store::LeaseTake> {
+        self.put_lease(request, now).await
+    }
+
+    async fn release_lease(&self, group: &str, name: &str, owner: &str) -> Result<bool> {
+        self.delete_lease(group, name, owner).await
+    }
+
+    async fn list_leases(&self, group: &str) -> Result<Vec<crate::store::Lease>> {
+        self.query_leases(group).await
+    }
 }

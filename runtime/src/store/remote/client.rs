@@ -18,8 +18,8 @@ use super::wire::{Answer, Call, SeededExecution, WireCreated, WireJournal, WireP
 use crate::error::{Result, StoreError};
 use crate::model::{Execution, ExecutionId, Journal, NewExecution, Operation, Timestamp};
 use crate::store::{
-    Created, DueItem, ExecutionPage, ListFilter, OpWrite, Outcome, Schedule, ScheduleWrite,
-    SentEvent, Store, Transition,
+    Created, DueItem, ExecutionPage, Lease, LeaseRequest, LeaseTake, ListFilter, OpWrite, Outcome,
+    QueueMessage, QueueStats, Schedule, ScheduleWrite, SentEvent, Store, Transition,
 };
 
 /// A store reached over HTTP (`http://HOST:PORT/PATH`), as handler processes
@@ -320,5 +320,94 @@ impl Store for HttpStore {
 
     async fn due_schedules(&self, now: Timestamp, limit: usize) -> Result<Vec<Schedule>> {
         self.call(Call::DueSchedules { now, limit }).await
+    }
+
+    async fn send_message(&self, message: &QueueMessage) -> Result<bool> {
+        self.call(Call::SendMessage {
+            message: Cow::Borrowed(message),
+        })
+        .await
+    }
+
+    async fn receive_messages(
+        &self,
+        queue: &str,
+        now: Timestamp,
+        hidden_until: Timestamp,
+        max: usize,
+    ) -> Result<Vec<QueueMessage>> {
+        self.call(Call::ReceiveMessages {
+            queue: Cow::Borrowed(queue),
+            now,
+            hidden_until,
+            max,
+        })
+        .await
+    }
+
+    async fn delete_message(&self, queue: &str, id: &str, receipt: &str) -> Result<bool> {
+        self.call(Call::DeleteMessage {
+            queue: Cow::Borrowed(queue),
+            id: Cow::Borrowed(id),
+            receipt: Cow::Borrowed(receipt),
+        })
+        .await
+    }
+
+    async fn change_message_visibility(
+        &self,
+        queue: &str,
+        id: &str,
+        receipt: &str,
+        visible_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool> {
+        self.call(Call::ChangeMessageVisibility {
+            queue: Cow::Borrowed(queue),
+            id: Cow::Borrowed(id),
+            receipt: Cow::Borrowed(receipt),
+            visible_at,
+            now,
+        })
+        .await
+    }
+
+    async fn queue_stats(&self, queue: &str, now: Timestamp) -> Result<QueueStats> {
+        self.call(Call::QueueStats {
+            queue: Cow::Borrowed(queue),
+            now,
+        })
+        .await
+    }
+
+    async fn purge_queue(&self, queue: &str) -> Result<u64> {
+        self.call(Call::PurgeQueue {
+            queue: Cow::Borrowed(queue),
+        })
+        .await
+    }
+
+    async fn take_lease(&self, request: &LeaseRequest, now: Timestamp) -> Result<LeaseTake> {
+        self.call(Call::TakeLease {
+            request: Cow::Borrowed(request),
+            now,
+        })
+        .await
+    }
+
+    async fn release_lease(&self, group: &str, name: &str, owner: &str) -> Result<bool> {
+        self.call(Call::ReleaseLease {
+            group: Cow::Borrowed(group),
+            name: Cow::Borrowed(name),
+            owner: Cow::Borrowed(owner),
+        })
+        .await
+    }
+
+    async fn list_leases(&self, group: &str) -> Result<Vec<Lease>> {
+        self.call(Call::ListLeases {
+            group: Cow::Borrowed(group),
+        })
+        .await
     }
 }

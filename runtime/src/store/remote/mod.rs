@@ -106,6 +106,34 @@ pub async fn serve(store: &Arc<dyn Store>, body: &[u8]) -> Vec<u8> {
         Call::GetSchedule { name } => encode(store.get_schedule(&name).await),
         Call::ListSchedules => encode(store.list_schedules().await),
         Call::DueSchedules { now, limit } => encode(store.due_schedules(now, limit).await),
+        Call::SendMessage { message } => encode(store.send_message(&message).await),
+        Call::ReceiveMessages {
+            queue,
+            now,
+            hidden_until,
+            max,
+        } => encode(store.receive_messages(&queue, now, hidden_until, max).await),
+        Call::DeleteMessage { queue, id, receipt } => {
+            encode(store.delete_message(&queue, &id, &receipt).await)
+        }
+        Call::ChangeMessageVisibility {
+            queue,
+            id,
+            receipt,
+            visible_at,
+            now,
+        } => encode(
+            store
+                .change_message_visibility(&queue, &id, &receipt, visible_at, now)
+                .await,
+        ),
+        Call::QueueStats { queue, now } => encode(store.queue_stats(&queue, now).await),
+        Call::PurgeQueue { queue } => encode(store.purge_queue(&queue).await),
+        Call::TakeLease { request, now } => encode(store.take_lease(&request, now).await),
+        Call::ReleaseLease { group, name, owner } => {
+            encode(store.release_lease(&group, &name, &owner).await)
+        }
+        Call::ListLeases { group } => encode(store.list_leases(&group).await),
     }
 }
 

@@ -13,7 +13,9 @@ use serde_json::Value;
 
 use crate::error::StoreError;
 use crate::model::{EventRecord, Execution, ExecutionId, NewExecution, Operation, Timestamp};
-use crate::store::{Created, ExecutionPage, ListFilter, Outcome, Schedule};
+use crate::store::{
+    Created, ExecutionPage, LeaseRequest, ListFilter, Outcome, QueueMessage, Schedule,
+};
 
 /// One store call.
 #[derive(Debug, Serialize, Deserialize)]
@@ -97,6 +99,46 @@ pub enum Call<'a> {
     DueSchedules {
         now: Timestamp,
         limit: usize,
+    },
+    SendMessage {
+        message: Cow<'a, QueueMessage>,
+    },
+    ReceiveMessages {
+        queue: Cow<'a, str>,
+        now: Timestamp,
+        hidden_until: Timestamp,
+        max: usize,
+    },
+    DeleteMessage {
+        queue: Cow<'a, str>,
+        id: Cow<'a, str>,
+        receipt: Cow<'a, str>,
+    },
+    ChangeMessageVisibility {
+        queue: Cow<'a, str>,
+        id: Cow<'a, str>,
+        receipt: Cow<'a, str>,
+        visible_at: Timestamp,
+        now: Timestamp,
+    },
+    QueueStats {
+        queue: Cow<'a, str>,
+        now: Timestamp,
+    },
+    PurgeQueue {
+        queue: Cow<'a, str>,
+    },
+    TakeLease {
+        request: Cow<'a, LeaseRequest>,
+        now: Timestamp,
+    },
+    ReleaseLease {
+        group: Cow<'a, str>,
+        name: Cow<'a, str>,
+        owner: Cow<'a, str>,
+    },
+    ListLeases {
+        group: Cow<'a, str>,
     },
 }
 

@@ -11,7 +11,8 @@
 //! The SQL lives by concern: [`schema`] (tables, migration), `rows`
 //! (decoding an execution row), `executions` (create, claim, suspend,
 //! finish, wake, due, purge, resume, cancel), `journal` (operations and
-//! events), `list` (paged listing) and `schedules`; each is a set of plain
+//! events), `list` (paged listing), `schedules` and `queues` (queue
+//! messages and leases); each is a set of plain
 //! functions over a [`Connection`], unit-tested on an in-memory database.
 
 use std::path::{Path, PathBuf};
@@ -22,9 +23,11 @@ use rusqlite::Connection;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+use super::queue::{validate_lease, validate_message};
 use super::{
-    Created, DueItem, ExecutionPage, ListFilter, OpWrite, Outcome, Schedule, ScheduleWrite,
-    SentEvent, Store, Transition, validate_new, validate_op, validate_outcome, validate_schedule,
+    Created, DueItem, ExecutionPage, Lease, LeaseRequest, LeaseTake, ListFilter, OpWrite, Outcome,
+    QueueMessage, QueueStats, Schedule, ScheduleWrite, SentEvent, Store, Transition, validate_new,
+    validate_op, validate_outcome, validate_schedule,
 };
 use crate::error::{Result, StoreError};
 use crate::model::{
@@ -35,6 +38,7 @@ use crate::model::{
 mod executions;
 mod journal;
 mod list;
+mod queues;
 mod rows;
 mod schedules;
 mod schema;
@@ -380,5 +384,73 @@ impl Store for SqliteStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(move |conn| schedules::due(conn, now, limit))
             .await
+    }
+
+    async fn send_message(&self, message: &QueueMessage) -> Result<bool> {
+        validate_message(message)?;
+        let message = message.clone();
+        self.write(move |conn| queues::send(conn, &message)).await
+    }
+
+    async fn receive_messages(
+        &self,
+        queue: &str,
+        now: Timestamp,
+        hidden_until: Timestamp,
+        max: usize,
+    ) -> Result<Vec<QueueMessage>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let queue = queue.to_string();
+        self.write(move |conn| queues::receive(conn, &queue, now, hidden_until, max))
+            .await
+    }
+
+    async fn delete_message(&self, queue: &str, id: &str, receipt: &str) -> Result<bool> {
+        let (queue, id, receipt) = (queue.to_string(), id.to_string(), receipt.to_string());
+        self.write(move |conn| queues::delete(conn, &queue, &id, &receipt))
+            .await
+    }
+
+    async fn change_message_visibility(
+        &self,
+        queue: &str,
+        id: &str,
+        receipt: &str,
+        visible_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let (queue, id, receipt) = (queue.to_string(), id.to_string(), receipt.to_string());
+        self.write(move |conn| {
+            queues::change_visibility(conn, &queue, &id, &receipt, visible_at, now)
+        })
+        .await
+    }
+
+    async fn queue_stats(&self, queue: &str, now: Timestamp) -> Result<QueueStats> {
+        self.read_now(|conn| queues::stats(conn, queue, now))
+    }
+
+    async fn purge_queue(&self, queue: &str) -> Result<u64> {
+        let queue = queue.to_string();
+        self.write(move |conn| queues::purge(conn, &queue)).await
+    }
+
+    async fn take_lease(&self, request: &LeaseRequest, now: Timestamp) -> Result<LeaseTake> {
+        validate_lease(request)?;
+        let request = request.clone();
+        self.write(move |conn| queues::take_lease(conn, &request, now))
+            .await
+    }
+
+    async fn release_lease(&self, group: &str, name: &str, owner: &str) -> Result<bool> {
+        let (group, name, owner) = (group.to_string(), name.to_string(), owner.to_string());
+        self.write(move |conn| queues::release_lease(conn, &group, &name, &owner))
+            .await
+    }
+
+    async fn list_leases(&self, group: &str) -> Result<Vec<Lease>> {
+        self.read_now(|conn| queues::list_leases(conn, group))
     }
 }

@@ -51,6 +51,25 @@ CREATE TABLE IF NOT EXISTS schedules (
     body    TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS schedules_due ON schedules(due_at) WHERE due_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS queue_messages (
+    queue              TEXT NOT NULL,
+    id                 TEXT NOT NULL,
+    body               TEXT NOT NULL,
+    sent_at            INTEGER NOT NULL,
+    visible_at         INTEGER NOT NULL,
+    receive_count      INTEGER NOT NULL,
+    first_received_at  INTEGER,
+    receipt            TEXT,
+    PRIMARY KEY (queue, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS queue_messages_visible ON queue_messages(queue, visible_at);
+CREATE TABLE IF NOT EXISTS leases (
+    grp    TEXT NOT NULL,
+    name   TEXT NOT NULL,
+    owner  TEXT NOT NULL,
+    until  INTEGER NOT NULL,
+    PRIMARY KEY (grp, name)
+) WITHOUT ROWID;
 ";
 
 /// The columns of an execution row, in the order [`super::rows::exec_from_row`] reads.
@@ -114,7 +133,13 @@ mod tests {
         for c in EXEC_COLS.split(',').map(str::trim) {
             assert!(cols.iter().any(|have| have == c), "missing column {c}");
         }
-        for table in ["operations", "events", "schedules"] {
+        for table in [
+            "operations",
+            "events",
+            "schedules",
+            "queue_messages",
+            "leases",
+        ] {
             assert!(!columns(&conn, table).is_empty(), "no table {table}");
         }
     }
