@@ -192,6 +192,52 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Write executions' journals as JSON lines (for `durafn replay-check`).
+    Export {
+        /// The executions (or use --function / --status).
+        ids: Vec<String>,
+        /// Every execution of this function.
+        #[arg(long)]
+        function: Option<String>,
+        /// Only executions in this status (e.g. SUSPENDED).
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many (with --function / --status).
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Replay exported journals against a handler binary, without side
+    /// effects; fails if any execution would become BLOCKED under it.
+    ReplayCheck {
+        /// The newly built handler binary.
+        #[arg(long)]
+        exe: PathBuf,
+        /// The export (`durafn export ... > journals.jsonl`).
+        journals: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fork an execution from an operation: a new execution `<id>:reset-N`
+    /// with the journal up to, not including, that operation.
+    Reset {
+        /// The execution id.
+        id: String,
+        /// The operation to run again (an id from `durafn history`).
+        #[arg(long)]
+        to_op: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Run an execution again from scratch: `<id>:rerun-N`, same input.
+    Rerun {
+        /// The execution id.
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Create a new project: a Cargo workspace with one durable function, its
     /// test, a template.yaml for `durafn dev` and SAM, and a README.
     New {
@@ -466,6 +512,53 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             };
             print_value(&client, &v, crate::output::schedules);
+            Ok(())
+        }
+        Command::Export {
+            ids,
+            function,
+            status,
+            limit,
+            client,
+        } => {
+            let api = ApiClient::new(&client.url, client.token.clone());
+            let sel = crate::replay_check::ExportSelection {
+                ids,
+                function,
+                status,
+                limit,
+            };
+            let n = crate::replay_check::export(&api, &sel, &mut std::io::stdout().lock()).await?;
+            eprintln!("exported {n} execution(s)");
+            Ok(())
+        }
+        Command::ReplayCheck {
+            exe,
+            journals,
+            json,
+        } => {
+            let report = crate::replay_check::run_check(&exe, &journals).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            } else {
+                print!("{}", crate::replay_check::render(&report));
+            }
+            let blocked = report["blocked"].as_u64().unwrap_or(0);
+            if blocked > 0 {
+                bail!("{blocked} execution(s) would become BLOCKED under {}", exe.display());
+            }
+            Ok(())
+        }
+        Command::Reset { id, to_op, client } => {
+            let path = format!("/v1/executions/{}/reset", encode(&id));
+            let v = call(&client, "POST", &path, Some(&json!({ "to_op": to_op }))).await?;
+            print_value(&client, &v, crate::output::describe);
+            Ok(())
+        }
+        Command::Rerun { id, client } => {
+            let path = format!("/v1/executions/{}/rerun", encode(&id));
+            let v = call(&client, "POST", &path, None).await?;
+            print_value(&client, &v, crate::output::describe);
             Ok(())
         }
         Command::New {

@@ -9,6 +9,7 @@
 //! - [`ui`]: the visibility UI.
 //! - [`server`]: assembles store, dispatcher and APIs on one listener.
 //! - [`cli`]: the command line.
+//! - [`replay_check`]: `durafn export` and `durafn replay-check`.
 //! - [`scaffold`]: `durafn new`, a new project from templates.
 
 // Handlers answer early with a full `Response` as their error; that is axum's idiom.
@@ -21,9 +22,12 @@ pub mod cli;
 pub mod client;
 pub mod http_routes;
 pub mod lambda_api;
+pub mod logs;
+pub mod metrics;
 pub mod output;
 pub mod platform;
 pub mod queues;
+pub mod replay_check;
 pub mod routes;
 pub mod scaffold;
 pub mod schedules;

@@ -79,6 +79,15 @@ pub fn describe(v: &Value) -> String {
             out.push_str(&format!("  callback  {id}\n"));
         }
     }
+    for (field, label) in [("reset_from", "reset of"), ("rerun_of", "rerun of")] {
+        if let Some(from) = v[field].as_str() {
+            out.push_str(&format!("  {label:<9} {from}\n"));
+        }
+    }
+    if let Some(forks) = v["forks"].as_array().filter(|f| !f.is_empty()) {
+        let ids: Vec<String> = forks.iter().map(text).collect();
+        out.push_str(&format!("  forks     {}\n", ids.join(", ")));
+    }
     out.push_str(&format!(
         "  input     {}\n",
         clip(v["input"].to_string(), 200)

@@ -334,6 +334,9 @@ async fn floods_of_starts_events_and_callbacks_get_429_with_retry_after() {
             "/v1/functions/{function}/executions",
             "/v1/executions/{id}/events/{name}",
             "/v1/callbacks/{token}/{action}",
+            // Reset and rerun start executions too.
+            "/v1/executions/{id}/reset",
+            "/v1/executions/{id}/rerun",
         ]
     );
     for path in [

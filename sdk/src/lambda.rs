@@ -276,6 +276,10 @@ struct LambdaRuntime {
 
 /// Runs `handler` on `lambda_runtime` until the runtime stops.
 pub async fn run(handler: Handler) -> Result<(), Error> {
+    // `DURAFN_REPLAY_CHECK=FILE`: check exported journals instead (see replay_check).
+    if let Some(checked) = crate::replay_check::run_from_env(&handler).await {
+        return checked;
+    }
     let url = std::env::var("DURAFN_STORE").unwrap_or_else(|_| DEFAULT_STORE_URL.to_string());
     let mut store: Arc<dyn Store> =
         Arc::new(RetryingStore::new(durafn_runtime::store::open(&url)?));

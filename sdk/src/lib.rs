@@ -71,6 +71,7 @@ pub mod invocation;
 pub mod lambda;
 pub mod replay;
 pub mod replay_check;
+pub mod replay_check;
 pub mod retry;
 pub mod telemetry;
 #[cfg(feature = "testing")]

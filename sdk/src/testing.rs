@@ -447,6 +447,16 @@ impl TestExecution {
             .unwrap_or_default())
     }
 
+    /// The execution's journal as `durafn export` writes it, to check it
+    /// against changed code with [`replay`].
+    pub async fn journal(&self) -> Result<crate::replay_check::ExportedJournal, Error> {
+        self.store
+            .load_journal(&self.id)
+            .await?
+            .map(Into::into)
+            .ok_or_else(|| Error::State(format!("execution {} does not exist", self.id)))
+    }
+
     /// The first operation with this name.
     pub async fn operation(&self, name: &str) -> Result<Option<Operation>, Error> {
         Ok(self
@@ -543,3 +553,21 @@ impl TestExecution {
         self.complete(name, Completion::Heartbeat).await
     }
 }
+
+/// Replays a recorded journal against `handler` without side effects (steps
+/// the journal has not recorded are not run): [`Verdict::Blocked`] with the
+/// first [`Divergence`] if this code would block the execution.
+///
+/// ```no_run
+/// # use durafn::prelude::*;
+/// # async fn v2(ctx: DurableContext, n: u32) -> Result<u32, DurableError> { Ok(n) }
+/// # async fn t(journal: durafn::testing::ExportedJournal) {
+/// let checked = durafn::testing::replay(&durafn::handler(v2), &journal).await;
+/// assert_eq!(checked.verdict, durafn::testing::Verdict::Ok, "{:?}", checked.divergence);
+/// # }
+/// ```
+pub async fn replay(handler: &Handler, journal: &ExportedJournal) -> CheckedExecution {
+    crate::replay_check::check(handler, journal).await
+}
+
+pub use crate::replay_check::{CheckedExecution, Divergence, ExportedJournal, OpRef, Verdict};

@@ -8,7 +8,9 @@
 mod error;
 #[cfg(test)]
 mod fuzz_tests;
+pub mod journal;
 pub mod render;
+pub mod reset;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -95,6 +97,12 @@ pub enum Endpoint {
     SendEvent,
     /// `POST /v1/callbacks/{token}/{action}`.
     CompleteCallback,
+    /// `GET /v1/executions/{id}/journal` (what `durafn export` writes).
+    Journal,
+    /// `POST /v1/executions/{id}/reset`.
+    Reset,
+    /// `POST /v1/executions/{id}/rerun`.
+    Rerun,
     /// `GET /healthz`.
     Health,
     /// `GET /metrics`.
@@ -203,6 +211,34 @@ pub const ROUTES: &[RouteSpec<Endpoint>] = &[
     ),
     spec(
         Method::GET,
+        "/v1/executions/{id}/journal",
+        Access::Token,
+        SMALL_BODY,
+        DEFAULT_TIMEOUT,
+        false,
+        Endpoint::Journal,
+    ),
+    // A reset writes one item per kept operation.
+    spec(
+        Method::POST,
+        "/v1/executions/{id}/reset",
+        Access::Token,
+        SMALL_BODY,
+        DEFAULT_TIMEOUT,
+        true,
+        Endpoint::Reset,
+    ),
+    spec(
+        Method::POST,
+        "/v1/executions/{id}/rerun",
+        Access::Token,
+        SMALL_BODY,
+        DEFAULT_TIMEOUT,
+        true,
+        Endpoint::Rerun,
+    ),
+    spec(
+        Method::GET,
         "/healthz",
         Access::Public,
         SMALL_BODY,
@@ -231,6 +267,9 @@ fn endpoint(e: Endpoint, m: MethodFilter) -> MethodRouter<ApiState> {
         Endpoint::Resume => on(m, resume),
         Endpoint::SendEvent => on(m, send_event),
         Endpoint::CompleteCallback => on(m, complete_callback),
+        Endpoint::Journal => on(m, journal::journal),
+        Endpoint::Reset => on(m, reset::reset),
+        Endpoint::Rerun => on(m, reset::rerun),
         Endpoint::Health => on(m, || async { Json(json!({ "ok": true })) }),
         Endpoint::Metrics => on(m, metrics),
     }
@@ -258,6 +297,7 @@ async fn count_errors(State(state): State<ApiState>, req: Request, next: Next) -
     let response = next.run(req).await;
     if response.status().is_client_error() || response.status().is_server_error() {
         state.metrics.errors.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("durafn_api_errors_total").increment(1);
     }
     response
 }
@@ -345,6 +385,7 @@ async fn start(
     let status = match created {
         Created::New(_) => {
             state.metrics.started.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::execution_started(&created.execution().function, "api");
             state.poke(&id);
             StatusCode::CREATED
         }
@@ -461,7 +502,9 @@ async fn describe_json(state: &ApiState, id: &ExecutionId) -> Result<Value, ApiE
     let journal = state.store.load_journal(id).await?.ok_or_else(|| {
         ApiError::not_found("ExecutionNotFound", format!("execution {id:?} not found"))
     })?;
-    Ok(render::describe(&journal.execution, &journal.operations))
+    let mut body = render::describe(&journal.execution, &journal.operations);
+    reset::add_links(state, id, &mut body).await?;
+    Ok(body)
 }
 
 async fn describe(
@@ -657,19 +700,12 @@ fn json_body_or_null(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiEr
     }
 }
 
+/// `GET /metrics`: every metric of the process (see `crate::metrics` and
+/// `docs/operations.md`), the store's gauges read now.
 async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
-    let mut out = String::new();
-    out.push_str("# HELP durafn_executions_started_total Executions started through the API.\n");
-    out.push_str("# TYPE durafn_executions_started_total counter\n");
-    out.push_str(&format!(
-        "durafn_executions_started_total {}\n",
-        state.metrics.started.load(Ordering::Relaxed)
-    ));
-    out.push_str("# HELP durafn_api_errors_total API requests answered with an error.\n");
-    out.push_str("# TYPE durafn_api_errors_total counter\n");
-    out.push_str(&format!(
-        "durafn_api_errors_total {}\n",
-        state.metrics.errors.load(Ordering::Relaxed)
-    ));
-    ([("content-type", "text/plain; version=0.0.4")], out)
+    crate::metrics::scrape(&*state.store, &*state.clock).await;
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        crate::metrics::render(),
+    )
 }
