@@ -304,3 +304,116 @@ async fn spans_of_the_order_example_and_of_an_invoke_form_one_trace_per_executio
         .collect();
     assert!(child_invocations.contains(&work.parent_span_id));
 }
+
+/// `/metrics`, parsed as Prometheus text: `(name, labels) → value`
+/// (histograms by their `_count`).
+async fn scrape(dev: &Dev) -> BTreeMap<(String, BTreeMap<String, String>), f64> {
+    let url = format!("{}/metrics", dev.url);
+    let out = std::process::Command::new("curl")
+        .args(["-sf", &url])
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "GET /metrics failed");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let parsed = prometheus_parse::Scrape::parse(lines).expect("Prometheus text format");
+    let mut m = BTreeMap::new();
+    for s in parsed.samples {
+        let labels: BTreeMap<String, String> = s
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let v = match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            prometheus_parse::Value::Histogram(h) => h.last().map_or(0.0, |b| b.count),
+            prometheus_parse::Value::Summary(_) => continue,
+        };
+        m.insert((s.metric, labels), v);
+    }
+    m
+}
+
+fn metric(
+    m: &BTreeMap<(String, BTreeMap<String, String>), f64>,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> f64 {
+    m.iter()
+        .filter(|((n, l), _)| {
+            n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|(_, v)| *v)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_as_prometheus_text_and_move() {
+    let root = tempfile::tempdir().unwrap();
+    let dev = Dev::start(&start_spec(root.path(), Vec::new())).await;
+    let before = scrape(&dev).await;
+    for shard in 0..16 {
+        let shard = format!("{shard:02}");
+        assert!(
+            before.contains_key(&(
+                "durafn_due_backlog".to_string(),
+                BTreeMap::from([("shard".to_string(), shard)])
+            )),
+            "{before:?}"
+        );
+    }
+    let started = [("function", "otel-parent"), ("via", "api")];
+    assert_eq!(
+        metric(&before, "durafn_executions_started_total", &started),
+        0.0
+    );
+
+    run(&dev, "otel-parent", "p-metrics", json!({"n": 2})).await;
+    let after = scrape(&dev).await;
+    assert_eq!(
+        metric(&after, "durafn_executions_started_total", &started),
+        1.0
+    );
+    let finished = |f: &str| {
+        metric(
+            &after,
+            "durafn_executions_finished_total",
+            &[("function", f), ("status", "SUCCEEDED")],
+        )
+    };
+    assert_eq!(finished("otel-parent"), 1.0, "{after:?}");
+    assert_eq!(finished("otel-child"), 1.0);
+    // The parent suspended while its child ran.
+    let invocations = |outcome: &str| {
+        metric(
+            &after,
+            "durafn_invocations_total",
+            &[("function", "otel-parent"), ("outcome", outcome)],
+        )
+    };
+    assert!(invocations("SUSPENDED") >= 1.0, "{after:?}");
+    assert_eq!(invocations("SUCCEEDED"), 1.0);
+    assert!(
+        metric(
+            &after,
+            "durafn_invocation_duration_seconds",
+            &[("function", "otel-child")]
+        ) >= 1.0
+    );
+    // Handler processes' checkpoints reach the store through the emulator.
+    assert!(
+        metric(
+            &after,
+            "durafn_store_call_duration_seconds",
+            &[("backend", "sqlite"), ("method", "put_operation")]
+        ) >= 3.0,
+        "{after:?}"
+    );
+    assert_eq!(metric(&after, "durafn_store_errors_total", &[]), 0.0);
+    assert!(metric(&after, "durafn_due_backlog", &[]) >= 0.0);
+}

@@ -150,6 +150,7 @@ pub async fn serve(
     let store: Arc<dyn Store> = Arc::new(RetryingStore::new(
         durafn_runtime::store::open_async(&config.store_url)
             .await
+            .map(crate::metrics::metered)
             .with_context(|| format!("opening the store {}", config.store_url))?,
     ));
     let addr = listener.local_addr()?;

@@ -510,11 +510,14 @@ async fn the_rest_api_starts_lists_describes_and_cancels() {
     assert_eq!((status, v), (StatusCode::OK, json!({"ok": true})));
     let (status, v) = app.call("GET", "/metrics", None).await;
     assert_eq!(status, StatusCode::OK);
+    // Prometheus text from the process-wide recorder (other tests of this
+    // binary count too): the start above is there, and the store's gauges.
+    let text = v.as_str().unwrap();
     assert!(
-        v.as_str()
-            .unwrap()
-            .contains("durafn_executions_started_total 1")
+        text.contains("durafn_executions_started_total{function=\"order\",via=\"api\"}"),
+        "{text}"
     );
+    assert!(text.contains("durafn_due_backlog{shard=\"00\"} "), "{text}");
 }
 
 #[tokio::test]

@@ -146,7 +146,8 @@ impl FunctionHost {
         self.ensure_capacity();
         // Queue time counts: a caller never waits much past the timeout.
         let limit = self.spec.timeout + Duration::from_secs(2);
-        match tokio::time::timeout(limit, rx).await {
+        let started = std::time::Instant::now();
+        let answer = match tokio::time::timeout(limit, rx).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(_)) => Err(InvokeFailure::ProcessExited(
                 "the emulator dropped the invocation".into(),
@@ -155,7 +156,9 @@ impl FunctionHost {
                 self.time_out(&request_id);
                 Err(InvokeFailure::TimedOut(self.spec.timeout))
             }
-        }
+        };
+        crate::metrics::invocation_answer(&self.spec.name, &answer, started.elapsed());
+        answer
     }
 
     fn time_out(&self, request_id: &str) {
