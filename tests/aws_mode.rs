@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use durafn_emulator::client::ApiClient;
 use durafn_tests::binaries::{example_exe, free_port};
+use durafn_tests::e2e::{Api, count, kill_pid, trace, until, work_dir};
 use serde_json::{Value, json};
 
 /// The platform part of every template here: wake queue + DLQ, dispatcher
@@ -131,9 +132,10 @@ const FUNCTIONS: &str = r#"
           DURAFN_WAKE_QUEUE_URL: no-such-queue
 "#;
 
-/// When the `soon` schedule fires: `yyyy-mm-ddThh:mm:ss` (UTC), 25 s from now.
+/// When the `soon` schedule fires: `yyyy-mm-ddThh:mm:ss` (UTC), 30 s from
+/// now (the emulator must be up by then, or the one-shot is in its past).
 fn soon() -> (String, durafn_runtime::model::Timestamp) {
-    let at = durafn_runtime::model::Timestamp(now_ms() + 25_000);
+    let at = durafn_runtime::model::Timestamp(now_ms() + 30_000);
     let at = durafn_runtime::model::Timestamp(at.0 - at.0 % 1000);
     let text = durafn_runtime::trigger::schedule::fire_time_rfc3339(at);
     (text.trim_end_matches('Z').to_string(), at)
@@ -186,9 +188,15 @@ struct AwsDev {
     /// When the template's `soon` schedule fires.
     soon: durafn_runtime::model::Timestamp,
     child: Child,
-    client: ApiClient,
-    url: String,
+    api: Api,
     token: String,
+}
+
+impl std::ops::Deref for AwsDev {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
 }
 
 impl Drop for AwsDev {
@@ -200,6 +208,24 @@ impl Drop for AwsDev {
 
 impl AwsDev {
     async fn start(root: &Path, store: &str, with_dispatcher: bool) -> AwsDev {
+        // Build (or find) every binary first: the schedule's fire time is
+        // counted from the spawn, and a build can wait on cargo's lock.
+        let exe = |name: &str, path: PathBuf| format!("{name}={}", path.display());
+        let testfn = env!("CARGO_BIN_EXE_testfn");
+        let exes = [
+            exe("order", example_exe("order-example", "order")),
+            exe("approval", example_exe("approval-example", "approval")),
+            format!("testfn={testfn}"),
+            format!("testfn-lossy={testfn}"),
+            exe(
+                "durafn-dispatcher",
+                example_exe("durafn-aws", "durafn-dispatcher"),
+            ),
+            exe(
+                "durafn-control",
+                example_exe("durafn-aws", "durafn-control"),
+            ),
+        ];
         let template = root.join("template.yaml");
         let schedule_dir = work_dir(root, "scheduled");
         let (at_text, soon) = soon();
@@ -211,10 +237,12 @@ impl AwsDev {
         let token_file = root.join("token");
         std::fs::write(&token_file, &token).unwrap();
         let port = free_port();
-        let testfn = env!("CARGO_BIN_EXE_testfn");
-        let exe = |name: &str, path: PathBuf| format!("{name}={}", path.display());
-        let child = Command::new(env!("CARGO_BIN_EXE_durafn-under-test"))
-            .args(["dev", "--aws", "--port", &port.to_string()])
+        let mut command = Command::new(env!("CARGO_BIN_EXE_durafn-under-test"));
+        command.args(["dev", "--aws", "--port", &port.to_string()]);
+        for e in &exes {
+            command.arg("--exe").arg(e);
+        }
+        let child = command
             .args(["--sweep-interval", "1", "--store", store])
             .arg("--state")
             .arg(root.join(".durafn"))
@@ -222,88 +250,21 @@ impl AwsDev {
             .arg(&template)
             .arg("--token-file")
             .arg(&token_file)
-            .arg("--exe")
-            .arg(exe("order", example_exe("order-example", "order")))
-            .arg("--exe")
-            .arg(exe("approval", example_exe("approval-example", "approval")))
-            .arg("--exe")
-            .arg(format!("testfn={testfn}"))
-            .arg("--exe")
-            .arg(format!("testfn-lossy={testfn}"))
-            .arg("--exe")
-            .arg(exe(
-                "durafn-dispatcher",
-                example_exe("durafn-aws", "durafn-dispatcher"),
-            ))
-            .arg("--exe")
-            .arg(exe(
-                "durafn-control",
-                example_exe("durafn-aws", "durafn-control"),
-            ))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn durafn dev --aws");
-        let url = format!("http://127.0.0.1:{port}");
         let dev = AwsDev {
             soon,
             child,
-            client: ApiClient::new(&url, Some(token.clone())),
-            url,
+            api: Api::new(&format!("http://127.0.0.1:{port}"), Some(token.clone())),
             token,
         };
         // /healthz is the control function's, through the HttpApi route.
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            if let Ok((200, _)) = dev.client.call("GET", "/healthz", None).await {
-                return dev;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "durafn dev --aws did not come up"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        self.client.call(method, path, body.as_ref()).await.unwrap()
-    }
-
-    async fn start_exec(&self, function: &str, name: &str, input: Value) -> Value {
-        let (status, v) = self
-            .call(
-                "POST",
-                &format!("/v1/functions/{function}/executions"),
-                Some(json!({ "name": name, "input": input })),
-            )
+        dev.wait_healthy(Duration::from_secs(90), "durafn dev --aws")
             .await;
-        assert!(status == 201 || status == 202, "{status} {v}");
-        v
-    }
-
-    async fn status(&self, id: &str) -> Value {
-        let (status, v) = self
-            .call("GET", &format!("/v1/executions/{id}"), None)
-            .await;
-        assert_eq!(status, 200, "{v}");
-        v
-    }
-
-    async fn wait_status(&self, id: &str, want: &str, limit: Duration) -> Value {
-        let deadline = Instant::now() + limit;
-        loop {
-            let v = self.status(id).await;
-            if v["status"] == want {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{id} did not reach {want} in {limit:?}: {v}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        dev
     }
 
     /// Runs the `durafn` CLI against the control function.
@@ -320,30 +281,6 @@ impl AwsDev {
             String::from_utf8_lossy(&out.stderr)
         );
         stdout
-    }
-}
-
-fn trace(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join("trace"))
-        .map(|t| t.lines().map(str::to_string).collect())
-        .unwrap_or_default()
-}
-
-fn count(lines: &[String], prefix: &str) -> usize {
-    lines.iter().filter(|l| l.starts_with(prefix)).count()
-}
-
-fn work_dir(root: &Path, name: &str) -> PathBuf {
-    let d = root.join(name);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-async fn until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -410,8 +347,7 @@ async fn the_aws_path_runs_workflows_through_the_dispatcher_and_control_function
         .into_iter()
         .find(|l| l.starts_with("slow-start-1"))
         .unwrap();
-    let pid = line.rsplit("pid=").next().unwrap().to_string();
-    Command::new("kill").args(["-9", &pid]).status().unwrap();
+    kill_pid(line.rsplit("pid=").next().unwrap());
     until(Duration::from_secs(60), "the step to run again", || {
         count(&trace(&dir), "slow-start-1") == 2
     })
@@ -558,7 +494,7 @@ async fn the_aws_path_runs_workflows_through_the_dispatcher_and_control_function
     assert_eq!(count(&trace(&ov), "before"), 1);
     let next = invoke(&dev, "testfn", fire("2026-01-01T00:02:00Z", false)).await;
     assert_eq!(next["status"], "SUCCEEDED", "{next}");
-    let v = dev.status("ov:20260101T000200Z").await;
+    let v = dev.describe("ov:20260101T000200Z").await;
     assert_eq!(v["input"]["schedule"], "ov", "{v}");
     assert_eq!(v["input"]["scheduled_time"], "2026-01-01T00:02:00Z", "{v}");
 
@@ -649,7 +585,7 @@ async fn without_the_dispatcher_function_nothing_continues() {
         .await;
     // Well past the cool-off: with no dispatcher function nothing re-invokes them.
     tokio::time::sleep(Duration::from_secs(13)).await;
-    let v = dev.status("http-o-stuck").await;
+    let v = dev.describe("http-o-stuck").await;
     assert_eq!(v["status"], "SUSPENDED", "{v}");
     let (_, h) = dev
         .call("GET", "/v1/executions/http-o-stuck/history", None)
@@ -661,7 +597,7 @@ async fn without_the_dispatcher_function_nothing_continues() {
     // An event sent with the CLI through the control function is stored,
     // but nothing runs the execution.
     dev.cli(&["send-event", "never-runs", "ping", r#"{"n": 1}"#]);
-    let v = dev.status("never-runs").await;
+    let v = dev.describe("never-runs").await;
     assert_eq!(v["status"], "PENDING", "{v}");
     assert!(trace(&dir).is_empty(), "no step may have run");
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use durafn_emulator::client::ApiClient;
 use durafn_tests::binaries::free_port;
+use durafn_tests::e2e::{Api, count, kill_pid, pids, trace, until, work_dir};
 use serde_json::{Value, json};
 
 fn example_exe(bin: &str) -> PathBuf {
@@ -61,8 +62,14 @@ Resources:
 /// A `durafn dev` process.
 struct Dev {
     child: Child,
-    client: ApiClient,
-    url: String,
+    api: Api,
+}
+
+impl std::ops::Deref for Dev {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
 }
 
 impl Dev {
@@ -111,56 +118,13 @@ impl Dev {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn durafn dev");
-        let url = format!("http://127.0.0.1:{port}");
         let dev = Dev {
             child,
-            client: ApiClient::new(&url, None),
-            url,
+            api: Api::new(&format!("http://127.0.0.1:{port}"), None),
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok((200, _)) = dev.client.call("GET", "/healthz", None).await {
-                return dev;
-            }
-            assert!(Instant::now() < deadline, "durafn dev did not come up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        self.client.call(method, path, body.as_ref()).await.unwrap()
-    }
-
-    async fn start_exec(&self, function: &str, name: &str, input: Value) -> Value {
-        let (status, v) = self
-            .call(
-                "POST",
-                &format!("/v1/functions/{function}/executions"),
-                Some(json!({ "name": name, "input": input })),
-            )
+        dev.wait_healthy(Duration::from_secs(60), "durafn dev")
             .await;
-        assert!(status == 201 || status == 202, "{status} {v}");
-        v
-    }
-
-    async fn describe(&self, id: &str) -> Value {
-        let (status, v) = self
-            .call("GET", &format!("/v1/executions/{id}"), None)
-            .await;
-        assert_eq!(status, 200, "{v}");
-        v
-    }
-
-    async fn wait_status(&self, id: &str, want: &str, limit: Duration) -> Value {
-        let deadline = Instant::now() + limit;
-        loop {
-            let v = self.describe(id).await;
-            if v["status"] == want {
-                return v;
-            }
-            assert!(Instant::now() < deadline, "{id} did not reach {want}: {v}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        dev
     }
 
     fn kill9(&mut self) {
@@ -173,42 +137,6 @@ impl Drop for Dev {
     fn drop(&mut self) {
         self.kill9();
     }
-}
-
-fn trace(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join("trace"))
-        .map(|s| s.lines().map(str::to_string).collect())
-        .unwrap_or_default()
-}
-
-fn count(lines: &[String], prefix: &str) -> usize {
-    lines.iter().filter(|l| l.starts_with(prefix)).count()
-}
-
-fn pids(lines: &[String]) -> Vec<String> {
-    lines
-        .iter()
-        .filter_map(|l| l.split("pid=").nth(1).map(str::to_string))
-        .collect()
-}
-
-fn kill_pid(pid: &str) {
-    let status = Command::new("kill").args(["-9", pid]).status().unwrap();
-    assert!(status.success(), "kill -9 {pid}");
-}
-
-async fn until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn work_dir(root: &Path, name: &str) -> PathBuf {
-    let d = root.join(name);
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -799,3 +799,130 @@ pub mod procs {
         }
     }
 }
+
+/// What the end-to-end tests share: a client for a running platform's REST
+/// API, and the trace files `testfn` leaves.
+pub mod e2e {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+
+    use durafn_emulator::client::ApiClient;
+    use serde_json::{Value, json};
+
+    /// A running `durafn dev`/`durafn server` (or control function) seen
+    /// through its REST API.
+    pub struct Api {
+        /// The client (with the token, when the API needs one).
+        pub client: ApiClient,
+        /// The base URL, e.g. `http://127.0.0.1:9000`.
+        pub url: String,
+    }
+
+    impl Api {
+        /// The API at `url`.
+        pub fn new(url: &str, token: Option<String>) -> Api {
+            Api {
+                client: ApiClient::new(url, token),
+                url: url.to_string(),
+            }
+        }
+
+        /// Waits until `/healthz` answers 200.
+        pub async fn wait_healthy(&self, limit: Duration, what: &str) {
+            let deadline = Instant::now() + limit;
+            loop {
+                if let Ok((200, _)) = self.client.call("GET", "/healthz", None).await {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "{what} did not come up");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+
+        /// One call; the status and the JSON body.
+        pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+            self.client.call(method, path, body.as_ref()).await.unwrap()
+        }
+
+        /// Starts an execution named `name`; asserts it was accepted.
+        pub async fn start_exec(&self, function: &str, name: &str, input: Value) -> Value {
+            let (status, v) = self
+                .call(
+                    "POST",
+                    &format!("/v1/functions/{function}/executions"),
+                    Some(json!({ "name": name, "input": input })),
+                )
+                .await;
+            assert!(status == 201 || status == 202, "{status} {v}");
+            v
+        }
+
+        /// The execution as `describe` shows it; asserts it exists.
+        pub async fn describe(&self, id: &str) -> Value {
+            let (status, v) = self
+                .call("GET", &format!("/v1/executions/{id}"), None)
+                .await;
+            assert_eq!(status, 200, "{v}");
+            v
+        }
+
+        /// Polls until execution `id` has status `want`.
+        pub async fn wait_status(&self, id: &str, want: &str, limit: Duration) -> Value {
+            let deadline = Instant::now() + limit;
+            loop {
+                let v = self.describe(id).await;
+                if v["status"] == want {
+                    return v;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{id} did not reach {want} in {limit:?}: {v}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
+    /// The lines `testfn` wrote to `dir/trace`.
+    pub fn trace(dir: &Path) -> Vec<String> {
+        std::fs::read_to_string(dir.join("trace"))
+            .map(|s| s.lines().map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+
+    /// How many of `lines` start with `prefix`.
+    pub fn count(lines: &[String], prefix: &str) -> usize {
+        lines.iter().filter(|l| l.starts_with(prefix)).count()
+    }
+
+    /// The `pid=` values of `lines`, in order.
+    pub fn pids(lines: &[String]) -> Vec<String> {
+        lines
+            .iter()
+            .filter_map(|l| l.split("pid=").nth(1).map(str::to_string))
+            .collect()
+    }
+
+    /// `kill -9 pid`.
+    pub fn kill_pid(pid: &str) {
+        let status = Command::new("kill").args(["-9", pid]).status().unwrap();
+        assert!(status.success(), "kill -9 {pid}");
+    }
+
+    /// Polls `f` until it holds.
+    pub async fn until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + limit;
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `root/name`, created.
+    pub fn work_dir(root: &Path, name: &str) -> PathBuf {
+        let d = root.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+}
