@@ -7,7 +7,7 @@
 // - `durafn dev` with the repo's template.yaml: an order whose input carries
 //   "<script>alert(1)</script>", watched live from the list to its page until
 //   it succeeds; the status filter; cancel from the UI; screenshots at
-//   1280×800 into test-output/ui/.
+//   1280×800 into test-output/ui/; reset from a timeline entry and rerun.
 // - `durafn server` with --token-file: the UI asks for the token (signing in
 //   sets an HttpOnly session cookie), rejects a
 //   wrong one, and shows the list with the right one.
@@ -347,6 +347,45 @@ describe('durafn dev: the UI', () => {
     // A failed execution shows its error and where it failed.
     await assertText(page.locator('#output-panel h2'), /Error/);
     await assertText(page.locator('#now'), /charge/);
+  });
+
+  test('reset from a timeline entry forks the execution; rerun starts it afresh', { timeout: 60_000 }, async () => {
+    await waitStatus(base, 'ui-order-1', 'SUCCEEDED', 45_000);
+    await page.goto(`${base}/ui/executions/ui-order-1`);
+    const reserve = page.locator('.op-row[data-name="reserve"]');
+    await reserve.waitFor({ timeout: 10_000 });
+    await reserve.click();
+    await page.locator('.op-row[data-name="reserve"] + .op-detail [data-action="reset-op"]').click();
+    const dialog = page.locator('#dialog');
+    await dialog.waitFor({ state: 'visible' });
+    await assertText(dialog, /Reset to step “reserve”\?/);
+    await page.locator('#dialog-ok').click();
+    // The UI moves to the fork, which keeps charge and cool-off and runs the rest.
+    await page.waitForURL(/\/ui\/executions\/ui-order-1(:|%3A)reset-1$/, { timeout: 10_000 });
+    await assertText(page.locator('#fork-of'), /Reset of ui-order-1/);
+    await assertText(page.locator('#exec-head .badge'), /succeeded/i, 30_000);
+    await assertText(page.locator('.op-row[data-name="charge"] .op-result'), /ch-o-ui-1-1/);
+    await page.screenshot({ path: path.join(OUT, 'execution-reset.png') });
+    const fork = (await call(base, 'GET', '/v1/executions/ui-order-1:reset-1')).json;
+    assert.equal(fork.reset_from, 'ui-order-1');
+    // The original links to it and is unchanged.
+    await page.locator('#fork-of a').click();
+    await page.waitForURL(/\/ui\/executions\/ui-order-1$/);
+    await assertText(page.locator('#forks'), /ui-order-1:reset-1/);
+    const original = (await call(base, 'GET', '/v1/executions/ui-order-1')).json;
+    assert.equal(original.status, 'SUCCEEDED');
+    assert.deepEqual(original.forks, ['ui-order-1:reset-1']);
+    // Rerun: same input, fresh journal.
+    await page.locator('#act-rerun').click();
+    await dialog.waitFor({ state: 'visible' });
+    await assertText(dialog, /Rerun this execution\?/);
+    await page.locator('#dialog-ok').click();
+    await page.waitForURL(/\/ui\/executions\/ui-order-1(:|%3A)rerun-1$/, { timeout: 10_000 });
+    await assertText(page.locator('#fork-of'), /Rerun of ui-order-1/);
+    const rerun = (await call(base, 'GET', '/v1/executions/ui-order-1:rerun-1')).json;
+    assert.deepEqual(rerun.input, original.input);
+    assert.deepEqual(problems.dialogs, []);
+    assert.deepEqual(problems.errors, []);
   });
 
   test('cancel asks for confirmation, then cancels', { timeout: 40_000 }, async () => {

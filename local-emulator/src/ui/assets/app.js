@@ -918,6 +918,20 @@
         meta.append(h('span', {}, h('span', { class: 'muted', text: 'Parent ' }),
           h('a', { href: execHref(parentId), 'data-nav': true, class: 'mono', text: parentId })));
       }
+      // Forks: a reset or rerun links to its original, the original to them.
+      const from = e.reset_from || e.rerun_of;
+      if (from) {
+        meta.append(h('span', { id: 'fork-of' }, h('span', { class: 'muted', text: e.reset_from ? 'Reset of ' : 'Rerun of ' }),
+          h('a', { href: execHref(from), 'data-nav': true, class: 'mono', text: from })));
+      }
+      if (e.forks && e.forks.length) {
+        const links = [];
+        e.forks.forEach((f, i) => {
+          if (i) links.push(', ');
+          links.push(h('a', { href: execHref(f), 'data-nav': true, class: 'mono', text: f }));
+        });
+        meta.append(h('span', { id: 'forks' }, h('span', { class: 'muted', text: 'Forks ' }), ...links));
+      }
       clear(this.head).append(
         h('div', { class: 'head-row' },
           h('h1', { class: 'mono exec-id', text: e.id, title: e.id }),
@@ -989,6 +1003,7 @@
       if (e.status === 'BLOCKED') {
         out.push(h('button', { type: 'button', class: 'btn', id: 'act-resume', text: 'Resume…', onclick: () => this.resume() }));
       }
+      out.push(h('button', { type: 'button', class: 'btn', id: 'act-rerun', text: 'Rerun…', onclick: () => this.rerun() }));
       if (!FINAL.has(e.status)) {
         out.push(h('button', { type: 'button', class: 'btn btn-danger-outline', id: 'act-cancel', text: 'Cancel…', onclick: () => this.cancel() }));
       }
@@ -1013,6 +1028,33 @@
           : 'It is invoked again now, replays its journal and continues.',
         ok: 'Resume',
         run: async () => { await api('POST', `/v1/executions/${enc(this.id)}/resume`); return 'Resume requested'; },
+      });
+    }
+
+    /** Reset: a new execution with this one's journal up to, not including, `op`. */
+    resetTo(op) {
+      confirmAction({
+        title: `Reset to ${op.type.toLowerCase()} “${op.name}”?`,
+        text: `A new execution ${this.id}:reset-N keeps the operations before ${op.id} and runs “${op.name}” and everything after it again, on the current code. This execution is not changed.`,
+        ok: 'Reset',
+        run: async () => {
+          const fork = await api('POST', `/v1/executions/${enc(this.id)}/reset`, { to_op: op.id });
+          setTimeout(() => navigate(execHref(fork.id)), 0);
+          return `Reset as ${fork.id}`;
+        },
+      });
+    }
+
+    rerun() {
+      confirmAction({
+        title: 'Rerun this execution?',
+        text: `A new execution ${this.id}:rerun-N runs from the start with the same input and an empty journal. This execution is not changed.`,
+        ok: 'Rerun',
+        run: async () => {
+          const fork = await api('POST', `/v1/executions/${enc(this.id)}/rerun`);
+          setTimeout(() => navigate(execHref(fork.id)), 0);
+          return `Rerun as ${fork.id}`;
+        },
       });
     }
 
@@ -1236,6 +1278,8 @@
       if (o.type === 'CALLBACK' && !FINAL.has(o.status)) {
         extra.push(h('div', { class: 'detail-actions' }, this.callbackButtons(o)));
       }
+      extra.push(h('div', { class: 'detail-actions' },
+        h('button', { type: 'button', class: 'btn btn-small', 'data-action': 'reset-op', text: 'Reset from here…', title: 'A new execution that runs again from this operation', onclick: (ev) => { ev.stopPropagation(); this.resetTo(o); } })));
       clear(row.detail).append(h('div', { class: 'detail-grid' }, facts, h('div', { class: 'detail-panels' }, panels, extra)));
     }
 
