@@ -417,3 +417,87 @@ async fn metrics_parse_as_prometheus_text_and_move() {
     assert_eq!(metric(&after, "durafn_store_errors_total", &[]), 0.0);
     assert!(metric(&after, "durafn_due_backlog", &[]) >= 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_logged_line_is_kept_once_across_replays() {
+    let root = tempfile::tempdir().unwrap();
+    let dev = Dev::start(&start_spec(root.path(), Vec::new())).await;
+    run(&dev, "otel-logger", "l-1", json!(null)).await;
+    let (status, h) = dev
+        .call("GET", "/v1/executions/l-1/history", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(h["operations"].as_array().unwrap().len(), 7, "{h}");
+    // Lines reach the emulator on the handler's stdout: wait for the last.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let lines = loop {
+        let (_, v) = dev
+            .call("GET", "/v1/executions/l-1/logs", None)
+            .await
+            .unwrap();
+        let lines = v["lines"].as_array().unwrap().clone();
+        if lines.iter().any(|l| l["message"] == "after step 4") || Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let messages: Vec<&str> = lines
+        .iter()
+        .map(|l| l["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "handler entered replaying=false",
+            "step 1 ran",
+            "after step 1",
+            "step 2 ran",
+            "after step 2",
+            "step 3 ran",
+            "after step 3",
+            "step 4 ran",
+            "after step 4",
+        ],
+        "{lines:#?}"
+    );
+    // Lines inside a step name it and its attempt; the others do not.
+    let step2 = &lines[3];
+    assert_eq!(
+        (step2["op_id"].as_str(), step2["attempt"].as_u64()),
+        (Some("3"), Some(1))
+    );
+    assert!(lines[2]["op_id"].is_null());
+    // Four invocations, each a different epoch.
+    let epochs: HashSet<u64> = lines.iter().map(|l| l["epoch"].as_u64().unwrap()).collect();
+    assert_eq!(epochs.len(), 4, "{lines:#?}");
+
+    // `durafn logs` prints the same lines; `--follow` returns once it ended.
+    for args in [&["logs", "l-1"][..], &["logs", "l-1", "--follow"][..]] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_durafn-under-test"))
+            .args(args)
+            .args(["--url", &dev.url])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert_eq!(text.lines().count(), 9, "{text}");
+        assert_eq!(text.matches("step 2 ran").count(), 1, "{text}");
+        assert!(text.contains("[op 3 #1] step 2 ran"), "{text}");
+    }
+
+    // The step latency histogram and the line counter moved.
+    let m = scrape(&dev).await;
+    assert_eq!(
+        metric(&m, "durafn_log_lines_total", &[("function", "otel-logger")]),
+        9.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "durafn_step_duration_seconds",
+            &[("function", "otel-logger"), ("outcome", "succeeded")]
+        ),
+        4.0
+    );
+}

@@ -142,6 +142,18 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Show what an execution's handler logged (`ctx.logger()`, `tracing`),
+    /// each line once however often it was replayed.
+    Logs {
+        /// The execution id.
+        id: String,
+        /// Keep printing new lines until the execution ends.
+        #[arg(long, short)]
+        follow: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+
     /// Resume a FAILED or BLOCKED execution from its last checkpoint.
     Resume {
         /// The execution id.
@@ -419,6 +431,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             .await?;
             print_value(&client, &v, crate::output::describe);
             Ok(())
+        }
+        Command::Logs { id, follow, client } => {
+            let logs = |after: u64| format!("/v1/executions/{}/logs?after={after}", encode(&id));
+            let mut after = 0;
+            loop {
+                let v = call(&client, "GET", &logs(after), None).await?;
+                after = crate::logs::print(&v, client.json, after);
+                if !follow {
+                    return Ok(());
+                }
+                let e = call(&client, "GET", &format!("/v1/executions/{}", encode(&id)), None).await?;
+                if crate::logs::ended(&e) {
+                    // Lines of the last invocation may still be on their way.
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    let v = call(&client, "GET", &logs(after), None).await?;
+                    crate::logs::print(&v, client.json, after);
+                    return Ok(());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
         }
         Command::History { id, client } => {
             let v = call(

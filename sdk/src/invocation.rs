@@ -15,6 +15,7 @@ use futures::FutureExt;
 use serde::Serialize;
 use serde_json::Value;
 use tracing::Instrument;
+use tracing::instrument::WithSubscriber;
 
 use crate::context::{DurableContext, Fault, RunState, Shared};
 use crate::error::{DurableError, Error};
@@ -116,10 +117,20 @@ async fn run(
         state: Mutex::new(RunState::default()),
         config,
         trace,
+        position: Mutex::new(Default::default()),
     });
     let ctx = DurableContext::root(shared.clone());
-    let mut handler_fut =
-        AssertUnwindSafe(handler.call(ctx, journal.execution.input.clone())).catch_unwind();
+    let call = handler.call(ctx, journal.execution.input.clone());
+    let call: futures::future::BoxFuture<'_, _> = if crate::capture::enabled() {
+        // The handler's log lines, tagged with where they happened.
+        Box::pin(call.with_subscriber(crate::capture::Capture::dispatch(
+            shared.clone(),
+            claimed.epoch,
+        )))
+    } else {
+        Box::pin(call)
+    };
+    let mut handler_fut = AssertUnwindSafe(call).catch_unwind();
 
     let end = poll_fn(|cx| {
         let polled = handler_fut.poll_unpin(cx);

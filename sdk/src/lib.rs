@@ -63,6 +63,7 @@
 // cold path, and boxing would only move the allocation.
 #![allow(clippy::result_large_err)]
 
+mod capture;
 mod codec;
 pub mod context;
 mod error;
@@ -70,7 +71,6 @@ mod handler;
 pub mod invocation;
 pub mod lambda;
 pub mod replay;
-pub mod replay_check;
 pub mod replay_check;
 pub mod retry;
 pub mod telemetry;

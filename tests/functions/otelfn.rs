@@ -36,10 +36,12 @@ async fn child(ctx: DurableContext, input: Value) -> Result<Value, DurableError>
     Ok(json!({ "input": input, "worked": worked }))
 }
 
-/// Three steps, each separated by a 1 s sleep: three invocations replay the
-/// journal, and each step logs exactly one line.
+/// Four steps, each separated by a 1 s sleep: the three invocations after
+/// the first replay the journal; each step logs one line, and so does the
+/// code around them (which runs again on every replay).
 async fn logger(ctx: DurableContext, _input: Value) -> Result<Value, DurableError> {
-    for n in 1..=3 {
+    tracing::info!(replaying = ctx.is_replaying(), "handler entered");
+    for n in 1..=4 {
         let line = format!("step {n} ran");
         ctx.step(&format!("step-{n}"), |_| async move {
             tracing::info!("{line}");
@@ -47,7 +49,7 @@ async fn logger(ctx: DurableContext, _input: Value) -> Result<Value, DurableErro
         })
         .await?;
         ctx.logger().info(format!("after step {n}"));
-        if n < 3 {
+        if n < 4 {
             ctx.sleep(&format!("pause-{n}"), Duration::from_secs(1))
                 .await?;
         }

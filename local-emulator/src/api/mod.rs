@@ -107,6 +107,8 @@ pub enum Endpoint {
     Health,
     /// `GET /metrics`.
     Metrics,
+    /// `GET /v1/executions/{id}/logs` (see [`crate::logs`]).
+    Logs,
 }
 
 /// The largest body of a route carrying a payload (the payload, JSON-escaped
@@ -255,6 +257,15 @@ pub const ROUTES: &[RouteSpec<Endpoint>] = &[
         false,
         Endpoint::Metrics,
     ),
+    spec(
+        Method::GET,
+        "/v1/executions/{id}/logs",
+        Access::Token,
+        SMALL_BODY,
+        DEFAULT_TIMEOUT,
+        false,
+        Endpoint::Logs,
+    ),
 ];
 
 fn endpoint(e: Endpoint, m: MethodFilter) -> MethodRouter<ApiState> {
@@ -272,6 +283,7 @@ fn endpoint(e: Endpoint, m: MethodFilter) -> MethodRouter<ApiState> {
         Endpoint::Rerun => on(m, reset::rerun),
         Endpoint::Health => on(m, || async { Json(json!({ "ok": true })) }),
         Endpoint::Metrics => on(m, metrics),
+        Endpoint::Logs => on(m, crate::logs::logs),
     }
 }
 

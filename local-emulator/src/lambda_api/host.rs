@@ -223,6 +223,8 @@ impl FunctionHost {
                 "AWS_LAMBDA_LOG_STREAM_NAME",
                 format!("{}/{id}", self.spec.name),
             )
+            // The SDK writes the handler's log lines as records on stdout (crate::logs).
+            .env("DURAFN_LOG_CAPTURE", "stdout")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -239,10 +241,11 @@ impl FunctionHost {
         };
         let prefix = format!("{}#{id}", self.spec.name);
         if let Some(out) = child.stdout.take() {
-            tokio::spawn(forward_lines(prefix.clone(), BufReader::new(out)));
+            let function = self.spec.name.clone();
+            tokio::spawn(forward_lines(prefix.clone(), BufReader::new(out), Some(function)));
         }
         if let Some(err) = child.stderr.take() {
-            tokio::spawn(forward_lines(prefix, BufReader::new(err)));
+            tokio::spawn(forward_lines(prefix, BufReader::new(err), None));
         }
         let (kill_tx, kill_rx) = oneshot::channel();
         let kill_now = match self.state().instances.get_mut(&id) {
@@ -422,9 +425,20 @@ impl FunctionHost {
     }
 }
 
-async fn forward_lines<R: tokio::io::AsyncRead + Unpin>(prefix: String, reader: BufReader<R>) {
+/// Echoes a handler process's output; on stdout (`capture`: its function),
+/// the SDK's captured records go to [`crate::logs`] instead.
+async fn forward_lines<R: tokio::io::AsyncRead + Unpin>(
+    prefix: String,
+    reader: BufReader<R>,
+    capture: Option<String>,
+) {
     let mut lines = reader.lines();
     while let Ok(Some(line)) = lines.next_line().await {
+        if let Some(function) = &capture {
+            if crate::logs::ingest(function, &line) {
+                continue;
+            }
+        }
         eprintln!("[{prefix}] {line}");
     }
 }

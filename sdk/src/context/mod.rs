@@ -80,6 +80,8 @@ pub(crate) struct Shared {
     pub(crate) config: InvocationConfig,
     /// This invocation's spans, when traces are exported.
     pub(crate) trace: Option<Arc<crate::telemetry::InvocationTrace>>,
+    /// Where the handler is, for the keys of captured log lines.
+    pub(crate) position: Mutex<crate::capture::Position>,
 }
 
 impl Shared {
@@ -90,6 +92,10 @@ impl Shared {
 
     fn cursor(&self) -> MutexGuard<'_, JournalCursor> {
         self.cursor.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn position(&self) -> MutexGuard<'_, crate::capture::Position> {
+        self.position.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -199,6 +205,7 @@ impl DurableContext {
     pub(crate) fn open(&self, kind: OpKind, name: &str) -> Opened {
         let n = self.scope.next.fetch_add(1, Ordering::SeqCst);
         let id = op_id(&self.scope.prefix, n);
+        self.shared.position().opened(&id);
         let record = match self.shared.cursor().open(&id, kind, name) {
             Ok(rec) => Ok(rec.cloned()),
             Err(nd) => {
@@ -213,6 +220,10 @@ impl DurableContext {
     /// This invocation's spans, when traces are exported.
     pub(crate) fn trace(&self) -> Option<&crate::telemetry::InvocationTrace> {
         self.shared.trace.as_deref()
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
     }
 
     pub(crate) fn clock_now(&self) -> Timestamp {

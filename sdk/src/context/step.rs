@@ -311,6 +311,18 @@ where
                     if let Some(err) = &next.error {
                         tracing::warn!(op_id = %id, step = %name, attempt, error = %err, "step attempt failed");
                     }
+                    crate::capture::attempt(
+                        ctx.shared(),
+                        &id,
+                        &name,
+                        attempt,
+                        match next.status {
+                            OpStatus::Succeeded => "succeeded",
+                            OpStatus::Pending => "retrying",
+                            _ => "failed",
+                        },
+                        now.0 - attempt_started.0,
+                    );
                     if let Some(trace) = ctx.trace() {
                         trace.attempt(AttemptSpan {
                             op_id: &id,
