@@ -7,7 +7,8 @@
 //! in `docs/operations.md`. Gauges that describe the store (the due backlog,
 //! queue depths) are read when `/metrics` is scraped ([`scrape`]).
 
-use std::sync::OnceLock;
+use std::collections::BTreeSet;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use durafn_runtime::clock::Clock;
@@ -32,6 +33,15 @@ const LATENCY_BUCKETS: &[f64] = &[
 ];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+static QUEUES: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+/// Names the template's queues, so scrapes report their depths.
+pub fn register_queues(names: &[String]) {
+    QUEUES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .extend(names.iter().cloned());
+}
 
 /// The process's Prometheus recorder, installed on first use. If another
 /// recorder is installed already, a private one renders (empty) output.
@@ -124,8 +134,8 @@ pub fn render() -> String {
 }
 
 /// Reads the gauges that describe the store: the due backlog and its oldest
-/// age per shard (queue depths are set by the queues
-/// themselves, see [`queue_depth`]).
+/// age per shard and the depth of every
+/// registered queue.
 pub async fn scrape(store: &dyn Store, clock: &dyn Clock) {
     handle();
     let now = clock.now();
@@ -139,6 +149,20 @@ pub async fn scrape(store: &dyn Store, clock: &dyn Clock) {
                     .set(oldest.map_or(0.0, |t| seconds_between(t, now)));
             }
             Err(e) => tracing::warn!(shard, error = %e, "cannot read the due index for /metrics"),
+        }
+    }
+    let queues: Vec<String> = QUEUES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .cloned()
+        .collect();
+    for queue in queues {
+        match store.queue_stats(&queue, now).await {
+            Ok(s) => queue_depth(&queue, s.visible, s.in_flight, s.delayed),
+            Err(e) => {
+                tracing::warn!(queue, error = %e, "cannot read a queue's counts for /metrics")
+            }
         }
     }
 }
@@ -270,5 +294,67 @@ impl Wrapper for MeteredStore {
                 .increment(1);
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use durafn_runtime::model::ExecutionId;
+    use durafn_runtime::trigger::schedule::FireOutcome;
+
+    use super::*;
+
+    fn sample(text: &str, prefix: &str) -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    #[test]
+    fn late_fires_queue_depths_and_reports_are_recorded() {
+        handle();
+        let fire_at = Timestamp(durafn_runtime::clock::SystemClock.now().0 - 1_500);
+        let report = TickReport {
+            fired: vec![FireOutcome {
+                schedule: "metrics-test".into(),
+                fire_at,
+                execution_id: ExecutionId::new("metrics-test:1").unwrap(),
+                new: true,
+            }],
+            skipped: 0,
+            errors: 0,
+        };
+        assert!(observe_tick::<()>(Ok(report)).is_ok());
+        queue_depth("metrics-q", 3, 1, 0);
+        invocation("metrics-fn", "SUCCEEDED");
+        assert_eq!(
+            report_status(br#"{"statusCode": 202, "body": "{\"execution_id\": \"x\", \"status\": \"SUSPENDED\"}"}"#)
+                .as_deref(),
+            Some("SUSPENDED")
+        );
+        assert_eq!(report_status(b"[1]"), None);
+        let text = render();
+        let late = sample(
+            &text,
+            "durafn_schedule_fire_lateness_seconds_sum{schedule=\"metrics-test\"}",
+        )
+        .unwrap();
+        assert!((1.4..60.0).contains(&late), "{late}");
+        assert_eq!(
+            sample(
+                &text,
+                "durafn_queue_messages{queue=\"metrics-q\",state=\"visible\"}"
+            ),
+            Some(3.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "durafn_executions_finished_total{function=\"metrics-fn\",status=\"SUCCEEDED\"}"
+            ),
+            Some(1.0)
+        );
     }
 }

@@ -48,6 +48,7 @@ pub fn start(platform: &Platform) -> anyhow::Result<Router> {
         }
     }
     let names: Vec<String> = configs.iter().map(|c| c.name.clone()).collect();
+    crate::metrics::register_queues(&names);
     let queues = Arc::new(queue::Queues::open(
         configs,
         platform.store.clone(),
