@@ -155,6 +155,45 @@ async fn scenario(store: Option<&str>) {
     assert_eq!(failed["error"]["type"], "BugInV1", "{failed}");
     let before_w = history(&api, &w).await;
 
+    // Search by data: conditions on the input, through the API and the CLI.
+    let (status, v) = api
+        .call(
+            "GET",
+            "/v1/executions?function=forkfn&where=input.mode%3Dlegacy",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let found: Vec<&Value> = v["executions"].as_array().unwrap().iter().collect();
+    assert_eq!(found.len(), 1, "{v}");
+    assert_eq!(found[0]["id"], l.as_str(), "{v}");
+    assert!(v["scanned"].as_u64().unwrap() >= 3, "{v}");
+    let out = ok(cli(
+        &dev.url,
+        &[
+            "list",
+            "--function",
+            "forkfn",
+            "--where",
+            "input.mode=fail",
+            "--json",
+        ],
+    ));
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    let listed: Vec<&str> = listed["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [f.as_str()]);
+    let (status, e) = api.call("GET", "/v1/executions?where=mode%3D1", None).await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (400, Some("InvalidWhere")),
+        "{e}"
+    );
+
     // Export, by id and by function + status.
     let by_id = ok(cli(&dev.url, &["export", &w, &l, &f]));
     assert_eq!(by_id.lines().count(), 3, "{by_id}");
@@ -298,6 +337,29 @@ async fn scenario(store: Option<&str>) {
         described.contains(&format!("forks     {fork_id}, {second_id}, {rerun_id}")),
         "{described}"
     );
+    // Output conditions: the successful forks, not the failed original.
+    let out = ok(cli(
+        &dev.url,
+        &[
+            "list",
+            "--function",
+            "forkfn",
+            "--where",
+            "output.version=2;input.mode=fail",
+            "--json",
+        ],
+    ));
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    let mut listed: Vec<&str> = listed["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    listed.sort_unstable();
+    let mut want = [fork_id.as_str(), second_id.as_str(), rerun_id.as_str()];
+    want.sort_unstable();
+    assert_eq!(listed, want);
     let described = ok(cli(&dev.url, &["describe", &fork_id]));
     assert!(described.contains(&format!("reset of  {f}")), "{described}");
 

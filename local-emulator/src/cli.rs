@@ -125,6 +125,11 @@ enum Command {
         /// Continue from a previous page.
         #[arg(long)]
         cursor: Option<String>,
+        /// Only executions whose data match: `input.PATH=VALUE` or
+        /// `output.PATH=VALUE`, several joined by `;` (VALUE is JSON or a
+        /// string). Not indexed: the listing is scanned.
+        #[arg(long = "where", value_name = "CONDITIONS")]
+        where_: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -405,9 +410,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             status,
             limit,
             cursor,
+            where_,
             client,
         } => {
             let mut q = format!("?limit={limit}");
+            if let Some(w) = where_ {
+                q.push_str(&format!("&where={}", encode(&w)));
+            }
             if let Some(f) = function {
                 q.push_str(&format!("&function={}", encode(&f)));
             }

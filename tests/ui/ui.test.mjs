@@ -262,6 +262,15 @@ describe('durafn dev: the UI', () => {
     await page.locator('tr[data-id="ui-retry-1"]').waitFor();
     await page.locator('#f-q').fill('');
     await page.locator('tr[data-id="ui-order-1"]').waitFor({ timeout: 10_000 });
+    // Filter by a field of the input (applied on Enter).
+    await page.locator('#f-where').fill('input.order_id=o-ui-1');
+    await page.locator('#f-where').press('Enter');
+    await page.waitForURL(/where=input.order_id/);
+    await page.locator('tr[data-id="ui-retry-1"]').waitFor({ state: 'detached', timeout: 10_000 });
+    await page.locator('tr[data-id="ui-order-1"]').waitFor();
+    await page.locator('#f-where').fill('');
+    await page.locator('#f-where').press('Enter');
+    await page.locator('tr[data-id="ui-retry-1"]').waitFor({ timeout: 10_000 });
     // Function and time range.
     await page.locator('#f-function').selectOption('order');
     await page.waitForURL(/function=order/);

@@ -11,6 +11,7 @@ mod fuzz_tests;
 pub mod journal;
 pub mod render;
 pub mod reset;
+pub mod search;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -457,6 +458,9 @@ struct ListQuery {
     q: Option<String>,
     limit: Option<usize>,
     cursor: Option<String>,
+    /// Conditions on the input / output (see [`search`]).
+    #[serde(rename = "where")]
+    where_: Option<String>,
 }
 
 async fn list(
@@ -497,6 +501,15 @@ async fn list(
         limit: q.limit.unwrap_or(50),
         cursor: q.cursor.filter(|c| !c.is_empty()),
     };
+    if let Some(w) = q.where_.as_deref().filter(|w| !w.trim().is_empty()) {
+        let conditions = search::parse_where(w)?;
+        let found = search::search(state.store.as_ref(), filter, &conditions).await?;
+        return Ok(Json(json!({
+            "executions": found.executions.iter().map(render::summary).collect::<Vec<_>>(),
+            "next_cursor": found.next_cursor,
+            "scanned": found.scanned,
+        })));
+    }
     let page = state.store.list_executions(&filter).await?;
     Ok(Json(json!({
         "executions": page.executions.iter().map(render::summary).collect::<Vec<_>>(),

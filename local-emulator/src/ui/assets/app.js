@@ -499,6 +499,7 @@
         since: params.get('since') || '',
         until: params.get('until') || '',
         q: params.get('q') || '',
+        where: params.get('where') || '',
         limit: Number(params.get('limit')) || 50,
       };
       this.cursors = [];
@@ -522,6 +523,7 @@
       this.untilInput = h('input', { id: 'f-until', type: 'datetime-local', 'aria-label': 'Until' });
       this.custom = h('span', { class: 'custom-range' }, this.sinceInput, h('span', { class: 'muted', text: '→' }), this.untilInput);
       this.search = h('input', { id: 'f-q', type: 'search', placeholder: 'Search execution id or name', 'aria-label': 'Search execution id or name', autocomplete: 'off', spellcheck: 'false' });
+      this.where = h('input', { id: 'f-where', type: 'search', class: 'mono', placeholder: 'input.customer_id=42', title: 'Conditions on the input or output: input.PATH=VALUE or output.PATH=VALUE, several joined by ;', 'aria-label': 'Filter by input or output fields', autocomplete: 'off', spellcheck: 'false' });
       this.clearBtn = h('button', { type: 'button', class: 'btn btn-small btn-ghost', text: 'Clear filters' });
       this.tbody = h('tbody');
       this.note = h('div', { class: 'table-note' });
@@ -530,6 +532,7 @@
       this.fnSelect.value = this.f.function;
       this.rangeSelect.value = this.f.range;
       this.search.value = this.f.q;
+      this.where.value = this.f.where;
       this.sinceInput.value = this.f.since ? toLocalInput(Date.parse(this.f.since)) : '';
       this.untilInput.value = this.f.until ? toLocalInput(Date.parse(this.f.until)) : '';
       this.custom.hidden = this.f.range !== 'custom';
@@ -551,9 +554,11 @@
         clearTimeout(debounce);
         debounce = setTimeout(() => { this.f.q = this.search.value.trim(); changed(); }, 250);
       });
+      // Applied on Enter or when the field is left (a half-typed condition is an error).
+      this.where.addEventListener('change', () => { this.f.where = this.where.value.trim(); changed(); });
       this.clearBtn.addEventListener('click', () => {
-        Object.assign(this.f, { function: '', status: '', range: '', since: '', until: '', q: '' });
-        this.fnSelect.value = ''; this.rangeSelect.value = ''; this.search.value = '';
+        Object.assign(this.f, { function: '', status: '', range: '', since: '', until: '', q: '', where: '' });
+        this.fnSelect.value = ''; this.rangeSelect.value = ''; this.search.value = ''; this.where.value = '';
         this.sinceInput.value = ''; this.untilInput.value = ''; this.custom.hidden = true;
         this.renderChips(this.counts);
         changed();
@@ -574,7 +579,7 @@
           h('h1', { text: 'Executions' }),
           h('span', { class: 'muted', text: 'newest first · updates by itself' })),
         this.chips,
-        h('div', { class: 'filters' }, this.fnSelect, this.rangeSelect, this.custom, this.search, this.clearBtn),
+        h('div', { class: 'filters' }, this.fnSelect, this.rangeSelect, this.custom, this.search, this.where, this.clearBtn),
         this.errorBox,
         h('div', { class: 'table-wrap card' }, table, this.note),
         this.pager);
@@ -594,7 +599,7 @@
 
     syncUrl() {
       const p = new URLSearchParams();
-      for (const k of ['function', 'status', 'range', 'since', 'until', 'q']) if (this.f[k]) p.set(k, this.f[k]);
+      for (const k of ['function', 'status', 'range', 'since', 'until', 'q', 'where']) if (this.f[k]) p.set(k, this.f[k]);
       if (this.f.limit !== 50) p.set('limit', String(this.f.limit));
       const qs = p.toString();
       history.replaceState(null, '', '/ui/' + (qs ? '?' + qs : ''));
@@ -620,6 +625,7 @@
 
     async refresh() {
       const p = this.query(true);
+      if (this.f.where) p.set('where', this.f.where);
       p.set('limit', String(this.f.limit));
       const cursor = this.cursors[this.cursors.length - 1];
       if (cursor) p.set('cursor', cursor);
