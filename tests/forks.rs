@@ -142,6 +142,7 @@ async fn scenario(store: Option<&str>) {
     let root = tempfile::tempdir().unwrap();
     let p = id_prefix(store);
     let (w, l, f) = (format!("{p}w"), format!("{p}l"), format!("{p}f"));
+    let fe = format!("{p}e");
 
     // v1 leaves two waiting executions and a failed one.
     let dev = Dev::start_retrying(&spec(root.path(), store, v1())).await;
@@ -151,6 +152,19 @@ async fn scenario(store: Option<&str>) {
     }
     settled_waiting(&api, &w).await;
     settled_waiting(&api, &l).await;
+    // `e` fails after consuming an event.
+    api.start_exec("forkfn", &fe, json!({ "mode": "event" }))
+        .await;
+    settled_waiting(&api, &fe).await;
+    let (status, v) = api
+        .call(
+            "POST",
+            &format!("/v1/executions/{fe}/events/go"),
+            Some(json!({ "n": 7 })),
+        )
+        .await;
+    assert_eq!(status, 202, "{v}");
+    api.wait_status(&fe, "FAILED", LIMIT).await;
     let failed = api.wait_status(&f, "FAILED", LIMIT).await;
     assert_eq!(failed["error"]["type"], "BugInV1", "{failed}");
     let before_w = history(&api, &w).await;
@@ -362,6 +376,23 @@ async fn scenario(store: Option<&str>) {
     assert_eq!(listed, want);
     let described = ok(cli(&dev.url, &["describe", &fork_id]));
     assert!(described.contains(&format!("reset of  {f}")), "{described}");
+
+    // Events: a reset past the wait keeps the consumed event in its journal;
+    // a reset to the wait sends the event again, so the fork gets it.
+    for (to_op, resent) in [("3", 0), ("2", 1)] {
+        let (status, fork) = api
+            .call(
+                "POST",
+                &format!("/v1/executions/{fe}/reset"),
+                Some(json!({ "to_op": to_op })),
+            )
+            .await;
+        assert_eq!(status, 201, "{fork}");
+        assert_eq!(fork["events_resent"], resent, "{fork}");
+        let id = fork["id"].as_str().unwrap().to_string();
+        let done = api.wait_status(&id, "SUCCEEDED", LIMIT).await;
+        assert_eq!(done["output"]["go"], json!({ "n": 7 }), "{done}");
+    }
 
     // Errors name what to do.
     let (status, e) = api

@@ -222,7 +222,7 @@ fn verdict(
 }
 
 /// Copies the journal into the scratch store (each operation as its first
-/// revision, each event sent again), claims it and runs one invocation with
+/// revision, each event no recorded wait consumed sent again), claims it and runs one invocation with
 /// a zero step budget.
 async fn replay_one(
     store: Arc<dyn Store>,
@@ -246,7 +246,9 @@ async fn replay_one(
         first.rev = 1;
         store.put_operation(&exec.id, &first).await?;
     }
-    for ev in &journal.events {
+    // Recorded waits keep their results; the rest see only what is left.
+    let consumed = crate::replay::wait::consumed_events(journal.operations.iter());
+    for ev in journal.events.iter().filter(|e| !consumed.contains(&e.seq)) {
         store
             .send_event(&exec.id, &ev.name, &ev.payload, ev.sent_at)
             .await?;

@@ -2,7 +2,8 @@
 //! (its pair is `forkfn_v2.rs`). Input `{"mode": M}`:
 //! - `wait`: charge, then wait for event `go`;
 //! - `legacy`: charge, step `legacy`, then wait for event `go`;
-//! - `fail`: charge, then step `reserve`, which has a bug here: it fails for good.
+//! - `fail`: charge, then step `reserve`, which has a bug here: it fails for good;
+//! - `event`: charge, wait for event `go`, then the same `reserve`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -24,13 +25,17 @@ async fn workflow(ctx: DurableContext, input: Value) -> Result<Value, DurableErr
             Ok::<_, DurableError>(stamp("charge"))
         })
         .await?;
+    let mut go = Value::Null;
     match mode.as_str() {
         "legacy" => {
             ctx.step("legacy", |_| async { Ok::<_, DurableError>(()) })
                 .await?;
             let _: Value = ctx.wait_for_event("go").await?;
         }
-        "fail" => {
+        "fail" | "event" => {
+            if mode == "event" {
+                go = ctx.wait_for_event("go").await?;
+            }
             let _: Value = ctx
                 .step("reserve", |_| async {
                     Err::<Value, _>(DurableError::terminal(DurableError::new(
@@ -44,7 +49,7 @@ async fn workflow(ctx: DurableContext, input: Value) -> Result<Value, DurableErr
             let _: Value = ctx.wait_for_event("go").await?;
         }
     }
-    Ok(json!({ "version": 1, "charged": charged }))
+    Ok(json!({ "version": 1, "charged": charged, "go": go }))
 }
 
 #[tokio::main]

@@ -3,7 +3,7 @@
 //!   executions already past that point keep replaying;
 //! - `legacy`: step `legacy` renamed `legacy-v2`, unguarded: executions
 //!   waiting in it would block;
-//! - `fail`: `reserve`'s bug fixed.
+//! - `fail`, `event`: `reserve`'s bug fixed.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -25,13 +25,17 @@ async fn workflow(ctx: DurableContext, input: Value) -> Result<Value, DurableErr
         })
         .await?;
     let mut reserved = Value::Null;
+    let mut go = Value::Null;
     match mode.as_str() {
         "legacy" => {
             ctx.step("legacy-v2", |_| async { Ok::<_, DurableError>(()) })
                 .await?;
             let _: Value = ctx.wait_for_event("go").await?;
         }
-        "fail" => {
+        "fail" | "event" => {
+            if mode == "event" {
+                go = ctx.wait_for_event("go").await?;
+            }
             reserved = ctx
                 .step("reserve", |_| async {
                     Ok::<_, DurableError>(json!(stamp("reserve")))
@@ -46,7 +50,7 @@ async fn workflow(ctx: DurableContext, input: Value) -> Result<Value, DurableErr
             let _: Value = ctx.wait_for_event("go").await?;
         }
     }
-    Ok(json!({ "version": 2, "charged": charged, "reserved": reserved }))
+    Ok(json!({ "version": 2, "charged": charged, "reserved": reserved, "go": go }))
 }
 
 #[tokio::main]

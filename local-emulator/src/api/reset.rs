@@ -6,8 +6,9 @@
 //!   left out too, so they run again around it), on the function's current
 //!   code. Each kept operation is written as its first revision, then the
 //!   execution is created: single-item conditional writes only, and the
-//!   dispatcher never sees the fork before its journal is complete. Events
-//!   are not copied: send again what the fork must receive.
+//!   dispatcher never sees the fork before its journal is complete. The
+//!   original's events that no kept operation consumed are sent to the fork
+//!   again, in order, so the operations that run again receive them.
 //! - `POST /v1/executions/{id}/rerun` creates `<id>:rerun-<n>`: the same
 //!   function and input, a fresh journal.
 //!
@@ -22,7 +23,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use durafn_runtime::model::{ExecutionId, NewExecution, Operation, op_id_order};
+use durafn_runtime::model::{ExecutionId, NewExecution, OpKind, OpStatus, Operation, op_id_order};
 use durafn_runtime::store::{Created, OpWrite};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -94,7 +95,28 @@ pub(super) async fn reset(
             }
         }
     }
-    create(&state, &journal.execution, fork, kept.len()).await
+    let consumed: Vec<&str> = kept
+        .iter()
+        .filter(|o| o.kind == OpKind::Event && o.status == OpStatus::Succeeded)
+        .filter_map(|o| o.result.as_ref()?.get("seq")?.as_str())
+        .collect();
+    let resend: Vec<_> = journal
+        .events
+        .iter()
+        .filter(|e| !consumed.contains(&e.seq.as_str()))
+        .collect();
+    let mut created = create(&state, &journal.execution, fork.clone(), kept.len()).await?;
+    for ev in &resend {
+        state
+            .store
+            .send_event(&fork, &ev.name, &ev.payload, state.clock.now())
+            .await?;
+    }
+    if !resend.is_empty() {
+        state.poke(&fork);
+    }
+    created.1["events_resent"] = json!(resend.len());
+    Ok((StatusCode::CREATED, Json(created.1)).into_response())
 }
 
 pub(super) async fn rerun(
@@ -106,7 +128,8 @@ pub(super) async fn rerun(
         ApiError::not_found("ExecutionNotFound", format!("execution {id:?} not found"))
     })?;
     let fork = next_fork_id(&state, &id, ":rerun-").await?;
-    create(&state, &exec, fork, 0).await
+    let (status, body) = create(&state, &exec, fork, 0).await?;
+    Ok((status, Json(body)).into_response())
 }
 
 async fn create(
@@ -114,7 +137,7 @@ async fn create(
     original: &durafn_runtime::model::Execution,
     fork: ExecutionId,
     kept: usize,
-) -> Result<Response, ApiError> {
+) -> Result<(StatusCode, Value), ApiError> {
     let created = state
         .store
         .create_execution(&NewExecution {
@@ -138,7 +161,7 @@ async fn create(
     state.poke(&fork);
     let mut body = describe_json(state, &fork).await?;
     body["kept_operations"] = json!(kept);
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    Ok((StatusCode::CREATED, body))
 }
 
 /// The first `<id><kind><n>` that does not exist.
