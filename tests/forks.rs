@@ -457,3 +457,70 @@ async fn replay_check_reset_and_rerun_on_dynamodb() {
     let url = format!("dynamodb://{table}?endpoint={endpoint}&region=us-east-1");
     scenario(Some(&url)).await;
 }
+
+/// The CI recipe offline: a checked-in export (`tests/journals/`, written by
+/// `durafn export` from forkfn v1) replayed against both builds, no server.
+#[test]
+fn checked_in_journals_pass_v1_and_block_under_v2() {
+    let export = Path::new(env!("CARGO_MANIFEST_DIR")).join("journals/forkfn_v1_export.jsonl");
+    let export = export.to_str().unwrap();
+    let journals =
+        durafn::replay_check::parse_export(&std::fs::read_to_string(export).unwrap()).unwrap();
+    assert_eq!(journals.len(), 3);
+    let v1_exe = v1();
+    let text = ok(cli(
+        "http://127.0.0.1:9",
+        &["replay-check", "--exe", v1_exe.to_str().unwrap(), export],
+    ));
+    assert!(
+        text.contains("3 checked, 0 would become BLOCKED, 0 inconclusive"),
+        "{text}"
+    );
+    let v2_exe = v2();
+    let out = cli(
+        "http://127.0.0.1:9",
+        &[
+            "replay-check",
+            "--json",
+            "--exe",
+            v2_exe.to_str().unwrap(),
+            export,
+        ],
+    );
+    assert!(!out.status.success());
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let verdicts: Vec<(&str, &str)> = report["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["execution_id"].as_str().unwrap(),
+                e["verdict"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("fixture-wait", "OK"),
+            ("fixture-legacy", "BLOCKED"),
+            ("fixture-fail", "OK")
+        ]
+    );
+    // A file that is not an export is refused with the line it failed on.
+    let bad = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(bad.path(), "{\"execution\": 1}\n").unwrap();
+    let out = cli(
+        "http://127.0.0.1:9",
+        &[
+            "replay-check",
+            "--exe",
+            v2_exe.to_str().unwrap(),
+            bad.path().to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 1"), "{err}");
+}
