@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use durafn_runtime::clock::Clock;
+use durafn_runtime::dispatch::HeldShards;
 use durafn_runtime::store::Store;
 
 use crate::api::ApiState;
@@ -32,4 +33,8 @@ pub struct Platform {
     pub limits: Limits,
     /// Becomes `true` when the platform shuts down.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The shards this replica holds, when replicas share the store
+    /// (`None`: this process is the only one and holds everything). The
+    /// scheduler fires only where the schedules' shard is held.
+    pub shards: Option<Arc<HeldShards>>,
 }

@@ -116,6 +116,8 @@ pub fn start(platform: &Platform) -> anyhow::Result<Router> {
     };
     let mut shutdown = platform.shutdown.clone();
     let dispatch = platform.api.dispatch.clone();
+    let shards = platform.shards.clone();
+    let clock = platform.clock.clone();
     tokio::spawn(async move {
         let mut pending = defs;
         loop {
@@ -128,8 +130,20 @@ pub fn start(platform: &Platform) -> anyhow::Result<Router> {
                 }
             }
             pending = failed;
-            match scheduler.tick().await {
+            // With several replicas, only the holder of the schedules' shard fires.
+            let ours = shards
+                .as_ref()
+                .is_none_or(|s| s.holds_schedules(clock.now()));
+            let tick = if ours {
+                scheduler.tick().await
+            } else {
+                Ok(Default::default())
+            };
+            match crate::metrics::observe_tick(tick) {
                 Ok(report) if report.fired.iter().any(|f| f.new) => {
+                    for f in report.fired.iter().filter(|f| f.new) {
+                        tracing::info!(schedule = %f.schedule, execution_id = %f.execution_id, fire_at = f.fire_at.0, "schedule fired");
+                    }
                     if let Some(d) = &dispatch {
                         d.wake();
                     }

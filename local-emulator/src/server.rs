@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use durafn_runtime::clock::{Clock, SystemClock};
-use durafn_runtime::dispatch::{Dispatcher, DispatcherConfig};
+use durafn_runtime::dispatch::{
+    ConcurrencyLimit, Dispatcher, DispatcherConfig, KeyLimit, ShardLeaseConfig, ShardLeaser,
+};
 use durafn_runtime::store::{RetryingStore, Store};
 use tokio::net::TcpListener;
 
@@ -192,8 +194,18 @@ pub async fn serve(
     let hosts: Hosts = Arc::new(hosts);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
 
+    let local_dispatch = config.aws.is_none();
+    let leaser = shard_leaser(
+        &config.store_url,
+        &store,
+        &clock,
+        addr.port(),
+        local_dispatch,
+    );
     let mut dconfig = DispatcherConfig::default();
     dconfig.poll_interval = config.poll_interval;
+    dconfig.shards = leaser.as_ref().map(|l| l.held());
+    dconfig.limits = Arc::new(concurrency_limits(&template));
     let timeouts = Arc::new(timeouts);
     dconfig.timeout_for =
         Arc::new(move |f: &str| timeouts.get(f).copied().unwrap_or(Duration::from_secs(30)));
@@ -204,7 +216,6 @@ pub async fn serve(
         dconfig,
     ));
 
-    let local_dispatch = config.aws.is_none();
     let state = ApiState {
         store: store.clone(),
         clock,
@@ -231,6 +242,7 @@ pub async fn serve(
         guard: guard.clone(),
         limits,
         shutdown: stop_rx.clone(),
+        shards: leaser.as_ref().map(|l| l.held()),
     };
     let own = if local_dispatch {
         api::router_with(state.clone(), &guard, &limits)
@@ -249,6 +261,16 @@ pub async fn serve(
         .merge(crate::store_api::router(store.clone(), &store_secret))
         .merge(crate::http_routes::router(&routes, &hosts, state)?);
 
+    let lease_task = leaser.map(|leaser| {
+        let mut rx = stop_rx.clone();
+        tokio::spawn(async move {
+            leaser
+                .run(async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                })
+                .await
+        })
+    });
     let dispatch_task = {
         let dispatcher = dispatcher.clone();
         let mut rx = stop_rx.clone();
@@ -300,10 +322,74 @@ pub async fn serve(
     let _ = rx.wait_for(|stop| *stop).await;
     reaper.abort();
     let _ = dispatch_task.await;
+    if let Some(t) = lease_task {
+        let _ = t.await;
+    }
     for h in hosts.values() {
         h.kill_all();
     }
     result.map_err(Into::into)
+}
+
+/// The template's concurrency limits, by function (see [`template::Concurrency`]).
+fn concurrency_limits(template: &Template) -> HashMap<String, ConcurrencyLimit> {
+    template
+        .functions
+        .iter()
+        .filter_map(|f| {
+            let c = &f.concurrency;
+            let key = c
+                .key
+                .as_deref()
+                .and_then(|k| KeyLimit::parse(k, c.max_per_key));
+            (c.reserved.is_some() || key.is_some())
+                .then(|| (f.name.clone(), ConcurrencyLimit::new(c.reserved, key)))
+        })
+        .collect()
+}
+
+/// The shard leaser of a replica sharing its store with others: with a
+/// DynamoDB (or Alternator) store, which several `durafn server` replicas may
+/// share, unless `DURAFN_SHARD_LEASES=off`. The replica's id is
+/// `DURAFN_REPLICA_ID`, else `<hostname>:<port>` (stable across restarts, so
+/// a restarted replica renews its own leases at once); the lease TTL is
+/// `DURAFN_SHARD_LEASE_TTL_MS` (default 10 000). An embedded SQLite store has
+/// one writer, so one replica: no leases, every shard scanned.
+fn shard_leaser(
+    store_url: &str,
+    store: &Arc<dyn Store>,
+    clock: &Arc<dyn Clock>,
+    port: u16,
+    local_dispatch: bool,
+) -> Option<ShardLeaser> {
+    let wanted = std::env::var("DURAFN_SHARD_LEASES")
+        .map_or(store_url.starts_with("dynamodb://"), |v| {
+            !matches!(v.as_str(), "off" | "0" | "false")
+        });
+    if !wanted || !local_dispatch {
+        return None;
+    }
+    let replica = std::env::var("DURAFN_REPLICA_ID")
+        .ok()
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME")
+                .ok()
+                .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "localhost".into());
+            format!("{host}:{port}")
+        });
+    let mut lease = ShardLeaseConfig::new(replica.clone());
+    if let Some(ms) = std::env::var("DURAFN_SHARD_LEASE_TTL_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        lease = lease.with_ttl(Duration::from_millis(ms));
+    }
+    tracing::info!(replica, ttl = ?lease.ttl, "sharing the due shards with other replicas through leases");
+    Some(ShardLeaser::new(store.clone(), clock.clone(), lease))
 }
 
 /// The environment `durafn dev --aws` gives every function: AWS SDK

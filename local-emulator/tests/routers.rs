@@ -83,6 +83,7 @@ impl App {
             guard: guard.clone(),
             limits,
             shutdown,
+            shards: None,
         };
         let router = api::router_with(state.clone(), &guard, &limits)
             .merge(ui::router_with(state, &guard, &limits))

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::resolve::{Context, Resource};
 use super::yaml::{Node, entries, get, is_null, position};
-use super::{FunctionDef, PlatformRole, TemplateError, events};
+use super::{Concurrency, FunctionDef, PlatformRole, TemplateError, events};
 
 /// SAM's default `Timeout`.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -128,6 +128,7 @@ fn read_function<'n>(
             }
         },
     };
+    let concurrency = concurrency(ctx, prop("ReservedConcurrentExecutions"), res.metadata)?;
     let mut env = globals.environment.clone();
     if let Some(p) = props {
         env.extend(environment(ctx, p)?);
@@ -152,6 +153,7 @@ fn read_function<'n>(
         },
         events,
         platform,
+        concurrency,
     };
     Ok((function, name_node))
 }
@@ -221,6 +223,56 @@ fn memory<'n>(ctx: &Context<'n>, node: &'n Node) -> Result<u32, TemplateError> {
         "a number of megabytes",
     )?;
     Ok(u32::try_from(mb).unwrap_or(DEFAULT_MEMORY_MB))
+}
+
+/// `ReservedConcurrentExecutions` and `Metadata.Durafn.{ConcurrencyKey, MaxPerKey}`.
+fn concurrency<'n>(
+    ctx: &Context<'n>,
+    reserved: Option<&'n Node>,
+    metadata: Option<&'n Node>,
+) -> Result<Concurrency, TemplateError> {
+    let reserved = match reserved {
+        Some(n) => Some(bounded(
+            ctx,
+            n,
+            "ReservedConcurrentExecutions",
+            1..=100_000,
+            "a number of executions",
+        )?),
+        None => None,
+    };
+    let durafn = metadata.and_then(|m| get(m, "Durafn"));
+    let key = match durafn.and_then(|d| get(d, "ConcurrencyKey")) {
+        Some(n) => {
+            let k = text(ctx, n, "Metadata.Durafn.ConcurrencyKey")?;
+            let path = k.strip_prefix("input.").unwrap_or(&k);
+            if path.is_empty() || path.split('.').any(str::is_empty) {
+                return Err(ctx.src.error(
+                    n,
+                    format!(
+                        "Metadata.Durafn.ConcurrencyKey must name an input field, such as input.customer_id, got {k:?}"
+                    ),
+                ));
+            }
+            Some(k)
+        }
+        None => None,
+    };
+    let max_per_key = match durafn.and_then(|d| get(d, "MaxPerKey")) {
+        Some(n) => bounded(
+            ctx,
+            n,
+            "Metadata.Durafn.MaxPerKey",
+            1..=100_000,
+            "a number of executions",
+        )?,
+        None => 1,
+    };
+    Ok(Concurrency {
+        reserved: reserved.and_then(|r| u32::try_from(r).ok()),
+        key,
+        max_per_key: u32::try_from(max_per_key).unwrap_or(1),
+    })
 }
 
 fn code_uri<'n>(ctx: &Context<'n>, node: &'n Node) -> Result<String, TemplateError> {

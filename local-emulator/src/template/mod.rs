@@ -80,6 +80,23 @@ pub struct FunctionDef {
     /// `Metadata.DurafnRole`: set on the platform's own functions, which run
     /// only under `durafn dev --aws` (locally the emulator plays their part).
     pub platform: Option<PlatformRole>,
+    /// Concurrency limits: `ReservedConcurrentExecutions` and
+    /// `Metadata.Durafn.ConcurrencyKey` / `MaxPerKey`.
+    pub concurrency: Concurrency,
+}
+
+/// A function's concurrency limits (`docs/self-hosting-scylla.md`, "Limits").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Concurrency {
+    /// `ReservedConcurrentExecutions`: at most this many executions in
+    /// progress at once (started and not ended); more wait as `PENDING`.
+    pub reserved: Option<u32>,
+    /// `Metadata.Durafn.ConcurrencyKey`, e.g. `input.customer_id`: the input
+    /// field whose value keys the limit below.
+    pub key: Option<String>,
+    /// `Metadata.Durafn.MaxPerKey` (default 1): at most this many
+    /// executions in progress per key value.
+    pub max_per_key: u32,
 }
 
 /// One of the platform's own functions on AWS (`Metadata.DurafnRole`).

@@ -19,13 +19,14 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::{Notify, broadcast};
 
-use super::{InvocationSummary, Invoker, LEASE_GRACE, ResumeRequest};
+use super::limits::{self, ConcurrencyLimit};
+use super::{HeldShards, InvocationSummary, Invoker, LEASE_GRACE, ResumeRequest};
 use crate::clock::Clock;
 use crate::model::{DUE_SHARDS, Execution, ExecutionId, ExecutionStatus, Timestamp};
 use crate::store::Store;
@@ -54,6 +55,11 @@ pub struct DispatcherConfig {
     pub failure_backoff: Duration,
     /// Largest such delay.
     pub max_failure_backoff: Duration,
+    /// The due shards this dispatcher scans (a replica's share, kept by a
+    /// [`ShardLeaser`](super::ShardLeaser)); `None`: every shard.
+    pub shards: Option<Arc<HeldShards>>,
+    /// Concurrency limits by function name (see [`super::limits`]).
+    pub limits: Arc<HashMap<String, ConcurrencyLimit>>,
 }
 
 impl Default for DispatcherConfig {
@@ -66,6 +72,8 @@ impl Default for DispatcherConfig {
             timeout_for: Arc::new(|_| Duration::from_secs(30)),
             failure_backoff: Duration::from_millis(200),
             max_failure_backoff: Duration::from_secs(60),
+            shards: None,
+            limits: Arc::new(HashMap::new()),
         }
     }
 }
@@ -100,6 +108,12 @@ struct Inner {
     queue: Mutex<Queue>,
     failures: Mutex<HashMap<ExecutionId, u32>>,
     changes: broadcast::Sender<ExecutionChanged>,
+    /// Claims lost to another dispatcher after a read said the execution
+    /// was due: double dispatches the claim prevented.
+    lost_claims: AtomicU64,
+    /// Executions over a concurrency limit (left `PENDING`): their function
+    /// and when to try again.
+    blocked: Mutex<HashMap<ExecutionId, (Arc<str>, Timestamp)>>,
 }
 
 /// What waits and what runs.
@@ -151,8 +165,14 @@ impl DispatchHandle {
     /// every worker is busy, it is queued ahead of anything due later.
     pub fn dispatch_now(&self, id: ExecutionId) {
         let inner = &self.inner;
-        let runtime = tokio::runtime::Handle::try_current().ok();
         let now = inner.clock.now();
+        if !inner.ours(&id, now) {
+            // Another replica holds its shard: its scan dispatches it (the
+            // write that made it due is in the due index), so two replicas
+            // do not race for it.
+            return;
+        }
+        let runtime = tokio::runtime::Handle::try_current().ok();
         let start = {
             let mut q = inner.queue();
             if let Some(again) = q.in_flight.get_mut(&id) {
@@ -179,6 +199,12 @@ impl DispatchHandle {
     pub fn subscribe(&self) -> broadcast::Receiver<ExecutionChanged> {
         self.inner.changes.subscribe()
     }
+
+    /// How many claims this dispatcher lost to another one after reading
+    /// the execution as due (each a double dispatch the claim prevented).
+    pub fn lost_claims(&self) -> u64 {
+        self.inner.lost_claims.load(Ordering::Relaxed)
+    }
 }
 
 impl Dispatcher {
@@ -202,6 +228,8 @@ impl Dispatcher {
                 queue: Mutex::new(Queue::default()),
                 failures: Mutex::new(HashMap::new()),
                 changes,
+                lost_claims: AtomicU64::new(0),
+                blocked: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -424,12 +452,17 @@ impl Inner {
         let mut full = false;
         self.more_due.store(false, Ordering::SeqCst);
         for shard in 0..DUE_SHARDS {
+            if let Some(held) = &self.config.shards {
+                if !held.holds(shard, now) {
+                    continue;
+                }
+            }
             let due = self.store.due(shard, horizon, self.config.batch).await?;
             let due_now = due.iter().filter(|item| item.due_at <= now).count();
             let mut queued_here = 0;
             let mut q = self.queue();
             for item in due {
-                if q.in_flight.contains_key(&item.id) {
+                if q.in_flight.contains_key(&item.id) || self.is_blocked(&item.id, now) {
                     continue;
                 }
                 if item.due_at <= now {
@@ -446,9 +479,22 @@ impl Inner {
         Ok(queued)
     }
 
+    /// Whether this dispatcher serves `id`'s due shard (always, without
+    /// shard leases).
+    fn ours(&self, id: &ExecutionId, now: Timestamp) -> bool {
+        self.config
+            .shards
+            .as_ref()
+            .is_none_or(|held| held.holds(id.due_shard(), now))
+    }
+
     /// Queues `id` (of `function`, when known) for `t`; wakes the loop if it
-    /// is now the earliest entry.
+    /// is now the earliest entry. A timer of an execution in a shard another
+    /// replica holds is left to that replica's scan.
     fn add_timer(&self, t: Timestamp, id: &ExecutionId, function: Option<&str>) {
+        if !self.ours(id, self.clock.now()) {
+            return;
+        }
         let earliest = {
             let mut q = self.queue();
             self.enqueue(&mut q, t, id.clone(), function);
@@ -466,10 +512,24 @@ impl Inner {
     /// due (a stale timer, or already run: no write needed).
     async fn dispatch(&self, job: &Job) -> bool {
         let id = job.id.clone();
-        let function: Arc<str> = match &job.function {
-            Some(f) => f.clone(),
-            None => match self.store.get_execution(&id).await {
-                Ok(Some(e)) if claimable(&e, self.clock.now()) => Arc::from(e.function),
+        if self.is_blocked(&id, self.clock.now()) {
+            return false;
+        }
+        // A limited function's execution is read first (its input names its key).
+        let limited = job
+            .function
+            .as_deref()
+            .is_none_or(|f| self.config.limits.contains_key(f));
+        let (function, read): (Arc<str>, Option<Execution>) = match &job.function {
+            Some(f) if !limited => (f.clone(), None),
+            _ => match self.store.get_execution(&id).await {
+                Ok(Some(e)) if claimable(&e, self.clock.now()) => {
+                    if e.status == ExecutionStatus::Running {
+                        // Still RUNNING yet due: its invocation's lease expired.
+                        metrics::counter!("durafn_lease_expiries_total").increment(1);
+                    }
+                    (Arc::from(e.function.as_str()), Some(e))
+                }
                 Ok(_) => return false,
                 Err(e) => {
                     tracing::warn!(execution_id = %id, error = %e, "cannot read a due execution");
@@ -477,11 +537,38 @@ impl Inner {
                 }
             },
         };
+        let slots = match (self.config.limits.get(&*function), &read) {
+            (Some(limit), Some(exec)) => {
+                let groups = limits::groups(&function, limit, &exec.input);
+                let store = self.store.as_ref();
+                match limits::acquire(store, self.clock.as_ref(), exec, &groups).await {
+                    Ok(true) => {
+                        self.unblock(&id);
+                        groups
+                    }
+                    Ok(false) => {
+                        self.block(&id, &function);
+                        return false;
+                    }
+                    Err(e) => {
+                        tracing::warn!(execution_id = %id, error = %e, "cannot take a concurrency slot");
+                        self.block(&id, &function);
+                        return false;
+                    }
+                }
+            }
+            _ => Vec::new(),
+        };
         let now = self.clock.now();
         let lease = (self.config.timeout_for)(&function) + LEASE_GRACE;
         let claimed = match self.store.claim(&id, now, now.plus(lease)).await {
             Ok(Some(c)) => c,
-            Ok(None) => return false, // another dispatcher got it, or it is no longer due
+            Ok(None) => {
+                // Another dispatcher got it, or it is no longer due.
+                let lost = self.lost_claims.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::info!(execution_id = %id, lost_claims = lost, "claim lost: another dispatcher claimed it first");
+                return false;
+            }
             Err(e) => {
                 tracing::warn!(execution_id = %id, error = %e, "claim failed");
                 return false;
@@ -527,8 +614,68 @@ impl Inner {
                 "FAILED_INVOCATION".to_string()
             }
         };
+        if !slots.is_empty() {
+            let ended = ExecutionStatus::parse(&status).is_some_and(limits::holds_nothing);
+            if ended {
+                match limits::release(self.store.as_ref(), &id, &slots).await {
+                    Ok(()) => self.retry_blocked(&claimed.function),
+                    Err(e) => {
+                        tracing::warn!(execution_id = %id, error = %e, "could not release a concurrency slot; the next waiter takes it")
+                    }
+                }
+            }
+        }
         let _ = self.changes.send(ExecutionChanged { id, status });
         true
+    }
+
+    fn blocked(&self) -> MutexGuard<'_, HashMap<ExecutionId, (Arc<str>, Timestamp)>> {
+        self.blocked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether `id` waits for a concurrency slot until after `now`.
+    fn is_blocked(&self, id: &ExecutionId, now: Timestamp) -> bool {
+        self.blocked()
+            .get(id)
+            .is_some_and(|(_, until)| *until > now)
+    }
+
+    /// `id` is over its function's limit: it stays `PENDING`, tried again
+    /// after [`limits::RETRY_BLOCKED`].
+    fn block(&self, id: &ExecutionId, function: &Arc<str>) {
+        let until = self.clock.now().plus(limits::RETRY_BLOCKED);
+        let first = self
+            .blocked()
+            .insert(id.clone(), (function.clone(), until))
+            .is_none();
+        if first {
+            tracing::info!(execution_id = %id, function = %function, "over its concurrency limit: waiting as PENDING");
+        }
+        self.add_timer(until, id, Some(function));
+    }
+
+    fn unblock(&self, id: &ExecutionId) {
+        self.blocked().remove(id);
+    }
+
+    /// A slot of `function` was released: its waiters here try at once.
+    fn retry_blocked(&self, function: &str) {
+        let now = self.clock.now();
+        let waiting: Vec<(ExecutionId, Arc<str>)> = {
+            let mut b = self.blocked();
+            b.iter_mut()
+                .filter(|(_, (f, _))| &**f == function)
+                .map(|(id, (f, until))| {
+                    *until = now;
+                    (id.clone(), f.clone())
+                })
+                .collect()
+        };
+        for (id, f) in waiting {
+            self.add_timer(now, &id, Some(&f));
+        }
     }
 
     fn on_success(&self, id: &ExecutionId, function: &str, summary: &InvocationSummary) {

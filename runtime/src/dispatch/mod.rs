@@ -2,16 +2,24 @@
 //!
 //! - [`Dispatcher`]: scans the due index shard by shard, claims each due
 //!   execution with a lease and hands it to an [`Invoker`].
+//! - [`ShardLeaser`]: the shard leases that share the due shards among
+//!   several replicas' dispatchers ([`shards`]).
+//! - [`limits`]: per-function and keyed concurrency limits, held as slots
+//!   in the store.
 //! - [`ResumeRequest`]: the payload every invoker delivers to the function.
 //! - [`wake`]: wake-up messages for dispatchers that are not always running
 //!   (the dispatcher function on AWS Lambda, fed by an SQS wake queue).
 
 mod dispatcher;
 mod invoker;
+pub mod limits;
+pub mod shards;
 pub mod wake;
 
 pub use dispatcher::{DispatchHandle, Dispatcher, DispatcherConfig, ExecutionChanged};
 pub use invoker::{InvocationSummary, InvokeError, Invoker};
+pub use limits::{ConcurrencyLimit, KeyLimit};
+pub use shards::{HeldShards, ShardLeaseConfig, ShardLeaser};
 
 use serde::{Deserialize, Serialize};
 

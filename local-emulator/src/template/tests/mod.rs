@@ -293,6 +293,49 @@ fn cargo_lambda_binary_property_names_the_binary() {
 }
 
 #[test]
+fn concurrency_limits_come_from_reserved_concurrency_and_durafn_metadata() {
+    let t = ok("Resources:
+  F:
+    Type: AWS::Serverless::Function
+    Metadata:
+      Durafn:
+        ConcurrencyKey: input.customer_id
+        MaxPerKey: 2
+    Properties:
+      CodeUri: f
+      ReservedConcurrentExecutions: 5
+  G:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: g
+");
+    let c = &t.functions[0].concurrency;
+    assert_eq!(c.reserved, Some(5));
+    assert_eq!(c.key.as_deref(), Some("input.customer_id"));
+    assert_eq!(c.max_per_key, 2);
+    assert_eq!(t.functions[1].concurrency.reserved, None);
+    assert_eq!(t.functions[1].concurrency.key, None);
+    let e = err("Resources:
+  F:
+    Type: AWS::Serverless::Function
+    Metadata:
+      Durafn:
+        ConcurrencyKey: \"input.\"
+    Properties:
+      CodeUri: f
+");
+    assert!(e.to_string().contains("ConcurrencyKey"), "{e}");
+    let e = err("Resources:
+  F:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: f
+      ReservedConcurrentExecutions: 0
+");
+    assert!(e.to_string().contains("ReservedConcurrentExecutions"), "{e}");
+}
+
+#[test]
 fn globals_code_uri_and_numeric_strings() {
     let t = ok("Globals:
   Function:
