@@ -527,16 +527,18 @@ async fn describe_json(state: &ApiState, id: &ExecutionId) -> Result<Value, ApiE
     let journal = state.store.load_journal(id).await?.ok_or_else(|| {
         ApiError::not_found("ExecutionNotFound", format!("execution {id:?} not found"))
     })?;
-    let mut body = render::describe(&journal.execution, &journal.operations);
-    reset::add_links(state, id, &mut body).await?;
-    Ok(body)
+    Ok(render::describe(&journal.execution, &journal.operations))
 }
 
 async fn describe(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(describe_json(&state, &parse_id(&id)?).await?))
+    let id = parse_id(&id)?;
+    let mut body = describe_json(&state, &id).await?;
+    // Only here: the links cost a read per fork, starts need none.
+    reset::add_links(&state, &id, &mut body).await?;
+    Ok(Json(body))
 }
 
 async fn history(

@@ -160,6 +160,7 @@ async fn create(
     tracing::info!(original = %original.id, %fork, kept, "forked an execution");
     state.poke(&fork);
     let mut body = describe_json(state, &fork).await?;
+    add_links(state, &fork, &mut body).await?;
     body["kept_operations"] = json!(kept);
     Ok((StatusCode::CREATED, body))
 }
