@@ -294,11 +294,15 @@ impl DynamoStore {
             let req = client
                 .delete_item()
                 .table_name(&self.table)
-                .set_key(Some(key(&pk, sk)));
-            call(&self.retry, &what, || req.clone().send())
-                .await
-                .map_err(|err| err.into_store(&what))?;
-            deleted += 1;
+                .set_key(Some(key(&pk, sk)))
+                .condition_expression("attribute_exists(#pk)")
+                .expression_attribute_names("#pk", "pk");
+            match call(&self.retry, &what, || req.clone().send()).await {
+                Ok(_) => deleted += 1,
+                // Deleted meanwhile (received and deleted by a consumer).
+                Err(Failure::Condition) => {}
+                Err(err) => return Err(err.into_store(&what)),
+            }
         }
         Ok(deleted)
     }
