@@ -600,3 +600,74 @@ async fn a_scan_queues_what_falls_due_before_the_next_poll() {
     runner.await.unwrap();
     assert_eq!(finisher.calls.lock().unwrap()["elsewhere"], 1);
 }
+
+/// Two dispatchers sharing the shards through leases: each scans only its
+/// own, together they run everything once, no claim is lost, and a
+/// `dispatch_now` for an execution of the other's shard is left to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatchers_with_shard_leases_split_the_due_index() {
+    use durafn_runtime::dispatch::{ShardLeaseConfig, ShardLeaser};
+    let (store, clock, finisher, _dir) = setup(200, 0).await;
+    let leaser = |id: &str| {
+        ShardLeaser::new(
+            store.clone(),
+            Arc::new(clock.clone()),
+            ShardLeaseConfig::new(id),
+        )
+    };
+    let (la, lb) = (leaser("a"), leaser("b"));
+    la.step().await.unwrap();
+    lb.step().await.unwrap();
+    la.step().await.unwrap();
+    lb.step().await.unwrap();
+    let now = clock.now();
+    let (ha, hb) = (la.held().held(now), lb.held().held(now));
+    assert_eq!((ha.len(), hb.len()), (8, 8), "{ha:?} {hb:?}");
+    assert!(ha.iter().all(|s| !hb.contains(s)));
+    let with = |held| {
+        let mut config = DispatcherConfig::default();
+        config.shards = Some(held);
+        Dispatcher::new(
+            store.clone(),
+            Arc::new(clock.clone()),
+            finisher.clone(),
+            config,
+        )
+    };
+    let (a, b) = (with(la.held()), with(lb.held()));
+
+    // dispatch_now on a of an execution in b's shard: nothing happens.
+    let theirs = (0..200)
+        .map(|i| ExecutionId::new(format!("e-{i}")).unwrap())
+        .find(|id| hb.contains(&id.due_shard()))
+        .unwrap();
+    a.handle().dispatch_now(theirs.clone());
+    a.idle().await;
+    assert_eq!(
+        status_of(&store, theirs.as_str()).await,
+        ExecutionStatus::Pending
+    );
+
+    // a's scan runs exactly the executions of its shards.
+    a.tick().await.unwrap();
+    a.idle().await;
+    let calls = finisher.calls.lock().unwrap().clone();
+    let mine = (0..200)
+        .filter(|i| ha.contains(&ExecutionId::new(format!("e-{i}")).unwrap().due_shard()))
+        .count();
+    assert_eq!(calls.len(), mine);
+    assert!(
+        calls
+            .keys()
+            .all(|id| ha.contains(&ExecutionId::new(id.as_str()).unwrap().due_shard()))
+    );
+
+    let (x, y) = tokio::join!(a.tick(), b.tick());
+    x.unwrap();
+    y.unwrap();
+    tokio::join!(a.idle(), b.idle());
+    let calls = finisher.calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 200, "every execution was invoked");
+    assert!(calls.values().all(|n| *n == 1), "none twice");
+    assert_eq!(a.handle().lost_claims() + b.handle().lost_claims(), 0);
+}

@@ -566,6 +566,7 @@ impl Inner {
             Ok(None) => {
                 // Another dispatcher got it, or it is no longer due.
                 let lost = self.lost_claims.fetch_add(1, Ordering::Relaxed) + 1;
+                metrics::counter!("durafn_claims_lost_total").increment(1);
                 tracing::info!(execution_id = %id, lost_claims = lost, "claim lost: another dispatcher claimed it first");
                 return false;
             }

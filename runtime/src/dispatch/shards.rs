@@ -253,6 +253,7 @@ impl ShardLeaser {
             LeaseTake::Taken(_) => {
                 if let Some(prev) = prev.filter(|p| p.owner != self.config.replica) {
                     self.stats.taken_over.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("durafn_shard_takeovers_total").increment(1);
                     tracing::info!(
                         replica = %self.config.replica,
                         shard,
