@@ -530,7 +530,11 @@ impl Inner {
                     }
                     (Arc::from(e.function.as_str()), Some(e))
                 }
-                Ok(_) => return false,
+                Ok(_) => {
+                    // Not due (ended, running, gone): it no longer waits for a slot.
+                    self.unblock(&id);
+                    return false;
+                }
                 Err(e) => {
                     tracing::warn!(execution_id = %id, error = %e, "cannot read a due execution");
                     return false;

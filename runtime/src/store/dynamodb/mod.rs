@@ -258,7 +258,7 @@ impl DynamoStore {
 
     /// Every item of partition `pk` with only its `sk` and `attrs`: one
     /// strongly consistent query.
-    async fn partition_attrs(&self, pk: &str, attrs: &[&str]) -> Result<Vec<Item>> {
+    pub(super) async fn partition_attrs(&self, pk: &str, attrs: &[&str]) -> Result<Vec<Item>> {
         let client = self.client().await?;
         let what = format!("Query {pk} expiries on {}", self.table);
         let mut e = Expr::new();

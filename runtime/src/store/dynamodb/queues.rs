@@ -266,7 +266,11 @@ impl DynamoStore {
     /// consistent query of the queue's partition.
     pub(super) async fn count_messages(&self, queue: &str, now: Timestamp) -> Result<QueueStats> {
         let mut stats = QueueStats::default();
-        for item in self.query(&queue_pk(queue), Some("m#")).await? {
+        // Keys, visibility and receipt only: never the bodies.
+        for item in self
+            .partition_attrs(&queue_pk(queue), &["due_at", "receipt"])
+            .await?
+        {
             let visible_at: i64 = req_n(&item, "due_at")?;
             if visible_at <= now.0 {
                 stats.visible += 1;
@@ -288,7 +292,7 @@ impl DynamoStore {
         let client = self.client().await?;
         let pk = queue_pk(queue);
         let mut deleted = 0;
-        for item in self.query(&pk, Some("m#")).await? {
+        for item in self.partition_attrs(&pk, &[]).await? {
             let sk = req_s(&item, "sk")?;
             let what = format!("DeleteItem {pk}/{sk} on {}", self.table);
             let req = client
