@@ -219,6 +219,11 @@ pub async fn complete(
         return Ok(Err(CompleteError::NotFound));
     }
     if op.status != OpStatus::Pending {
+        // Completed before — perhaps by this same caller, whose first try
+        // wrote the record but died before the wake-up. Its retry must not
+        // leave the execution waiting on a signal that was never sent, so
+        // the wake-up (an idempotent signal) goes again.
+        store.wake(execution_id, now).await?;
         return Ok(Err(CompleteError::AlreadyEnded(op.status.to_string())));
     }
     let mut next = op.clone();
@@ -260,6 +265,7 @@ pub async fn complete(
             StoreError::Transient("the callback changed while completing it; retry".into()),
         ),
         OpWrite::Conflict(current) => {
+            store.wake(execution_id, now).await?;
             Ok(Err(CompleteError::AlreadyEnded(current.status.to_string())))
         }
     }
