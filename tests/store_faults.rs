@@ -33,7 +33,10 @@ async fn drive(exec: &TestExecution) -> (Status, usize) {
     for _ in 0..50 {
         match exec.run_until_settled().await {
             Ok(Status::Suspended) => {
-                if let Err(e) = exec.callback_succeed("approval", json!({ "ok": true })).await {
+                if let Err(e) = exec
+                    .callback_succeed("approval", json!({ "ok": true }))
+                    .await
+                {
                     let msg = e.to_string();
                     assert!(
                         msg.contains("injected") || msg.contains("already") || msg.contains("409"),
@@ -64,9 +67,7 @@ fn shape(ops: Vec<durafn_runtime::model::Operation>) -> Vec<(String, String, Str
 async fn workload_through_faults(inner: Arc<dyn Store>, backend: &str) {
     let work = tempfile::tempdir().unwrap();
     let healthy_dir = tempfile::tempdir().unwrap();
-    let faulty = Arc::new(
-        FaultyStore::new(inner, 0.2, 7).with_latency(Duration::from_millis(5)),
-    );
+    let faulty = Arc::new(FaultyStore::new(inner, 0.2, 7).with_latency(Duration::from_millis(5)));
     let rt = runtime(Arc::new(RetryingStore::new(faulty.clone())));
     let healthy = runtime(Arc::new(
         SqliteStore::open(healthy_dir.path().join("healthy.db")).unwrap(),
@@ -87,10 +88,19 @@ async fn workload_through_faults(inner: Arc<dyn Store>, backend: &str) {
         };
         let (status, r) = drive(&exec).await;
         retries += r;
-        assert_eq!(status, Status::Succeeded, "{name}: {:?}", exec.error().await);
+        assert_eq!(
+            status,
+            Status::Succeeded,
+            "{name}: {:?}",
+            exec.error().await
+        );
 
         let reference = healthy
-            .start_named(&name, handler(chaos::parent), json!({ "dir": healthy_dir.path() }))
+            .start_named(
+                &name,
+                handler(chaos::parent),
+                json!({ "dir": healthy_dir.path() }),
+            )
             .await
             .unwrap();
         let (ref_status, _) = drive(&reference).await;
@@ -143,7 +153,11 @@ fn dynamodb_endpoint() -> String {
         _ => panic!(
             "DURAFN_DYNAMODB_ENDPOINT is not set{}: this test needs DynamoDB Local. Run \
              scripts/test-all.sh, or `eval \"$(scripts/dynamodb-local.sh start)\"` first.",
-            if std::env::var_os("CI").is_some() { " (in CI)" } else { "" }
+            if std::env::var_os("CI").is_some() {
+                " (in CI)"
+            } else {
+                ""
+            }
         ),
     }
 }

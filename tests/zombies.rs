@@ -44,7 +44,11 @@ fn dynamodb_endpoint() -> String {
         _ => panic!(
             "DURAFN_DYNAMODB_ENDPOINT is not set{}: the DynamoDB zombie test needs DynamoDB Local. \
              Run scripts/test-all.sh, or `eval \"$(scripts/dynamodb-local.sh start)\"` first.",
-            if std::env::var_os("CI").is_some() { " (in CI)" } else { "" }
+            if std::env::var_os("CI").is_some() {
+                " (in CI)"
+            } else {
+                ""
+            }
         ),
     }
 }
@@ -105,7 +109,10 @@ fn seen(work: &Path, exec: &str, step: &str) -> Vec<String> {
 }
 
 async fn state(dev: &Dev, id: &str) -> (Value, Value) {
-    let (_, d) = dev.call("GET", &format!("/v1/executions/{id}"), None).await.unwrap();
+    let (_, d) = dev
+        .call("GET", &format!("/v1/executions/{id}"), None)
+        .await
+        .unwrap();
     let (_, h) = dev
         .call("GET", &format!("/v1/executions/{id}/history"), None)
         .await
@@ -136,9 +143,11 @@ async fn zombie_cannot_record_or_end(store: Option<String>, freeze_emulator: boo
     assert!(matches!(status, 201 | 202), "{status} {v}");
 
     // The first step's body runs: freeze that handler process mid-step.
-    let (_, zombie, zombie_token) = until(Duration::from_secs(30), "the first step to start", async || {
-        effects(&work, "prepare").into_iter().next()
-    })
+    let (_, zombie, zombie_token) = until(
+        Duration::from_secs(30),
+        "the first step to start",
+        async || effects(&work, "prepare").into_iter().next(),
+    )
     .await;
     assert!(procs::signal(zombie, "STOP"));
     if freeze_emulator {
@@ -150,12 +159,19 @@ async fn zombie_cannot_record_or_end(store: Option<String>, freeze_emulator: boo
 
     // A second emulator takes over once the lease (3 s + 5 s) has expired.
     let b = Dev::start(&spec(root.path(), store.clone())).await;
-    let suspended = until(Duration::from_secs(60), "the new invocation to reach the callback", async || {
-        let (d, _) = state(&b, id).await;
-        (d["status"] == "SUSPENDED" && d["waiting_on"]["kind"] == "callback").then_some(d)
-    })
+    let suspended = until(
+        Duration::from_secs(60),
+        "the new invocation to reach the callback",
+        async || {
+            let (d, _) = state(&b, id).await;
+            (d["status"] == "SUSPENDED" && d["waiting_on"]["kind"] == "callback").then_some(d)
+        },
+    )
     .await;
-    assert!(frozen_at.elapsed() >= Duration::from_secs(5), "taken over only after the lease");
+    assert!(
+        frozen_at.elapsed() >= Duration::from_secs(5),
+        "taken over only after the lease"
+    );
     let (_, history_before) = state(&b, id).await;
     let recorded = seen(&work, id, "prepare");
     assert_eq!(recorded.len(), 1, "{recorded:?}");
@@ -172,7 +188,10 @@ async fn zombie_cannot_record_or_end(store: Option<String>, freeze_emulator: boo
             // The zombie's step body finished and it tried to checkpoint it:
             // it got a result back for the step.
             let l = Ledger::read(&work);
-            if let Some(v) = l.observed_by.get(&(id.to_string(), "prepare".to_string(), zombie)) {
+            if let Some(v) = l
+                .observed_by
+                .get(&(id.to_string(), "prepare".to_string(), zombie))
+            {
                 return Some(v.clone());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -190,10 +209,16 @@ async fn zombie_cannot_record_or_end(store: Option<String>, freeze_emulator: boo
     // Nothing it did counts.
     let (after, history_after) = state(&b, id).await;
     assert_eq!(history_after, history_before, "the zombie recorded nothing");
-    assert_eq!(after["status"], "SUSPENDED", "the zombie did not end or re-suspend it: {after}");
+    assert_eq!(
+        after["status"], "SUSPENDED",
+        "the zombie did not end or re-suspend it: {after}"
+    );
     assert_eq!(after["waiting_on"], suspended["waiting_on"], "{after}");
     let values = seen(&work, id, "prepare");
-    assert_eq!(values, recorded, "the zombie got the winner's result back, not its own");
+    assert_eq!(
+        values, recorded,
+        "the zombie got the winner's result back, not its own"
+    );
     if let Some(v) = &zombie_saw {
         assert_eq!(
             v.iter().cloned().collect::<Vec<_>>(),
@@ -202,7 +227,10 @@ async fn zombie_cannot_record_or_end(store: Option<String>, freeze_emulator: boo
         );
     }
     if !freeze_emulator {
-        assert!(went_on, "on DynamoDB the zombie ran on and tried to checkpoint");
+        assert!(
+            went_on,
+            "on DynamoDB the zombie ran on and tried to checkpoint"
+        );
     }
 
     // The execution finishes normally, with the new invocation's results.
@@ -216,21 +244,36 @@ async fn zombie_cannot_record_or_end(store: Option<String>, freeze_emulator: boo
         .await
         .unwrap();
     assert_eq!(status, 200, "{v}");
-    let done = until(Duration::from_secs(60), "the execution to finish", async || {
-        let (d, _) = state(&b, id).await;
-        (d["status"] == "SUCCEEDED").then_some(d)
-    })
+    let done = until(
+        Duration::from_secs(60),
+        "the execution to finish",
+        async || {
+            let (d, _) = state(&b, id).await;
+            (d["status"] == "SUCCEEDED").then_some(d)
+        },
+    )
     .await;
     assert_eq!(done["output"]["prepare"].to_string(), recorded[0]);
     let ledger = Ledger::read(&work);
-    assert!(ledger.recorded_twice().is_empty(), "{:?}", ledger.recorded_twice());
+    assert!(
+        ledger.recorded_twice().is_empty(),
+        "{:?}",
+        ledger.recorded_twice()
+    );
     assert!(ledger.at_most_once_doubles("charge").is_empty());
     println!(
         "zombie[{}]: the zombie ran on after SIGCONT: {went_on}; history unchanged, status unchanged",
-        if store.is_some() { "dynamodb" } else { "sqlite" }
+        if store.is_some() {
+            "dynamodb"
+        } else {
+            "sqlite"
+        }
     );
     drop(a);
-    procs::reap_listed(&root.path().join("pids"), Path::new(env!("CARGO_BIN_EXE_chaosfn")));
+    procs::reap_listed(
+        &root.path().join("pids"),
+        Path::new(env!("CARGO_BIN_EXE_chaosfn")),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -450,7 +450,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 if !follow {
                     return Ok(());
                 }
-                let e = call(&client, "GET", &format!("/v1/executions/{}", encode(&id)), None).await?;
+                let e = call(
+                    &client,
+                    "GET",
+                    &format!("/v1/executions/{}", encode(&id)),
+                    None,
+                )
+                .await?;
                 if crate::logs::ended(&e) {
                     // Lines of the last invocation may still be on their way.
                     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -580,13 +586,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let report = crate::replay_check::run_check(&exe, &journals).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
             } else {
                 print!("{}", crate::replay_check::render(&report));
             }
             let blocked = report["blocked"].as_u64().unwrap_or(0);
             if blocked > 0 {
-                bail!("{blocked} execution(s) would become BLOCKED under {}", exe.display());
+                bail!(
+                    "{blocked} execution(s) would become BLOCKED under {}",
+                    exe.display()
+                );
             }
             Ok(())
         }

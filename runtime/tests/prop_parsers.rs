@@ -33,8 +33,15 @@ fn json_value() -> impl Strategy<Value = Value> {
         any::<i32>().prop_map(|n| json!(f64::from(n) / 4.0)),
         ".{0,12}".prop_map(Value::String),
         prop_oneof![
-            Just("call"), Just("id"), Just("op"), Just("rev"), Just("put_operation"),
-            Just("SUCCEEDED"), Just("STEP"), Just("x#1"), Just("cb1"),
+            Just("call"),
+            Just("id"),
+            Just("op"),
+            Just("rev"),
+            Just("put_operation"),
+            Just("SUCCEEDED"),
+            Just("STEP"),
+            Just("x#1"),
+            Just("cb1"),
         ]
         .prop_map(|s| Value::String(s.into())),
     ];
@@ -45,11 +52,26 @@ fn json_value() -> impl Strategy<Value = Value> {
                 prop_oneof![
                     "[a-z_]{1,12}",
                     prop_oneof![
-                        Just("call"), Just("id"), Just("op"), Just("new"), Just("now"),
-                        Just("epoch"), Just("type"), Just("name"), Just("status"),
-                        Just("attempt"), Just("started_at"), Just("rev"), Just("ok"),
-                        Just("err"), Just("kind"), Just("message"), Just("execution"),
-                        Just("operations"), Just("events"), Just("outcome"),
+                        Just("call"),
+                        Just("id"),
+                        Just("op"),
+                        Just("new"),
+                        Just("now"),
+                        Just("epoch"),
+                        Just("type"),
+                        Just("name"),
+                        Just("status"),
+                        Just("attempt"),
+                        Just("started_at"),
+                        Just("rev"),
+                        Just("ok"),
+                        Just("err"),
+                        Just("kind"),
+                        Just("message"),
+                        Just("execution"),
+                        Just("operations"),
+                        Just("events"),
+                        Just("outcome"),
                     ]
                     .prop_map(String::from),
                 ],
@@ -118,18 +140,46 @@ proptest! {
 
 fn schedule_expr() -> impl Strategy<Value = String> {
     let field = prop_oneof![
-        Just("*".to_string()), Just("?".to_string()), Just("L".to_string()),
-        "[0-9]{1,3}", "[0-9]{1,2}-[0-9]{1,2}", "[0-9]{1,2}/[0-9]{1,3}", "\\*/[0-9]{1,3}",
-        "[0-9]{1,2},[0-9]{1,2}", "[0-9]{1,2}L", "[0-9]#[0-9]", "[0-9]{1,2}W", "LW",
+        Just("*".to_string()),
+        Just("?".to_string()),
+        Just("L".to_string()),
+        "[0-9]{1,3}",
+        "[0-9]{1,2}-[0-9]{1,2}",
+        "[0-9]{1,2}/[0-9]{1,3}",
+        "\\*/[0-9]{1,3}",
+        "[0-9]{1,2},[0-9]{1,2}",
+        "[0-9]{1,2}L",
+        "[0-9]#[0-9]",
+        "[0-9]{1,2}W",
+        "LW",
         "(MON|TUE|SUN|JAN|DEC|mon|FOO)(-(FRI|SAT))?",
         ".{0,4}",
     ];
     prop_oneof![
-        (any::<i64>(), prop_oneof![Just("minute"), Just("minutes"), Just("hour"), Just("hours"), Just("day"), Just("days"), Just("weeks"), Just("")])
+        (
+            any::<i64>(),
+            prop_oneof![
+                Just("minute"),
+                Just("minutes"),
+                Just("hour"),
+                Just("hours"),
+                Just("day"),
+                Just("days"),
+                Just("weeks"),
+                Just("")
+            ]
+        )
             .prop_map(|(n, u)| format!("rate({n} {u})")),
         (0u32..100_000, "[a-z]{0,8}").prop_map(|(n, u)| format!("rate({n} {u})")),
         prop::collection::vec(field, 0..8).prop_map(|f| format!("cron({})", f.join(" "))),
-        ("[0-9]{1,5}", "[0-9]{1,2}", "[0-9]{1,2}", "[0-9]{1,2}", "[0-9]{1,2}", "[0-9]{1,2}")
+        (
+            "[0-9]{1,5}",
+            "[0-9]{1,2}",
+            "[0-9]{1,2}",
+            "[0-9]{1,2}",
+            "[0-9]{1,2}",
+            "[0-9]{1,2}"
+        )
             .prop_map(|(y, mo, d, h, mi, s)| format!("at({y}-{mo}-{d}T{h}:{mi}:{s})")),
         ".{0,40}",
     ]
@@ -172,39 +222,56 @@ proptest! {
 
 fn op_kind() -> impl Strategy<Value = OpKind> {
     prop_oneof![
-        Just(OpKind::Step), Just(OpKind::Sleep), Just(OpKind::Callback), Just(OpKind::Event),
-        Just(OpKind::Child), Just(OpKind::Condition),
+        Just(OpKind::Step),
+        Just(OpKind::Sleep),
+        Just(OpKind::Callback),
+        Just(OpKind::Event),
+        Just(OpKind::Child),
+        Just(OpKind::Condition),
     ]
 }
 
 fn op_status() -> impl Strategy<Value = OpStatus> {
     prop_oneof![
-        Just(OpStatus::Pending), Just(OpStatus::Started), Just(OpStatus::Succeeded),
-        Just(OpStatus::Failed), Just(OpStatus::TimedOut), Just(OpStatus::Cancelled),
+        Just(OpStatus::Pending),
+        Just(OpStatus::Started),
+        Just(OpStatus::Succeeded),
+        Just(OpStatus::Failed),
+        Just(OpStatus::TimedOut),
+        Just(OpStatus::Cancelled),
     ]
 }
 
 fn operation() -> impl Strategy<Value = Operation> {
     (
-        op_id(), op_kind(), ".{0,16}", op_status(), 0u32..10,
-        prop::option::of(json_value()), 0i64..1 << 50, prop::option::of(0i64..1 << 50),
-        prop::option::of(0i64..1 << 50), 1u64..100,
+        op_id(),
+        op_kind(),
+        ".{0,16}",
+        op_status(),
+        0u32..10,
+        prop::option::of(json_value()),
+        0i64..1 << 50,
+        prop::option::of(0i64..1 << 50),
+        prop::option::of(0i64..1 << 50),
+        1u64..100,
     )
         // `Some(null)` is written as `"result": null` and read back as `None`:
         // the same to every reader, so generate `None` for it.
-        .prop_map(|(id, kind, name, status, attempt, result, started, ended, wake, rev)| Operation {
-            id,
-            kind,
-            name,
-            status,
-            attempt,
-            result: result.filter(|r| !r.is_null()),
-            error: None,
-            started_at: Timestamp(started),
-            ended_at: ended.map(Timestamp),
-            wake_at: wake.map(Timestamp),
-            rev,
-        })
+        .prop_map(
+            |(id, kind, name, status, attempt, result, started, ended, wake, rev)| Operation {
+                id,
+                kind,
+                name,
+                status,
+                attempt,
+                result: result.filter(|r| !r.is_null()),
+                error: None,
+                started_at: Timestamp(started),
+                ended_at: ended.map(Timestamp),
+                wake_at: wake.map(Timestamp),
+                rev,
+            },
+        )
 }
 
 proptest! {

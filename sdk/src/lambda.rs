@@ -59,8 +59,15 @@ pub const DEFAULT_STORE_URL: &str = "sqlite://.durafn/durafn.db";
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Request {
     Resume(ResumeRequest),
-    Start { name: String, input: Value },
-    Schedule { name: String, fire_at: Timestamp, input: Value },
+    Start {
+        name: String,
+        input: Value,
+    },
+    Schedule {
+        name: String,
+        fire_at: Timestamp,
+        input: Value,
+    },
     Http(Box<ApiGatewayV2httpRequest>),
     Sqs(Box<SqsEvent>),
 }
@@ -775,7 +782,10 @@ mod tests {
             (json!({"time": "2026-12-02T03:00:00Z"}), "name is missing"),
             (json!({"name": "n"}), "time is missing"),
             (json!({"name": "n", "time": "tomorrow"}), "RFC 3339"),
-            (json!({"name": "bad name!", "time": "2026-12-02T03:00:00Z"}), "not valid"),
+            (
+                json!({"name": "bad name!", "time": "2026-12-02T03:00:00Z"}),
+                "not valid",
+            ),
         ] {
             let err = parse_request(json!({ "durafn_schedule": fire }), "r")
                 .unwrap_err()

@@ -20,7 +20,11 @@ use serde_json::{Value, json};
 static RAN: Mutex<BTreeMap<String, Vec<String>>> = Mutex::new(BTreeMap::new());
 
 fn ran(exec: &str, op: &str) {
-    RAN.lock().unwrap().entry(exec.to_string()).or_default().push(op.to_string());
+    RAN.lock()
+        .unwrap()
+        .entry(exec.to_string())
+        .or_default()
+        .push(op.to_string());
 }
 
 fn runs_of(exec: &str) -> Vec<String> {
@@ -30,7 +34,12 @@ fn runs_of(exec: &str) -> Vec<String> {
 /// One element of a workflow's plan: (kind, argument).
 type Plan = Vec<(u8, u8)>;
 
-async fn step_value(ctx: &DurableContext, name: String, arg: u8, flaky: bool) -> Result<String, DurableError> {
+async fn step_value(
+    ctx: &DurableContext,
+    name: String,
+    arg: u8,
+    flaky: bool,
+) -> Result<String, DurableError> {
     ctx.step(&name.clone(), move |s| async move {
         ran(&s.execution_id().to_string(), s.op_id());
         if flaky && s.attempt() == 1 {
@@ -49,7 +58,11 @@ async fn planned(ctx: DurableContext, plan: Plan) -> Result<Value, DurableError>
             0 => out.push(json!(step_value(&ctx, format!("s{i}"), arg, false).await?)),
             1 => out.push(json!(step_value(&ctx, format!("f{i}"), arg, true).await?)),
             2 => {
-                ctx.sleep(&format!("z{i}"), Duration::from_secs(u64::from(arg % 5) + 1)).await?;
+                ctx.sleep(
+                    &format!("z{i}"),
+                    Duration::from_secs(u64::from(arg % 5) + 1),
+                )
+                .await?;
                 out.push(json!("slept"));
             }
             3 => {
@@ -79,7 +92,9 @@ async fn planned(ctx: DurableContext, plan: Plan) -> Result<Value, DurableError>
     Ok(json!({ "out": out }))
 }
 
-fn shape(ops: &[durafn_runtime::model::Operation]) -> Vec<(String, String, String, String, String)> {
+fn shape(
+    ops: &[durafn_runtime::model::Operation],
+) -> Vec<(String, String, String, String, String)> {
     ops.iter()
         .map(|o| {
             (
@@ -96,11 +111,17 @@ fn shape(ops: &[durafn_runtime::model::Operation]) -> Vec<(String, String, Strin
 fn check(plan: Plan, cut: usize) -> Result<(), TestCaseError> {
     static CASE: AtomicU64 = AtomicU64::new(0);
     let n = CASE.fetch_add(1, Ordering::Relaxed);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async move {
         let name = format!("prefix-{n}");
         let full = TestRuntime::new();
-        let exec = full.start_named(&name, handler(planned), &plan).await.unwrap();
+        let exec = full
+            .start_named(&name, handler(planned), &plan)
+            .await
+            .unwrap();
         prop_assert_eq!(exec.run_until_settled().await.unwrap(), Status::Succeeded);
         let out: Value = exec.result().await.unwrap();
         let ops = exec.operations().await.unwrap();
@@ -109,7 +130,10 @@ fn check(plan: Plan, cut: usize) -> Result<(), TestCaseError> {
         // A crash left the first `cut` records (each in its final state).
         let cut = cut % (ops.len() + 1);
         let replay = TestRuntime::new();
-        let again = replay.start_named(&name, handler(planned), &plan).await.unwrap();
+        let again = replay
+            .start_named(&name, handler(planned), &plan)
+            .await
+            .unwrap();
         for op in &ops[..cut] {
             let mut op = op.clone();
             op.rev = 1;
@@ -123,19 +147,33 @@ fn check(plan: Plan, cut: usize) -> Result<(), TestCaseError> {
         // whose own record (its result, checkpointed as one unit) was in the cut.
         let (all, again_shape) = (shape(&ops), shape(&ops2));
         for rec in &again_shape {
-            prop_assert!(all.contains(rec), "{:?} differs after a cut at {}", rec, cut);
+            prop_assert!(
+                all.contains(rec),
+                "{:?} differs after a cut at {}",
+                rec,
+                cut
+            );
         }
         for rec in all.iter().filter(|r| !again_shape.contains(r)) {
             let inside_recorded = ops[..cut].iter().any(|p| {
                 rec.0.starts_with(&format!("{}.", p.id))
                     && p.status == durafn_runtime::model::OpStatus::Succeeded
             });
-            prop_assert!(inside_recorded, "{:?} is missing after a cut at {}", rec, cut);
+            prop_assert!(
+                inside_recorded,
+                "{:?} is missing after a cut at {}",
+                rec,
+                cut
+            );
         }
         let rerun: Vec<String> = runs_of(&name)[before..].to_vec();
         for op in &ops[..cut] {
             if op.status == durafn_runtime::model::OpStatus::Succeeded {
-                prop_assert!(!rerun.contains(&op.id), "step {} was recorded but ran again", op.id);
+                prop_assert!(
+                    !rerun.contains(&op.id),
+                    "step {} was recorded but ran again",
+                    op.id
+                );
             }
         }
         Ok(())

@@ -242,7 +242,11 @@ impl FunctionHost {
         let prefix = format!("{}#{id}", self.spec.name);
         if let Some(out) = child.stdout.take() {
             let function = self.spec.name.clone();
-            tokio::spawn(forward_lines(prefix.clone(), BufReader::new(out), Some(function)));
+            tokio::spawn(forward_lines(
+                prefix.clone(),
+                BufReader::new(out),
+                Some(function),
+            ));
         }
         if let Some(err) = child.stderr.take() {
             tokio::spawn(forward_lines(prefix, BufReader::new(err), None));

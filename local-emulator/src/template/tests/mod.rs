@@ -332,7 +332,10 @@ fn concurrency_limits_come_from_reserved_concurrency_and_durafn_metadata() {
       CodeUri: f
       ReservedConcurrentExecutions: 0
 ");
-    assert!(e.to_string().contains("ReservedConcurrentExecutions"), "{e}");
+    assert!(
+        e.to_string().contains("ReservedConcurrentExecutions"),
+        "{e}"
+    );
 }
 
 #[test]
