@@ -93,11 +93,7 @@ async fn next(
     );
     put(
         "lambda-runtime-trace-id",
-        format!(
-            "Root=1-{:08x}-{}",
-            d.deadline_ms / 1000,
-            d.request_id.replace('-', "")
-        ),
+        trace_header(d.deadline_ms, &d.request_id),
     );
     put("content-type", "application/json".into());
     (StatusCode::OK, headers, d.payload).into_response()
@@ -174,5 +170,39 @@ async fn init_error(
             format!("unknown function {function:?}"),
         )
             .into_response()
+    }
+}
+
+/// The invocation's X-Ray trace header, in X-Ray's form
+/// `Root=1-<8 hex: epoch seconds>-<24 hex>`, derived from the request id.
+fn trace_header(deadline_ms: u64, request_id: &str) -> String {
+    let id: String = request_id
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(24)
+        .collect();
+    format!("Root=1-{:08x}-{id:0>24}", deadline_ms / 1000)
+}
+
+#[cfg(test)]
+mod trace_header_tests {
+    use super::trace_header;
+
+    #[test]
+    fn trace_headers_have_x_ray_s_form() {
+        let h = trace_header(1_796_225_253_000, "0190d2c4-7a3b-7c1d-9e8f-0123456789ab");
+        let root = h.strip_prefix("Root=").unwrap_or_else(|| panic!("{h}"));
+        let parts: Vec<&str> = root.split('-').collect();
+        assert_eq!(parts.len(), 3, "{h}");
+        assert_eq!(parts[0], "1");
+        assert_eq!(parts[1].len(), 8, "{h}");
+        assert_eq!(parts[2].len(), 24, "{h}");
+        assert!(
+            parts[1..]
+                .iter()
+                .all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
+        );
+        // A short id is padded, never cut below X-Ray's length.
+        assert!(trace_header(0, "ab").ends_with(&format!("{:0>24}", "ab")));
     }
 }
