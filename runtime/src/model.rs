@@ -10,8 +10,13 @@ use serde_json::Value;
 
 use crate::error::{Result, StoreError};
 
+pub mod history;
 mod schedule;
 
+pub use history::{
+    AttemptError, AttemptOutcome, AttemptRecord, DEFAULT_HISTORY_LIMIT, History, HistoryEntry,
+    InvocationOutcome, InvocationRecord, history_limit,
+};
 pub use schedule::{
     CatchUp, MAX_SCHEDULE_INPUT_BYTES, Overlap, Schedule, validate_name as validate_schedule_name,
 };

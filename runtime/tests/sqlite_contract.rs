@@ -58,13 +58,32 @@ async fn expired_executions_are_purged() {
         error: None,
         expires_at: Some(Timestamp(1_000)),
     };
+    let inv =
+        durafn_runtime::model::HistoryEntry::Invocation(durafn_runtime::model::InvocationRecord {
+            epoch: c.epoch,
+            started_at: Timestamp(0),
+            ended_at: Some(Timestamp(1)),
+            outcome: Some(durafn_runtime::model::InvocationOutcome::Finished),
+            status: Some(ExecutionStatus::Succeeded),
+            wake_at: None,
+            deadline: None,
+            process: None,
+            error: None,
+            expires_at: Some(Timestamp(1_000)),
+        });
+    store.put_history(&id, &inv, 100).await.unwrap();
     store
         .finish(&id, c.epoch, &outcome, Timestamp(1))
         .await
         .unwrap();
     assert_eq!(store.purge_expired(Timestamp(999)).await.unwrap(), 0);
+    assert_eq!(store.load_history(&id).await.unwrap().len(), 1);
     assert_eq!(store.purge_expired(Timestamp(1_000)).await.unwrap(), 1);
     assert!(store.load_journal(&id).await.unwrap().is_none());
+    assert!(
+        store.load_history(&id).await.unwrap().is_empty(),
+        "history expires with its execution"
+    );
 }
 
 #[test]

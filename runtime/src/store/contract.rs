@@ -63,6 +63,7 @@ macro_rules! store_contract_tests {
             wake_makes_a_suspended_execution_due,
             wake_during_an_invocation_is_not_lost,
             journal_lists_operations_in_start_order,
+            history_keeps_the_last_entries_of_each_series,
             payloads_up_to_the_limit_round_trip,
             payloads_over_the_limit_are_rejected,
             finished_and_blocked_executions_leave_the_due_index,
@@ -560,6 +561,107 @@ pub async fn journal_lists_operations_in_start_order(store: Arc<dyn Store>) {
     let three = &journal.operations[4];
     assert_eq!((three.rev, three.result.clone()), (2, Some(json!("three"))));
     assert_eq!(journal.execution.id, x);
+}
+
+fn attempt_entry(op_id: &str, attempt: u32, message: &str) -> crate::model::HistoryEntry {
+    use crate::model::{AttemptError, AttemptOutcome, AttemptRecord, HistoryEntry};
+    HistoryEntry::Attempt(AttemptRecord {
+        op_id: op_id.into(),
+        kind: OpKind::Step,
+        name: format!("s{op_id}"),
+        attempt,
+        epoch: u64::from(attempt),
+        started_at: at(i64::from(attempt) * 1_000),
+        ended_at: at(i64::from(attempt) * 1_000 + 10),
+        outcome: AttemptOutcome::Retrying,
+        error: Some(AttemptError::of(&ErrorObject::new("Flaky", message))),
+        retry_at: Some(at(i64::from(attempt) * 1_000 + 500)),
+    })
+}
+
+/// History records: each series keeps its last `keep` entries (so a kept
+/// series starting above 1 is marked truncated), a rewrite replaces, other
+/// executions and the journal are unaffected.
+pub async fn history_keeps_the_last_entries_of_each_series(store: Arc<dyn Store>) {
+    use crate::model::history::assemble;
+    use crate::model::{HistoryEntry, InvocationOutcome, InvocationRecord};
+    let (x, epoch) = claimed(&store, "h-1").await;
+    let other = created(&store, "h-2").await;
+    let mut inv = InvocationRecord {
+        epoch,
+        started_at: T0,
+        ended_at: None,
+        outcome: None,
+        status: None,
+        wake_at: None,
+        deadline: Some(at(30_000)),
+        process: Some("host/42".into()),
+        error: None,
+        expires_at: None,
+    };
+    store
+        .put_history(&x, &HistoryEntry::Invocation(inv.clone()), 3)
+        .await
+        .unwrap();
+    for n in 1..=5 {
+        let entry = attempt_entry("1", n, &format!("attempt {n} <failed> \"quoted\""));
+        store.put_history(&x, &entry, 3).await.unwrap();
+    }
+    store
+        .put_history(&x, &attempt_entry("2", 1, "two"), 3)
+        .await
+        .unwrap();
+    store
+        .put_history(&other, &attempt_entry("1", 1, "elsewhere"), 3)
+        .await
+        .unwrap();
+    inv.ended_at = Some(at(20));
+    inv.outcome = Some(InvocationOutcome::Suspended);
+    inv.status = Some(ExecutionStatus::Suspended);
+    store
+        .put_history(&x, &HistoryEntry::Invocation(inv.clone()), 3)
+        .await
+        .unwrap();
+    let mut done = op("1", "s1", 1, json!("done"));
+    done.attempt = 6;
+    store.put_operation(&x, &done).await.unwrap();
+
+    let got = store.load_history(&x).await.unwrap();
+    let keys: Vec<String> = got.iter().map(HistoryEntry::key).collect();
+    assert_eq!(
+        keys,
+        vec![
+            "att#1#0000000003",
+            "att#1#0000000004",
+            "att#1#0000000005",
+            "att#2#0000000001",
+            "inv#00000000000000000001",
+        ]
+    );
+    assert_eq!(got[4], HistoryEntry::Invocation(inv), "rewrite replaces");
+    assert_eq!(
+        got[0],
+        attempt_entry("1", 3, "attempt 3 <failed> \"quoted\"")
+    );
+    assert_eq!(store.load_history(&other).await.unwrap().len(), 1);
+    assert!(store.load_history(&id("h-none")).await.unwrap().is_empty());
+
+    let journal = store.load_journal(&x).await.unwrap().unwrap();
+    assert_eq!(journal.operations.len(), 1, "history is not in the journal");
+    let history = assemble(&journal.operations, got, epoch, ExecutionStatus::Running);
+    let one = &history.operations[0];
+    assert_eq!(one.dropped, 2, "attempts 1 and 2 are marked as dropped");
+    let numbers: Vec<u32> = one.attempts.iter().map(|a| a.attempt).collect();
+    assert_eq!(
+        numbers,
+        vec![3, 4, 5, 6],
+        "the 6th is the operation's record"
+    );
+    assert_eq!(history.invocations_dropped, 0);
+    assert_eq!(
+        history.invocations[0].outcome,
+        Some(InvocationOutcome::Suspended)
+    );
 }
 
 /// Payloads up to the limit survive intact (backends may split them).

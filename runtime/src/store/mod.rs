@@ -15,8 +15,8 @@ use serde_json::Value;
 
 use crate::error::{Result, StoreError};
 use crate::model::{
-    ErrorObject, EventRecord, Execution, ExecutionId, ExecutionStatus, Journal, NewExecution,
-    Operation, Timestamp,
+    ErrorObject, EventRecord, Execution, ExecutionId, ExecutionStatus, HistoryEntry, Journal,
+    NewExecution, Operation, Timestamp,
 };
 
 #[cfg(feature = "testing")]
@@ -162,6 +162,16 @@ pub trait Store: Send + Sync + 'static {
     /// `rev` replaces revision `rev - 1`. If another writer got there first, the
     /// stored record is returned as [`OpWrite::Conflict`].
     async fn put_operation(&self, id: &ExecutionId, op: &Operation) -> Result<OpWrite>;
+
+    /// Writes a history record of an execution (an attempt, an invocation;
+    /// see [`crate::model::history`]), replacing the one with its key, and
+    /// deletes the record `keep` places before it in its series. Not
+    /// conditional and never read by replay; an entry of an execution that
+    /// does not exist is still written (it expires or is purged with nothing).
+    async fn put_history(&self, id: &ExecutionId, entry: &HistoryEntry, keep: u32) -> Result<()>;
+
+    /// Every history record of an execution, in key order (one query).
+    async fn load_history(&self, id: &ExecutionId) -> Result<Vec<HistoryEntry>>;
 
     /// Ends an invocation by suspending: conditional on `epoch` and `RUNNING`.
     /// `due_at` becomes `wake_at` — or `now` if a wake signal arrived since the

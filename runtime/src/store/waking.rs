@@ -27,7 +27,8 @@ use super::{
 };
 use crate::error::Result;
 use crate::model::{
-    Execution, ExecutionId, ExecutionStatus, Journal, NewExecution, Operation, Timestamp,
+    Execution, ExecutionId, ExecutionStatus, HistoryEntry, Journal, NewExecution, Operation,
+    Timestamp,
 };
 
 /// Where wake-ups go (on AWS the SQS wake queue, `dispatch::wake::WakeQueue`).
@@ -90,6 +91,12 @@ impl Store for WakingStore {
     }
     async fn put_operation(&self, id: &ExecutionId, op: &Operation) -> Result<OpWrite> {
         self.inner.put_operation(id, op).await
+    }
+    async fn put_history(&self, id: &ExecutionId, entry: &HistoryEntry, keep: u32) -> Result<()> {
+        self.inner.put_history(id, entry, keep).await
+    }
+    async fn load_history(&self, id: &ExecutionId) -> Result<Vec<HistoryEntry>> {
+        self.inner.load_history(id).await
     }
     async fn suspend(
         &self,

@@ -14,7 +14,9 @@ use super::{
     QueueMessage, QueueStats, Schedule, ScheduleWrite, SentEvent, Store, Transition,
 };
 use crate::error::Result;
-use crate::model::{Execution, ExecutionId, Journal, NewExecution, Operation, Timestamp};
+use crate::model::{
+    Execution, ExecutionId, HistoryEntry, Journal, NewExecution, Operation, Timestamp,
+};
 
 /// One call of the wrapped store, as [`Wrapper::around`] receives it.
 pub type InnerCall<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
@@ -80,6 +82,15 @@ impl<W: Wrapper> Store for W {
         let s = self.inner();
         self.around("put_operation", || s.put_operation(id, op))
             .await
+    }
+    async fn put_history(&self, id: &ExecutionId, entry: &HistoryEntry, keep: u32) -> Result<()> {
+        let s = self.inner();
+        self.around("put_history", || s.put_history(id, entry, keep))
+            .await
+    }
+    async fn load_history(&self, id: &ExecutionId) -> Result<Vec<HistoryEntry>> {
+        let s = self.inner();
+        self.around("load_history", || s.load_history(id)).await
     }
     async fn suspend(
         &self,

@@ -37,6 +37,7 @@
 mod access;
 mod events;
 mod expr;
+mod history;
 mod items;
 mod list;
 mod ops;

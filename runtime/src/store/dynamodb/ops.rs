@@ -20,8 +20,8 @@ use super::sweep::{SWEEP_ATTR, mark_sweep};
 use super::table::TTL_ATTRIBUTE;
 use crate::error::{Result, StoreError};
 use crate::model::{
-    DEFAULT_RETENTION, Execution, ExecutionId, ExecutionStatus, Journal, NewExecution, Operation,
-    Timestamp,
+    DEFAULT_RETENTION, Execution, ExecutionId, ExecutionStatus, HistoryEntry, Journal,
+    NewExecution, Operation, Timestamp,
 };
 use crate::store::{
     Created, DueItem, ExecutionPage, ListFilter, OpWrite, Outcome, Schedule, ScheduleWrite,
@@ -213,6 +213,14 @@ impl Store for DynamoStore {
             },
             Err(err) => Err(err.into_store(&what)),
         }
+    }
+
+    async fn put_history(&self, id: &ExecutionId, entry: &HistoryEntry, keep: u32) -> Result<()> {
+        self.put_history_item(id, entry, keep).await
+    }
+
+    async fn load_history(&self, id: &ExecutionId) -> Result<Vec<HistoryEntry>> {
+        self.load_history_items(id).await
     }
 
     async fn suspend(

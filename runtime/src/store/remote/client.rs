@@ -16,7 +16,9 @@ use serde_json::Value;
 
 use super::wire::{Answer, Call, SeededExecution, WireCreated, WireJournal, WirePage};
 use crate::error::{Result, StoreError};
-use crate::model::{Execution, ExecutionId, Journal, NewExecution, Operation, Timestamp};
+use crate::model::{
+    Execution, ExecutionId, HistoryEntry, Journal, NewExecution, Operation, Timestamp,
+};
 use crate::store::{
     Created, DueItem, ExecutionPage, Lease, LeaseRequest, LeaseTake, ListFilter, OpWrite, Outcome,
     QueueMessage, QueueStats, Schedule, ScheduleWrite, SentEvent, Store, Transition,
@@ -194,6 +196,22 @@ impl Store for HttpStore {
         self.call(Call::PutOperation {
             id: Cow::Borrowed(id),
             op: Cow::Borrowed(op),
+        })
+        .await
+    }
+
+    async fn put_history(&self, id: &ExecutionId, entry: &HistoryEntry, keep: u32) -> Result<()> {
+        self.call(Call::PutHistory {
+            id: Cow::Borrowed(id),
+            entry: Cow::Borrowed(entry),
+            keep,
+        })
+        .await
+    }
+
+    async fn load_history(&self, id: &ExecutionId) -> Result<Vec<HistoryEntry>> {
+        self.call(Call::LoadHistory {
+            id: Cow::Borrowed(id),
         })
         .await
     }

@@ -70,6 +70,8 @@ pub async fn serve(store: &Arc<dyn Store>, body: &[u8]) -> Vec<u8> {
                 .map(|e| e.map(SeededExecution)),
         ),
         Call::PutOperation { id, op } => encode(store.put_operation(&id, &op).await),
+        Call::PutHistory { id, entry, keep } => encode(store.put_history(&id, &entry, keep).await),
+        Call::LoadHistory { id } => encode(store.load_history(&id).await),
         Call::Suspend {
             id,
             epoch,

@@ -12,7 +12,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 use crate::error::StoreError;
-use crate::model::{EventRecord, Execution, ExecutionId, NewExecution, Operation, Timestamp};
+use crate::model::{
+    EventRecord, Execution, ExecutionId, HistoryEntry, NewExecution, Operation, Timestamp,
+};
 use crate::store::{
     Created, ExecutionPage, LeaseRequest, ListFilter, Outcome, QueueMessage, Schedule,
 };
@@ -43,6 +45,14 @@ pub enum Call<'a> {
     PutOperation {
         id: Cow<'a, ExecutionId>,
         op: Cow<'a, Operation>,
+    },
+    PutHistory {
+        id: Cow<'a, ExecutionId>,
+        entry: Cow<'a, HistoryEntry>,
+        keep: u32,
+    },
+    LoadHistory {
+        id: Cow<'a, ExecutionId>,
     },
     Suspend {
         id: Cow<'a, ExecutionId>,

@@ -211,7 +211,7 @@ pub(super) fn due(
 
 /// Deletes executions (with their operations and events) expired by `now`.
 pub(super) fn purge(conn: &Connection, now: Timestamp) -> Result<u64> {
-    for child in ["operations", "events"] {
+    for child in ["operations", "events", "history"] {
         conn.prepare_cached(&format!(
             "DELETE FROM {child} WHERE execution_id IN \
              (SELECT id FROM executions WHERE expires_at IS NOT NULL AND expires_at <= ?1)"

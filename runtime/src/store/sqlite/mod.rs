@@ -11,7 +11,7 @@
 //! The SQL lives by concern: [`schema`] (tables, migration), `rows`
 //! (decoding an execution row), `executions` (create, claim, suspend,
 //! finish, wake, due, purge, resume, cancel), `journal` (operations and
-//! events), `list` (paged listing), `schedules` and `queues` (queue
+//! events), `history` (attempt and invocation records), `list` (paged listing), `schedules` and `queues` (queue
 //! messages and leases); each is a set of plain
 //! functions over a [`Connection`], unit-tested on an in-memory database.
 
@@ -31,11 +31,12 @@ use super::{
 };
 use crate::error::{Result, StoreError};
 use crate::model::{
-    DEFAULT_RETENTION, Execution, ExecutionId, Journal, NewExecution, Operation, Timestamp,
-    check_payload,
+    DEFAULT_RETENTION, Execution, ExecutionId, HistoryEntry, Journal, NewExecution, Operation,
+    Timestamp, check_payload,
 };
 
 mod executions;
+mod history;
 mod journal;
 mod list;
 mod queues;
@@ -269,6 +270,17 @@ impl Store for SqliteStore {
         let (id, op_id, rev, body) = (id.to_string(), op.id.clone(), op.rev, to_json(op)?);
         self.write(move |conn| journal::put_operation(conn, &id, &op_id, rev, &body))
             .await
+    }
+
+    async fn put_history(&self, id: &ExecutionId, entry: &HistoryEntry, keep: u32) -> Result<()> {
+        let (id, entry, body) = (id.to_string(), entry.clone(), to_json(entry)?);
+        self.write(move |conn| history::put(conn, &id, &entry, &body, keep))
+            .await
+    }
+
+    async fn load_history(&self, id: &ExecutionId) -> Result<Vec<HistoryEntry>> {
+        let id = id.to_string();
+        self.read(move |conn| history::load(conn, &id)).await
     }
 
     async fn suspend(

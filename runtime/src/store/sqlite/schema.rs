@@ -44,6 +44,12 @@ CREATE TABLE IF NOT EXISTS operations (
     body         TEXT NOT NULL,
     PRIMARY KEY (execution_id, op_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS history (
+    execution_id TEXT NOT NULL,
+    key          TEXT NOT NULL,
+    body         TEXT NOT NULL,
+    PRIMARY KEY (execution_id, key)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS schedules (
     name    TEXT PRIMARY KEY,
     rev     INTEGER NOT NULL,
