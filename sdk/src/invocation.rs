@@ -61,16 +61,31 @@ pub async fn run_invocation(
 ) -> Result<InvocationReport, Error> {
     let span = tracing::info_span!("invocation", execution_id = %claimed.id, epoch = claimed.epoch);
     let trace = InvocationTrace::begin(claimed, clock.now()).map(Arc::new);
-    let result = run(
-        handler,
-        store,
-        clock.clone(),
-        config,
-        claimed,
-        trace.clone(),
-    )
-    .instrument(span)
-    .await;
+    // The invocation's history record: written as it starts (beside the
+    // journal load) and again as it ends; one with no end crashed.
+    let (keep, retention) = (durafn_runtime::model::history_limit(), config.retention);
+    let start = crate::history::started(claimed.epoch, clock.now(), config.deadline);
+    let begun = durafn_runtime::model::HistoryEntry::Invocation(start.clone());
+    let (result, ()) = futures::join!(
+        run(
+            handler,
+            store.clone(),
+            clock.clone(),
+            config,
+            claimed,
+            trace.clone(),
+        )
+        .instrument(span),
+        crate::history::write(store.as_ref(), &claimed.id, &begun, keep)
+    );
+    let end = crate::history::ended(
+        start,
+        result.as_ref().map_err(ToString::to_string),
+        clock.now(),
+        retention,
+    );
+    let end = durafn_runtime::model::HistoryEntry::Invocation(end);
+    crate::history::write(store.as_ref(), &claimed.id, &end, keep).await;
     if let Some(trace) = trace {
         // Exported before the invocation returns: Lambda freezes the process after.
         let (status, finished) = match &result {
@@ -118,6 +133,7 @@ async fn run(
         config,
         trace,
         position: Mutex::new(Default::default()),
+        epoch: claimed.epoch,
     });
     let ctx = DurableContext::root(shared.clone());
     let call = handler.call(ctx, journal.execution.input.clone());

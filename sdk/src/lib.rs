@@ -68,6 +68,7 @@ mod codec;
 pub mod context;
 mod error;
 mod handler;
+mod history;
 pub mod invocation;
 pub mod lambda;
 pub mod replay;

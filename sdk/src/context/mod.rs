@@ -82,6 +82,8 @@ pub(crate) struct Shared {
     pub(crate) trace: Option<Arc<crate::telemetry::InvocationTrace>>,
     /// Where the handler is, for the keys of captured log lines.
     pub(crate) position: Mutex<crate::capture::Position>,
+    /// The epoch of this invocation's claim (history records name it).
+    pub(crate) epoch: u64,
 }
 
 impl Shared {

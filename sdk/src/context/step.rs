@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use durafn_runtime::model::{ErrorObject, ExecutionId, OpKind, OpStatus, Timestamp};
+use durafn_runtime::model::{ErrorObject, ExecutionId, OpKind, OpStatus, Operation, Timestamp};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Serialize;
@@ -229,7 +229,9 @@ where
                         now,
                         rand::random(),
                     );
-                    record = Some(ctx.checkpoint(next).await);
+                    // When it started is not recorded: it shows as found, at `now`.
+                    let history = step::attempt_record(&next, (now, now), ctx.shared().epoch, true);
+                    record = Some(checkpoint_with_history(&ctx, next, history).await);
                 }
                 StepDecision::Run { attempt } => {
                     // One attempt per step per invocation: after adopting another
@@ -339,9 +341,33 @@ where
                             error: next.error.as_ref().map(|e| e.to_string()),
                         });
                     }
-                    record = Some(ctx.checkpoint(next).await);
+                    let history = step::attempt_record(
+                        &next,
+                        (attempt_started, now),
+                        ctx.shared().epoch,
+                        false,
+                    );
+                    record = Some(checkpoint_with_history(&ctx, next, history).await);
                 }
             }
         }
     }
+}
+
+/// Checkpoints `next` and, at the same time (one commit on SQLite, parallel
+/// requests on DynamoDB), writes the attempt's history record if it has one.
+async fn checkpoint_with_history(
+    ctx: &DurableContext,
+    next: Operation,
+    history: Option<durafn_runtime::model::AttemptRecord>,
+) -> Operation {
+    let Some(attempt) = history else {
+        return ctx.checkpoint(next).await;
+    };
+    let shared = ctx.shared();
+    let entry = durafn_runtime::model::HistoryEntry::Attempt(attempt);
+    let keep = durafn_runtime::model::history_limit();
+    let record = crate::history::write(shared.store.as_ref(), &shared.execution_id, &entry, keep);
+    let (written, ()) = futures::join!(ctx.checkpoint(next), record);
+    written
 }

@@ -1,6 +1,9 @@
 //! Decisions for `ctx.step`: return, raise, wait, or run an attempt.
 
-use durafn_runtime::model::{ErrorObject, OpKind, OpStatus, Operation, Timestamp};
+use durafn_runtime::model::{
+    AttemptError, AttemptOutcome, AttemptRecord, ErrorObject, OpKind, OpStatus, Operation,
+    Timestamp,
+};
 use serde_json::Value;
 
 use super::next_revision;
@@ -120,6 +123,42 @@ pub fn failed(
     op
 }
 
+/// The history record of the attempt `next` (the record it ends with) ends,
+/// run from `started` to `ended` by the invocation of `epoch`; `None` when
+/// `next` keeps all of it already (a first attempt that succeeded).
+/// `interrupted`: the attempt is an at-most-once one found started.
+pub fn attempt_record(
+    next: &Operation,
+    (started, ended): (Timestamp, Timestamp),
+    epoch: u64,
+    interrupted: bool,
+) -> Option<AttemptRecord> {
+    let outcome = match next.status {
+        _ if interrupted => AttemptOutcome::Interrupted,
+        OpStatus::Succeeded if next.attempt <= 1 => return None,
+        OpStatus::Succeeded => AttemptOutcome::Succeeded,
+        OpStatus::Pending => AttemptOutcome::Retrying,
+        OpStatus::Started => return None,
+        OpStatus::Failed | OpStatus::Cancelled | OpStatus::TimedOut => AttemptOutcome::Failed,
+    };
+    Some(AttemptRecord {
+        op_id: next.id.clone(),
+        kind: next.kind,
+        name: next.name.clone(),
+        attempt: next.attempt,
+        epoch,
+        started_at: started,
+        ended_at: ended,
+        outcome,
+        error: next.error.as_ref().map(AttemptError::of),
+        retry_at: if next.status == OpStatus::Pending {
+            next.wake_at
+        } else {
+            None
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +228,30 @@ mod tests {
             decide(Some(&rec), NOW),
             StepDecision::Interrupted { attempt: 1 }
         );
+    }
+
+    #[test]
+    fn attempts_the_record_does_not_keep_get_a_history_record() {
+        let t = (NOW, NOW.plus(Duration::from_secs(2)));
+        let first = succeeded(None, "1", "s", 1, Value::Null, t.1);
+        assert_eq!(attempt_record(&first, t, 1, false), None);
+        let policy = RetryPolicy::fixed(Duration::from_secs(10));
+        let err = ErrorObject::new("Flaky", "no");
+        let retry = failed(None, "1", "s", 1, err.clone(), true, &policy, t.1, 0.0);
+        let rec = attempt_record(&retry, t, 4, false).unwrap_or_else(|| panic!("recorded"));
+        assert_eq!(rec.outcome, AttemptOutcome::Retrying);
+        assert_eq!((rec.started_at, rec.ended_at, rec.epoch), (NOW, t.1, 4));
+        assert_eq!(rec.retry_at, retry.wake_at);
+        assert_eq!(rec.error.map(|e| e.message), Some("no".to_string()));
+        let last = succeeded(Some(&retry), "1", "s", 2, Value::Null, t.1);
+        let rec = attempt_record(&last, t, 5, false).unwrap_or_else(|| panic!("recorded"));
+        assert_eq!(
+            (rec.attempt, rec.outcome, rec.retry_at),
+            (2, AttemptOutcome::Succeeded, None)
+        );
+        let cut = failed(None, "1", "s", 1, err, true, &policy, t.1, 0.0);
+        let rec = attempt_record(&cut, t, 5, true).unwrap_or_else(|| panic!("recorded"));
+        assert_eq!(rec.outcome, AttemptOutcome::Interrupted);
     }
 
     #[test]

@@ -1,0 +1,130 @@
+//! Writing an execution's history records (see
+//! `durafn_runtime::model::history`): each step attempt its operation record
+//! does not keep, and each invocation's start and end.
+//!
+//! Best effort: a history write that fails is logged and dropped, never a
+//! reason to fail or abort an invocation (the journal is the truth).
+
+use std::sync::OnceLock;
+
+use durafn_runtime::model::{
+    ExecutionId, ExecutionStatus, HistoryEntry, InvocationOutcome, InvocationRecord, Timestamp,
+};
+use durafn_runtime::store::Store;
+
+use crate::invocation::InvocationReport;
+
+/// This process, as invocation records name it: the log stream (Lambda's
+/// sandbox, the emulator's `<function>/<instance>`) and the pid.
+pub(crate) fn process_name() -> String {
+    static NAME: OnceLock<String> = OnceLock::new();
+    NAME.get_or_init(|| {
+        let pid = std::process::id();
+        match std::env::var("AWS_LAMBDA_LOG_STREAM_NAME") {
+            Ok(stream) if !stream.is_empty() => format!("{stream} (pid {pid})"),
+            _ => format!("pid {pid}"),
+        }
+    })
+    .clone()
+}
+
+/// Writes one record, logging a failure.
+pub(crate) async fn write(store: &dyn Store, id: &ExecutionId, entry: &HistoryEntry, keep: u32) {
+    if let Err(e) = store.put_history(id, entry, keep).await {
+        tracing::warn!(execution_id = %id, key = %entry.key(), error = %e, "could not record history");
+    }
+}
+
+/// The record of an invocation that has just started.
+pub(crate) fn started(epoch: u64, now: Timestamp, deadline: Option<Timestamp>) -> InvocationRecord {
+    InvocationRecord {
+        epoch,
+        started_at: now,
+        ended_at: None,
+        outcome: None,
+        status: None,
+        wake_at: None,
+        deadline,
+        process: Some(process_name()),
+        error: None,
+        expires_at: None,
+    }
+}
+
+/// `start` completed with how the invocation ended (`Err`: aborted with
+/// that error); `expires_at` is set when it ended the execution.
+pub(crate) fn ended(
+    mut start: InvocationRecord,
+    result: Result<&InvocationReport, String>,
+    now: Timestamp,
+    retention: std::time::Duration,
+) -> InvocationRecord {
+    start.ended_at = Some(now);
+    match result {
+        Ok(report) => {
+            let status = ExecutionStatus::parse(&report.status);
+            start.status = status;
+            start.wake_at = report.wake_at;
+            start.outcome = Some(match status {
+                Some(ExecutionStatus::Suspended) => InvocationOutcome::Suspended,
+                Some(ExecutionStatus::Cancelled) | None => InvocationOutcome::Superseded,
+                Some(st) => {
+                    if st.is_final() {
+                        start.expires_at = Some(now.plus(retention));
+                    }
+                    InvocationOutcome::Finished
+                }
+            });
+        }
+        Err(error) => {
+            start.outcome = Some(InvocationOutcome::Aborted);
+            start.error = Some(durafn_runtime::model::history::clip_text(
+                &error,
+                durafn_runtime::model::history::MAX_HISTORY_TEXT,
+            ));
+        }
+    }
+    start
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(status: &str) -> InvocationReport {
+        InvocationReport {
+            execution_id: ExecutionId::new("x").unwrap_or_else(|e| panic!("{e}")),
+            status: status.into(),
+            output: None,
+            error: None,
+            wake_at: Some(Timestamp(9)),
+        }
+    }
+
+    #[test]
+    fn ends_are_classified_and_finished_ones_expire() {
+        let start = started(3, Timestamp(1), Some(Timestamp(100)));
+        assert!(start.process.as_deref().is_some_and(|p| p.contains("pid")));
+        let day = std::time::Duration::from_secs(86_400);
+        let s = ended(start.clone(), Ok(&report("SUSPENDED")), Timestamp(5), day);
+        assert_eq!(s.outcome, Some(InvocationOutcome::Suspended));
+        assert_eq!(
+            (s.ended_at, s.wake_at, s.expires_at),
+            (Some(Timestamp(5)), Some(Timestamp(9)), None)
+        );
+        let f = ended(start.clone(), Ok(&report("FAILED")), Timestamp(5), day);
+        assert_eq!(f.outcome, Some(InvocationOutcome::Finished));
+        assert_eq!(f.status, Some(ExecutionStatus::Failed));
+        assert_eq!(f.expires_at, Some(Timestamp(5).plus(day)));
+        let b = ended(start.clone(), Ok(&report("BLOCKED")), Timestamp(5), day);
+        assert_eq!(
+            (b.outcome, b.expires_at),
+            (Some(InvocationOutcome::Finished), None)
+        );
+        let sup = ended(start.clone(), Ok(&report("SUPERSEDED")), Timestamp(5), day);
+        assert_eq!(sup.outcome, Some(InvocationOutcome::Superseded));
+        let a = ended(start, Err("store down".into()), Timestamp(5), day);
+        assert_eq!(a.outcome, Some(InvocationOutcome::Aborted));
+        assert_eq!(a.error.as_deref(), Some("store down"));
+    }
+}
