@@ -446,3 +446,104 @@ async fn an_invoke_times_out_with_a_typed_error() {
         "the 30 s child missed the 5 s timeout"
     );
 }
+
+/// A store on which waking an execution always fails: what a crash between a
+/// child's end and its parent's wake-up looks like to the parent.
+struct WakesFail(Arc<dyn durafn_runtime::store::Store>, Arc<AtomicUsize>);
+
+impl durafn_runtime::store::Wrapper for WakesFail {
+    fn inner(&self) -> &dyn durafn_runtime::store::Store {
+        &*self.0
+    }
+    fn around<'a, T, F>(
+        &'a self,
+        what: &'static str,
+        mut call: F,
+    ) -> impl std::future::Future<Output = durafn_runtime::Result<T>> + Send + 'a
+    where
+        T: Send + 'a,
+        F: FnMut() -> durafn_runtime::store::InnerCall<'a, T> + Send + 'a,
+    {
+        async move {
+            if what == "wake" {
+                self.1.fetch_add(1, Ordering::SeqCst);
+                return Err(durafn_runtime::StoreError::Transient(
+                    "the wake-up was lost".into(),
+                ));
+            }
+            call().await
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_parent_whose_wake_up_was_lost_still_sees_its_child_end() {
+    let h = handler(|ctx: DurableContext, n: i64| async move {
+        let doubled: i64 = ctx.invoke("double-it", "doubler", n).await?;
+        Ok(doubled)
+    });
+    let base = TestRuntime::new(); // owns the SQLite file
+    let lost = Arc::new(AtomicUsize::new(0));
+    let rt = TestRuntime::with_store(Arc::new(WakesFail(base.store(), lost.clone())));
+    rt.register("doubler", child_fn());
+    let exec = rt.start_named("parent", h, 21).await.unwrap();
+    // The child ends (after its 30 s sleep) and its wake-up of the parent is
+    // lost; the parent looks again by itself and finishes.
+    assert_eq!(exec.run_until_settled().await.unwrap(), Status::Succeeded);
+    assert_eq!(exec.result::<i64>().await.unwrap(), 42);
+    assert!(lost.load(Ordering::SeqCst) >= 1, "no wake-up was attempted");
+    // It looked a few times while the child slept, not once per clock tick.
+    assert!(
+        exec.invocations() <= 8,
+        "{} invocations",
+        exec.invocations()
+    );
+}
+
+/// A store whose second `create_execution` (the child's) fails as an outage would.
+struct FirstCreateFails(Arc<dyn durafn_runtime::store::Store>, Arc<AtomicUsize>);
+
+impl durafn_runtime::store::Wrapper for FirstCreateFails {
+    fn inner(&self) -> &dyn durafn_runtime::store::Store {
+        &*self.0
+    }
+    fn around<'a, T, F>(
+        &'a self,
+        what: &'static str,
+        mut call: F,
+    ) -> impl std::future::Future<Output = durafn_runtime::Result<T>> + Send + 'a
+    where
+        T: Send + 'a,
+        F: FnMut() -> durafn_runtime::store::InnerCall<'a, T> + Send + 'a,
+    {
+        async move {
+            if what == "create_execution" && self.1.fetch_add(1, Ordering::SeqCst) == 1 {
+                return Err(durafn_runtime::StoreError::Transient(
+                    "connection refused".into(),
+                ));
+            }
+            call().await
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_store_outage_while_starting_a_child_is_not_the_workflows_failure() {
+    let h = handler(|ctx: DurableContext, n: i64| async move {
+        let doubled: i64 = ctx.invoke("double-it", "doubler", n).await?;
+        Ok(doubled)
+    });
+    let base = TestRuntime::new(); // owns the SQLite file
+    let creates = Arc::new(AtomicUsize::new(0));
+    let rt = TestRuntime::with_store(Arc::new(FirstCreateFails(base.store(), creates.clone())));
+    rt.register("doubler", child_fn());
+    let exec = rt.start_named("parent", h, 21).await.unwrap();
+    // The invocation ends on the store error; the execution is not failed.
+    assert!(exec.run_once().await.is_err());
+    assert_eq!(exec.status().await.unwrap(), Status::Running);
+    // Its lease expires, the next invocation starts the child, and it succeeds.
+    rt.advance(Duration::from_secs(16 * 60));
+    assert_eq!(exec.run_until_settled().await.unwrap(), Status::Succeeded);
+    assert_eq!(exec.result::<i64>().await.unwrap(), 42);
+    assert!(creates.load(Ordering::SeqCst) >= 3);
+}

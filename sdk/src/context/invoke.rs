@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use durafn_runtime::StoreError;
 use durafn_runtime::model::{
     ErrorObject, ExecutionId, ExecutionStatus, NewExecution, OpKind, OpStatus, Operation,
 };
@@ -146,10 +147,27 @@ impl InvokeParts {
                         now,
                     })
                     .await;
-                if let Err(e) = created {
-                    return Err(DurableError::Invalid(format!(
-                        "invoke {name:?} could not start {function:?}: {e}"
-                    )));
+                match created {
+                    Ok(_) => {}
+                    // The store said no for good (another execution under the
+                    // child's name, a payload over the limit, a bad id).
+                    Err(
+                        e @ (StoreError::Conflict { .. }
+                        | StoreError::PayloadTooLarge { .. }
+                        | StoreError::Invalid(_)),
+                    ) => {
+                        return Err(DurableError::Invalid(format!(
+                            "invoke {name:?} could not start {function:?}: {e}"
+                        )));
+                    }
+                    // The store failed (down, throttling, a lost reply): this
+                    // invocation ends and the next one starts the child again
+                    // (idempotent by its id). It is not the workflow's failure.
+                    Err(e) => {
+                        tracing::error!(%child_id, error = %e, "could not start the child execution; ending the invocation");
+                        ctx.set_fault(super::Fault::Store(e));
+                        return ctx.park(None).await;
+                    }
                 }
                 let wake = timeout.map(|d| now.plus(d));
                 let pending = wait::registered(
@@ -211,11 +229,39 @@ impl InvokeParts {
             };
             match next {
                 Some(op) => record = Some(ctx.checkpoint(op).await),
-                // The child wakes this execution when it ends; the timeout wakes it otherwise.
-                None => return ctx.park(rec.wake_at).await,
+                // The child wakes this execution when it ends; the timeout wakes it
+                // otherwise. The child's end and that wake-up are two writes, so a
+                // crash between them (or a failed wake) would leave this execution
+                // waiting for ever: it also looks again after a while (see `recheck_at`).
+                None => {
+                    let wake = recheck_at(rec.started_at, now);
+                    return ctx
+                        .park(Some(rec.wake_at.map_or(wake, |t| t.min(wake))))
+                        .await;
+                }
             }
         }
     }
+}
+
+/// The shortest and longest pause between two looks at a child that has
+/// not ended.
+const RECHECK_MIN: Duration = Duration::from_secs(2);
+const RECHECK_MAX: Duration = Duration::from_secs(300);
+
+/// When a parent waiting on a child looks at it again, whether or not the
+/// child woke it: after half the time the child has run so far, between
+/// [`RECHECK_MIN`] and [`RECHECK_MAX`]. A child that ends wakes its parent
+/// at once; this bounds how long a lost wake-up can delay the parent
+/// (≤ half the child's run time, at most 5 minutes) at the cost of a
+/// logarithmic number of extra invocations while the child runs
+/// (≈ 12 per hour of a long child, then one per 5 minutes).
+pub(crate) fn recheck_at(
+    started_at: durafn_runtime::model::Timestamp,
+    now: durafn_runtime::model::Timestamp,
+) -> durafn_runtime::model::Timestamp {
+    let ran = Duration::from_millis(u64::try_from(now.0.saturating_sub(started_at.0)).unwrap_or(0));
+    now.plus((ran / 2).clamp(RECHECK_MIN, RECHECK_MAX))
 }
 
 #[cfg(test)]
@@ -229,5 +275,19 @@ mod tests {
         assert_eq!(parent_of(&id("a::b::2.1")), Some(id("a::b")));
         assert_eq!(parent_of(&id("order-1")), None);
         assert_eq!(parent_of(&id("x::notanop")), None);
+    }
+
+    #[test]
+    fn a_waiting_parent_looks_again_after_half_the_childs_run_time() {
+        use durafn_runtime::model::Timestamp;
+        let t = |ms: i64| Timestamp(ms);
+        // Just started: the shortest pause.
+        assert_eq!(recheck_at(t(1_000), t(1_000)), t(3_000));
+        // Ran 60 s: looks again 30 s later.
+        assert_eq!(recheck_at(t(0), t(60_000)), t(90_000));
+        // Ran a day: at most 5 minutes.
+        assert_eq!(recheck_at(t(0), t(86_400_000)), t(86_700_000));
+        // A clock that went backwards is not a panic.
+        assert_eq!(recheck_at(t(5_000), t(1_000)), t(3_000));
     }
 }
