@@ -8,7 +8,7 @@ use std::task::Poll;
 
 use durafn_runtime::clock::Clock;
 use durafn_runtime::model::{
-    ErrorObject, Execution, ExecutionId, ExecutionStatus, Timestamp, check_payload,
+    ErrorObject, Execution, ExecutionId, ExecutionStatus, Journal, Timestamp, check_payload,
 };
 use durafn_runtime::store::{Outcome, Store, Transition};
 use futures::FutureExt;
@@ -59,6 +59,31 @@ pub async fn run_invocation(
     config: InvocationConfig,
     claimed: &Execution,
 ) -> Result<InvocationReport, Error> {
+    run_traced(handler, store, clock, config, claimed, None).await
+}
+
+/// [`run_invocation`] with the journal already in hand (read after the claim,
+/// or known to be empty because the claim created the execution): saves the
+/// store read that would fetch it. `journal.execution` is the claimed record.
+pub async fn run_invocation_with_journal(
+    handler: &Handler,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    config: InvocationConfig,
+    journal: Journal,
+) -> Result<InvocationReport, Error> {
+    let claimed = journal.execution.clone();
+    run_traced(handler, store, clock, config, &claimed, Some(journal)).await
+}
+
+async fn run_traced(
+    handler: &Handler,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    config: InvocationConfig,
+    claimed: &Execution,
+    journal: Option<Journal>,
+) -> Result<InvocationReport, Error> {
     let span = tracing::info_span!("invocation", execution_id = %claimed.id, epoch = claimed.epoch);
     let trace = InvocationTrace::begin(claimed, clock.now()).map(Arc::new);
     // The invocation's history record: written as it starts (beside the
@@ -73,6 +98,7 @@ pub async fn run_invocation(
             clock.clone(),
             config,
             claimed,
+            journal,
             trace.clone(),
         )
         .instrument(span),
@@ -109,13 +135,20 @@ async fn run(
     clock: Arc<dyn Clock>,
     config: InvocationConfig,
     claimed: &Execution,
+    journal: Option<Journal>,
     trace: Option<Arc<InvocationTrace>>,
 ) -> Result<InvocationReport, Error> {
     let id = claimed.id.clone();
-    let journal = store
-        .load_journal(&id)
-        .await?
-        .ok_or_else(|| Error::State(format!("execution {id} does not exist")))?;
+    // The journal is read after the claim: as of this instant the execution
+    // was not cancelled, which counts as the first cancellation check.
+    let read_at = std::time::Instant::now();
+    let journal = match journal {
+        Some(j) => j,
+        None => store
+            .load_journal(&id)
+            .await?
+            .ok_or_else(|| Error::State(format!("execution {id} does not exist")))?,
+    };
     if journal.execution.epoch != claimed.epoch {
         return Ok(report(&id, "SUPERSEDED", None, None, None));
     }
@@ -129,7 +162,10 @@ async fn run(
             journal.operations,
             journal.events,
         )),
-        state: Mutex::new(RunState::default()),
+        state: Mutex::new(RunState {
+            cancel_checked: Some(read_at),
+            ..RunState::default()
+        }),
         config,
         trace,
         position: Mutex::new(Default::default()),

@@ -42,15 +42,15 @@ use aws_lambda_events::http::HeaderMap;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use durafn_runtime::clock::{Clock, SystemClock};
 use durafn_runtime::dispatch::{LEASE_GRACE, RESUME_KEY, ResumeRequest, START_KEY};
-use durafn_runtime::model::{ExecutionId, ExecutionStatus, NewExecution, Timestamp};
-use durafn_runtime::store::{ListFilter, RetryingStore, Store, WakingStore};
+use durafn_runtime::model::{ExecutionId, ExecutionStatus, Journal, NewExecution, Timestamp};
+use durafn_runtime::store::{Created, ListFilter, RetryingStore, Store, WakingStore};
 use futures::StreamExt;
 use lambda_runtime::LambdaEvent;
 use serde_json::{Value, json};
 
 use crate::error::Error;
 use crate::handler::Handler;
-use crate::invocation::{InvocationConfig, InvocationReport, run_invocation};
+use crate::invocation::{InvocationConfig, InvocationReport, run_invocation_with_journal};
 
 /// The store URL used when `DURAFN_STORE` is not set.
 pub const DEFAULT_STORE_URL: &str = "sqlite://.durafn/durafn.db";
@@ -414,17 +414,19 @@ impl LambdaRuntime {
                 ));
             }
             Request::Resume(r) => {
-                let current = self
+                // One read: the journal's record says whether the claim is still ours.
+                let journal = self
                     .store
-                    .get_execution(&r.execution_id)
+                    .load_journal(&r.execution_id)
                     .await?
                     .ok_or_else(|| {
                         Error::Invalid(format!("execution {} does not exist", r.execution_id))
                     })?;
+                let current = &journal.execution;
                 if current.epoch != r.epoch || current.status != ExecutionStatus::Running {
                     return Ok(status_report(&r.execution_id, "SUPERSEDED", None));
                 }
-                current
+                journal
             }
             Request::Schedule {
                 name,
@@ -457,9 +459,25 @@ impl LambdaRuntime {
                 };
                 let lease = deadline.plus(LEASE_GRACE);
                 // Atomic where the store can: no dispatcher claims it in between.
-                match self.store.create_and_claim(&new, lease).await?.1 {
-                    Some(c) => c,
-                    None => {
+                match self.store.create_and_claim(&new, lease).await? {
+                    // Created by this start and claimed for the first time,
+                    // with nothing sent to it since (no wake-up counted): no
+                    // invocation has run and no event arrived, so the journal
+                    // is empty and need not be read. (On a store whose create
+                    // and claim are two writes, something can come between.)
+                    (Created::New(_), Some(c)) if c.epoch == 1 && c.wakeups == 0 => Journal {
+                        execution: c,
+                        operations: Vec::new(),
+                        events: Vec::new(),
+                    },
+                    (_, Some(c)) => {
+                        let journal = self.store.load_journal(&c.id).await?;
+                        match journal {
+                            Some(j) if j.execution.epoch == c.epoch => j,
+                            _ => return Ok(status_report(&c.id, "SUPERSEDED", None)),
+                        }
+                    }
+                    (_, None) => {
                         // Already started by an earlier request: report where it is.
                         let e = self.store.get_execution(&id).await?;
                         let status = e.as_ref().map_or("PENDING", |e| e.status.as_str());
@@ -468,12 +486,12 @@ impl LambdaRuntime {
                 }
             }
         };
-        run_invocation(
+        run_invocation_with_journal(
             &self.handler,
             self.store.clone(),
             self.clock.clone(),
             config,
-            &claimed,
+            claimed,
         )
         .await
     }

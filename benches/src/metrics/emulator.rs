@@ -40,8 +40,27 @@ const SEQ_P50: &str = "wf10_seq_p50_ms";
 /// Workflows per second with 20 concurrent clients.
 const C20: &str = "wf10_c20_per_s";
 
+/// Store calls per workflow (sequential runs, from the emulator's `/metrics`).
+const STORE_CALLS: &str = "store_calls_per_wf10";
+
 /// The metrics this group reports.
-pub(crate) const METRICS: &[&str] = &[SEQ_P50, C20];
+pub(crate) const METRICS: &[&str] = &[SEQ_P50, C20, STORE_CALLS];
+
+/// Issue #14: at most 11 store calls for a 10-step workflow.
+const STORE_CALLS_TARGET: f64 = 11.0;
+
+/// Store methods the emulator calls on its own schedule, not per workflow
+/// (the dispatcher's scans, schedules, queue pollers, leases, expiry).
+const BACKGROUND_CALLS: &[&str] = &[
+    "due",
+    "due_schedules",
+    "receive_messages",
+    "take_lease",
+    "release_lease",
+    "list_leases",
+    "purge_expired",
+    "list_schedules",
+];
 
 /// DESIGN.md §8: p50 ≤ 5 ms.
 const SEQ_TARGET: f64 = 5.0;
@@ -98,6 +117,7 @@ pub(crate) async fn run(scale: Scale, report: &mut Report) {
             return;
         }
     };
+    let calls_before = store_calls(&server).await;
     match sequential(&server, &sizes, report).await {
         Ok(p50) => report.figure(Figure {
             metric: SEQ_P50,
@@ -106,6 +126,36 @@ pub(crate) async fn run(scale: Scale, report: &mut Report) {
             target: SEQ_TARGET,
         }),
         Err(e) => report.error(SEQ_P50, &format!("{e} ({})", server.log_tail())),
+    }
+    match (calls_before, store_calls(&server).await) {
+        (Ok(before), Ok(after)) => {
+            let workflows = (sizes.warmup + sizes.sequential) as f64;
+            let mut per_method: Vec<(String, f64)> = after
+                .iter()
+                .filter(|(m, _)| !BACKGROUND_CALLS.contains(&m.as_str()))
+                .map(|(m, n)| {
+                    (
+                        m.clone(),
+                        (n - before.get(m).copied().unwrap_or(0.0)) / workflows,
+                    )
+                })
+                .filter(|(_, n)| *n > 0.0)
+                .collect();
+            per_method.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let total: f64 = per_method.iter().map(|(_, n)| n).sum();
+            let fields: Vec<(&str, f64)> =
+                per_method.iter().map(|(m, n)| (m.as_str(), *n)).collect();
+            report.info(STORE_CALLS, &fields);
+            report.figure(Figure {
+                metric: STORE_CALLS,
+                value: total,
+                unit: "calls",
+                target: STORE_CALLS_TARGET,
+            });
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            report.error(STORE_CALLS, &format!("cannot read /metrics: {e}"))
+        }
     }
     match concurrent(&server, &sizes, report).await {
         Ok(per_s) => report.figure(Figure {
@@ -130,6 +180,32 @@ async fn start_server() -> Result<DevServer> {
         }],
     )
     .await
+}
+
+/// Store calls so far by method: the counts of the emulator's
+/// `durafn_store_call_duration_seconds` histogram (its own calls and those
+/// of handler processes through the store over HTTP).
+async fn store_calls(server: &DevServer) -> Result<std::collections::BTreeMap<String, f64>> {
+    let answer = server.client().call("GET", "/metrics", None).await?;
+    let v = expect_status("GET /metrics", answer, &[200])?;
+    let text = v.as_str().ok_or("/metrics did not answer with text")?;
+    let mut calls = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("durafn_store_call_duration_seconds_count{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.split_once("} ") else {
+            continue;
+        };
+        let method = labels
+            .split(',')
+            .find_map(|l| l.strip_prefix("method=\""))
+            .map(|m| m.trim_end_matches('"').to_string());
+        if let (Some(method), Ok(n)) = (method, value.trim().parse::<f64>()) {
+            *calls.entry(method).or_default() += n;
+        }
+    }
+    Ok(calls)
 }
 
 /// One finished workflow, as the client saw it.

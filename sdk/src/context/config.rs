@@ -26,7 +26,8 @@ pub struct InvocationConfig {
     /// How long finished executions are kept.
     pub retention: Duration,
     /// How often a running invocation checks whether its execution was
-    /// cancelled (before step attempts; the first attempt always checks).
+    /// cancelled (before step attempts; the journal read that starts the
+    /// invocation counts as the first check).
     pub cancel_check_interval: Duration,
     /// Called after each checkpoint write (tests use it to crash mid-way).
     #[doc(hidden)]

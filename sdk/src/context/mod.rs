@@ -262,8 +262,9 @@ impl DurableContext {
     }
 
     /// True if the execution has been cancelled: checked before a step attempt
-    /// starts, at most once per `cancel_check_interval` (one read; the first
-    /// attempt of every invocation checks). A cancelled invocation stops there.
+    /// starts, at most once per `cancel_check_interval` (one read; the
+    /// journal read that starts the invocation counts as the first check).
+    /// A cancelled invocation stops there.
     pub(crate) async fn cancelled(&self) -> bool {
         let interval = self.shared.config.cancel_check_interval;
         {
