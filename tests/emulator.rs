@@ -905,3 +905,136 @@ async fn schedules_are_listed_paused_resumed_and_triggered_through_the_api_and_c
     let (status, v) = dev.call("POST", "/v1/schedules/nope/trigger", None).await;
     assert_eq!(status, 404, "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_failing_three_times_shows_four_attempts_through_the_api_and_the_cli() {
+    let root = tempfile::tempdir().unwrap();
+    let dev = Dev::start(root.path()).await;
+    let dir = work_dir(root.path(), "flaky");
+    dev.start_exec("testfn", "flaky-1", json!({ "dir": dir, "fail_times": 3 }))
+        .await;
+    let v = dev
+        .wait_status("flaky-1", "SUCCEEDED", Duration::from_secs(30))
+        .await;
+    assert_eq!(v["output"]["flaky_attempt"], 4, "{v}");
+
+    // The REST API: four attempts of "flaky", three failed with their errors.
+    // (The last invocation writes its end just after it ends the execution.)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let h = loop {
+        let (status, h) = dev
+            .call("GET", "/v1/executions/flaky-1/history", None)
+            .await;
+        assert_eq!(status, 200, "{h}");
+        let ended = h["invocations"]
+            .as_array()
+            .and_then(|a| a.last())
+            .is_some_and(|i| !i["outcome"].is_null());
+        if ended || Instant::now() > deadline {
+            break h;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let flaky = h["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == "flaky")
+        .unwrap_or_else(|| panic!("no flaky step in {h}"));
+    let attempts = flaky["attempts"].as_array().unwrap();
+    let outcomes: Vec<&str> = attempts
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["RETRYING", "RETRYING", "RETRYING", "SUCCEEDED"],
+        "{flaky}"
+    );
+    for (i, a) in attempts.iter().enumerate() {
+        let n = i as u64 + 1;
+        assert_eq!(a["attempt"], n, "{a}");
+        assert!(
+            a["started_at"].is_string() && a["ended_at"].is_string(),
+            "{a}"
+        );
+        if n < 4 {
+            assert_eq!(a["error"]["type"], "Flaky", "{a}");
+            assert_eq!(
+                a["error"]["message"],
+                format!("attempt {n} failed: <b>boom</b> & \"quotes\""),
+                "{a}"
+            );
+            assert!(a["retry_at"].is_string(), "{a}");
+        } else {
+            assert!(a["error"].is_null(), "{a}");
+        }
+    }
+    assert_eq!(flaky["attempts_truncated"], false);
+    // A step that succeeded at once has its one attempt, from its record.
+    let before = &h["operations"][0];
+    assert_eq!(
+        before["attempts"].as_array().map(Vec::len),
+        Some(1),
+        "{before}"
+    );
+    // Each retry was its own invocation: at least 4, all ended, none lost.
+    let invocations = h["invocations"].as_array().unwrap();
+    assert!(invocations.len() >= 4, "{h}");
+    let last = invocations.last().unwrap();
+    assert_eq!(
+        (last["outcome"].as_str(), last["status"].as_str()),
+        (Some("FINISHED"), Some("SUCCEEDED")),
+        "{last}"
+    );
+    for i in invocations {
+        assert!(
+            ["SUSPENDED", "FINISHED"].contains(&i["outcome"].as_str().unwrap_or("")),
+            "{i}"
+        );
+        assert!(
+            i["process"].as_str().is_some_and(|p| p.contains("testfn/")),
+            "{i}"
+        );
+    }
+    let epochs: Vec<u64> = invocations
+        .iter()
+        .map(|i| i["epoch"].as_u64().unwrap())
+        .collect();
+    assert!(epochs.windows(2).all(|w| w[0] < w[1]), "{epochs:?}");
+    assert_eq!(h["invocations_truncated"], false);
+
+    // The CLI: the attempts table lists every error; --json is the whole answer.
+    let cli = |json: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_durafn-under-test"));
+        cmd.args(["history", "flaky-1", "--url", &dev.url]);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let text = cli(false);
+    assert!(
+        text.contains("ATTEMPTS") && text.contains("INVOCATIONS"),
+        "{text}"
+    );
+    for n in 1..=3 {
+        assert!(
+            text.contains(&format!("Flaky: attempt {n} failed: <b>boom</b>")),
+            "{text}"
+        );
+    }
+    let flaky_rows = text
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some("flaky"))
+        .count();
+    assert_eq!(flaky_rows, 4, "one row per attempt:\n{text}");
+    let whole: Value = serde_json::from_str(&cli(true)).unwrap();
+    assert_eq!(whole, h, "--json prints the API's answer whole");
+}

@@ -164,7 +164,7 @@ pub fn history(v: &Value) -> String {
                 .collect()
         })
         .unwrap_or_default();
-    table(
+    let mut out = table(
         &[
             "OP",
             "TYPE",
@@ -175,7 +175,116 @@ pub fn history(v: &Value) -> String {
             "RESULT / ERROR",
         ],
         rows,
-    )
+    );
+    out.push_str(&attempts(v));
+    out.push_str(&invocations(v));
+    out
+}
+
+fn error_text(e: &Value) -> String {
+    if e.is_null() {
+        return "-".into();
+    }
+    clip(format!("{}: {}", text(&e["type"]), text(&e["message"])), 80)
+}
+
+fn ms(v: &Value) -> String {
+    v.as_i64().map_or_else(|| "-".into(), |n| format!("{n}ms"))
+}
+
+/// The attempts section of `durafn history` (steps that had any).
+fn attempts(v: &Value) -> String {
+    let ops = v["operations"].as_array().cloned().unwrap_or_default();
+    let mut rows = Vec::new();
+    let mut notes = String::new();
+    for o in &ops {
+        let list = o["attempts"].as_array().cloned().unwrap_or_default();
+        if o["attempts_truncated"].as_bool() == Some(true) {
+            notes.push_str(&format!(
+                "op {} ({}): {} earlier attempt(s) not kept (history keeps the last {})\n",
+                text(&o["id"]),
+                text(&o["name"]),
+                text(&o["attempts_dropped"]),
+                text(&v["history_limit"]),
+            ));
+        }
+        for a in list {
+            rows.push(vec![
+                text(&o["id"]),
+                text(&o["name"]),
+                text(&a["attempt"]),
+                text(&a["outcome"]),
+                text(&a["started_at"]),
+                ms(&a["duration_ms"]),
+                text(&a["epoch"]),
+                error_text(&a["error"]),
+            ]);
+        }
+    }
+    if rows.is_empty() && notes.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\nATTEMPTS\n");
+    out.push_str(&notes);
+    out.push_str(&table(
+        &[
+            "OP",
+            "NAME",
+            "ATTEMPT",
+            "OUTCOME",
+            "STARTED",
+            "DURATION",
+            "INVOCATION",
+            "ERROR",
+        ],
+        rows,
+    ));
+    out
+}
+
+/// The invocations section of `durafn history`.
+fn invocations(v: &Value) -> String {
+    let list = v["invocations"].as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\nINVOCATIONS\n");
+    if v["invocations_truncated"].as_bool() == Some(true) {
+        out.push_str(&format!(
+            "{} earlier invocation(s) not kept (history keeps the last {})\n",
+            text(&v["invocations_dropped"]),
+            text(&v["history_limit"]),
+        ));
+    }
+    let rows = list
+        .iter()
+        .map(|i| {
+            let outcome = match i["outcome"].as_str() {
+                Some(o) => o.to_string(),
+                None => "RUNNING".into(),
+            };
+            vec![
+                text(&i["epoch"]),
+                text(&i["started_at"]),
+                ms(&i["duration_ms"]),
+                outcome,
+                text(&i["status"]),
+                text(&i["process"]),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "INVOCATION",
+            "STARTED",
+            "DURATION",
+            "OUTCOME",
+            "STATUS",
+            "PROCESS",
+        ],
+        rows,
+    ));
+    out
 }
 
 /// `durafn schedules`: a table of schedules, one schedule, or a trigger's result.
@@ -228,4 +337,49 @@ pub fn schedules(v: &Value) -> String {
         ],
         rows,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn history_lists_attempts_invocations_and_truncation() {
+        let v = json!({
+            "history_limit": 2,
+            "operations": [{
+                "id": "1", "type": "STEP", "name": "flaky", "status": "SUCCEEDED",
+                "attempt": 4, "started_at": "t0", "result": "ok", "error": null,
+                "attempts_truncated": true, "attempts_dropped": 2,
+                "attempts": [
+                    {"attempt": 3, "outcome": "RETRYING", "started_at": "t3", "duration_ms": 7,
+                     "epoch": 3, "error": {"type": "Flaky", "message": "boom 3"}},
+                    {"attempt": 4, "outcome": "SUCCEEDED", "started_at": "t4", "duration_ms": 1,
+                     "epoch": 4, "error": null}
+                ]
+            }],
+            "invocations": [
+                {"epoch": 4, "started_at": "t4", "duration_ms": 20, "outcome": "FINISHED",
+                 "status": "SUCCEEDED", "process": "testfn/1 (pid 9)"},
+                {"epoch": 5, "started_at": "t5", "duration_ms": null, "outcome": null,
+                 "status": null, "process": null}
+            ],
+            "invocations_truncated": true,
+            "invocations_dropped": 3,
+        });
+        let out = history(&v);
+        assert!(out.contains("ATTEMPTS"), "{out}");
+        assert!(
+            out.contains("op 1 (flaky): 2 earlier attempt(s) not kept (history keeps the last 2)"),
+            "{out}"
+        );
+        assert!(out.contains("Flaky: boom 3"), "{out}");
+        assert!(out.contains("RETRYING") && out.contains("7ms"), "{out}");
+        assert!(out.contains("3 earlier invocation(s) not kept"), "{out}");
+        assert!(
+            out.contains("testfn/1 (pid 9)") && out.contains("RUNNING"),
+            "{out}"
+        );
+    }
 }

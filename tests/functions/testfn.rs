@@ -21,6 +21,9 @@ struct Input {
     panic_once: bool,
     #[serde(default)]
     hang_once: bool,
+    /// A last step, `flaky`, fails this many attempts before it succeeds.
+    #[serde(default)]
+    fail_times: u32,
 }
 
 fn trace(dir: &Path, line: &str) -> std::io::Result<()> {
@@ -69,6 +72,23 @@ async fn workflow(ctx: DurableContext, input: Input) -> Result<Value, DurableErr
     let dir = input.dir.clone();
     ctx.step("after", |_| async move { trace(&dir, "after") })
         .await?;
+    if input.fail_times > 0 {
+        let fail_times = input.fail_times;
+        let flaky: u32 = ctx
+            .step("flaky", |s| async move {
+                if s.attempt() <= fail_times {
+                    // Markup and quotes, which every view must show as text.
+                    return Err(DurableError::new(
+                        "Flaky",
+                        format!("attempt {} failed: <b>boom</b> & \"quotes\"", s.attempt()),
+                    ));
+                }
+                Ok(s.attempt())
+            })
+            .retry(RetryPolicy::fixed(Duration::from_millis(100)).max_attempts(fail_times + 1))
+            .await?;
+        return Ok(json!({ "slow_attempt": attempt, "flaky_attempt": flaky }));
+    }
     Ok(json!({ "slow_attempt": attempt }))
 }
 

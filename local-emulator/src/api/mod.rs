@@ -8,6 +8,7 @@
 mod error;
 #[cfg(test)]
 mod fuzz_tests;
+pub mod history;
 pub mod journal;
 pub mod render;
 pub mod reset;
@@ -546,27 +547,13 @@ async fn history(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
-    let journal = state.store.load_journal(&id).await?.ok_or_else(|| {
+    let (journal, entries) =
+        tokio::join!(state.store.load_journal(&id), state.store.load_history(&id));
+    let journal = journal?.ok_or_else(|| {
         ApiError::not_found("ExecutionNotFound", format!("execution {id:?} not found"))
     })?;
-    let seed = journal.execution.seed.clone();
-    let ops: Vec<Value> = journal
-        .operations
-        .iter()
-        .map(|o| {
-            let mut v = render::operation(o);
-            if o.kind == durafn_runtime::model::OpKind::Callback {
-                v["callback_id"] =
-                    json!(durafn_runtime::trigger::callback::token(&id, &seed, &o.id));
-            }
-            v
-        })
-        .collect();
-    Ok(Json(json!({
-        "execution_id": id,
-        "status": journal.execution.status,
-        "operations": ops,
-    })))
+    let assembled = history::of(&journal, entries?, state.clock.now());
+    Ok(Json(history::body(&id, &journal, &assembled)))
 }
 
 async fn cancel(

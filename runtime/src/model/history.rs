@@ -259,7 +259,9 @@ pub struct History {
 }
 
 /// Builds the history shown for an execution now at `epoch` and `status`,
-/// from its operations (start order) and history records (any order).
+/// from its operations (start order) and history records (any order), at
+/// `now`. The latest invocation, unended, is still running (or writing its
+/// end) until its deadline has passed; older unended ones crashed or timed out.
 ///
 /// A step's last attempt, when no record of it exists (a first attempt that
 /// succeeded, or one whose record was lost), is taken from its operation.
@@ -268,6 +270,7 @@ pub fn assemble(
     entries: Vec<HistoryEntry>,
     epoch: u64,
     status: ExecutionStatus,
+    now: Timestamp,
 ) -> History {
     let mut invocations = Vec::new();
     let mut attempts: std::collections::HashMap<String, Vec<AttemptRecord>> =
@@ -287,7 +290,8 @@ pub fn assemble(
         if inv.outcome.is_some() {
             continue;
         }
-        let superseded = inv.epoch < epoch || status != ExecutionStatus::Running;
+        let past_deadline = inv.deadline.is_none_or(|d| d < now);
+        let superseded = inv.epoch < epoch || (status != ExecutionStatus::Running && past_deadline);
         if !superseded {
             continue;
         }
@@ -457,7 +461,7 @@ mod tests {
             step("1", 4, OpStatus::Succeeded),
             step("2", 1, OpStatus::Succeeded),
         ];
-        let h = assemble(&ops, entries, 1, ExecutionStatus::Succeeded);
+        let h = assemble(&ops, entries, 1, ExecutionStatus::Succeeded, Timestamp(0));
         assert_eq!(h.operations.len(), 2);
         let one = &h.operations[0];
         let numbers: Vec<u32> = one.attempts.iter().map(|a| a.attempt).collect();
@@ -478,7 +482,13 @@ mod tests {
             invocation(4, 400, Some(InvocationOutcome::Suspended)),
             invocation(5, 500, None), // running now
         ];
-        let h = assemble(&[], entries.clone(), 5, ExecutionStatus::Running);
+        let h = assemble(
+            &[],
+            entries.clone(),
+            5,
+            ExecutionStatus::Running,
+            Timestamp(550),
+        );
         let outcomes: Vec<_> = h.invocations.iter().map(|i| i.outcome).collect();
         assert_eq!(
             outcomes,
@@ -490,7 +500,16 @@ mod tests {
             ]
         );
         assert_eq!(h.invocations_dropped, 1);
-        let h = assemble(&[], entries, 5, ExecutionStatus::Suspended);
+        // Ended without its end written: still ending until its deadline.
+        let h = assemble(
+            &[],
+            entries.clone(),
+            5,
+            ExecutionStatus::Suspended,
+            Timestamp(550),
+        );
+        assert_eq!(h.invocations[3].outcome, None);
+        let h = assemble(&[], entries, 5, ExecutionStatus::Suspended, Timestamp(700));
         assert_eq!(h.invocations[3].outcome, Some(InvocationOutcome::TimedOut));
     }
 }

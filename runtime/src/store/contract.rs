@@ -648,7 +648,13 @@ pub async fn history_keeps_the_last_entries_of_each_series(store: Arc<dyn Store>
 
     let journal = store.load_journal(&x).await.unwrap().unwrap();
     assert_eq!(journal.operations.len(), 1, "history is not in the journal");
-    let history = assemble(&journal.operations, got, epoch, ExecutionStatus::Running);
+    let history = assemble(
+        &journal.operations,
+        got,
+        epoch,
+        ExecutionStatus::Running,
+        T0,
+    );
     let one = &history.operations[0];
     assert_eq!(one.dropped, 2, "attempts 1 and 2 are marked as dropped");
     let numbers: Vec<u32> = one.attempts.iter().map(|a| a.attempt).collect();
