@@ -14,6 +14,8 @@
 //! `attempt` N, `result` / `result_chunks`, `error` / `error_chunks`,
 //! `started_at` N, `ended_at` N, `wake_at` N, `rev` N.
 //!
+//! History item (`sk = h#<key>`): `body` S, the entry as JSON (`history.rs`).
+//!
 //! Event item (`sk = ev#<seq>`): `name` S, `payload` / `payload_chunks`,
 //! `sent_at` N. `seq` is `<sent_at ms, 16 digits>#<UUIDv7 hex>`: it sorts in
 //! sending order (by time, then by creation order within this process) and is
