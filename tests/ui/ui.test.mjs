@@ -338,7 +338,68 @@ describe('durafn dev: the UI', () => {
     const reserve = page.locator('.op-row[data-name="reserve"]');
     await reserve.waitFor({ timeout: 10_000 });
     await assertText(reserve.locator('.tag'), /3 attempts/);
+    assert.equal(await reserve.locator('.att-bar').count(), 3);
     await page.screenshot({ path: path.join(OUT, 'execution-retried.png') });
+  });
+
+  test('a step failing 3 times: 4 attempt bars with their errors, invocations and logs, live', { timeout: 90_000 }, async () => {
+    await startOrder(base, 'ui-retry-2', { order_id: 'o-ui-8', amount_cents: 4300, fail_reserve_attempts: 3 });
+    await page.goto(`${base}/ui/executions/ui-retry-2`);
+    await page.evaluate(() => { window.__noReload = true; });
+    const reserve = page.locator('.op-row[data-name="reserve"]');
+    await reserve.waitFor({ timeout: 30_000 });
+    // While it runs, the failed attempts appear as red bars.
+    await reserve.locator('.att-bar.att-bad').first().waitFor({ timeout: 20_000 });
+    assert.notEqual((await call(base, 'GET', '/v1/executions/ui-retry-2')).json.status, 'SUCCEEDED');
+    await assertText(page.locator('#exec-head .badge'), /succeeded/i, 60_000);
+    await assertText(reserve.locator('.tag'), /4 attempts/);
+    assert.equal(await page.evaluate(() => window.__noReload), true, 'the page was reloaded');
+    // Each attempt its own bar: three red, one green.
+    await assertText(page.locator('#inv-summary'), /invocations/);
+    const counts = async () => [await reserve.locator('.att-bar').count(), await reserve.locator('.att-bar.att-bad').count(), await reserve.locator('.att-bar.att-ok').count()];
+    const deadline = Date.now() + 10_000;
+    while (JSON.stringify(await counts()) !== '[4,3,1]' && Date.now() < deadline) await page.waitForTimeout(200);
+    assert.deepEqual(await counts(), [4, 3, 1]);
+    // The error on hover (the bar's title)...
+    for (let n = 1; n <= 3; n++) {
+      const title = await reserve.locator(`.att-bar[data-attempt="${n}"]`).getAttribute('title');
+      assert.match(title, new RegExp(`attempt ${n}: retrying .*inventory service timed out \\(attempt ${n}\\)`));
+    }
+    assert.match(await reserve.locator('.att-bar[data-attempt="4"]').getAttribute('title'), /attempt 4: succeeded/);
+    // ...and on click, in the step's detail, the clicked attempt selected.
+    await reserve.locator('.att-bar[data-attempt="2"]').click();
+    const detail = page.locator('.op-row[data-name="reserve"] + .op-detail');
+    await detail.waitFor({ state: 'visible' });
+    assert.equal(await detail.locator('.attempt').count(), 4);
+    assert.equal(await detail.locator('.attempt-bad').count(), 3);
+    await assertText(detail.locator('.attempt.selected'), /Attempt 2[\s\S]*inventory service timed out \(attempt 2\)/);
+    // Invocation boundaries: one bar per invocation, a mark per invocation across each row.
+    const hist = (await call(base, 'GET', '/v1/executions/ui-retry-2/history')).json;
+    const invs = hist.invocations;
+    assert.ok(invs.length >= 5, JSON.stringify(invs));
+    const reserveOp = hist.operations.find((o) => o.name === 'reserve');
+    assert.equal(reserveOp.attempts.length, 4);
+    assert.equal(await page.locator('#invocations .inv-bar').count(), invs.length);
+    assert.equal(await reserve.locator('.inv-mark').count(), invs.length);
+    // The history interleaves invocations, attempts, waits and the handler's logs, in time order.
+    const events = await page.locator('#events-list .ev-text').allTextContents();
+    const at = (re, from = 0) => events.findIndex((t, i) => i >= from && re.test(t));
+    const charged = at(/charged card/);
+    assert.ok(charged >= 0, events.join('\n'));
+    const coolOff = at(/sleep “cool-off” started waiting/);
+    const failed = [1, 2, 3].map((n) => at(new RegExp(`step “reserve” attempt ${n} retrying: .*inventory service timed out \\(attempt ${n}\\)`)));
+    const ok = at(/step “reserve” attempt 4 succeeded/);
+    assert.ok(charged < coolOff && coolOff < failed[0] && failed[0] < failed[1] && failed[1] < failed[2] && failed[2] < ok,
+      `out of order: ${[charged, coolOff, ...failed, ok]}\n${events.join('\n')}`);
+    for (let n = 0; n < 2; n++) {
+      const next = at(/^Invocation \d+ started/, failed[n]);
+      assert.ok(next > failed[n] && next < failed[n + 1], `no invocation between attempts ${n + 1} and ${n + 2}:\n${events.join('\n')}`);
+    }
+    assert.ok(await page.locator('#log-lane .log-tick').count() >= 1);
+    await page.screenshot({ path: path.join(OUT, 'execution-attempts.png'), fullPage: true });
+    assert.equal(await page.evaluate(() => document.scripts.length), 1);
+    assert.deepEqual(problems.dialogs, []);
+    assert.deepEqual(problems.errors, []);
   });
 
   test('large payloads start collapsed behind "Show all"', { timeout: 30_000 }, async () => {

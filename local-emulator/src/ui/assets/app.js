@@ -842,6 +842,10 @@
       this.expanded = new Set();
       this.rows = new Map();
       this.sig = '';
+      this.hist = {};
+      this.logs = [];
+      this.logNext = 0;
+      this.eventsSig = '';
       this.build();
     }
 
@@ -858,11 +862,22 @@
       this.outputBox = h('div', { class: 'io-body' });
       this.axis = h('div', { class: 'tl-axis' });
       this.opsBox = h('div', { class: 'tl-rows' });
+      this.invTrack = h('div', { class: 'op-track lane-track' });
+      this.invLane = h('div', { class: 'op-row lane', id: 'invocations' },
+        h('div', { class: 'op-label' }, h('span', { class: 'chev', 'aria-hidden': 'true' }), h('span', { class: 'op-name', text: 'Invocations' })),
+        this.invTrack, h('div', { class: 'op-result muted', id: 'inv-summary' }));
+      this.logTrack = h('div', { class: 'op-track lane-track' });
+      this.logLane = h('div', { class: 'op-row lane', id: 'log-lane' },
+        h('div', { class: 'op-label' }, h('span', { class: 'chev', 'aria-hidden': 'true' }), h('span', { class: 'op-name', text: 'Logs' })),
+        this.logTrack, h('div', { class: 'op-result muted', id: 'log-summary' }));
+      this.eventsBox = h('ol', { class: 'events', id: 'events-list' });
+      this.eventsNote = h('span', { class: 'muted' });
       this.tlSummary = h('span', { class: 'muted' });
       this.errorBox = h('div', { class: 'alert alert-error', role: 'alert', hidden: true });
       const legend = h('span', { class: 'legend' },
         [['ok', 'succeeded'], ['run', 'running'], ['wait', 'waiting'], ['bad', 'failed'], ['grey', 'cancelled / timed out']]
-          .map(([cls, text]) => h('span', { class: 'legend-item' }, h('span', { class: 'swatch op-' + cls }), text)));
+          .map(([cls, text]) => h('span', { class: 'legend-item' }, h('span', { class: 'swatch op-' + cls }), text)),
+        h('span', { class: 'legend-item' }, h('span', { class: 'swatch swatch-inv' }), 'invocation start'));
       main.append(
         h('a', { class: 'back', href: '/ui/', 'data-nav': true, text: '← All executions' }),
         this.errorBox,
@@ -870,7 +885,12 @@
         h('section', { class: 'card timeline', id: 'timeline' },
           h('div', { class: 'section-head' }, h('h2', { text: 'Timeline' }), this.tlSummary, legend),
           h('div', { class: 'tl-header' }, h('div', { class: 'tl-h-label', text: 'Operation' }), this.axis, h('div', { class: 'tl-h-result', text: 'Result' })),
-          this.opsBox),
+          this.invLane,
+          this.opsBox,
+          this.logLane),
+        h('section', { class: 'card events-card', id: 'events' },
+          h('div', { class: 'section-head' }, h('h2', { text: 'History' }), this.eventsNote),
+          this.eventsBox),
         h('div', { class: 'io' },
           h('section', { class: 'card io-card', id: 'input-panel' }, h('h2', { text: 'Input' }), this.inputBox),
           h('section', { class: 'card io-card', id: 'output-panel' }, this.outputTitle, this.outputBox)));
@@ -883,7 +903,9 @@
       ]);
       this.errorBox.hidden = true;
       this.exec = exec;
+      this.hist = hist || {};
       this.ops = hist.operations || [];
+      await this.fetchLogs();
       const sig = JSON.stringify(exec);
       if (sig !== this.sig) {
         this.sig = sig;
@@ -891,6 +913,23 @@
         this.renderIo();
       }
       this.renderTimeline();
+    }
+
+    /** New log lines since the last poll (the emulator keeps them per execution). */
+    async fetchLogs() {
+      if (this.logsGone) return;
+      try {
+        const r = await api('GET', `/v1/executions/${enc(this.id)}/logs?after=${this.logNext}`);
+        const lines = (r && r.lines) || [];
+        this.logs.push(...lines);
+        if (this.logs.length > 1000) this.logs.splice(0, this.logs.length - 1000);
+        if (typeof r.next === 'number') this.logNext = r.next;
+        this.logsDropped = r.dropped || 0;
+      } catch (err) {
+        // A server without captured logs (404): the timeline goes without.
+        if (err.status === 404 || err.status === 405) this.logsGone = true;
+        else throw err;
+      }
     }
 
     showError(err) {
@@ -1139,7 +1178,12 @@
         if (!e.ended_at && o.status === 'PENDING' && o.wake_at && !OUTSIDE.has(o.type)
           && ms(o.wake_at) - t0 <= 4 * (now - t0) + 60000) t1 = Math.max(t1, ms(o.wake_at));
         if (o.ended_at) t1 = Math.max(t1, ms(o.ended_at));
+        for (const a of o.attempts || []) t1 = Math.max(t1, ms(a.ended_at) || t1);
       }
+      for (const i of this.hist.invocations || []) {
+        if (i.ended_at) t1 = Math.max(t1, ms(i.ended_at));
+      }
+      for (const l of this.logs) if (Number.isFinite(l.time)) t1 = Math.max(t1, l.time);
       return { t0, t1: Math.max(t1, t0 + 1000) };
     }
 
@@ -1170,6 +1214,9 @@
         this.axis.append(now);
       }
 
+      this.renderLanes(pct, live);
+      this.renderEvents();
+
       if (this.ops.length === 0) {
         clear(this.opsBox).append(h('p', { class: 'muted empty', text: live ? 'No operations yet.' : 'This execution recorded no operations.' }));
         this.rows.clear();
@@ -1178,9 +1225,11 @@
       if (this.rows.size === 0) clear(this.opsBox);
 
       const seen = new Set();
+      const logCount = new Map();
+      for (const l of this.logs) if (l.op_id) logCount.set(l.op_id, (logCount.get(l.op_id) || 0) + 1);
       for (const o of this.ops) {
         seen.add(o.id);
-        const sig = JSON.stringify(o);
+        const sig = JSON.stringify(o) + '|' + (logCount.get(o.id) || 0);
         let row = this.rows.get(o.id);
         if (!row) {
           row = { sig: '' };
@@ -1201,10 +1250,110 @@
           this.fillRow(row, o);
         }
         this.placeBar(row, o, pct, live, (t) => (t - t0) / total);
+        this.placeMarks(row, pct);
         this.syncExpanded(row, o.id);
       }
       for (const [id, row] of this.rows) {
         if (!seen.has(id)) { row.line.remove(); row.detail.remove(); this.rows.delete(id); }
+      }
+    }
+
+    /** The invocations lane (one bar per invocation) and the logs lane (one tick per line). */
+    renderLanes(pct, live) {
+      const invs = this.hist.invocations || [];
+      clear(this.invTrack);
+      for (const i of invs) {
+        const start = ms(i.started_at);
+        const end = i.ended_at ? ms(i.ended_at) : (live ? Date.now() : ms(this.exec.ended_at || this.exec.updated_at));
+        const outcome = i.outcome || 'RUNNING';
+        const bad = ['CRASHED', 'TIMED_OUT', 'ABORTED'].includes(outcome);
+        const tip = `invocation ${i.epoch}: ${label(outcome)}${i.status ? ' (' + label(i.status) + ')' : ''}`
+          + ` · ${fmtDuration(end - start)}${i.process ? ' · ' + i.process : ''}${i.error ? ' · ' + i.error : ''}`;
+        const bar = h('div', {
+          class: 'inv-bar ' + (bad ? 'inv-bad' : outcome === 'RUNNING' ? 'inv-run' : 'inv-ok'),
+          title: tip, 'aria-label': tip, 'data-epoch': i.epoch, 'data-outcome': outcome,
+        });
+        bar.style.left = pct(start);
+        bar.style.width = `calc(${pct(end)} - ${pct(start)})`;
+        this.invTrack.append(bar);
+      }
+      const dropped = this.hist.invocations_dropped || 0;
+      $('inv-summary').textContent = `${invs.length} invocation${invs.length === 1 ? '' : 's'}`
+        + (dropped ? ` (${dropped} earlier not kept)` : '');
+      clear(this.logTrack);
+      for (const l of this.logs) {
+        if (!Number.isFinite(l.time)) continue;
+        const tip = `${l.level} ${fmtTime(new Date(l.time).toISOString())}${l.op_id ? ` [op ${l.op_id} #${l.attempt}]` : ''}: ${l.message}`;
+        const tick = h('div', { class: 'log-tick log-' + String(l.level || '').toLowerCase(), title: tip, 'aria-label': tip });
+        tick.style.left = pct(l.time);
+        this.logTrack.append(tick);
+      }
+      this.logLane.hidden = this.logsGone === true;
+      $('log-summary').textContent = `${this.logs.length} line${this.logs.length === 1 ? '' : 's'}`;
+    }
+
+    /** Invocation boundaries across an operation's track, and its attempts' bars. */
+    placeMarks(row, pct) {
+      clear(row.marks);
+      for (const i of this.hist.invocations || []) {
+        const mark = h('div', { class: 'inv-mark', title: `invocation ${i.epoch} starts` });
+        mark.style.left = pct(ms(i.started_at));
+        row.marks.append(mark);
+      }
+      for (const { a, bar } of row.attempts || []) {
+        const start = ms(a.started_at);
+        const end = ms(a.ended_at);
+        bar.style.left = pct(start);
+        bar.style.width = `calc(${pct(end)} - ${pct(start)})`;
+      }
+    }
+
+    /** The history, oldest first: invocations, attempts, waits and log lines interleaved. */
+    renderEvents() {
+      const items = [];
+      const add = (t, cls, text, extra) => { if (Number.isFinite(t)) items.push({ t, cls, text, extra, n: items.length }); };
+      for (const i of this.hist.invocations || []) {
+        add(ms(i.started_at), 'ev-inv', `Invocation ${i.epoch} started${i.process ? ' in ' + i.process : ''}`);
+        if (i.ended_at) {
+          add(ms(i.ended_at), 'ev-inv', `Invocation ${i.epoch} ${label(i.outcome)}${i.status ? ' (' + label(i.status) + ')' : ''} after ${fmtDuration(ms(i.ended_at) - ms(i.started_at))}${i.error ? ': ' + i.error : ''}`);
+        } else if (i.outcome) {
+          add(ms(i.started_at) + 1, 'ev-bad', `Invocation ${i.epoch} ${label(i.outcome)}: it recorded no end`);
+        }
+      }
+      for (const o of this.ops) {
+        for (const a of o.attempts || []) {
+          const bad = a.outcome !== 'SUCCEEDED';
+          add(ms(a.ended_at), bad ? 'ev-bad' : 'ev-ok', `${o.type.toLowerCase()} “${o.name}” attempt ${a.attempt} ${label(a.outcome)}`
+            + (a.error ? ': ' + errorText(a.error) : ''));
+        }
+      }
+      for (const w of this.hist.waits || []) {
+        add(ms(w.started_at), 'ev-wait', `${w.type.toLowerCase()} “${w.name}” started waiting${w.wake_at ? ' until ' + fmtTime(w.wake_at) : ''}`);
+        if (w.ended_at) add(ms(w.ended_at), 'ev-wait', `${w.type.toLowerCase()} “${w.name}” ${label(w.status)}`);
+      }
+      for (const l of this.logs) {
+        add(l.time, 'ev-log', `${l.level} ${l.message}`, l.op_id ? `op ${l.op_id} #${l.attempt}` : '');
+      }
+      items.sort((x, y) => x.t - y.t || x.n - y.n);
+      const sig = items.length + ':' + JSON.stringify(items[items.length - 1] || null);
+      if (sig === this.eventsSig) return;
+      this.eventsSig = sig;
+      const shown = items.slice(-500);
+      const notes = [];
+      if (items.length > shown.length) notes.push(`the last ${shown.length} of ${items.length}`);
+      if (this.logsDropped) notes.push(`${this.logsDropped} earlier log lines dropped`);
+      this.eventsNote.textContent = notes.join(' · ');
+      clear(this.eventsBox).append(...shown.map((it) => h('li', { class: 'ev ' + it.cls },
+        h('span', { class: 'ev-time', title: new Date(it.t).toISOString(), text: fmtTime(new Date(it.t).toISOString()) }),
+        h('span', { class: 'ev-text', text: it.text }),
+        it.extra ? h('span', { class: 'ev-where muted', text: it.extra }) : null)));
+      if (!shown.length) this.eventsBox.append(h('li', { class: 'muted', text: 'Nothing recorded yet.' }));
+    }
+
+    /** Highlights attempt `n` in an operation's detail. */
+    selectAttempt(row, n) {
+      for (const item of row.detail.querySelectorAll('[data-attempt-item]')) {
+        item.classList.toggle('selected', item.getAttribute('data-attempt-item') === String(n));
       }
     }
 
@@ -1222,10 +1371,37 @@
       if (o.type === 'STEP' && o.attempt > 1) {
         tags.push(h('span', { class: 'tag tag-warn', title: 'attempts so far', text: `${o.attempt} attempts` }));
       }
+      const atts = o.attempts || [];
+      const several = atts.length > 1 || atts.some((a) => a.outcome !== 'SUCCEEDED');
       row.bar = h('div', { class: 'op-bar op-' + colour });
       row.future = h('div', { class: 'op-bar op-future' });
       row.barLabel = h('span', { class: 'op-bar-label' });
-      row.track = h('div', { class: 'op-track' }, row.future, row.bar, row.barLabel);
+      row.marks = h('div', { class: 'inv-marks', 'aria-hidden': 'true' });
+      row.track = h('div', { class: 'op-track' }, row.marks, row.future, row.bar, row.barLabel);
+      // Each attempt its own bar over the operation's span: failed ones red.
+      row.attempts = [];
+      if (several) {
+        row.bar.classList.add('op-span');
+        for (const a of atts) {
+          const bad = a.outcome !== 'SUCCEEDED';
+          const tip = `attempt ${a.attempt}: ${label(a.outcome)} · ${fmtDuration(a.duration_ms)}`
+            + (a.error ? ` · ${errorText(a.error)}` : '');
+          const bar = h('div', {
+            class: 'att-bar ' + (bad ? 'att-bad' : 'att-ok'), title: tip, 'aria-label': tip,
+            'data-attempt': a.attempt, 'data-outcome': a.outcome, role: 'button', tabindex: '0',
+          });
+          const pick = (ev) => {
+            ev.stopPropagation();
+            this.expanded.add(o.id);
+            this.syncExpanded(row, o.id);
+            this.selectAttempt(row, a.attempt);
+          };
+          bar.addEventListener('click', pick);
+          bar.addEventListener('keydown', (ev) => { if (ev.key === 'Enter' || ev.key === ' ') { ev.preventDefault(); pick(ev); } });
+          row.attempts.push({ a, bar });
+          row.track.append(bar);
+        }
+      }
 
       let resultCell;
       if (o.status === 'SUCCEEDED') {
@@ -1280,6 +1456,29 @@
       if (settled && o.result !== undefined && o.result !== null) panels.push(h('div', { class: 'detail-panel' }, h('h3', { text: 'Result' }), jsonView(o.result)));
       if (o.error) panels.push(h('div', { class: 'detail-panel' }, h('h3', { text: o.status === 'PENDING' ? `Error of attempt ${o.attempt}` : 'Error' }), jsonView(o.error, { error: true })));
       if (!panels.length) panels.push(h('div', { class: 'detail-panel muted', text: o.status === 'SUCCEEDED' ? 'No result (null).' : 'No result yet.' }));
+      if (several) {
+        const list = h('ol', { class: 'attempts' });
+        if (o.attempts_truncated) {
+          list.append(h('li', { class: 'muted attempts-truncated', text: `${o.attempts_dropped} earlier attempt${o.attempts_dropped === 1 ? '' : 's'} not kept (the history keeps the last ${this.hist.history_limit || 100})` }));
+        }
+        for (const a of atts) {
+          const bad = a.outcome !== 'SUCCEEDED';
+          list.append(h('li', { class: 'attempt ' + (bad ? 'attempt-bad' : 'attempt-ok'), 'data-attempt-item': a.attempt },
+            h('div', { class: 'attempt-head' },
+              h('strong', { text: `Attempt ${a.attempt}` }),
+              h('span', { class: 'tag ' + (bad ? 'tag-bad' : 'tag-ok'), text: label(a.outcome) }),
+              h('span', { class: 'muted', text: `${fmtTime(a.started_at)} · took ${fmtDuration(a.duration_ms)}${a.epoch ? ' · invocation ' + a.epoch : ''}${a.retry_at ? ' · next at ' + fmtTime(a.retry_at) : ''}` })),
+            a.error ? h('div', { class: 'attempt-error err', text: errorText(a.error) }) : null,
+            a.error && a.error.trace ? h('pre', { class: 'attempt-trace', text: a.error.trace }) : null));
+        }
+        panels.push(h('div', { class: 'detail-panel attempts-panel' }, h('h3', { text: 'Attempts' }), list));
+      }
+      const opLogs = this.logs.filter((l) => l.op_id === o.id);
+      if (opLogs.length) {
+        panels.push(h('div', { class: 'detail-panel' }, h('h3', { text: 'Logs' }),
+          h('ol', { class: 'op-logs' }, opLogs.map((l) => h('li', {},
+            h('span', { class: 'muted', text: `#${l.attempt} ${l.level} ` }), l.message)))));
+      }
       const extra = [];
       if (o.type === 'CALLBACK' && !FINAL.has(o.status)) {
         extra.push(h('div', { class: 'detail-actions' }, this.callbackButtons(o)));
