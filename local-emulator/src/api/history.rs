@@ -125,3 +125,104 @@ pub fn of(
         now,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use durafn_runtime::clock::SystemClock;
+    use durafn_runtime::model::{
+        AttemptError, AttemptOutcome, AttemptRecord, ErrorObject, HistoryEntry, NewExecution,
+        OpStatus,
+    };
+    use durafn_runtime::store::{SqliteStore, Store};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::api::{ApiState, Metrics, router};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_route_shows_kept_attempts_and_marks_the_dropped_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("h.db")).unwrap());
+        let id = ExecutionId::new("h-1").unwrap();
+        store
+            .create_execution(&NewExecution {
+                id: id.clone(),
+                function: "f".into(),
+                version: "1".into(),
+                input: json!({}),
+                now: Timestamp(1_000),
+            })
+            .await
+            .unwrap();
+        for n in 1..=5 {
+            let entry = HistoryEntry::Attempt(AttemptRecord {
+                op_id: "1".into(),
+                kind: OpKind::Step,
+                name: "flaky".into(),
+                attempt: n,
+                epoch: u64::from(n),
+                started_at: Timestamp(1_000 + i64::from(n) * 100),
+                ended_at: Timestamp(1_010 + i64::from(n) * 100),
+                outcome: AttemptOutcome::Retrying,
+                error: Some(AttemptError::of(&ErrorObject::new(
+                    "Flaky",
+                    format!("<i>no</i> {n}"),
+                ))),
+                retry_at: None,
+            });
+            store.put_history(&id, &entry, 3).await.unwrap();
+        }
+        let op = Operation {
+            id: "1".into(),
+            kind: OpKind::Step,
+            name: "flaky".into(),
+            status: OpStatus::Succeeded,
+            attempt: 6,
+            result: Some(json!(6)),
+            error: None,
+            started_at: Timestamp(1_100),
+            ended_at: Some(Timestamp(1_700)),
+            wake_at: None,
+            rev: 1,
+        };
+        store.put_operation(&id, &op).await.unwrap();
+        let state = ApiState {
+            store,
+            clock: Arc::new(SystemClock),
+            functions: Arc::new(BTreeSet::from(["f".to_string()])),
+            dispatch: None,
+            token: None,
+            metrics: Arc::new(Metrics::default()),
+        };
+        let req = Request::get("/v1/executions/h-1/history")
+            .body(Body::empty())
+            .unwrap();
+        let res = router(state).oneshot(req).await.unwrap();
+        assert_eq!(res.status(), 200);
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        let flaky = &v["operations"][0];
+        assert_eq!(flaky["attempts_truncated"], true, "{v}");
+        assert_eq!(flaky["attempts_dropped"], 2, "{v}");
+        let numbers: Vec<u64> = flaky["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["attempt"].as_u64().unwrap())
+            .collect();
+        assert_eq!(numbers, vec![3, 4, 5, 6]);
+        assert_eq!(flaky["attempts"][0]["error"]["message"], "<i>no</i> 3");
+        assert_eq!(flaky["attempts"][0]["duration_ms"], 10);
+        assert_eq!(flaky["attempts"][3]["outcome"], "SUCCEEDED");
+        assert_eq!(v["invocations"], json!([]));
+        assert_eq!(v["invocations_truncated"], false);
+        assert_eq!(v["history_limit"], history_limit());
+    }
+}
