@@ -131,3 +131,82 @@ fn bad_remote_urls_are_clear_errors() {
     let err = durafn_runtime::store::open("ftp://x").err().unwrap();
     assert!(err.to_string().contains("http://HOST:PORT/PATH"), "{err}");
 }
+
+fn invocation(epoch: u64) -> durafn_runtime::model::HistoryEntry {
+    durafn_runtime::model::HistoryEntry::Invocation(durafn_runtime::model::InvocationRecord {
+        epoch,
+        started_at: Timestamp(2_000),
+        ended_at: None,
+        outcome: None,
+        status: None,
+        wake_at: None,
+        deadline: None,
+        process: Some("pid 1".into()),
+        error: None,
+        expires_at: None,
+    })
+}
+
+/// History records cost no request of their own: `put_history` queues the
+/// record, and the client's next call carries it (a checkpoint's in the same
+/// commit); a newer record of the same key replaces a queued one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_records_travel_with_the_next_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let inner: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("durafn.db")).unwrap());
+    let secret = store_api::new_secret();
+    let app = store_api::router(inner.clone(), &secret);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let authority = listener.local_addr().unwrap().to_string();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let client = HttpStore::open(&store_api::url(&authority, &secret)).unwrap();
+    let id = ExecutionId::new("h-1").unwrap();
+    client.create_execution(&new_exec("h-1")).await.unwrap();
+
+    client.put_history(&id, &invocation(1), 100).await.unwrap();
+    assert!(
+        inner.load_history(&id).await.unwrap().is_empty(),
+        "the record waits for the next call"
+    );
+    let claimed = client
+        .claim(&id, Timestamp(2_000), Timestamp(60_000))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(inner.load_history(&id).await.unwrap(), vec![invocation(1)]);
+
+    // Queued twice under one key: only the newer goes, with a checkpoint.
+    let mut ended = invocation(1);
+    if let durafn_runtime::model::HistoryEntry::Invocation(r) = &mut ended {
+        r.ended_at = Some(Timestamp(3_000));
+        r.outcome = Some(durafn_runtime::model::InvocationOutcome::Suspended);
+    }
+    client.put_history(&id, &invocation(2), 100).await.unwrap();
+    client.put_history(&id, &ended, 100).await.unwrap();
+    client.put_history(&id, &invocation(2), 100).await.unwrap();
+    let op = durafn_runtime::model::Operation {
+        id: "1".into(),
+        kind: durafn_runtime::model::OpKind::Step,
+        name: "a".into(),
+        status: durafn_runtime::model::OpStatus::Succeeded,
+        attempt: 1,
+        result: Some(json!(1)),
+        error: None,
+        started_at: Timestamp(2_500),
+        ended_at: Some(Timestamp(2_600)),
+        wake_at: None,
+        rev: 1,
+    };
+    assert!(matches!(
+        client.put_operation(&id, &op).await.unwrap(),
+        durafn_runtime::store::OpWrite::Written
+    ));
+    assert_eq!(claimed.epoch, 1);
+    let history = inner.load_history(&id).await.unwrap();
+    assert_eq!(history, vec![ended, invocation(2)]);
+    // What the client reads back through the server includes them.
+    assert_eq!(client.load_history(&id).await.unwrap(), history);
+    server.abort();
+}

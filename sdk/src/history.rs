@@ -35,6 +35,59 @@ pub(crate) async fn write(store: &dyn Store, id: &ExecutionId, entry: &HistoryEn
     }
 }
 
+/// The end of an invocation's record, written once per distinct ending:
+/// first beside the invocation's last update (`suspend` or `finish`, so a
+/// store that defers history sends it in the same request), then again only
+/// if that update turned out otherwise (superseded, or a store error).
+pub(crate) struct Ending {
+    start: InvocationRecord,
+    keep: u32,
+    retention: std::time::Duration,
+    written: std::sync::Mutex<Option<InvocationRecord>>,
+}
+
+impl Ending {
+    pub(crate) fn new(start: InvocationRecord, retention: std::time::Duration) -> Self {
+        Ending {
+            start,
+            keep: durafn_runtime::model::history_limit(),
+            retention,
+            written: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// How many invocation records the execution keeps.
+    pub(crate) fn keep(&self) -> u32 {
+        self.keep
+    }
+
+    /// Records how the invocation ended, unless the record already says so.
+    pub(crate) async fn record(
+        &self,
+        store: &dyn Store,
+        id: &ExecutionId,
+        result: Result<&InvocationReport, String>,
+        now: Timestamp,
+    ) {
+        let end = ended(self.start.clone(), result, now, self.retention);
+        {
+            let mut written = self
+                .written
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let same = written.as_ref().is_some_and(|w| {
+                (w.outcome, w.status, w.wake_at, &w.error)
+                    == (end.outcome, end.status, end.wake_at, &end.error)
+            });
+            if same {
+                return;
+            }
+            *written = Some(end.clone());
+        }
+        write(store, id, &HistoryEntry::Invocation(end), self.keep).await;
+    }
+}
+
 /// The record of an invocation that has just started.
 pub(crate) fn started(epoch: u64, now: Timestamp, deadline: Option<Timestamp>) -> InvocationRecord {
     InvocationRecord {

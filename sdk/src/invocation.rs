@@ -87,11 +87,15 @@ async fn run_traced(
     let span = tracing::info_span!("invocation", execution_id = %claimed.id, epoch = claimed.epoch);
     let trace = InvocationTrace::begin(claimed, clock.now()).map(Arc::new);
     // The invocation's history record: written as it starts (beside the
-    // journal load) and again as it ends; one with no end crashed.
-    let (keep, retention) = (durafn_runtime::model::history_limit(), config.retention);
+    // journal load) and again as it ends (beside its last update, see
+    // `Ending`); one with no end crashed.
     let start = crate::history::started(claimed.epoch, clock.now(), config.deadline);
-    let begun = durafn_runtime::model::HistoryEntry::Invocation(start.clone());
-    let (result, ()) = futures::join!(
+    let ending = crate::history::Ending::new(start.clone(), config.retention);
+    let begun = durafn_runtime::model::HistoryEntry::Invocation(start);
+    // The start record first: a store that defers history (over HTTP) sends
+    // it with the invocation's first call.
+    let ((), result) = futures::join!(
+        crate::history::write(store.as_ref(), &claimed.id, &begun, ending.keep()),
         run(
             handler,
             store.clone(),
@@ -100,18 +104,18 @@ async fn run_traced(
             claimed,
             journal,
             trace.clone(),
+            &ending,
         )
         .instrument(span),
-        crate::history::write(store.as_ref(), &claimed.id, &begun, keep)
     );
-    let end = crate::history::ended(
-        start,
-        result.as_ref().map_err(ToString::to_string),
-        clock.now(),
-        retention,
-    );
-    let end = durafn_runtime::model::HistoryEntry::Invocation(end);
-    crate::history::write(store.as_ref(), &claimed.id, &end, keep).await;
+    ending
+        .record(
+            store.as_ref(),
+            &claimed.id,
+            result.as_ref().map_err(ToString::to_string),
+            clock.now(),
+        )
+        .await;
     if let Some(trace) = trace {
         // Exported before the invocation returns: Lambda freezes the process after.
         let (status, finished) = match &result {
@@ -137,6 +141,7 @@ async fn run(
     claimed: &Execution,
     journal: Option<Journal>,
     trace: Option<Arc<InvocationTrace>>,
+    ending: &crate::history::Ending,
 ) -> Result<InvocationReport, Error> {
     let id = claimed.id.clone();
     // The journal is read after the claim: as of this instant the execution
@@ -209,9 +214,12 @@ async fn run(
         // Already CANCELLED in the store: nothing to write.
         End::Fault(Fault::Cancelled) => return Ok(report(&id, "CANCELLED", None, None, None)),
         End::Suspend(wake_at) => {
-            let t = store
-                .suspend(&id, claimed.epoch, claimed.wakeups, wake_at, now)
-                .await?;
+            let suspended = report(&id, "SUSPENDED", None, None, wake_at);
+            let ((), t) = futures::join!(
+                ending.record(store.as_ref(), &id, Ok(&suspended), now),
+                store.suspend(&id, claimed.epoch, claimed.wakeups, wake_at, now),
+            );
+            let t = t?;
             if t == Transition::Stale {
                 return Ok(report(&id, "SUPERSEDED", None, None, None));
             }
@@ -265,7 +273,12 @@ async fn run(
             expires_at: None,
         },
     };
-    let t = store.finish(&id, claimed.epoch, &outcome, now).await?;
+    let ended = report(&id, outcome.status.as_str(), None, None, None);
+    let ((), t) = futures::join!(
+        ending.record(store.as_ref(), &id, Ok(&ended), now),
+        store.finish(&id, claimed.epoch, &outcome, now),
+    );
+    let t = t?;
     if t == Transition::Stale {
         return Ok(report(&id, "SUPERSEDED", None, None, None));
     }

@@ -14,7 +14,9 @@ use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::wire::{Answer, Call, SeededExecution, WireCreated, WireJournal, WirePage};
+use super::wire::{
+    Answer, Call, DeferredHistory, SeededExecution, WireCreated, WireJournal, WirePage,
+};
 use crate::error::{Result, StoreError};
 use crate::model::{
     Execution, ExecutionId, HistoryEntry, Journal, NewExecution, Operation, Timestamp,
@@ -29,11 +31,22 @@ use crate::store::{
 /// that cannot reach the server, or a 5xx, is a transient error (wrap the
 /// store in [`RetryingStore`](crate::store::RetryingStore) to retry it); the
 /// server's own store errors come back as they were.
+///
+/// `put_history` is deferred: its record travels with the client's next call
+/// (in the same request; a checkpoint or an invocation's end is written in the
+/// same commit on an SQLite server), so history costs no round trip of its
+/// own. History is best effort: records still queued when the process dies
+/// are lost, and the server logs, rather than returns, a failure to write one.
 pub struct HttpStore {
     url: hyper::Uri,
     shown: String,
     http: Client<HttpConnector, Full<Bytes>>,
+    deferred: std::sync::Mutex<Vec<DeferredHistory>>,
 }
+
+/// At most this many history records wait for the next call; one more is
+/// sent at once, with those waiting.
+const MAX_DEFERRED: usize = 32;
 
 impl std::fmt::Debug for HttpStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -70,11 +83,37 @@ impl HttpStore {
             url: uri,
             shown,
             http: Client::builder(TokioExecutor::new()).build(connector),
+            deferred: std::sync::Mutex::new(Vec::new()),
         })
     }
 
+    fn deferred(&self) -> std::sync::MutexGuard<'_, Vec<DeferredHistory>> {
+        self.deferred
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     async fn call<T: DeserializeOwned>(&self, call: Call<'_>) -> Result<T> {
-        let body = serde_json::to_vec(&call)
+        let history = std::mem::take(&mut *self.deferred());
+        if history.is_empty() {
+            return self.send(&call).await;
+        }
+        let batched = Call::Batched {
+            history,
+            then: Box::new(call),
+        };
+        let answer = self.send(&batched).await;
+        if let (Err(StoreError::Transient(_)), Call::Batched { history, .. }) = (&answer, batched) {
+            // Not delivered (or not known to be): they go with the next call.
+            let mut deferred = self.deferred();
+            let room = MAX_DEFERRED.saturating_sub(deferred.len());
+            deferred.extend(history.into_iter().take(room));
+        }
+        answer
+    }
+
+    async fn send<T: DeserializeOwned>(&self, call: &Call<'_>) -> Result<T> {
+        let body = serde_json::to_vec(call)
             .map_err(|e| StoreError::Invalid(format!("cannot encode a store call: {e}")))?;
         let request = Request::post(self.url.clone())
             .header("content-type", "application/json")
@@ -201,10 +240,29 @@ impl Store for HttpStore {
     }
 
     async fn put_history(&self, id: &ExecutionId, entry: &HistoryEntry, keep: u32) -> Result<()> {
-        self.call(Call::PutHistory {
-            id: Cow::Borrowed(id),
-            entry: Cow::Borrowed(entry),
+        let record = DeferredHistory {
+            id: id.clone(),
+            entry: entry.clone(),
             keep,
+        };
+        let full = {
+            let mut deferred = self.deferred();
+            // A newer record of the same key replaces the queued one.
+            let key = entry.key();
+            deferred.retain(|d| d.id != *id || d.entry.key() != key);
+            if deferred.len() < MAX_DEFERRED {
+                deferred.push(record);
+                return Ok(());
+            }
+            std::mem::take(&mut *deferred)
+        };
+        self.send(&Call::Batched {
+            history: full,
+            then: Box::new(Call::PutHistory {
+                id: Cow::Borrowed(id),
+                entry: Cow::Borrowed(entry),
+                keep,
+            }),
         })
         .await
     }

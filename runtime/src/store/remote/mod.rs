@@ -37,6 +37,42 @@ pub async fn serve(store: &Arc<dyn Store>, body: &[u8]) -> Vec<u8> {
         }
     };
     match call {
+        Call::Batched { history, then } => {
+            if matches!(*then, Call::Batched { .. }) {
+                return encode::<()>(Err(StoreError::Invalid(
+                    "a batched call cannot hold another".into(),
+                )));
+            }
+            let records = async {
+                for h in &history {
+                    if let Err(e) = store.put_history(&h.id, &h.entry, h.keep).await {
+                        tracing::warn!(execution_id = %h.id, key = %h.entry.key(), error = %e, "could not record history");
+                    }
+                }
+            };
+            // A checkpoint or an invocation's end: written beside the
+            // records, so the store's writer can put them in one commit.
+            // Anything else (a read of the history, say) comes after them.
+            if matches!(
+                *then,
+                Call::PutOperation { .. } | Call::Suspend { .. } | Call::Finish { .. }
+            ) {
+                let ((), answer) = tokio::join!(records, serve_one(store, *then));
+                answer
+            } else {
+                records.await;
+                serve_one(store, *then).await
+            }
+        }
+        call => serve_one(store, call).await,
+    }
+}
+
+async fn serve_one(store: &Arc<dyn Store>, call: Call<'_>) -> Vec<u8> {
+    match call {
+        Call::Batched { .. } => encode::<()>(Err(StoreError::Invalid(
+            "a batched call cannot hold another".into(),
+        ))),
         Call::CreateExecution { new } => {
             encode(store.create_execution(&new).await.map(WireCreated::from))
         }

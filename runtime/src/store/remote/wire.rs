@@ -150,6 +150,24 @@ pub enum Call<'a> {
     ListLeases {
         group: Cow<'a, str>,
     },
+    /// History records the client deferred (best effort, see
+    /// [`HttpStore`](super::HttpStore)'s `put_history`), written beside
+    /// `then`, whose answer is the answer.
+    Batched {
+        history: Vec<DeferredHistory>,
+        then: Box<Call<'a>>,
+    },
+}
+
+/// One deferred `put_history` call.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeferredHistory {
+    /// The execution.
+    pub id: ExecutionId,
+    /// The record.
+    pub entry: HistoryEntry,
+    /// How many records its series keeps.
+    pub keep: u32,
 }
 
 /// An answer: the method's result or its error.

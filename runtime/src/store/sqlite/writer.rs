@@ -13,7 +13,9 @@
 //!   connection is free. Concurrent writers therefore share commits.
 //!
 //! The connection sits behind a mutex, so exactly one transaction is open at a
-//! time whichever way a job came in.
+//! time whichever way a job came in. Whoever commits (a caller or the thread)
+//! holds the lead until its commit is done, so a write never commits ahead of
+//! one queued before it.
 
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -178,10 +180,17 @@ fn thread_loop(shared: &Shared) {
                 };
             }
             take_batch(&mut queue.jobs, &mut batch);
+            // The thread leads this commit: a write submitted meanwhile
+            // queues for the next one instead of committing inline ahead of
+            // the jobs just taken (writes commit in the order they queued).
+            queue.leading = true;
         }
         match shared.conn.lock() {
             Ok(conn) => commit_batch(&conn, batch),
             Err(_) => fail_batch(batch, "the SQLite writer's lock is poisoned"),
+        }
+        if let Ok(mut queue) = shared.queue.lock() {
+            queue.leading = false;
         }
     }
 }
