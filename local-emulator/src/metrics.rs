@@ -106,6 +106,10 @@ fn describe() {
         "Store call latency, by backend and method."
     );
     describe_counter!(
+        "durafn_store_requests_total",
+        "Requests to the store route from handler processes (one per round trip; a request may carry deferred history records beside its call)."
+    );
+    describe_counter!(
         "durafn_store_errors_total",
         "Store calls that failed, by backend and method."
     );

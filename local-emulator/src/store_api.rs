@@ -56,6 +56,7 @@ async fn call(State(api): State<StoreApi>, Path(secret): Path<String>, body: Byt
     if !same_secret(&secret, &api.secret) {
         return StatusCode::NOT_FOUND.into_response();
     }
+    metrics::counter!("durafn_store_requests_total").increment(1);
     let answer = durafn_runtime::store::remote::serve(&api.store, &body).await;
     ([(header::CONTENT_TYPE, "application/json")], answer).into_response()
 }

@@ -280,7 +280,11 @@ impl TestExecution {
             if exec.status.is_final() || exec.status == ExecutionStatus::Blocked {
                 return Ok(exec.status);
             }
-            let own_due = self.without_recheck(exec.due_at).await?;
+            let own_due = if exec.status == ExecutionStatus::Suspended {
+                self.without_recheck(exec.due_at).await?
+            } else {
+                exec.due_at
+            };
             // Children of registered functions count as internal work: skip to them.
             let other_due = self.next_other_due().await?;
             let Some(mut due_at) = (match (own_due, other_due) {
@@ -322,7 +326,7 @@ impl TestExecution {
         )))
     }
 
-    /// `due_at` without the look a parent takes at a child that has not ended
+    /// A suspended execution's `due_at` without the look a parent takes at a child that has not ended
     /// (`ctx.invoke`'s safety re-check): here children run in this process and
     /// always wake their parent, so only the parent's own timers count.
     async fn without_recheck(&self, due_at: Option<Timestamp>) -> Result<Option<Timestamp>, Error> {

@@ -498,3 +498,71 @@ async fn a_cancelled_execution_stops_at_its_next_step_and_is_not_invoked_again()
     );
     assert_eq!(exec.run_until_settled().await.unwrap(), Status::Cancelled);
 }
+
+/// Counts the store calls made through it, by method.
+struct Counting(
+    Arc<dyn durafn_runtime::store::Store>,
+    Arc<std::sync::Mutex<std::collections::BTreeMap<&'static str, usize>>>,
+);
+
+impl durafn_runtime::store::Wrapper for Counting {
+    fn inner(&self) -> &dyn durafn_runtime::store::Store {
+        &*self.0
+    }
+    fn around<'a, T, F>(
+        &'a self,
+        what: &'static str,
+        mut call: F,
+    ) -> impl std::future::Future<Output = durafn_runtime::Result<T>> + Send + 'a
+    where
+        T: Send + 'a,
+        F: FnMut() -> durafn_runtime::store::InnerCall<'a, T> + Send + 'a,
+    {
+        *self.1.lock().unwrap().entry(what).or_default() += 1;
+        call()
+    }
+}
+
+/// One write per step and one for the end, and each step's checkpoint is
+/// durable before the handler goes on (the next step's body sees it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_checkpoint_is_durable_before_the_handler_goes_on() {
+    let base = TestRuntime::new(); // owns the SQLite file
+    let calls = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
+    let store: Arc<dyn durafn_runtime::store::Store> =
+        Arc::new(Counting(base.store(), calls.clone()));
+    let seen = store.clone();
+    let h = handler(move |ctx: DurableContext, _: ()| {
+        let seen = seen.clone();
+        async move {
+            let a: u32 = ctx
+                .step("a", |_| async { Ok::<_, DurableError>(1) })
+                .await?;
+            let id = ctx.execution_id().clone();
+            let recorded: usize = ctx
+                .step("b", move |_| async move {
+                    // What step a returned is already in the store.
+                    let j = seen.load_journal(&id).await.map_err(DurableError::from)?;
+                    let j = j.ok_or_else(|| DurableError::new("Gone", "no journal"))?;
+                    Ok::<_, DurableError>(j.operations.iter().filter(|o| o.name == "a").count())
+                })
+                .await?;
+            let c: u32 = ctx
+                .step("c", |_| async { Ok::<_, DurableError>(3) })
+                .await?;
+            Ok(json!({ "a": a, "recorded_before_b": recorded, "c": c }))
+        }
+    });
+    let rt = TestRuntime::with_store(store);
+    let exec = rt.start(h, ()).await.unwrap();
+    assert_eq!(exec.run_until_settled().await.unwrap(), Status::Succeeded);
+    let out: serde_json::Value = exec.result().await.unwrap();
+    assert_eq!(out, json!({ "a": 1, "recorded_before_b": 1, "c": 3 }));
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls.get("put_operation"), Some(&3), "{calls:?}");
+    assert_eq!(calls.get("finish"), Some(&1), "{calls:?}");
+    // The journal was read twice: by the invocation, and by step b's body.
+    assert_eq!(calls.get("load_journal"), Some(&2), "{calls:?}");
+    // All three steps are in the journal.
+    assert_eq!(exec.operations().await.unwrap().len(), 3);
+}

@@ -1144,6 +1144,8 @@ pub async fn create_and_claim_runs_what_it_starts_once(store: Arc<dyn Store>) {
         "the lease is its due time"
     );
     assert!(!claimed.seed.is_empty(), "the claim carries the seed");
+    // Nothing woke it yet: a starter may take its journal to be empty.
+    assert_eq!(claimed.wakeups, 0);
     // Nobody else can claim it while the lease runs.
     assert!(
         store

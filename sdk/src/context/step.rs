@@ -368,6 +368,7 @@ async fn checkpoint_with_history(
     let entry = durafn_runtime::model::HistoryEntry::Attempt(attempt);
     let keep = durafn_runtime::model::history_limit();
     let record = crate::history::write(shared.store.as_ref(), &shared.execution_id, &entry, keep);
-    let (written, ()) = futures::join!(ctx.checkpoint(next), record);
+    // The record first: a store that defers history sends it with the checkpoint.
+    let ((), written) = futures::join!(record, ctx.checkpoint(next));
     written
 }
