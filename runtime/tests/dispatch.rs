@@ -430,6 +430,7 @@ async fn targeted_dispatches_respect_the_concurrency_limit_and_queue_in_order() 
 /// second finishes it.
 struct Sleeper {
     store: Arc<dyn Store>,
+    clock: ManualClock,
     after: Duration,
     calls: Mutex<HashMap<String, u32>>,
 }
@@ -441,7 +442,7 @@ impl Invoker for Sleeper {
         _function: &str,
         request: &ResumeRequest,
     ) -> Result<InvocationSummary, InvokeError> {
-        let clock = durafn_runtime::clock::SystemClock;
+        let clock = &self.clock;
         let id = &request.execution_id;
         let n = {
             let mut calls = self.calls.lock().unwrap();
@@ -504,8 +505,7 @@ fn run_loop(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timers_rerun_their_executions_without_waiting_for_a_poll() {
-    let (store, _clock, _finisher, _dir) = setup(0, 0).await;
-    let clock = durafn_runtime::clock::SystemClock;
+    let (store, clock, _finisher, _dir) = setup(0, 0).await;
     for i in 0..20 {
         store
             .create_execution(&NewExecution {
@@ -520,26 +520,40 @@ async fn timers_rerun_their_executions_without_waiting_for_a_poll() {
     }
     let invoker = Arc::new(Sleeper {
         store: store.clone(),
+        clock: clock.clone(),
         after: Duration::from_millis(30),
         calls: Mutex::new(HashMap::new()),
     });
-    // Polls once at start; after that only timers can run anything.
+    // Polls once at start; after that only timers can run anything. In
+    // virtual time: the clock moves only when nothing happens for a while.
     let mut config = DispatcherConfig::default();
     config.poll_interval = Duration::from_secs(3600);
     let d = Arc::new(Dispatcher::new(
         store.clone(),
-        Arc::new(clock),
+        Arc::new(clock.clone()),
         invoker.clone(),
         config,
     ));
     let mut changes = d.handle().subscribe();
     let (stop, runner) = run_loop(&d);
+    let started = clock.now();
     let mut succeeded = 0;
     while succeeded < 20 {
-        if next_change(&mut changes).await.1 == "SUCCEEDED" {
-            succeeded += 1;
+        match tokio::time::timeout(Duration::from_millis(100), changes.recv()).await {
+            Ok(Ok(c)) if c.status == "SUCCEEDED" => succeeded += 1,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!("{e}"),
+            Err(_) => {
+                assert!(
+                    started.until(clock.now()) < Duration::from_secs(60),
+                    "{succeeded} of 20 ran after a minute of virtual time"
+                );
+                clock.advance(Duration::from_millis(10));
+            }
         }
     }
+    // All ran on their timers, long before the next poll.
+    assert!(started.until(clock.now()) < Duration::from_secs(3600));
     stop.send(()).unwrap();
     runner.await.unwrap();
     d.idle().await;
@@ -550,8 +564,7 @@ async fn timers_rerun_their_executions_without_waiting_for_a_poll() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scan_queues_what_falls_due_before_the_next_poll() {
-    let (store, _clock, finisher, _dir) = setup(0, 0).await;
-    let clock = durafn_runtime::clock::SystemClock;
+    let (store, clock, finisher, _dir) = setup(0, 0).await;
     // Suspended by another process, on a timer 50 ms ahead: this dispatcher
     // never saw the invocation that set it.
     let id = ExecutionId::new("elsewhere").unwrap();
@@ -586,12 +599,20 @@ async fn a_scan_queues_what_falls_due_before_the_next_poll() {
     config.poll_interval = Duration::from_secs(3600);
     let d = Arc::new(Dispatcher::new(
         store.clone(),
-        Arc::new(clock),
+        Arc::new(clock.clone()),
         finisher.clone(),
         config,
     ));
     let mut changes = d.handle().subscribe();
     let (stop, runner) = run_loop(&d);
+    // In virtual time: nothing runs before the timer, however long we wait.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), changes.recv())
+            .await
+            .is_err(),
+        "ran before its wake time"
+    );
+    clock.advance(Duration::from_millis(50));
     assert_eq!(
         next_change(&mut changes).await,
         ("elsewhere".to_string(), "SUCCEEDED".to_string())

@@ -146,7 +146,7 @@ async fn run(
     let id = claimed.id.clone();
     // The journal is read after the claim: as of this instant the execution
     // was not cancelled, which counts as the first cancellation check.
-    let read_at = std::time::Instant::now();
+    let read_at = clock.now();
     let journal = match journal {
         Some(j) => j,
         None => store

@@ -101,6 +101,9 @@ struct Inner {
     /// Wakes the run loop: to scan (with `scan_now`), or to look at the
     /// ready queue again (a new earliest timer, a worker that stopped).
     wake: Notify,
+    /// Signalled whenever an invocation this dispatcher started has ended
+    /// (for [`Dispatcher::idle`]).
+    ended: Notify,
     /// [`DispatchHandle::wake`] asked for a scan.
     scan_now: AtomicBool,
     /// A shard scan returned a full batch: scan again once the queue drains.
@@ -223,6 +226,7 @@ impl Dispatcher {
                 invoker,
                 config,
                 wake: Notify::new(),
+                ended: Notify::new(),
                 scan_now: AtomicBool::new(false),
                 more_due: AtomicBool::new(false),
                 queue: Mutex::new(Queue::default()),
@@ -249,9 +253,11 @@ impl Dispatcher {
         tokio::pin!(shutdown);
         let inner = &self.inner;
         let poll = inner.config.poll_interval;
-        let mut next_poll = tokio::time::Instant::now();
+        // Every time here is the injected clock's: in virtual time the loop
+        // polls and fires timers as the clock is advanced.
+        let mut next_poll = inner.clock.now();
         loop {
-            let now = tokio::time::Instant::now();
+            let now = inner.clock.now();
             let scan = inner.scan_now.swap(false, Ordering::SeqCst)
                 || now >= next_poll
                 || (inner.more_due.load(Ordering::SeqCst) && inner.drained());
@@ -259,21 +265,20 @@ impl Dispatcher {
                 if let Err(e) = inner.scan().await {
                     tracing::warn!(error = %e, "due-index scan failed; retrying");
                 }
-                next_poll = tokio::time::Instant::now() + poll;
+                next_poll = inner.clock.now().plus(poll);
             }
             inner.start_due();
-            let now = tokio::time::Instant::now();
-            let mut pause = next_poll.saturating_duration_since(now);
-            if let Some(t) = inner.until_next_timer() {
-                pause = pause.min(t);
+            let mut until = next_poll;
+            if let Some(t) = inner.next_timer() {
+                until = until.min(t);
             }
             if inner.more_due.load(Ordering::SeqCst) && inner.drained() {
-                pause = Duration::ZERO;
+                until = until.min(inner.clock.now());
             }
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = inner.wake.notified() => {}
-                _ = tokio::time::sleep(pause) => {}
+                _ = inner.clock.sleep_until(until) => {}
             }
         }
     }
@@ -302,16 +307,21 @@ impl Dispatcher {
         }
         let dispatched = self.inner.dispatch(&Job::unknown(id.clone())).await;
         self.inner.queue().in_flight.remove(id);
+        self.inner.ended.notify_waiters();
         dispatched
     }
 
     /// Waits until no invocation started by this dispatcher is running.
     pub async fn idle(&self) {
         loop {
+            // Registered before the check, so a worker ending in between is seen.
+            let ended = self.inner.ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
             if self.inner.queue().in_flight.is_empty() {
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            ended.await;
         }
     }
 }
@@ -400,14 +410,16 @@ impl Inner {
     /// How long until the earliest queued entry is due: zero if one is due
     /// and a worker could take it; `None` if the queue is empty or every
     /// worker is busy (a worker takes the next entry when it is done).
-    fn until_next_timer(&self) -> Option<Duration> {
+    /// When the earliest queued entry is due (now, if it is and a worker
+    /// could take it; `None` if nothing is queued or no worker could).
+    fn next_timer(&self) -> Option<Timestamp> {
         let now = self.clock.now();
         let q = self.queue();
         let ((t, _), _) = q.ready.first_key_value()?;
         if *t > now {
-            Some(now.until(*t))
+            Some(*t)
         } else if self.has_room(&q) {
-            Some(Duration::ZERO)
+            Some(now)
         } else {
             None
         }
@@ -438,6 +450,7 @@ impl Inner {
                 None => {
                     // The loop may sleep on a timer this worker was to take.
                     self.wake.notify_one();
+                    self.ended.notify_waiters();
                     return;
                 }
             }

@@ -282,7 +282,7 @@ impl ShardLeaser {
             }
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = tokio::time::sleep(self.renew_interval()) => {}
+                _ = self.clock.sleep_until(self.clock.now().plus(self.renew_interval())) => {}
             }
         }
         self.release_all().await;

@@ -65,7 +65,8 @@ pub(crate) struct RunState {
     /// Step attempts run in this invocation.
     pub(crate) attempts_run: u32,
     /// When the execution's status was last checked for cancellation.
-    pub(crate) cancel_checked: Option<std::time::Instant>,
+    /// (By the invocation's clock.)
+    pub(crate) cancel_checked: Option<Timestamp>,
 }
 
 /// State shared by every context of one invocation.
@@ -269,10 +270,14 @@ impl DurableContext {
         let interval = self.shared.config.cancel_check_interval;
         {
             let mut st = self.shared.state();
-            if st.cancel_checked.is_some_and(|t| t.elapsed() < interval) {
+            let now = self.clock_now();
+            if st
+                .cancel_checked
+                .is_some_and(|t| t.until(now) < interval && now >= t)
+            {
                 return false;
             }
-            st.cancel_checked = Some(std::time::Instant::now());
+            st.cancel_checked = Some(now);
         }
         let _work = self.work();
         match self
