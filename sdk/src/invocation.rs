@@ -133,6 +133,7 @@ async fn run_traced(
     result
 }
 
+#[allow(clippy::too_many_arguments)] // each one is what the invocation runs with
 async fn run(
     handler: &Handler,
     store: Arc<dyn Store>,

@@ -455,24 +455,22 @@ impl durafn_runtime::store::Wrapper for WakesFail {
     fn inner(&self) -> &dyn durafn_runtime::store::Store {
         &*self.0
     }
-    fn around<'a, T, F>(
+    async fn around<'a, T, F>(
         &'a self,
         what: &'static str,
         mut call: F,
-    ) -> impl std::future::Future<Output = durafn_runtime::Result<T>> + Send + 'a
+    ) -> durafn_runtime::Result<T>
     where
         T: Send + 'a,
         F: FnMut() -> durafn_runtime::store::InnerCall<'a, T> + Send + 'a,
     {
-        async move {
-            if what == "wake" {
-                self.1.fetch_add(1, Ordering::SeqCst);
-                return Err(durafn_runtime::StoreError::Transient(
-                    "the wake-up was lost".into(),
-                ));
-            }
-            call().await
+        if what == "wake" {
+            self.1.fetch_add(1, Ordering::SeqCst);
+            return Err(durafn_runtime::StoreError::Transient(
+                "the wake-up was lost".into(),
+            ));
         }
+        call().await
     }
 }
 
@@ -507,23 +505,21 @@ impl durafn_runtime::store::Wrapper for FirstCreateFails {
     fn inner(&self) -> &dyn durafn_runtime::store::Store {
         &*self.0
     }
-    fn around<'a, T, F>(
+    async fn around<'a, T, F>(
         &'a self,
         what: &'static str,
         mut call: F,
-    ) -> impl std::future::Future<Output = durafn_runtime::Result<T>> + Send + 'a
+    ) -> durafn_runtime::Result<T>
     where
         T: Send + 'a,
         F: FnMut() -> durafn_runtime::store::InnerCall<'a, T> + Send + 'a,
     {
-        async move {
-            if what == "create_execution" && self.1.fetch_add(1, Ordering::SeqCst) == 1 {
-                return Err(durafn_runtime::StoreError::Transient(
-                    "connection refused".into(),
-                ));
-            }
-            call().await
+        if what == "create_execution" && self.1.fetch_add(1, Ordering::SeqCst) == 1 {
+            return Err(durafn_runtime::StoreError::Transient(
+                "connection refused".into(),
+            ));
         }
+        call().await
     }
 }
 

@@ -518,7 +518,12 @@ impl durafn_runtime::store::Wrapper for Counting {
         T: Send + 'a,
         F: FnMut() -> durafn_runtime::store::InnerCall<'a, T> + Send + 'a,
     {
-        *self.1.lock().unwrap().entry(what).or_default() += 1;
+        *self
+            .1
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(what)
+            .or_default() += 1;
         call()
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use durafn_runtime::clock::Clock;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::queue::{QueueError, Queues, REGION, Received, queue_arn};
 use crate::lambda_api::FunctionHost;
@@ -26,39 +26,39 @@ pub(crate) struct EventSource {
     pub(crate) batch_size: usize,
 }
 
-/// The SQS event Lambda would send for `batch`.
-pub(crate) fn event_json(queue: &str, batch: &[Received]) -> Value {
+/// The SQS event Lambda would send for `batch` (`aws_lambda_events`' own
+/// type, the one handlers read it with).
+pub(crate) fn event(queue: &str, batch: &[Received]) -> aws_lambda_events::sqs::SqsEvent {
     let arn = queue_arn(queue);
-    let records: Vec<Value> = batch
+    let mut event = aws_lambda_events::sqs::SqsEvent::default();
+    event.records = batch
         .iter()
         .map(|r| {
             let m = &r.message;
-            let attributes: serde_json::Map<String, Value> = m
+            let mut record = aws_lambda_events::sqs::SqsMessage::default();
+            record.message_id = Some(m.id.clone());
+            record.receipt_handle = Some(r.receipt_handle.clone());
+            record.body = Some(m.body.clone());
+            record.attributes = m
                 .system_attributes()
                 .into_iter()
                 .filter(|(k, _)| *k != "DeadLetterQueueSourceArn")
-                .map(|(k, v)| (k.to_string(), Value::String(v)))
+                .map(|(k, v)| (k.to_string(), v))
                 .collect();
-            let message_attributes: serde_json::Map<String, Value> = m
+            record.message_attributes = m
                 .attributes
                 .iter()
                 .map(|(k, a)| (k.clone(), a.to_event()))
                 .collect();
-            json!({
-                "messageId": m.id,
-                "receiptHandle": r.receipt_handle,
-                "body": m.body,
-                "attributes": attributes,
-                "messageAttributes": message_attributes,
-                "md5OfBody": m.md5_of_body,
-                "md5OfMessageAttributes": m.md5_of_attributes,
-                "eventSource": "aws:sqs",
-                "eventSourceARN": arn,
-                "awsRegion": REGION,
-            })
+            record.md5_of_body = Some(m.md5_of_body.clone());
+            record.md5_of_message_attributes = m.md5_of_attributes.clone();
+            record.event_source = Some("aws:sqs".into());
+            record.event_source_arn = Some(arn.clone());
+            record.aws_region = Some(REGION.into());
+            record
         })
         .collect();
-    json!({ "Records": records })
+    event
 }
 
 /// The message ids a function's answer reports as failed, or `None` when
@@ -131,7 +131,14 @@ pub(crate) async fn run(
             }
             continue;
         }
-        let payload = Bytes::from(event_json(queue, &batch).to_string());
+        let payload = match serde_json::to_vec(&event(queue, &batch)) {
+            Ok(p) => Bytes::from(p),
+            Err(e) => {
+                // Not delivered: the batch comes back after its visibility timeout.
+                tracing::error!(function = %source.function, queue, error = %e, "cannot encode the SQS event");
+                continue;
+            }
+        };
         let outcome = tokio::select! {
             r = host.invoke(payload) => r,
             _ = shutdown.changed() => return,
@@ -211,7 +218,7 @@ mod tests {
     #[tokio::test]
     async fn events_parse_as_aws_lambda_events_sqs_events() {
         let batch = batch().await;
-        let v = event_json("jobs", &batch);
+        let v = serde_json::to_value(event("jobs", &batch)).unwrap();
         let r = &v["Records"][0];
         assert_eq!(r["eventSource"], "aws:sqs");
         assert_eq!(

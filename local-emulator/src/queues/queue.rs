@@ -155,14 +155,16 @@ impl Attribute {
     }
 
     /// The attribute as an SQS event record carries it.
-    pub(crate) fn to_event(&self) -> Value {
-        json!({
-            "stringValue": self.string_value,
-            "binaryValue": self.binary_value.as_ref().map(|(b64, _)| b64),
-            "stringListValues": [],
-            "binaryListValues": [],
-            "dataType": self.data_type,
-        })
+    pub(crate) fn to_event(&self) -> aws_lambda_events::sqs::SqsMessageAttribute {
+        let mut a = aws_lambda_events::sqs::SqsMessageAttribute::default();
+        a.string_value = self.string_value.clone();
+        a.binary_value = self.binary_value.as_ref().map(|(_, bytes)| {
+            let mut data = aws_lambda_events::encodings::Base64Data::default();
+            data.extend_from_slice(bytes);
+            data
+        });
+        a.data_type = Some(self.data_type.clone());
+        a
     }
 }
 

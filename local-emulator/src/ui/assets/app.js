@@ -1267,7 +1267,7 @@
         const end = i.ended_at ? ms(i.ended_at) : (live ? Date.now() : ms(this.exec.ended_at || this.exec.updated_at));
         const outcome = i.outcome || 'RUNNING';
         const bad = ['CRASHED', 'TIMED_OUT', 'ABORTED'].includes(outcome);
-        const tip = `invocation ${i.epoch}: ${label(outcome)}${i.status ? ' (' + label(i.status) + ')' : ''}`
+        const tip = `invocation ${i.epoch}: ${label(outcome)}${i.status && i.outcome === 'FINISHED' ? ' (' + label(i.status) + ')' : ''}`
           + ` · ${fmtDuration(end - start)}${i.process ? ' · ' + i.process : ''}${i.error ? ' · ' + i.error : ''}`;
         const bar = h('div', {
           class: 'inv-bar ' + (bad ? 'inv-bad' : outcome === 'RUNNING' ? 'inv-run' : 'inv-ok'),
@@ -1315,7 +1315,7 @@
       for (const i of this.hist.invocations || []) {
         add(ms(i.started_at), 'ev-inv', `Invocation ${i.epoch} started${i.process ? ' in ' + i.process : ''}`);
         if (i.ended_at) {
-          add(ms(i.ended_at), 'ev-inv', `Invocation ${i.epoch} ${label(i.outcome)}${i.status ? ' (' + label(i.status) + ')' : ''} after ${fmtDuration(ms(i.ended_at) - ms(i.started_at))}${i.error ? ': ' + i.error : ''}`);
+          add(ms(i.ended_at), 'ev-inv', `Invocation ${i.epoch} ${label(i.outcome)}${i.status && i.outcome === 'FINISHED' ? ' (' + label(i.status) + ')' : ''} after ${fmtDuration(ms(i.ended_at) - ms(i.started_at))}${i.error ? ': ' + i.error : ''}`);
         } else if (i.outcome) {
           add(ms(i.started_at) + 1, 'ev-bad', `Invocation ${i.epoch} ${label(i.outcome)}: it recorded no end`);
         }
