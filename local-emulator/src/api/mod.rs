@@ -299,6 +299,9 @@ pub fn router(state: ApiState) -> Router {
 
 /// The API routes behind `guard`, with `limits`.
 pub fn router_with(state: ApiState, guard: &Guard, limits: &Limits) -> Router {
+    // The recorder exists before the first request counts anything: a count
+    // taken before it was installed would be lost.
+    crate::metrics::handle();
     crate::routes::build(ROUTES, endpoint, guard, limits)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
