@@ -78,6 +78,14 @@ impl ApiState {
             d.dispatch_now(id.clone());
         }
     }
+
+    /// [`poke`](Self::poke) for an execution of `function` just created here:
+    /// the dispatcher need not read it to know what to invoke.
+    pub fn poke_new(&self, id: &ExecutionId, function: &str) {
+        if let Some(d) = &self.dispatch {
+            d.dispatch_now_of(id.clone(), function);
+        }
+    }
 }
 
 /// The REST API's handlers (see [`ROUTES`]).
@@ -403,7 +411,7 @@ async fn start(
         Created::New(_) => {
             state.metrics.started.fetch_add(1, Ordering::Relaxed);
             crate::metrics::execution_started(&created.execution().function, "api");
-            state.poke(&id);
+            state.poke_new(&id, &created.execution().function);
             StatusCode::CREATED
         }
         Created::Existing(_) => StatusCode::OK,
@@ -438,13 +446,27 @@ pub(crate) async fn wait_until_settled(
                 return Ok(());
             }
         }
-        // Re-check on any invocation result, and at least every 250 ms.
+        // Re-check when an invocation of this execution ends (at once
+        // settled if it ended it), and at least every 250 ms.
         let tick = tokio::time::Instant::now() + Duration::from_millis(250);
         let until = deadline.min(tick);
         match &mut changes {
-            Some(changes) => {
-                let _ = tokio::time::timeout_at(until, changes.recv()).await;
-            }
+            Some(changes) => loop {
+                match tokio::time::timeout_at(until, changes.recv()).await {
+                    Ok(Ok(c)) if c.id == *id => {
+                        let ended = ExecutionStatus::parse(&c.status)
+                            .is_some_and(|s| s.is_final() || s == ExecutionStatus::Blocked);
+                        if ended {
+                            return Ok(());
+                        }
+                        break;
+                    }
+                    // Another execution's: keep waiting for this one's.
+                    Ok(Ok(_)) => {}
+                    // Missed some (lagged), timed out, or the dispatcher is gone.
+                    _ => break,
+                }
+            },
             None => tokio::time::sleep_until(until).await,
         }
         if tokio::time::Instant::now() >= deadline {

@@ -167,6 +167,17 @@ impl DispatchHandle {
     /// that arrived during an invocation is not left to the next poll); if
     /// every worker is busy, it is queued ahead of anything due later.
     pub fn dispatch_now(&self, id: ExecutionId) {
+        self.dispatch_now_as(id, None);
+    }
+
+    /// [`dispatch_now`](Self::dispatch_now) for an execution whose function
+    /// the caller knows (it has just created it): the dispatch claims it
+    /// without reading it first, unless the function has concurrency limits.
+    pub fn dispatch_now_of(&self, id: ExecutionId, function: &str) {
+        self.dispatch_now_as(id, Some(Arc::from(function)));
+    }
+
+    fn dispatch_now_as(&self, id: ExecutionId, function: Option<Arc<str>>) {
         let inner = &self.inner;
         let now = inner.clock.now();
         if !inner.ours(&id, now) {
@@ -186,13 +197,13 @@ impl DispatchHandle {
                 q.in_flight.insert(id.clone(), false);
                 true
             } else {
-                inner.enqueue(&mut q, now, id.clone(), None);
+                inner.enqueue(&mut q, now, id.clone(), function.as_deref());
                 false
             }
         };
         match runtime {
             Some(rt) if start => {
-                rt.spawn(inner.clone().worker(Job::unknown(id)));
+                rt.spawn(inner.clone().worker(Job { id, function }));
             }
             _ => inner.wake.notify_one(),
         }
