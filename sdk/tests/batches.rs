@@ -447,13 +447,19 @@ async fn an_invoke_times_out_with_a_typed_error() {
     );
 }
 
-/// A store on which waking an execution always fails: what a crash between a
-/// child's end and its parent's wake-up looks like to the parent.
-struct WakesFail(Arc<dyn durafn_runtime::store::Store>, Arc<AtomicUsize>);
+/// A store whose `method` calls fail, as an outage would, from the `from`-th
+/// (0-based) on, `count` of them (`usize::MAX`: for good); it counts them all.
+struct FailingCalls {
+    inner: Arc<dyn durafn_runtime::store::Store>,
+    method: &'static str,
+    from: usize,
+    count: usize,
+    calls: Arc<AtomicUsize>,
+}
 
-impl durafn_runtime::store::Wrapper for WakesFail {
+impl durafn_runtime::store::Wrapper for FailingCalls {
     fn inner(&self) -> &dyn durafn_runtime::store::Store {
-        &*self.0
+        &*self.inner
     }
     async fn around<'a, T, F>(
         &'a self,
@@ -464,11 +470,13 @@ impl durafn_runtime::store::Wrapper for WakesFail {
         T: Send + 'a,
         F: FnMut() -> durafn_runtime::store::InnerCall<'a, T> + Send + 'a,
     {
-        if what == "wake" {
-            self.1.fetch_add(1, Ordering::SeqCst);
-            return Err(durafn_runtime::StoreError::Transient(
-                "the wake-up was lost".into(),
-            ));
+        if what == self.method {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            if n >= self.from && n - self.from < self.count {
+                return Err(durafn_runtime::StoreError::Transient(format!(
+                    "{what} failed (injected)"
+                )));
+            }
         }
         call().await
     }
@@ -481,8 +489,16 @@ async fn a_parent_whose_wake_up_was_lost_still_sees_its_child_end() {
         Ok(doubled)
     });
     let base = TestRuntime::new(); // owns the SQLite file
+    // Every wake-up fails: what a crash between a child's end and its
+    // parent's wake-up looks like to the parent.
     let lost = Arc::new(AtomicUsize::new(0));
-    let rt = TestRuntime::with_store(Arc::new(WakesFail(base.store(), lost.clone())));
+    let rt = TestRuntime::with_store(Arc::new(FailingCalls {
+        inner: base.store(),
+        method: "wake",
+        from: 0,
+        count: usize::MAX,
+        calls: lost.clone(),
+    }));
     rt.register("doubler", child_fn());
     let exec = rt.start_named("parent", h, 21).await.unwrap();
     // The child ends (after its 30 s sleep) and its wake-up of the parent is
@@ -498,31 +514,6 @@ async fn a_parent_whose_wake_up_was_lost_still_sees_its_child_end() {
     );
 }
 
-/// A store whose second `create_execution` (the child's) fails as an outage would.
-struct FirstCreateFails(Arc<dyn durafn_runtime::store::Store>, Arc<AtomicUsize>);
-
-impl durafn_runtime::store::Wrapper for FirstCreateFails {
-    fn inner(&self) -> &dyn durafn_runtime::store::Store {
-        &*self.0
-    }
-    async fn around<'a, T, F>(
-        &'a self,
-        what: &'static str,
-        mut call: F,
-    ) -> durafn_runtime::Result<T>
-    where
-        T: Send + 'a,
-        F: FnMut() -> durafn_runtime::store::InnerCall<'a, T> + Send + 'a,
-    {
-        if what == "create_execution" && self.1.fetch_add(1, Ordering::SeqCst) == 1 {
-            return Err(durafn_runtime::StoreError::Transient(
-                "connection refused".into(),
-            ));
-        }
-        call().await
-    }
-}
-
 #[tokio::test]
 async fn a_store_outage_while_starting_a_child_is_not_the_workflows_failure() {
     let h = handler(|ctx: DurableContext, n: i64| async move {
@@ -530,8 +521,15 @@ async fn a_store_outage_while_starting_a_child_is_not_the_workflows_failure() {
         Ok(doubled)
     });
     let base = TestRuntime::new(); // owns the SQLite file
+    // The second create (the child's; the first is the parent's) fails once.
     let creates = Arc::new(AtomicUsize::new(0));
-    let rt = TestRuntime::with_store(Arc::new(FirstCreateFails(base.store(), creates.clone())));
+    let rt = TestRuntime::with_store(Arc::new(FailingCalls {
+        inner: base.store(),
+        method: "create_execution",
+        from: 1,
+        count: 1,
+        calls: creates.clone(),
+    }));
     rt.register("doubler", child_fn());
     let exec = rt.start_named("parent", h, 21).await.unwrap();
     // The invocation ends on the store error; the execution is not failed.
