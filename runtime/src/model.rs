@@ -59,7 +59,7 @@ impl Timestamp {
 
     /// Milliseconds from `self` until `later` (zero if `later` is earlier).
     pub fn until(self, later: Timestamp) -> std::time::Duration {
-        std::time::Duration::from_millis(u64::try_from(later.0 - self.0).unwrap_or(0))
+        std::time::Duration::from_millis(u64::try_from(later.0.saturating_sub(self.0)).unwrap_or(0))
     }
 }
 

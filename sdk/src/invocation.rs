@@ -86,9 +86,8 @@ async fn run_traced(
 ) -> Result<InvocationReport, Error> {
     let span = tracing::info_span!("invocation", execution_id = %claimed.id, epoch = claimed.epoch);
     let trace = InvocationTrace::begin(claimed, clock.now()).map(Arc::new);
-    // The invocation's history record: written as it starts (beside the
-    // journal load) and again as it ends (beside its last update, see
-    // `Ending`); one with no end crashed.
+    // The invocation's history record: written as it starts and again as
+    // it ends (beside its last update, see `Ending`); one with no end crashed.
     let start = crate::history::started(claimed.epoch, clock.now(), config.deadline);
     let ending = crate::history::Ending::new(start.clone(), config.retention);
     let begun = durafn_runtime::model::HistoryEntry::Invocation(start);

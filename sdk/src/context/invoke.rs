@@ -260,8 +260,7 @@ pub(crate) fn recheck_at(
     started_at: durafn_runtime::model::Timestamp,
     now: durafn_runtime::model::Timestamp,
 ) -> durafn_runtime::model::Timestamp {
-    let ran = Duration::from_millis(u64::try_from(now.0.saturating_sub(started_at.0)).unwrap_or(0));
-    now.plus((ran / 2).clamp(RECHECK_MIN, RECHECK_MAX))
+    now.plus((started_at.until(now) / 2).clamp(RECHECK_MIN, RECHECK_MAX))
 }
 
 #[cfg(test)]
