@@ -518,6 +518,7 @@ Resources:
     let mut saw_waiting_at_limit = false;
     let mut max_c0 = 0;
     let mut callbacks_done = BTreeSet::new();
+    let mut last_callback = Instant::now();
     loop {
         let mut statuses = BTreeMap::new();
         for (n, id) in ids.iter().enumerate() {
@@ -559,7 +560,17 @@ Resources:
             break;
         }
         assert!(Instant::now() < deadline, "not all finished: {statuses:?}");
-        // Let the slots turn over slowly: one callback per round.
+        // Let the slots turn over slowly: one callback per round, and only
+        // once the freed slot has been taken again (or nothing waits, or the
+        // waiters are all held back by the key) so a slow machine cannot
+        // drain the executions faster than they are admitted.
+        let settled = active.len() == 3
+            || pending == 0
+            || last_callback.elapsed() > Duration::from_secs(5);
+        if !settled {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
         let before = callbacks_done.len();
         let mut one = BTreeSet::new();
         complete_one_callback(&replicas, &work, &callbacks_done, &mut one).await;
@@ -567,6 +578,7 @@ Resources:
         if callbacks_done.len() == before {
             tokio::time::sleep(Duration::from_millis(200)).await;
         } else {
+            last_callback = Instant::now();
             tokio::time::sleep(Duration::from_millis(600)).await;
         }
     }
