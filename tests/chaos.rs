@@ -635,6 +635,11 @@ async fn run_chaos(backend: &str, seed: u64) {
         }
     }
 
+    let diagnosis = if fig.stuck.is_empty() {
+        String::new()
+    } else {
+        diagnose(&mut cluster, store_url.as_deref(), &names, &finished).await
+    };
     let reaped = procs::reap_listed(&cluster.pids, &chaosfn);
     let f = &cluster.faults;
     let report = format!(
@@ -665,6 +670,9 @@ async fn run_chaos(backend: &str, seed: u64) {
     );
     println!("{report}");
     eprintln!("{report}");
+    if !diagnosis.is_empty() {
+        eprintln!("{diagnosis}");
+    }
     if let Ok(path) = std::env::var("DURAFN_CHAOS_REPORT") {
         use std::io::Write;
         if let Ok(mut file) = std::fs::OpenOptions::new()
@@ -681,7 +689,7 @@ async fn run_chaos(backend: &str, seed: u64) {
             && fig.at_most_once_twice.is_empty()
             && fig.stuck.is_empty()
             && fig.failed.is_empty(),
-        "{report}\n{fig:#?}"
+        "{report}\n{diagnosis}\n{fig:#?}"
     );
     // The chaos really happened.
     assert!(f.handler_kills > 0 && f.emulator_kills > 0, "{report}");
@@ -693,6 +701,79 @@ async fn run_chaos(backend: &str, seed: u64) {
             "{report}"
         );
     }
+}
+
+/// What the cluster looks like when executions are stuck: each emulator's
+/// due backlog and store errors (`/metrics`), the dispatch shard leases, and
+/// the records of a few stuck executions, so a failed run says where it
+/// stopped.
+async fn diagnose(
+    cluster: &mut Cluster,
+    store_url: Option<&str>,
+    names: &[String],
+    finished: &BTreeMap<String, Value>,
+) -> String {
+    let mut out = String::from("diagnosis (executions stuck):\n");
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let Some(dev) = node.live() else {
+            out.push_str(&format!("  emulator {i}: down or frozen\n"));
+            continue;
+        };
+        let metrics = dev.get_text("/metrics").await.unwrap_or_default();
+        for line in metrics.lines().filter(|l| {
+            [
+                "durafn_due_backlog",
+                "durafn_due_oldest_age_seconds",
+                "durafn_store_errors_total",
+                "durafn_invocations_total",
+                "durafn_lease_expiries_total",
+                "durafn_claims_lost_total",
+            ]
+            .iter()
+            .any(|m| l.starts_with(m))
+        }) {
+            out.push_str(&format!("  emulator {i}: {line}\n"));
+        }
+    }
+    let url = store_url.map_or_else(
+        || {
+            format!(
+                "sqlite://{}",
+                cluster.nodes[0].spec.state.join("durafn.db").display()
+            )
+        },
+        str::to_string,
+    );
+    match durafn_runtime::store::open_async(&url).await {
+        Ok(store) => {
+            match store.list_leases("dispatch").await {
+                Ok(leases) => {
+                    for l in leases {
+                        out.push_str(&format!(
+                            "  lease {} owner={} until={:?}\n",
+                            l.name, l.owner, l.until
+                        ));
+                    }
+                }
+                Err(e) => out.push_str(&format!("  leases: {e}\n")),
+            }
+            let stuck = names.iter().filter(|n| !finished.contains_key(*n)).take(8);
+            for n in stuck {
+                let Ok(id) = durafn_runtime::model::ExecutionId::new(n.as_str()) else {
+                    continue;
+                };
+                match store.get_execution(&id).await {
+                    Ok(Some(e)) => out.push_str(&format!(
+                        "  {n}: status={:?} epoch={} wakeups={} due_at={:?} updated_at={:?}\n",
+                        e.status, e.epoch, e.wakeups, e.due_at, e.updated_at
+                    )),
+                    other => out.push_str(&format!("  {n}: {other:?}\n")),
+                }
+            }
+        }
+        Err(e) => out.push_str(&format!("  store {url}: {e}\n")),
+    }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

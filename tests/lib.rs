@@ -578,6 +578,20 @@ pub mod procs {
         n
     }
 
+    /// Where a process's output goes: appended to `$CHAOS_LOG_DIR/NAME-PORT.log`
+    /// when that is set (to diagnose a long chaos run), else nowhere.
+    fn log_to(name: &str, port: u16) -> Stdio {
+        let Ok(dir) = std::env::var("CHAOS_LOG_DIR") else {
+            return Stdio::null();
+        };
+        let _ = std::fs::create_dir_all(&dir);
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(Path::new(&dir).join(format!("{name}-{port}.log")))
+            .map_or_else(|_| Stdio::null(), Stdio::from)
+    }
+
     /// A `durafn dev` process.
     pub struct Dev {
         pub child: Child,
@@ -644,7 +658,7 @@ pub mod procs {
                     std::env::var("CHAOS_RUST_LOG").unwrap_or_else(|_| "error".into()),
                 )
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(log_to("dev", spec.port))
                 .spawn()
                 .expect("spawn durafn dev");
             let url = format!("http://127.0.0.1:{}", spec.port);
@@ -688,6 +702,25 @@ pub mod procs {
             .await
             .ok()
             .and_then(Result::ok)
+        }
+
+        /// A plain-text GET (e.g. `/metrics`), `None` if it does not answer
+        /// within 10 s.
+        pub async fn get_text(&self, path: &str) -> Option<String> {
+            use std::io::{Read, Write};
+            let port = self.port;
+            let path = path.to_string();
+            let fetch = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+                let mut conn = std::net::TcpStream::connect(("127.0.0.1", port))?;
+                conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+                write!(conn, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+                let mut text = String::new();
+                conn.read_to_string(&mut text)?;
+                Ok(text
+                    .split_once("\r\n\r\n")
+                    .map_or(text.clone(), |(_, b)| b.to_string()))
+            });
+            fetch.await.ok()?.ok()
         }
 
         pub fn kill9(&mut self) {
@@ -767,8 +800,8 @@ pub mod procs {
                     &self.port.to_string(),
                 ])
                 .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stdout(log_to("dynamodb-local", self.port))
+                .stderr(log_to("dynamodb-local", self.port))
                 .spawn()
                 .expect("start DynamoDB Local");
             self.child = Some(child);

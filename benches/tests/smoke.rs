@@ -75,6 +75,8 @@ fn quick_json_run_prints_one_well_formed_figure_per_line() {
         "step_vs_sqlite_commit",
         "replay_10k_ms",
         "replay_growth_1k_to_10k",
+        "replay_100k_ms",
+        "replay_growth_10k_to_100k",
         "step_group_commit_c20_per_s",
         "sqlite_commit_c1_per_s",
         "group_commit_speedup",

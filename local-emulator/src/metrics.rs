@@ -218,6 +218,7 @@ pub fn invocation_answer(
         Err(InvokeFailure::ProcessExited(_)) => "crashed".into(),
         Err(InvokeFailure::TimedOut(_)) => "timed_out".into(),
         Err(InvokeFailure::InitFailed(_)) => "init_failed".into(),
+        Err(InvokeFailure::NoCapacity(_)) => "no_capacity".into(),
     };
     histogram!("durafn_invocation_duration_seconds", "function" => function.to_string())
         .record(took.as_secs_f64());

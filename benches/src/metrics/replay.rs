@@ -1,12 +1,13 @@
 //! `replay_10k_ms` and `replay_growth_1k_to_10k`: how long one invocation
 //! takes to replay a journal of completed steps and finish (DESIGN.md §8:
-//! 10,000 operations in ≤ 50 ms, cost linear in journal length).
+//! 10,000 operations in ≤ 50 ms, cost linear in journal length), and the same
+//! for 100,000 operations (`replay_100k_ms`, `replay_growth_10k_to_100k`).
 //!
 //! Each journal is written straight into a SQLite store (`put_operation`,
 //! the records the SDK would have written), then one invocation is timed:
 //! claim, load the journal, replay every step (no body may run: they are
 //! counted) and finish. Journals of 1k and 10k steps alternate over several
-//! rounds; the figures are medians.
+//! rounds, 100k steps over fewer; the figures are medians.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,20 +25,30 @@ use crate::workflows::{BodyCount, completed_step, expected_output, sequential_st
 const REPLAY_10K: &str = "replay_10k_ms";
 /// Replay time of the long journal over that of the short one.
 const GROWTH: &str = "replay_growth_1k_to_10k";
+/// Replay time of the huge journal (issue #17: 100,000 operations in one
+/// execution, without continue-as-new).
+const REPLAY_100K: &str = "replay_100k_ms";
+/// Replay time of the huge journal over that of the long one.
+const GROWTH_100K: &str = "replay_growth_10k_to_100k";
 
 /// The metrics this group reports.
-pub(crate) const METRICS: &[&str] = &[REPLAY_10K, GROWTH];
+pub(crate) const METRICS: &[&str] = &[REPLAY_10K, GROWTH, REPLAY_100K, GROWTH_100K];
 
 /// DESIGN.md §8: 10,000 operations replay in at most 50 ms.
 const TARGET_MS: f64 = 50.0;
 /// Linear growth would be 10; allow some slack for fixed costs that do not
 /// shrink (they make growth look *better*, never worse).
 const TARGET_GROWTH: f64 = 12.0;
+/// 100,000 operations: the 10k target, linearly.
+const TARGET_100K_MS: f64 = 500.0;
 
 struct Sizes {
     rounds: usize,
+    /// Rounds of the huge journal (each writes 100,000 records first).
+    huge_rounds: usize,
     short: u64,
     long: u64,
+    huge: u64,
 }
 
 impl Sizes {
@@ -45,13 +56,17 @@ impl Sizes {
         match scale {
             Scale::Full => Sizes {
                 rounds: 7,
+                huge_rounds: 3,
                 short: 1_000,
                 long: 10_000,
+                huge: 100_000,
             },
             Scale::Quick => Sizes {
                 rounds: 2,
+                huge_rounds: 1,
                 short: 100,
                 long: 1_000,
+                huge: 10_000,
             },
         }
     }
@@ -60,63 +75,91 @@ impl Sizes {
 /// Measures and reports [`METRICS`].
 pub(crate) async fn run(scale: Scale, report: &mut Report) {
     let sizes = Sizes::of(scale);
-    let (short, long) = match measure(&sizes, report).await {
+    let [short, long, huge] = match measure(&sizes, report).await {
         Ok(samples) => samples,
         Err(e) => {
             let msg = e.to_string();
-            report.error(REPLAY_10K, &msg);
-            report.error(GROWTH, &msg);
+            for m in METRICS {
+                report.error(m, &msg);
+            }
             return;
         }
     };
-    match long {
-        Ok(long_ms) => {
+    report_pair(report, (REPLAY_10K, TARGET_MS), GROWTH, &long, &short);
+    report_pair(
+        report,
+        (REPLAY_100K, TARGET_100K_MS),
+        GROWTH_100K,
+        &huge,
+        &long,
+    );
+}
+
+/// Reports the time of the bigger journal and its growth over the smaller.
+fn report_pair(
+    report: &mut Report,
+    (metric, target): (&'static str, f64),
+    growth: &'static str,
+    bigger: &Result<f64, String>,
+    smaller: &Result<f64, String>,
+) {
+    match bigger {
+        Ok(big_ms) => {
             report.figure(Figure {
-                metric: REPLAY_10K,
-                value: long_ms,
+                metric,
+                value: *big_ms,
                 unit: "ms",
-                target: TARGET_MS,
+                target,
             });
-            match short {
-                Ok(short_ms) => report.figure(Figure {
-                    metric: GROWTH,
-                    value: long_ms / short_ms,
+            match smaller {
+                Ok(small_ms) => report.figure(Figure {
+                    metric: growth,
+                    value: big_ms / small_ms,
                     unit: "ratio",
                     target: TARGET_GROWTH,
                 }),
-                Err(e) => report.error(GROWTH, &format!("the short journal: {e}")),
+                Err(e) => report.error(growth, &format!("the smaller journal: {e}")),
             }
         }
         Err(e) => {
-            report.error(REPLAY_10K, &e);
-            report.error(GROWTH, &format!("the long journal: {e}"));
+            report.error(metric, e);
+            report.error(growth, &format!("the bigger journal: {e}"));
         }
     }
 }
 
-/// The median replay times (ms) of the short and the long journal; each
-/// side fails on its own.
-type Medians = (Result<f64, String>, Result<f64, String>);
+/// The median replay times (ms) of the short, the long and the huge
+/// journal; each fails on its own.
+type Medians = [Result<f64, String>; 3];
 
 async fn measure(sizes: &Sizes, report: &mut Report) -> Result<Medians> {
     let dir = scratch_dir()?;
     let store = SqliteStore::open(dir.path().join("replay.db"))?;
     let rt = TestRuntime::with_store(Arc::new(store.clone()));
-    let mut samples: [Result<Vec<f64>, String>; 2] = [Ok(Vec::new()), Ok(Vec::new())];
-    for round in 1..=sizes.rounds {
-        let mut order = [(0, sizes.short), (1, sizes.long)];
+    let mut samples: [Result<Vec<f64>, String>; 3] =
+        [Ok(Vec::new()), Ok(Vec::new()), Ok(Vec::new())];
+    let rounds = sizes.rounds.max(sizes.huge_rounds);
+    for round in 1..=rounds {
+        let mut order = vec![(0, sizes.short), (1, sizes.long)];
+        if round <= sizes.huge_rounds {
+            order.push((2, sizes.huge));
+        }
         if round % 2 == 0 {
             order.reverse();
         }
         for (side, n) in order {
+            if round > sizes.rounds && side != 2 {
+                continue;
+            }
             let Ok(times) = &mut samples[side] else {
                 continue;
             };
             let name = format!("replay-{n}-round-{round}");
             match time_replay(&rt, &store, &name, n).await {
                 Ok(run) => {
+                    let metric = if side == 2 { REPLAY_100K } else { REPLAY_10K };
                     report.info(
-                        REPLAY_10K,
+                        metric,
                         &[
                             ("round", round as f64),
                             ("n", n as f64),
@@ -130,10 +173,10 @@ async fn measure(sizes: &Sizes, report: &mut Report) -> Result<Medians> {
             }
         }
     }
-    let [short, long] = samples.map(|side| {
+    let medians = samples.map(|side| {
         side.and_then(|times| median(&times).ok_or_else(|| "no rounds were run".to_string()))
     });
-    if let (Ok(s), Ok(l)) = (&short, &long) {
+    if let [Ok(s), Ok(l), Ok(h)] = &medians {
         report.info(
             REPLAY_10K,
             &[
@@ -141,11 +184,14 @@ async fn measure(sizes: &Sizes, report: &mut Report) -> Result<Medians> {
                 ("median_short_ms", *s),
                 ("long_n", sizes.long as f64),
                 ("median_long_ms", *l),
+                ("huge_n", sizes.huge as f64),
+                ("median_huge_ms", *h),
                 ("rounds", sizes.rounds as f64),
+                ("huge_rounds", sizes.huge_rounds as f64),
             ],
         );
     }
-    Ok((short, long))
+    Ok(medians)
 }
 
 /// One timed replay.

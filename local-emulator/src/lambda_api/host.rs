@@ -57,6 +57,10 @@ pub enum InvokeFailure {
     /// The handler process could not be started or failed to initialise.
     #[error("the handler could not start: {0}")]
     InitFailed(String),
+    /// No process of the function was free to take the invocation in time
+    /// (all of its instances were busy): it never ran.
+    #[error("no handler process was free to take the invocation within {0:?}")]
+    NoCapacity(Duration),
 }
 
 /// An invocation handed to a process.
@@ -71,6 +75,8 @@ struct Pending {
     request_id: String,
     payload: Bytes,
     reply: oneshot::Sender<Result<Bytes, InvokeFailure>>,
+    /// Told when a process takes it: its run time starts then.
+    delivered: oneshot::Sender<()>,
 }
 
 struct InFlight {
@@ -81,6 +87,9 @@ struct InFlight {
 struct Instance {
     /// Part of the process's Runtime API base path; proves a request comes from it.
     secret: String,
+    /// It has asked for an invocation at least once: its initialisation is
+    /// over, so its exit is never an init failure.
+    ready: bool,
     polling: bool,
     last_active: Instant,
     kill: Option<oneshot::Sender<()>>,
@@ -133,21 +142,47 @@ impl FunctionHost {
     /// Invokes the function with `payload` and waits for its response.
     pub async fn invoke(self: &Arc<Self>, payload: Bytes) -> Result<Bytes, InvokeFailure> {
         let request_id = uuid::Uuid::new_v4().to_string();
-        let (tx, rx) = oneshot::channel();
+        let (tx, mut rx) = oneshot::channel();
+        let (delivered_tx, delivered) = oneshot::channel();
         {
             let mut st = self.state();
             st.queue.push_back(Pending {
                 request_id: request_id.clone(),
                 payload,
                 reply: tx,
+                delivered: delivered_tx,
             });
         }
         self.queued.notify_one();
         self.ensure_capacity();
-        // Queue time counts: a caller never waits much past the timeout.
-        let limit = self.spec.timeout + Duration::from_secs(2);
+        // An invocation waits for a free process at most this long, and then
+        // runs for the function's timeout (plus the same grace for its answer
+        // to arrive) from the moment a process takes it: time spent queued
+        // behind busy processes never shortens its run.
+        let grace = Duration::from_secs(2);
+        let queue_limit = self.spec.timeout + grace;
         let started = std::time::Instant::now();
-        let answer = match tokio::time::timeout(limit, rx).await {
+        let taken = tokio::select! {
+            answer = &mut rx => Some(answer),
+            d = tokio::time::timeout(queue_limit, delivered) => match d {
+                // Taken by a process (or dropped unsent: the answer says why).
+                Ok(_) => None,
+                Err(_) => {
+                    if self.dequeue(&request_id) {
+                        let failure = InvokeFailure::NoCapacity(queue_limit);
+                        crate::metrics::invocation_answer(&self.spec.name, &Err(failure.clone()), started.elapsed());
+                        return Err(failure);
+                    }
+                    // Taken just now.
+                    None
+                }
+            },
+        };
+        let answer = match taken {
+            Some(answer) => Ok(answer),
+            None => tokio::time::timeout(self.spec.timeout + grace, &mut rx).await,
+        };
+        let answer = match answer {
             Ok(Ok(answer)) => answer,
             Ok(Err(_)) => Err(InvokeFailure::ProcessExited(
                 "the emulator dropped the invocation".into(),
@@ -159,6 +194,15 @@ impl FunctionHost {
         };
         crate::metrics::invocation_answer(&self.spec.name, &answer, started.elapsed());
         answer
+    }
+
+    /// Takes a still-queued invocation out of the queue; false if a process
+    /// has taken it already.
+    fn dequeue(&self, request_id: &str) -> bool {
+        let mut st = self.state();
+        let before = st.queue.len();
+        st.queue.retain(|p| p.request_id != request_id);
+        st.queue.len() != before
     }
 
     fn time_out(&self, request_id: &str) {
@@ -189,6 +233,7 @@ impl FunctionHost {
                     id,
                     Instance {
                         secret: secret.clone(),
+                        ready: false,
                         polling: false,
                         last_active: Instant::now(),
                         kill: None,
@@ -287,7 +332,12 @@ impl FunctionHost {
     fn on_exit(self: &Arc<Self>, id: u64, status: String) {
         let (orphans, gave_up) = {
             let mut st = self.state();
-            st.instances.remove(&id);
+            // Killed by the emulator (a timed-out invocation, an idle reap,
+            // shutdown): its kill sender was taken.
+            let (ready, killed) = st
+                .instances
+                .remove(&id)
+                .map_or((false, true), |i| (i.ready, i.kill.is_none()));
             let mine: Vec<String> = st
                 .in_flight
                 .iter()
@@ -296,10 +346,13 @@ impl FunctionHost {
                 .collect();
             let orphans: Vec<InFlight> =
                 mine.iter().filter_map(|k| st.in_flight.remove(k)).collect();
-            if orphans.is_empty() && !st.queue.is_empty() {
-                // It died before taking any work: count it as an init failure.
+            if !ready && !killed && orphans.is_empty() && !st.queue.is_empty() {
+                // It died on its own before asking for any work: an init
+                // failure. (A process killed for an invocation's timeout is
+                // not one: counting those once failed every queued
+                // invocation after three slow ones.)
                 st.init_errors += 1;
-            } else {
+            } else if ready {
                 st.init_errors = 0;
             }
             (orphans, st.init_errors >= 3)
@@ -339,10 +392,12 @@ impl FunctionHost {
             notified.as_mut().enable();
             {
                 let mut st = self.state();
-                if !st.instances.contains_key(&instance) {
-                    return None;
+                match st.instances.get_mut(&instance) {
+                    Some(i) => i.ready = true,
+                    None => return None,
                 }
                 if let Some(p) = st.queue.pop_front() {
+                    let _ = p.delivered.send(());
                     if let Some(i) = st.instances.get_mut(&instance) {
                         i.polling = false;
                         i.last_active = Instant::now();
@@ -444,5 +499,145 @@ async fn forward_lines<R: tokio::io::AsyncRead + Unpin>(
             }
         }
         eprintln!("[{prefix}] {line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
+
+    use super::*;
+
+    /// A real process running `script` (the test takes its invocations in
+    /// its place, through [`FunctionHost::next`]).
+    fn host_of(dir: &std::path::Path, script: &str) -> Arc<FunctionHost> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("handler.sh");
+        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        FunctionHost::new(
+            FunctionSpec {
+                name: "f".into(),
+                executable: path,
+                env: Vec::new(),
+                timeout: Duration::from_secs(3),
+                memory_mb: 128,
+                max_instances: 1,
+                idle_timeout: Duration::from_secs(60),
+            },
+            "127.0.0.1:1".into(),
+        )
+    }
+
+    /// Waits (at most 10 s) until `f` holds of the host's state.
+    async fn until(host: &FunctionHost, what: &str, f: impl Fn(&State) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !f(&host.state()) {
+            assert!(Instant::now() < deadline, "never: {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn processes_the_emulator_kills_are_not_init_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = host_of(dir.path(), "exec sleep 60");
+        let call = {
+            let host = host.clone();
+            tokio::spawn(async move { host.invoke(Bytes::from_static(b"queued")).await })
+        };
+        // Three processes in a row are killed by the emulator (as for an
+        // invocation that ran past its timeout) while an invocation waits.
+        for n in 1..=3u64 {
+            until(&host, "the next process started", |st| {
+                st.instances.get(&n).is_some_and(|i| i.kill.is_some())
+            })
+            .await;
+            let kill = {
+                let mut st = host.state();
+                let inst = st.instances.get_mut(&n).unwrap();
+                inst.ready = n == 1;
+                inst.kill.take().unwrap()
+            };
+            kill.send(()).unwrap();
+            until(&host, "the process exited", |st| {
+                !st.instances.contains_key(&n)
+            })
+            .await;
+        }
+        // The waiting invocation was not failed as "could not start": a
+        // fourth process takes it.
+        until(&host, "a fourth process started", |st| {
+            st.instances.contains_key(&4)
+        })
+        .await;
+        let d = tokio::time::timeout(Duration::from_secs(10), host.next(4))
+            .await
+            .expect("no fourth process took the queued invocation")
+            .expect("no fourth process");
+        assert_eq!(d.payload, "queued");
+        assert!(host.complete(4, &d.request_id, Ok(Bytes::from_static(b"done"))));
+        assert_eq!(call.await.unwrap(), Ok(Bytes::from_static(b"done")));
+        host.kill_all();
+    }
+
+    /// Virtual time: the run timeout starts when a process takes the
+    /// invocation (not when it was queued), and a queued invocation no
+    /// process takes in time fails as never run.
+    #[tokio::test(start_paused = true)]
+    async fn the_run_timeout_starts_when_a_process_takes_the_invocation() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = host_of(dir.path(), "exec sleep 600");
+        let timeout = host.spec.timeout;
+        let grace = Duration::from_secs(2);
+        let invoke = |body: &'static [u8]| {
+            let host = host.clone();
+            tokio::spawn(async move { host.invoke(Bytes::from_static(body)).await })
+        };
+        let a = invoke(b"a");
+        until(&host, "a process started", |st| {
+            st.instances.contains_key(&1)
+        })
+        .await;
+        let first = host.next(1).await.unwrap();
+        assert_eq!(first.payload, "a");
+        // B waits behind A for most of the queue limit.
+        let b = invoke(b"b");
+        tokio::time::sleep(timeout).await;
+        assert!(host.complete(1, &first.request_id, Ok(Bytes::from_static(b"A"))));
+        assert_eq!(a.await.unwrap(), Ok(Bytes::from_static(b"A")));
+        let second = host.next(1).await.unwrap();
+        assert_eq!(second.payload, "b");
+        // Answered after a full timeout of running: queued + running is past
+        // the old limit, but the run itself is within it.
+        tokio::time::sleep(timeout + grace / 2).await;
+        assert!(host.complete(1, &second.request_id, Ok(Bytes::from_static(b"B"))));
+        assert_eq!(b.await.unwrap(), Ok(Bytes::from_static(b"B")));
+        // Nobody takes C: it fails as never run, and leaves the queue.
+        let c = invoke(b"c");
+        assert_eq!(
+            c.await.unwrap(),
+            Err(InvokeFailure::NoCapacity(timeout + grace))
+        );
+        assert!(host.state().queue.is_empty());
+        host.kill_all();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn three_processes_dying_before_asking_for_work_fail_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = host_of(dir.path(), "exit 3");
+        let answer = tokio::time::timeout(
+            Duration::from_secs(30),
+            host.invoke(Bytes::from_static(b"x")),
+        )
+        .await
+        .expect("the invocation was never failed");
+        match answer {
+            Err(InvokeFailure::InitFailed(msg)) => {
+                assert!(msg.contains("three times"), "{msg}");
+            }
+            other => panic!("expected an init failure, got {other:?}"),
+        }
     }
 }
