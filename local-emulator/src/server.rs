@@ -209,6 +209,13 @@ pub async fn serve(
     let timeouts = Arc::new(timeouts);
     dconfig.timeout_for =
         Arc::new(move |f: &str| timeouts.get(f).copied().unwrap_or(Duration::from_secs(30)));
+    // No more invocations at once than the function has processes: the rest
+    // wait unclaimed instead of timing out in the process queue.
+    let capacities: HashMap<String, usize> = hosts
+        .iter()
+        .map(|(name, h)| (name.clone(), h.spec().max_instances.max(1)))
+        .collect();
+    dconfig.capacity_for = Arc::new(move |f: &str| capacities.get(f).copied());
     let dispatcher = Arc::new(Dispatcher::new(
         store.clone(),
         clock.clone(),

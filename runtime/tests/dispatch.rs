@@ -426,6 +426,68 @@ async fn targeted_dispatches_respect_the_concurrency_limit_and_queue_in_order() 
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executions_beyond_the_functions_capacity_wait_unclaimed_until_one_ends() {
+    let (store, clock, _finisher, _dir) = setup(5, 0).await;
+    let (invoker, mut started) = gated(&store, &clock, false);
+    let mut config = DispatcherConfig::default();
+    config.capacity_for = Arc::new(|f: &str| (f == "order").then_some(2));
+    let d = Dispatcher::new(
+        store.clone(),
+        Arc::new(clock.clone()),
+        invoker.clone(),
+        config,
+    );
+    let handle = d.handle();
+    for i in 0..5 {
+        handle.dispatch_now(ExecutionId::new(format!("e-{i}")).unwrap());
+    }
+    let mut first = vec![
+        next_start(&mut started).await,
+        next_start(&mut started).await,
+    ];
+    first.sort();
+    // Two run; the other three were not claimed (no epoch, still PENDING).
+    let mut unclaimed = 0;
+    for i in 0..5 {
+        let e = store
+            .get_execution(&ExecutionId::new(format!("e-{i}")).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        if e.epoch == 0 {
+            assert_eq!(e.status, ExecutionStatus::Pending);
+            unclaimed += 1;
+        }
+    }
+    assert_eq!(unclaimed, 3);
+    // Each end hands its place to a waiter, until all five have run.
+    let mut seen = first.clone();
+    for _ in 0..3 {
+        invoker.release.add_permits(1);
+        seen.push(next_start(&mut started).await);
+    }
+    invoker.release.add_permits(2);
+    d.idle().await;
+    seen.sort();
+    assert_eq!(seen, ["e-0", "e-1", "e-2", "e-3", "e-4"]);
+    assert_eq!(
+        invoker
+            .most_running
+            .load(std::sync::atomic::Ordering::SeqCst),
+        2
+    );
+    for i in 0..5 {
+        let e = store
+            .get_execution(&ExecutionId::new(format!("e-{i}")).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.status, ExecutionStatus::Succeeded);
+        assert_eq!(e.epoch, 1, "claimed once");
+    }
+}
+
 /// Suspends each execution's first invocation on a timer `after` ahead; the
 /// second finishes it.
 struct Sleeper {

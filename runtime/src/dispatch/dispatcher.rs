@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, broadcast};
 
+use super::capacity::{Capacity, Slot};
 use super::limits::{self, ConcurrencyLimit};
 use super::{HeldShards, InvocationSummary, Invoker, LEASE_GRACE, ResumeRequest};
 use crate::clock::Clock;
@@ -60,6 +61,10 @@ pub struct DispatcherConfig {
     pub shards: Option<Arc<HeldShards>>,
     /// Concurrency limits by function name (see [`super::limits`]).
     pub limits: Arc<HashMap<String, ConcurrencyLimit>>,
+    /// How many invocations of a function the invoker runs at once (the
+    /// emulator's processes per function); `None`: no bound. Executions due
+    /// beyond it are not claimed until one ends (see [`super::capacity`]).
+    pub capacity_for: CapacityFor,
 }
 
 impl Default for DispatcherConfig {
@@ -74,9 +79,13 @@ impl Default for DispatcherConfig {
             max_failure_backoff: Duration::from_secs(60),
             shards: None,
             limits: Arc::new(HashMap::new()),
+            capacity_for: Arc::new(|_| None),
         }
     }
 }
+
+/// [`DispatcherConfig::capacity_for`]: a function's invocations at once, if bounded.
+pub type CapacityFor = Arc<dyn Fn(&str) -> Option<usize> + Send + Sync>;
 
 /// Published after every invocation the dispatcher ran.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +126,8 @@ struct Inner {
     /// Executions over a concurrency limit (left `PENDING`): their function
     /// and when to try again.
     blocked: Mutex<HashMap<ExecutionId, (Arc<str>, Timestamp)>>,
+    /// Invocations running per function, and executions waiting for one to end.
+    capacity: Capacity,
 }
 
 /// What waits and what runs.
@@ -130,6 +141,24 @@ struct Queue {
     in_flight: HashMap<ExecutionId, bool>,
     /// Function names, shared by the entries that carry one.
     functions: HashSet<Arc<str>>,
+}
+
+/// An invocation's place in its function's capacity: given back when the
+/// dispatch ends (however it ends), handing the place to the next waiter.
+struct RunningSlot<'a> {
+    inner: &'a Inner,
+    slot: Option<Slot>,
+}
+
+impl Drop for RunningSlot<'_> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            if let Some((id, function)) = self.inner.capacity.release(slot) {
+                self.inner
+                    .add_timer(self.inner.clock.now(), &id, Some(&function));
+            }
+        }
+    }
 }
 
 /// One execution for a worker to dispatch.
@@ -245,6 +274,7 @@ impl Dispatcher {
                 changes,
                 lost_claims: AtomicU64::new(0),
                 blocked: Mutex::new(HashMap::new()),
+                capacity: Capacity::default(),
             }),
         }
     }
@@ -536,7 +566,11 @@ impl Inner {
     /// due (a stale timer, or already run: no write needed).
     async fn dispatch(&self, job: &Job) -> bool {
         let id = job.id.clone();
-        if self.is_blocked(&id, self.clock.now()) {
+        if self.is_blocked(&id, self.clock.now())
+            || self
+                .capacity
+                .is_waiting(&id, job.function.as_deref(), self.clock.now())
+        {
             return false;
         }
         // A limited function's execution is read first (its input names its key).
@@ -564,6 +598,18 @@ impl Inner {
                     return false;
                 }
             },
+        };
+        // At the function's process capacity: not claimed; it waits here
+        // until one of the function's invocations ends.
+        let _running = match (self.config.capacity_for)(&function) {
+            Some(max) => match self.capacity.take(&function, max, &id, self.clock.now()) {
+                Some(slot) => Some(RunningSlot {
+                    inner: self,
+                    slot: Some(slot),
+                }),
+                None => return false,
+            },
+            None => None,
         };
         let slots = match (self.config.limits.get(&*function), &read) {
             (Some(limit), Some(exec)) => {

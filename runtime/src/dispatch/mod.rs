@@ -6,17 +6,20 @@
 //!   several replicas' dispatchers ([`shards`]).
 //! - [`limits`]: per-function and keyed concurrency limits, held as slots
 //!   in the store.
+//! - `capacity`: at most as many running invocations per function as the
+//!   invoker has processes for; the rest wait unclaimed.
 //! - [`ResumeRequest`]: the payload every invoker delivers to the function.
 //! - [`wake`]: wake-up messages for dispatchers that are not always running
 //!   (the dispatcher function on AWS Lambda, fed by an SQS wake queue).
 
+mod capacity;
 mod dispatcher;
 mod invoker;
 pub mod limits;
 pub mod shards;
 pub mod wake;
 
-pub use dispatcher::{DispatchHandle, Dispatcher, DispatcherConfig, ExecutionChanged};
+pub use dispatcher::{CapacityFor, DispatchHandle, Dispatcher, DispatcherConfig, ExecutionChanged};
 pub use invoker::{InvocationSummary, InvokeError, Invoker};
 pub use limits::{ConcurrencyLimit, KeyLimit};
 pub use shards::{HeldShards, ShardLeaseConfig, ShardLeaser};
