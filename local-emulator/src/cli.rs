@@ -198,6 +198,32 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Pause an execution (not dispatched until unpaused: a running
+    /// invocation finishes its current step and suspends; signals are still
+    /// recorded), or with --function every execution of a function (new
+    /// starts wait as PENDING).
+    Pause {
+        /// The execution id (or use --function).
+        #[arg(required_unless_present = "function", conflicts_with = "function")]
+        id: Option<String>,
+        /// Pause this function instead.
+        #[arg(long)]
+        function: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Unpause an execution (it runs at once and catches up), or with
+    /// --function a function.
+    Unpause {
+        /// The execution id (or use --function).
+        #[arg(required_unless_present = "function", conflicts_with = "function")]
+        id: Option<String>,
+        /// Unpause this function instead.
+        #[arg(long)]
+        function: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// The template's schedules: `list` (default), `pause NAME`, `resume NAME`,
     /// `trigger NAME` (fire now, once).
     Schedules {
@@ -536,6 +562,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print_value(&client, &v, crate::output::describe);
             Ok(())
         }
+        Command::Pause {
+            id,
+            function,
+            client,
+        } => pause_command(&client, "pause", id, function).await,
+        Command::Unpause {
+            id,
+            function,
+            client,
+        } => pause_command(&client, "unpause", id, function).await,
         Command::Schedules {
             action,
             name,
@@ -667,6 +703,40 @@ async fn call(
         bail!("{code} ({status}): {msg}");
     }
     Ok(v)
+}
+
+/// `durafn pause|unpause ID` / `--function F`.
+async fn pause_command(
+    client: &ClientArgs,
+    action: &str,
+    id: Option<String>,
+    function: Option<String>,
+) -> anyhow::Result<()> {
+    match (id, function) {
+        (_, Some(f)) => {
+            let path = format!("/v1/functions/{}/{action}", encode(&f));
+            let v = call(client, "POST", &path, None).await?;
+            print_value(client, &v, |v| {
+                let state = if v["paused"] == json!(true) {
+                    "paused"
+                } else {
+                    "unpaused"
+                };
+                format!("function {} {state}\n", text_of(&v["function"]))
+            });
+        }
+        (Some(id), None) => {
+            let path = format!("/v1/executions/{}/{action}", encode(&id));
+            let v = call(client, "POST", &path, None).await?;
+            print_value(client, &v, crate::output::describe);
+        }
+        (None, None) => bail!("`durafn {action}` needs an execution id or --function F"),
+    }
+    Ok(())
+}
+
+fn text_of(v: &Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_string)
 }
 
 fn print_value(args: &ClientArgs, v: &Value, human: fn(&Value) -> String) {

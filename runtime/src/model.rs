@@ -266,6 +266,12 @@ pub struct Execution {
     /// When the store may delete it (finished executions only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Timestamp>,
+    /// Paused by an operator ([`crate::store::Store::set_paused`]): not
+    /// dispatched until unpaused, whatever its status (`PENDING`, `RUNNING`
+    /// while its invocation winds down, `SUSPENDED`). Signals are still
+    /// recorded; an unpause makes it due at once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
     /// A random secret chosen by the store at creation; callback tokens are
     /// derived from it. Never shown by the API.
     #[serde(default, skip_serializing)]

@@ -451,6 +451,7 @@ mod tests {
             updated_at: Timestamp(1_000),
             ended_at: None,
             expires_at: None,
+            paused: false,
             seed: String::new(),
         };
         let t = InvocationTrace::new(&exec, Timestamp(2_000));

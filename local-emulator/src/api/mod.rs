@@ -10,6 +10,7 @@ mod error;
 mod fuzz_tests;
 pub mod history;
 pub mod journal;
+mod pause;
 pub mod render;
 pub mod reset;
 pub mod search;
@@ -103,6 +104,14 @@ pub enum Endpoint {
     Cancel,
     /// `POST /v1/executions/{id}/resume`.
     Resume,
+    /// `POST /v1/executions/{id}/pause`.
+    Pause,
+    /// `POST /v1/executions/{id}/unpause`.
+    Unpause,
+    /// `POST /v1/functions/{function}/pause`.
+    PauseFunction,
+    /// `POST /v1/functions/{function}/unpause`.
+    UnpauseFunction,
     /// `POST /v1/executions/{id}/events/{name}`.
     SendEvent,
     /// `POST /v1/callbacks/{token}/{action}`.
@@ -205,6 +214,42 @@ pub const ROUTES: &[RouteSpec<Endpoint>] = &[
     ),
     spec(
         Method::POST,
+        "/v1/executions/{id}/pause",
+        Access::Token,
+        SMALL_BODY,
+        DEFAULT_TIMEOUT,
+        false,
+        Endpoint::Pause,
+    ),
+    spec(
+        Method::POST,
+        "/v1/executions/{id}/unpause",
+        Access::Token,
+        SMALL_BODY,
+        DEFAULT_TIMEOUT,
+        false,
+        Endpoint::Unpause,
+    ),
+    spec(
+        Method::POST,
+        "/v1/functions/{function}/pause",
+        Access::Token,
+        SMALL_BODY,
+        DEFAULT_TIMEOUT,
+        false,
+        Endpoint::PauseFunction,
+    ),
+    spec(
+        Method::POST,
+        "/v1/functions/{function}/unpause",
+        Access::Token,
+        SMALL_BODY,
+        DEFAULT_TIMEOUT,
+        false,
+        Endpoint::UnpauseFunction,
+    ),
+    spec(
+        Method::POST,
         "/v1/executions/{id}/events/{name}",
         Access::Token,
         PAYLOAD_BODY,
@@ -286,6 +331,10 @@ fn endpoint(e: Endpoint, m: MethodFilter) -> MethodRouter<ApiState> {
         Endpoint::History => on(m, history),
         Endpoint::Cancel => on(m, cancel),
         Endpoint::Resume => on(m, resume),
+        Endpoint::Pause => on(m, pause::pause),
+        Endpoint::Unpause => on(m, pause::unpause),
+        Endpoint::PauseFunction => on(m, pause::pause_function),
+        Endpoint::UnpauseFunction => on(m, pause::unpause_function),
         Endpoint::SendEvent => on(m, send_event),
         Endpoint::CompleteCallback => on(m, complete_callback),
         Endpoint::Journal => on(m, journal::journal),

@@ -162,6 +162,7 @@ mod tests {
             updated_at: durafn_runtime::model::Timestamp(0),
             ended_at: None,
             expires_at: None,
+            paused: false,
             seed: String::new(),
         }
     }

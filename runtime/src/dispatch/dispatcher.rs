@@ -117,6 +117,8 @@ struct Inner {
     /// Executions over a concurrency limit (left `PENDING`): their function
     /// and when to try again.
     blocked: Mutex<HashMap<ExecutionId, (Arc<str>, Timestamp)>>,
+    /// The paused functions (see [`super::pause`]).
+    paused: super::pause::PausedFunctions,
 }
 
 /// What waits and what runs.
@@ -209,6 +211,13 @@ impl DispatchHandle {
         }
     }
 
+    /// A function was paused or unpaused here: read the paused functions
+    /// again before the next dispatch (other replicas do within
+    /// [`super::pause::REFRESH`]).
+    pub fn function_pauses_changed(&self) {
+        self.inner.paused.invalidate();
+    }
+
     /// Follows invocation results (for callers waiting on an execution).
     pub fn subscribe(&self) -> broadcast::Receiver<ExecutionChanged> {
         self.inner.changes.subscribe()
@@ -245,6 +254,7 @@ impl Dispatcher {
                 changes,
                 lost_claims: AtomicU64::new(0),
                 blocked: Mutex::new(HashMap::new()),
+                paused: Default::default(),
             }),
         }
     }
@@ -565,6 +575,26 @@ impl Inner {
                 }
             },
         };
+        let now = self.clock.now();
+        if self
+            .paused
+            .is_paused(self.store.as_ref(), &function, now)
+            .await
+        {
+            // Its function is paused: parked out of the due index.
+            self.unblock(&id);
+            match super::pause::park(self.store.as_ref(), &id, &function, now).await {
+                Ok(true) => {
+                    tracing::info!(execution_id = %id, function = %function, "function paused: execution parked");
+                    return false;
+                }
+                Ok(false) => {} // unpaused meanwhile: dispatch it
+                Err(e) => {
+                    tracing::warn!(execution_id = %id, error = %e, "cannot park an execution of a paused function");
+                    return false;
+                }
+            }
+        }
         let slots = match (self.config.limits.get(&*function), &read) {
             (Some(limit), Some(exec)) => {
                 let groups = limits::groups(&function, limit, &exec.input);
@@ -752,10 +782,12 @@ impl Inner {
     }
 }
 
-/// What [`Store::claim`] requires, read from a recent copy: due, and not ended.
+/// What [`Store::claim`] requires, read from a recent copy: due, not
+/// paused, and not ended.
 fn claimable(exec: &Execution, now: Timestamp) -> bool {
     matches!(
         exec.status,
         ExecutionStatus::Pending | ExecutionStatus::Suspended | ExecutionStatus::Running
-    ) && exec.due_at.is_some_and(|t| t <= now)
+    ) && !exec.paused
+        && exec.due_at.is_some_and(|t| t <= now)
 }

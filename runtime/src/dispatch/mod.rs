@@ -6,6 +6,7 @@
 //!   several replicas' dispatchers ([`shards`]).
 //! - [`limits`]: per-function and keyed concurrency limits, held as slots
 //!   in the store.
+//! - [`pause`]: paused functions, whose due executions are parked.
 //! - [`ResumeRequest`]: the payload every invoker delivers to the function.
 //! - [`wake`]: wake-up messages for dispatchers that are not always running
 //!   (the dispatcher function on AWS Lambda, fed by an SQS wake queue).
@@ -13,6 +14,7 @@
 mod dispatcher;
 mod invoker;
 pub mod limits;
+pub mod pause;
 pub mod shards;
 pub mod wake;
 

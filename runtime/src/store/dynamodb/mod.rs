@@ -41,6 +41,7 @@ mod history;
 mod items;
 mod list;
 mod ops;
+mod pause;
 mod queues;
 mod records;
 mod retry;

@@ -369,6 +369,22 @@ impl Store for HttpStore {
         Ok(seeded(e))
     }
 
+    async fn set_paused(
+        &self,
+        id: &ExecutionId,
+        paused: bool,
+        now: Timestamp,
+    ) -> Result<Option<Execution>> {
+        let e = self
+            .call(Call::SetPaused {
+                id: Cow::Borrowed(id),
+                paused,
+                now,
+            })
+            .await?;
+        Ok(seeded(e))
+    }
+
     async fn create_schedule(&self, schedule: &Schedule) -> Result<ScheduleWrite> {
         self.call(Call::CreateSchedule {
             schedule: Cow::Borrowed(schedule),

@@ -96,6 +96,11 @@ pub enum Call<'a> {
         id: Cow<'a, ExecutionId>,
         now: Timestamp,
     },
+    SetPaused {
+        id: Cow<'a, ExecutionId>,
+        paused: bool,
+        now: Timestamp,
+    },
     CreateSchedule {
         schedule: Cow<'a, Schedule>,
     },
