@@ -108,6 +108,13 @@ enum Command {
         /// Seconds to wait for it to finish.
         #[arg(long, default_value_t = 0.0)]
         wait: f64,
+        /// Dispatch priority, 1 (lowest) to 5 (highest); 3 by default.
+        #[arg(long)]
+        priority: Option<String>,
+        /// Share the function's capacity fairly with other keys when it is
+        /// at its concurrency limit.
+        #[arg(long)]
+        fairness_key: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -418,6 +425,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             input,
             name,
             wait,
+            priority,
+            fairness_key,
             client,
         } => {
             let input: Value = serde_json::from_str(&input)
@@ -425,6 +434,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut body = json!({ "input": input, "wait": wait });
             if let Some(n) = name {
                 body["name"] = json!(n);
+            }
+            if let Some(p) = priority {
+                // As given: the server says what is wrong with it.
+                body["priority"] = serde_json::from_str(&p).unwrap_or(Value::String(p));
+            }
+            if let Some(k) = fairness_key {
+                body["fairness_key"] = json!(k);
             }
             let path = format!("/v1/functions/{}/executions", encode(&function));
             let v = call(&client, "POST", &path, Some(&body)).await?;

@@ -151,3 +151,68 @@ async fn functions_are_paused_and_unpaused_through_the_api() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
     assert_eq!(v["error"]["code"], "FunctionNotFound");
 }
+
+#[tokio::test]
+async fn starts_carry_a_priority_and_a_fairness_key_and_bad_ones_create_nothing() {
+    let app = App::new();
+    let start = json!({"name": "pr-1", "input": 1, "priority": 5, "fairness_key": "tenant-1"});
+    let (status, v) = app
+        .call("POST", "/v1/functions/order/executions", Some(start))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    let (_, v) = app.call("GET", "/v1/executions/pr-1", None).await;
+    assert_eq!(
+        (&v["priority"], &v["fairness_key"]),
+        (&json!(5), &json!("tenant-1"))
+    );
+    let (status, _) = app
+        .call(
+            "POST",
+            "/v1/functions/order/executions",
+            Some(json!({"name": "pr-2"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (_, v) = app.call("GET", "/v1/executions/pr-2", None).await;
+    assert_eq!(
+        (&v["priority"], &v["fairness_key"]),
+        (&json!(3), &Value::Null)
+    );
+
+    for (i, bad) in [
+        json!(0),
+        json!(6),
+        json!("high"),
+        json!(2.5),
+        json!(-1),
+        json!("3"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let name = format!("bad-{i}");
+        let body = json!({"name": name, "priority": bad});
+        let (status, v) = app
+            .call("POST", "/v1/functions/order/executions", Some(body))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "priority {bad}: {v}");
+        assert_eq!(v["error"]["code"], "InvalidRequest");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("from 1 (lowest) to 5 (highest)"), "{msg}");
+        let (status, _) = app
+            .call("GET", &format!("/v1/executions/{name}"), None)
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "nothing created for priority {bad}"
+        );
+    }
+    let body = json!({"name": "bad-key", "fairness_key": "a#b"});
+    let (status, v) = app
+        .call("POST", "/v1/functions/order/executions", Some(body))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    let (status, _) = app.call("GET", "/v1/executions/bad-key", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

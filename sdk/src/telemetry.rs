@@ -452,6 +452,8 @@ mod tests {
             ended_at: None,
             expires_at: None,
             paused: false,
+            priority: durafn_runtime::model::DEFAULT_PRIORITY,
+            fairness_key: None,
             seed: String::new(),
         };
         let t = InvocationTrace::new(&exec, Timestamp(2_000));

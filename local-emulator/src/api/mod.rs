@@ -409,6 +409,10 @@ struct StartRequest {
     input: Value,
     #[serde(default)]
     wait: Option<f64>,
+    #[serde(default)]
+    priority: Option<Value>,
+    #[serde(default)]
+    fairness_key: Option<String>,
 }
 
 async fn start(
@@ -429,9 +433,10 @@ async fn start(
     let req: StartRequest = serde_json::from_value(json_body(body)?).map_err(|e| {
         ApiError::bad_request(
             "InvalidRequest",
-            format!("{e}; expected {{\"name\"?: string, \"input\"?: any, \"wait\"?: seconds}}"),
+            format!("{e}; expected {{\"name\"?: string, \"input\"?: any, \"wait\"?: seconds, \"priority\"?: 1-5, \"fairness_key\"?: string}}"),
         )
     })?;
+    let options = pause::start_options(req.priority.as_ref(), req.fairness_key.as_deref())?;
     let wait = match req.wait {
         Some(w) if !(0.0..=MAX_WAIT.as_secs_f64()).contains(&w) => {
             return Err(ApiError::bad_request(
@@ -460,7 +465,20 @@ async fn start(
         Created::New(_) => {
             state.metrics.started.fetch_add(1, Ordering::Relaxed);
             crate::metrics::execution_started(&created.execution().function, "api");
-            state.poke_new(&id, &created.execution().function);
+            if !options.is_default() {
+                state
+                    .store
+                    .set_start_options(&id, &options, state.clock.now())
+                    .await?;
+            }
+            match &state.dispatch {
+                Some(d) if !options.is_default() => d.dispatch_now_with_priority(
+                    id.clone(),
+                    &created.execution().function,
+                    options.priority,
+                ),
+                _ => state.poke_new(&id, &created.execution().function),
+            }
             StatusCode::CREATED
         }
         Created::Existing(_) => StatusCode::OK,

@@ -1,6 +1,7 @@
 //! `POST /v1/executions/{id}/pause` and `/unpause`: an operator stops an
 //! execution from being dispatched (its running invocation finishes the
-//! current step and suspends) and lets it go again later.
+//! current step and suspends) and lets it go again later; the same for a
+//! function; and the flow-control fields of a start (priority, fairness key).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -94,4 +95,25 @@ pub(super) async fn unpause_function(
     Ok(Json(
         json!({ "function": function, "paused": false, "unpaused_executions": n }),
     ))
+}
+
+/// A start's priority and fairness key from its request body: a priority
+/// other than an integer from 1 to 5, or a bad key, is a 400 before
+/// anything is created.
+pub(super) fn start_options(
+    priority: Option<&Value>,
+    fairness_key: Option<&str>,
+) -> Result<durafn_runtime::model::StartOptions, ApiError> {
+    use durafn_runtime::model::StartOptions;
+    let bad =
+        |e: durafn_runtime::StoreError| ApiError::bad_request("InvalidRequest", e.to_string());
+    let mut options = StartOptions::default();
+    if let Some(p) = priority {
+        options.priority = StartOptions::parse_priority(p).map_err(bad)?;
+    }
+    if let Some(k) = fairness_key {
+        StartOptions::check_fairness_key(k).map_err(bad)?;
+        options.fairness_key = Some(k.to_string());
+    }
+    Ok(options)
 }

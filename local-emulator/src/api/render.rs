@@ -116,6 +116,8 @@ pub fn describe(e: &Execution, ops: &[Operation]) -> Value {
         "version": e.version,
         "status": e.status,
         "paused": e.paused,
+        "priority": e.priority,
+        "fairness_key": e.fairness_key,
         "created_at": iso(e.created_at),
         "updated_at": iso(e.updated_at),
         "ended_at": opt_iso(e.ended_at),

@@ -163,6 +163,8 @@ mod tests {
             ended_at: None,
             expires_at: None,
             paused: false,
+            priority: durafn_runtime::model::DEFAULT_PRIORITY,
+            fairness_key: None,
             seed: String::new(),
         }
     }

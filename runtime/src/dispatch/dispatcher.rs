@@ -132,6 +132,9 @@ struct Queue {
     in_flight: HashMap<ExecutionId, bool>,
     /// Function names, shared by the entries that carry one.
     functions: HashSet<Arc<str>>,
+    /// Priorities learned (from starts, reads and claims) of executions
+    /// whose priority is not the default; see [`Inner::take_due`].
+    priorities: HashMap<ExecutionId, u8>,
 }
 
 /// One execution for a worker to dispatch.
@@ -176,6 +179,14 @@ impl DispatchHandle {
     /// the caller knows (it has just created it): the dispatch claims it
     /// without reading it first, unless the function has concurrency limits.
     pub fn dispatch_now_of(&self, id: ExecutionId, function: &str) {
+        self.dispatch_now_as(id, Some(Arc::from(function)));
+    }
+
+    /// [`dispatch_now_of`](Self::dispatch_now_of) for a start with a
+    /// priority (1–5): while workers are busy, higher priorities are taken
+    /// from the ready queue first.
+    pub fn dispatch_now_with_priority(&self, id: ExecutionId, function: &str, priority: u8) {
+        self.inner.learn_priority(&id, priority);
         self.dispatch_now_as(id, Some(Arc::from(function)));
     }
 
@@ -378,16 +389,36 @@ impl Inner {
         }
     }
 
-    /// Takes the earliest due entry whose execution is not in flight and
-    /// marks it in flight. Entries of executions in flight are dropped, and
-    /// those executions marked to be tried again.
+    /// Takes the due entry of the highest priority (among the first
+    /// [`PRIORITY_WINDOW`] due ones; the earliest of them on a tie) whose
+    /// execution is not in flight and marks it in flight. Entries of
+    /// executions in flight are dropped, and those executions marked to be
+    /// tried again.
     fn take_due(&self, q: &mut Queue, now: Timestamp) -> Option<Job> {
         while q
             .ready
             .first_key_value()
             .is_some_and(|((t, _), _)| *t <= now)
         {
-            let ((_, id), function) = q.ready.pop_first()?;
+            let key = if q.priorities.is_empty() {
+                q.ready.first_key_value().map(|(k, _)| k.clone())?
+            } else {
+                let priority = |id: &ExecutionId| {
+                    q.priorities
+                        .get(id)
+                        .copied()
+                        .unwrap_or(crate::model::DEFAULT_PRIORITY)
+                };
+                q.ready
+                    .keys()
+                    .take_while(|(t, _)| *t <= now)
+                    .take(PRIORITY_WINDOW)
+                    .enumerate()
+                    .max_by_key(|(i, (_, id))| (priority(id), std::cmp::Reverse(*i)))
+                    .map(|(_, k)| k.clone())?
+            };
+            let function = q.ready.remove(&key)?;
+            let (_, id) = key;
             match q.in_flight.get_mut(&id) {
                 Some(again) => *again = true,
                 None => {
@@ -558,6 +589,7 @@ impl Inner {
             Some(f) if !limited => (f.clone(), None),
             _ => match self.store.get_execution(&id).await {
                 Ok(Some(e)) if claimable(&e, self.clock.now()) => {
+                    self.learn_priority(&e.id, e.priority);
                     if e.status == ExecutionStatus::Running {
                         // Still RUNNING yet due: its invocation's lease expired.
                         metrics::counter!("durafn_lease_expiries_total").increment(1);
@@ -599,12 +631,38 @@ impl Inner {
             (Some(limit), Some(exec)) => {
                 let groups = limits::groups(&function, limit, &exec.input);
                 let store = self.store.as_ref();
+                // Not yet admitted: it waits its turn (priority, then fairness key).
+                let first = exec.epoch == 0;
+                let turn = match first {
+                    true => super::fair::my_turn(store, exec, &function).await,
+                    false => Ok(true),
+                };
+                match turn {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        self.block(&id, &function);
+                        return false;
+                    }
+                    Err(e) => {
+                        tracing::warn!(execution_id = %id, error = %e, "cannot read the waiters of a concurrency limit");
+                        self.block(&id, &function);
+                        return false;
+                    }
+                }
                 match limits::acquire(store, self.clock.as_ref(), exec, &groups).await {
                     Ok(true) => {
                         self.unblock(&id);
+                        if first {
+                            if let Err(e) = super::fair::admitted(store, exec, &function).await {
+                                tracing::warn!(execution_id = %id, error = %e, "cannot record an admission");
+                            }
+                        }
                         groups
                     }
                     Ok(false) => {
+                        if let Err(e) = super::fair::wait(store, exec, &function).await {
+                            tracing::warn!(execution_id = %id, error = %e, "cannot record a waiter");
+                        }
                         self.block(&id, &function);
                         return false;
                     }
@@ -633,6 +691,7 @@ impl Inner {
                 return false;
             }
         };
+        self.learn_priority(&id, claimed.priority);
         let request = ResumeRequest {
             execution_id: id.clone(),
             epoch: claimed.epoch,
@@ -676,6 +735,11 @@ impl Inner {
         if !slots.is_empty() {
             let ended = ExecutionStatus::parse(&status).is_some_and(limits::holds_nothing);
             if ended {
+                if let Err(e) =
+                    super::fair::released(self.store.as_ref(), &id, &claimed.function).await
+                {
+                    tracing::warn!(execution_id = %id, error = %e, "could not drop an admission record");
+                }
                 match limits::release(self.store.as_ref(), &id, &slots).await {
                     Ok(()) => self.retry_blocked(&claimed.function),
                     Err(e) => {
@@ -684,8 +748,22 @@ impl Inner {
                 }
             }
         }
+        if ExecutionStatus::parse(&status).is_some_and(ExecutionStatus::is_final) {
+            self.queue().priorities.remove(&id);
+        }
         let _ = self.changes.send(ExecutionChanged { id, status });
         true
+    }
+
+    /// Remembers `id`'s priority for the order of the ready queue (only
+    /// non-default ones are kept, at most `max_timers` of them).
+    fn learn_priority(&self, id: &ExecutionId, priority: u8) {
+        let mut q = self.queue();
+        if priority == crate::model::DEFAULT_PRIORITY {
+            q.priorities.remove(id);
+        } else if q.priorities.len() < self.config.max_timers.max(1) {
+            q.priorities.insert(id.clone(), priority);
+        }
     }
 
     fn blocked(&self) -> MutexGuard<'_, HashMap<ExecutionId, (Arc<str>, Timestamp)>> {
@@ -781,6 +859,9 @@ impl Inner {
         }
     }
 }
+
+/// How many due entries [`Inner::take_due`] compares by priority.
+const PRIORITY_WINDOW: usize = 256;
 
 /// What [`Store::claim`] requires, read from a recent copy: due, not
 /// paused, and not ended.

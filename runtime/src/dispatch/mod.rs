@@ -12,6 +12,7 @@
 //!   (the dispatcher function on AWS Lambda, fed by an SQS wake queue).
 
 mod dispatcher;
+mod fair;
 mod invoker;
 pub mod limits;
 pub mod pause;

@@ -129,3 +129,58 @@ pub async fn ending_an_execution_clears_its_pause(store: Arc<dyn Store>) {
     assert_eq!(e.status, ExecutionStatus::Cancelled);
     assert!(!in_due_scan(&store, &y).await);
 }
+
+/// A start's priority and fairness key are kept on the execution record.
+pub async fn start_options_are_kept_on_the_execution(store: Arc<dyn Store>) {
+    use crate::model::{DEFAULT_PRIORITY, StartOptions};
+    let x = created(&store, "so-1").await;
+    let e = store.get_execution(&x).await.unwrap().unwrap();
+    assert_eq!((e.priority, e.fairness_key), (DEFAULT_PRIORITY, None));
+    let options = StartOptions {
+        priority: 5,
+        fairness_key: Some("tenant-7".into()),
+    };
+    let e = store
+        .set_start_options(&x, &options, at(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (e.priority, e.fairness_key.as_deref()),
+        (5, Some("tenant-7"))
+    );
+    let j = store.load_journal(&x).await.unwrap().unwrap();
+    assert_eq!(j.execution.priority, 5);
+    let c = store.claim(&x, at(2), at(30_000)).await.unwrap().unwrap();
+    assert_eq!(
+        (c.priority, c.fairness_key.as_deref()),
+        (5, Some("tenant-7"))
+    );
+    // Back to the defaults: the key goes.
+    let e = store
+        .set_start_options(&x, &StartOptions::default(), at(3))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((e.priority, e.fairness_key), (DEFAULT_PRIORITY, None));
+    // Nothing changes on an ended execution, or a missing one.
+    let (y, epoch) = claimed(&store, "so-2").await;
+    store
+        .finish(&y, epoch, &succeeded(json!(1)), at(4))
+        .await
+        .unwrap();
+    let e = store
+        .set_start_options(&y, &options, at(5))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.priority, DEFAULT_PRIORITY);
+    let none = ExecutionId::new("so-none").unwrap();
+    assert!(
+        store
+            .set_start_options(&none, &options, at(5))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

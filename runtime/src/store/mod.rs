@@ -244,6 +244,17 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<Option<Execution>>;
 
+    /// Records a start's priority and fairness key
+    /// ([`crate::model::StartOptions`]) on an unfinished execution (one
+    /// conditional write; a start with the defaults needs none). Returns
+    /// the execution as it is afterwards (`None`: no such id).
+    async fn set_start_options(
+        &self,
+        id: &ExecutionId,
+        options: &crate::model::StartOptions,
+        now: Timestamp,
+    ) -> Result<Option<Execution>>;
+
     /// Creates a schedule record (`rev` 1) if none has its name; otherwise
     /// answers [`ScheduleWrite::Conflict`] with the stored one.
     async fn create_schedule(&self, schedule: &Schedule) -> Result<ScheduleWrite>;

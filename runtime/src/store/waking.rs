@@ -194,6 +194,14 @@ impl Store for WakingStore {
         }
         Ok(after)
     }
+    async fn set_start_options(
+        &self,
+        id: &ExecutionId,
+        options: &crate::model::StartOptions,
+        now: Timestamp,
+    ) -> Result<Option<Execution>> {
+        self.inner.set_start_options(id, options, now).await
+    }
     async fn create_schedule(&self, schedule: &Schedule) -> Result<ScheduleWrite> {
         self.inner.create_schedule(schedule).await
     }

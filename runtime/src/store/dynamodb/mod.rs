@@ -42,6 +42,7 @@ mod items;
 mod list;
 mod ops;
 mod pause;
+mod priority;
 mod queues;
 mod records;
 mod retry;

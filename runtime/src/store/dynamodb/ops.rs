@@ -381,6 +381,15 @@ impl Store for DynamoStore {
         self.set_paused_meta(id, paused, now).await
     }
 
+    async fn set_start_options(
+        &self,
+        id: &ExecutionId,
+        options: &crate::model::StartOptions,
+        now: Timestamp,
+    ) -> Result<Option<Execution>> {
+        self.set_start_options_meta(id, options, now).await
+    }
+
     async fn send_event(
         &self,
         id: &ExecutionId,

@@ -101,6 +101,11 @@ pub enum Call<'a> {
         paused: bool,
         now: Timestamp,
     },
+    SetStartOptions {
+        id: Cow<'a, ExecutionId>,
+        options: Cow<'a, crate::model::StartOptions>,
+        now: Timestamp,
+    },
     CreateSchedule {
         schedule: Cow<'a, Schedule>,
     },

@@ -374,6 +374,17 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn set_start_options(
+        &self,
+        id: &ExecutionId,
+        options: &crate::model::StartOptions,
+        now: Timestamp,
+    ) -> Result<Option<Execution>> {
+        let (id, options) = (id.to_string(), options.clone());
+        self.write(move |conn| pause::set_start_options(conn, &id, &options, now))
+            .await
+    }
+
     async fn create_schedule(&self, schedule: &Schedule) -> Result<ScheduleWrite> {
         validate_schedule(schedule)?;
         if schedule.rev != 1 {

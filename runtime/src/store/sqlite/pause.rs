@@ -11,7 +11,8 @@ use super::sql_err;
 use crate::error::Result;
 use crate::model::{Execution, Timestamp};
 
-/// Adds the `paused` column to a file written before it existed.
+/// Adds the `paused`, `priority` and `fairness_key` columns to a file
+/// written before they existed.
 pub(super) fn migrate(conn: &Connection) -> Result<()> {
     let has_paused: bool = conn
         .query_row(
@@ -24,6 +25,21 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
     if !has_paused {
         conn.execute_batch("ALTER TABLE executions ADD COLUMN paused INTEGER NOT NULL DEFAULT 0")
             .map_err(sql_err)?;
+    }
+    let has_priority: bool = conn
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('executions') WHERE name = 'priority'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(sql_err)?
+        > 0;
+    if !has_priority {
+        conn.execute_batch(
+            "ALTER TABLE executions ADD COLUMN priority INTEGER NOT NULL DEFAULT 3; \
+             ALTER TABLE executions ADD COLUMN fairness_key TEXT",
+        )
+        .map_err(sql_err)?;
     }
     Ok(())
 }
@@ -48,6 +64,24 @@ pub(super) fn set_paused(
         .map_err(sql_err)?
         .execute(params![id, now.0])
         .map_err(sql_err)?;
+    select_execution(conn, id)
+}
+
+/// Records a start's priority and fairness key on an unfinished execution;
+/// returns it as it is afterwards.
+pub(super) fn set_start_options(
+    conn: &Connection,
+    id: &str,
+    options: &crate::model::StartOptions,
+    now: Timestamp,
+) -> Result<Option<Execution>> {
+    conn.prepare_cached(
+        "UPDATE executions SET priority = ?2, fairness_key = ?3, updated_at = ?4 \
+         WHERE id = ?1 AND status IN ('PENDING', 'RUNNING', 'SUSPENDED', 'BLOCKED')",
+    )
+    .map_err(sql_err)?
+    .execute(params![id, options.priority, options.fairness_key, now.0])
+    .map_err(sql_err)?;
     select_execution(conn, id)
 }
 

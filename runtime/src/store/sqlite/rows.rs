@@ -25,6 +25,8 @@ pub(super) fn exec_from_row(row: &Row<'_>) -> rusqlite::Result<RawExecution> {
         expires_at: row.get(13)?,
         seed: row.get(14)?,
         paused: row.get(15)?,
+        priority: row.get(16)?,
+        fairness_key: row.get(17)?,
     })
 }
 
@@ -46,6 +48,8 @@ pub(super) struct RawExecution {
     expires_at: Option<i64>,
     seed: String,
     paused: bool,
+    priority: u8,
+    fairness_key: Option<String>,
 }
 
 impl RawExecution {
@@ -77,6 +81,8 @@ impl RawExecution {
             expires_at: self.expires_at.map(Timestamp),
             seed: self.seed,
             paused: self.paused,
+            priority: self.priority,
+            fairness_key: self.fairness_key,
         })
     }
 }

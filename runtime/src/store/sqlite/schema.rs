@@ -25,7 +25,9 @@ CREATE TABLE IF NOT EXISTS executions (
     ended_at    INTEGER,
     expires_at  INTEGER,
     seed        TEXT NOT NULL DEFAULT '',
-    paused      INTEGER NOT NULL DEFAULT 0
+    paused      INTEGER NOT NULL DEFAULT 0,
+    priority    INTEGER NOT NULL DEFAULT 3,
+    fairness_key TEXT
 );
 CREATE INDEX IF NOT EXISTS executions_due ON executions(due_shard, due_at) WHERE due_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS executions_list ON executions(function, created_at);
@@ -81,7 +83,7 @@ CREATE TABLE IF NOT EXISTS leases (
 
 /// The columns of an execution row, in the order [`super::rows::exec_from_row`] reads.
 pub(super) const EXEC_COLS: &str = "id, function, version, status, input, output, error, epoch, wakeups, \
-                         due_at, created_at, updated_at, ended_at, expires_at, seed, paused";
+                         due_at, created_at, updated_at, ended_at, expires_at, seed, paused, priority, fairness_key";
 
 /// Brings a store file written by an older version up to date.
 pub(super) fn migrate(conn: &Connection) -> Result<()> {
