@@ -634,7 +634,7 @@ impl Inner {
                 // Not yet admitted: it waits its turn (priority, then fairness key).
                 let first = exec.epoch == 0;
                 let turn = match first {
-                    true => super::fair::my_turn(store, exec, &function).await,
+                    true => super::fair::my_turn(store, exec, &function, limit.key.as_ref()).await,
                     false => Ok(true),
                 };
                 match turn {

@@ -129,11 +129,19 @@ impl PausedFunctions {
         function: &str,
         now: Timestamp,
     ) -> bool {
-        let fresh = self
-            .lock()
-            .as_ref()
-            .filter(|(at, _)| *at <= now && at.until(now) < REFRESH)
-            .map(|(_, set)| set.clone());
+        let fresh = {
+            let mut copy = self.lock();
+            match copy.as_mut() {
+                Some((at, set)) if *at <= now && at.until(now) < REFRESH => Some(set.clone()),
+                // Stale: this caller re-reads; the others go on with the old
+                // copy meanwhile (no burst of reads under load).
+                Some((at, _)) => {
+                    *at = now;
+                    None
+                }
+                None => None,
+            }
+        };
         let set = match fresh {
             Some(set) => set,
             None => match paused_functions(store).await {
