@@ -48,10 +48,15 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
 pub fn describe(v: &Value) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "{}  {}  {}\n",
+        "{}  {}  {}{}\n",
         text(&v["function"]),
         text(&v["id"]),
-        text(&v["status"])
+        text(&v["status"]),
+        if v["paused"] == Value::Bool(true) {
+            " (paused)"
+        } else {
+            ""
+        }
     ));
     out.push_str(&format!("  created   {}\n", text(&v["created_at"])));
     if !v["ended_at"].is_null() {

@@ -266,10 +266,78 @@ pub struct Execution {
     /// When the store may delete it (finished executions only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Timestamp>,
+    /// Paused by an operator ([`crate::store::Store::set_paused`]): not
+    /// dispatched until unpaused, whatever its status (`PENDING`, `RUNNING`
+    /// while its invocation winds down, `SUSPENDED`). Signals are still
+    /// recorded; an unpause makes it due at once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
+    /// Dispatch priority, 1 (lowest) to 5 (highest); see [`StartOptions`].
+    #[serde(default = "default_priority")]
+    pub priority: u8,
+    /// The key capacity is shared fairly between when its function is at
+    /// its concurrency limit; see [`StartOptions`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fairness_key: Option<String>,
     /// A random secret chosen by the store at creation; callback tokens are
     /// derived from it. Never shown by the API.
     #[serde(default, skip_serializing)]
     pub seed: String,
+}
+
+/// The priority of a start that names none.
+pub const DEFAULT_PRIORITY: u8 = 3;
+
+fn default_priority() -> u8 {
+    DEFAULT_PRIORITY
+}
+
+/// How a start asks to be scheduled ([`crate::store::Store::set_start_options`]):
+/// higher priorities are dispatched first, and executions of a function at
+/// its concurrency limit share its capacity fairly between fairness keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartOptions {
+    /// 1 (lowest) to 5 (highest); 3 by default.
+    pub priority: u8,
+    /// Executions with the same key share one fair share of capacity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fairness_key: Option<String>,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        StartOptions {
+            priority: DEFAULT_PRIORITY,
+            fairness_key: None,
+        }
+    }
+}
+
+impl StartOptions {
+    /// Checks a priority given by a user: an integer from 1 to 5.
+    pub fn parse_priority(v: &Value) -> Result<u8> {
+        match v.as_u64() {
+            Some(p @ 1..=5) => Ok(p as u8),
+            _ => Err(StoreError::Invalid(format!(
+                "priority {v} is not valid: use an integer from 1 (lowest) to 5 (highest); the default is 3"
+            ))),
+        }
+    }
+
+    /// Checks a fairness key given by a user: 1–128 characters, no `#`.
+    pub fn check_fairness_key(key: &str) -> Result<()> {
+        if key.is_empty() || key.len() > 128 || key.contains('#') {
+            return Err(StoreError::Invalid(format!(
+                "fairness key {key:?} is not valid: use 1-128 characters without '#'"
+            )));
+        }
+        Ok(())
+    }
+
+    /// True when these are the defaults (nothing to write).
+    pub fn is_default(&self) -> bool {
+        *self == StartOptions::default()
+    }
 }
 
 /// A new random execution seed (128 bits, hex).

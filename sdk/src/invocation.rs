@@ -168,7 +168,9 @@ async fn run(
             journal.events,
         )),
         state: Mutex::new(RunState {
-            cancel_checked: Some(read_at),
+            // Paused since the claim: the first step attempt checks again
+            // (and suspends).
+            cancel_checked: (!journal.execution.paused).then_some(read_at),
             ..RunState::default()
         }),
         config,
@@ -213,6 +215,20 @@ async fn run(
         End::Fault(Fault::Store(e)) => return Err(Error::Store(e)),
         // Already CANCELLED in the store: nothing to write.
         End::Fault(Fault::Cancelled) => return Ok(report(&id, "CANCELLED", None, None, None)),
+        // Paused: suspend with work left (due now), which the store keeps
+        // from dispatch until the execution is unpaused.
+        End::Fault(Fault::Paused) => {
+            let suspended = report(&id, "SUSPENDED", None, None, None);
+            let ((), t) = futures::join!(
+                ending.record(store.as_ref(), &id, Ok(&suspended), now),
+                store.suspend(&id, claimed.epoch, claimed.wakeups, Some(now), now),
+            );
+            if t? == Transition::Stale {
+                return Ok(report(&id, "SUPERSEDED", None, None, None));
+            }
+            tracing::info!("paused: suspended after the current step");
+            return Ok(suspended);
+        }
         End::Suspend(wake_at) => {
             let suspended = report(&id, "SUSPENDED", None, None, wake_at);
             let ((), t) = futures::join!(

@@ -451,6 +451,9 @@ mod tests {
             updated_at: Timestamp(1_000),
             ended_at: None,
             expires_at: None,
+            paused: false,
+            priority: durafn_runtime::model::DEFAULT_PRIORITY,
+            fairness_key: None,
             seed: String::new(),
         };
         let t = InvocationTrace::new(&exec, Timestamp(2_000));

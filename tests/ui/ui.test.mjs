@@ -476,6 +476,27 @@ describe('durafn dev: the UI', () => {
     assert.equal((await call(base, 'GET', '/v1/executions/ui-cancel-1')).json.status, 'CANCELLED');
   });
 
+  test('pause asks for confirmation, shows the pause, and unpause lets it go', { timeout: 40_000 }, async () => {
+    await startOrder(base, 'ui-pause-1', { order_id: 'o-ui-p', amount_cents: 300 });
+    await waitStatus(base, 'ui-pause-1', 'SUSPENDED', 15_000);
+    await page.goto(`${base}/ui/executions/ui-pause-1`);
+    await page.locator('#act-pause').click();
+    const dialog = page.locator('#dialog');
+    await dialog.waitFor({ state: 'visible' });
+    await assertText(dialog, /Pause this execution\?/);
+    await page.locator('#dialog-ok').click();
+    await page.locator('#paused-badge').waitFor({ state: 'visible', timeout: 10_000 });
+    let now = (await call(base, 'GET', '/v1/executions/ui-pause-1')).json;
+    assert.equal(now.paused, true);
+    assert.equal(now.status, 'SUSPENDED');
+    await page.screenshot({ path: path.join(OUT, 'execution-paused.png') });
+    await page.locator('#act-unpause').click();
+    await page.locator('#paused-badge').waitFor({ state: 'detached', timeout: 10_000 });
+    await page.locator('#act-pause').waitFor({ state: 'visible', timeout: 10_000 });
+    now = (await call(base, 'GET', '/v1/executions/ui-pause-1')).json;
+    assert.equal(now.paused, false);
+  });
+
   test('send event: the dialog posts it and reports the outcome', { timeout: 40_000 }, async () => {
     await startOrder(base, 'ui-event-1', { order_id: 'o-ui-5', amount_cents: 700 });
     await waitStatus(base, 'ui-event-1', 'SUSPENDED', 15_000);

@@ -10,6 +10,7 @@ mod error;
 mod fuzz_tests;
 pub mod history;
 pub mod journal;
+mod pause;
 pub mod render;
 pub mod reset;
 pub mod search;
@@ -103,6 +104,14 @@ pub enum Endpoint {
     Cancel,
     /// `POST /v1/executions/{id}/resume`.
     Resume,
+    /// `POST /v1/executions/{id}/pause`.
+    Pause,
+    /// `POST /v1/executions/{id}/unpause`.
+    Unpause,
+    /// `POST /v1/functions/{function}/pause`.
+    PauseFunction,
+    /// `POST /v1/functions/{function}/unpause`.
+    UnpauseFunction,
     /// `POST /v1/executions/{id}/events/{name}`.
     SendEvent,
     /// `POST /v1/callbacks/{token}/{action}`.
@@ -205,6 +214,42 @@ pub const ROUTES: &[RouteSpec<Endpoint>] = &[
     ),
     spec(
         Method::POST,
+        "/v1/executions/{id}/pause",
+        Access::Token,
+        SMALL_BODY,
+        DEFAULT_TIMEOUT,
+        false,
+        Endpoint::Pause,
+    ),
+    spec(
+        Method::POST,
+        "/v1/executions/{id}/unpause",
+        Access::Token,
+        SMALL_BODY,
+        DEFAULT_TIMEOUT,
+        false,
+        Endpoint::Unpause,
+    ),
+    spec(
+        Method::POST,
+        "/v1/functions/{function}/pause",
+        Access::Token,
+        SMALL_BODY,
+        DEFAULT_TIMEOUT,
+        false,
+        Endpoint::PauseFunction,
+    ),
+    spec(
+        Method::POST,
+        "/v1/functions/{function}/unpause",
+        Access::Token,
+        SMALL_BODY,
+        DEFAULT_TIMEOUT,
+        false,
+        Endpoint::UnpauseFunction,
+    ),
+    spec(
+        Method::POST,
         "/v1/executions/{id}/events/{name}",
         Access::Token,
         PAYLOAD_BODY,
@@ -286,6 +331,10 @@ fn endpoint(e: Endpoint, m: MethodFilter) -> MethodRouter<ApiState> {
         Endpoint::History => on(m, history),
         Endpoint::Cancel => on(m, cancel),
         Endpoint::Resume => on(m, resume),
+        Endpoint::Pause => on(m, pause::pause),
+        Endpoint::Unpause => on(m, pause::unpause),
+        Endpoint::PauseFunction => on(m, pause::pause_function),
+        Endpoint::UnpauseFunction => on(m, pause::unpause_function),
         Endpoint::SendEvent => on(m, send_event),
         Endpoint::CompleteCallback => on(m, complete_callback),
         Endpoint::Journal => on(m, journal::journal),
@@ -360,6 +409,10 @@ struct StartRequest {
     input: Value,
     #[serde(default)]
     wait: Option<f64>,
+    #[serde(default)]
+    priority: Option<Value>,
+    #[serde(default)]
+    fairness_key: Option<String>,
 }
 
 async fn start(
@@ -380,9 +433,10 @@ async fn start(
     let req: StartRequest = serde_json::from_value(json_body(body)?).map_err(|e| {
         ApiError::bad_request(
             "InvalidRequest",
-            format!("{e}; expected {{\"name\"?: string, \"input\"?: any, \"wait\"?: seconds}}"),
+            format!("{e}; expected {{\"name\"?: string, \"input\"?: any, \"wait\"?: seconds, \"priority\"?: 1-5, \"fairness_key\"?: string}}"),
         )
     })?;
+    let options = pause::start_options(req.priority.as_ref(), req.fairness_key.as_deref())?;
     let wait = match req.wait {
         Some(w) if !(0.0..=MAX_WAIT.as_secs_f64()).contains(&w) => {
             return Err(ApiError::bad_request(
@@ -411,7 +465,20 @@ async fn start(
         Created::New(_) => {
             state.metrics.started.fetch_add(1, Ordering::Relaxed);
             crate::metrics::execution_started(&created.execution().function, "api");
-            state.poke_new(&id, &created.execution().function);
+            if !options.is_default() {
+                state
+                    .store
+                    .set_start_options(&id, &options, state.clock.now())
+                    .await?;
+            }
+            match &state.dispatch {
+                Some(d) if !options.is_default() => d.dispatch_now_with_priority(
+                    id.clone(),
+                    &created.execution().function,
+                    options.priority,
+                ),
+                _ => state.poke_new(&id, &created.execution().function),
+            }
             StatusCode::CREATED
         }
         Created::Existing(_) => StatusCode::OK,

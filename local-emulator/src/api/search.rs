@@ -162,6 +162,9 @@ mod tests {
             updated_at: durafn_runtime::model::Timestamp(0),
             ended_at: None,
             expires_at: None,
+            paused: false,
+            priority: durafn_runtime::model::DEFAULT_PRIORITY,
+            fairness_key: None,
             seed: String::new(),
         }
     }

@@ -128,6 +128,8 @@ struct Inner {
     blocked: Mutex<HashMap<ExecutionId, (Arc<str>, Timestamp)>>,
     /// Invocations running per function, and executions waiting for one to end.
     capacity: Capacity,
+    /// The paused functions (see [`super::pause`]).
+    paused: super::pause::PausedFunctions,
 }
 
 /// What waits and what runs.
@@ -141,6 +143,9 @@ struct Queue {
     in_flight: HashMap<ExecutionId, bool>,
     /// Function names, shared by the entries that carry one.
     functions: HashSet<Arc<str>>,
+    /// Priorities learned (from starts, reads and claims) of executions
+    /// whose priority is not the default; see [`Inner::take_due`].
+    priorities: HashMap<ExecutionId, u8>,
 }
 
 /// An invocation's place in its function's capacity: given back when the
@@ -206,6 +211,14 @@ impl DispatchHandle {
         self.dispatch_now_as(id, Some(Arc::from(function)));
     }
 
+    /// [`dispatch_now_of`](Self::dispatch_now_of) for a start with a
+    /// priority (1–5): while workers are busy, higher priorities are taken
+    /// from the ready queue first.
+    pub fn dispatch_now_with_priority(&self, id: ExecutionId, function: &str, priority: u8) {
+        self.inner.learn_priority(&id, priority);
+        self.dispatch_now_as(id, Some(Arc::from(function)));
+    }
+
     fn dispatch_now_as(&self, id: ExecutionId, function: Option<Arc<str>>) {
         let inner = &self.inner;
         let now = inner.clock.now();
@@ -236,6 +249,13 @@ impl DispatchHandle {
             }
             _ => inner.wake.notify_one(),
         }
+    }
+
+    /// A function was paused or unpaused here: read the paused functions
+    /// again before the next dispatch (other replicas do within
+    /// [`super::pause::REFRESH`]).
+    pub fn function_pauses_changed(&self) {
+        self.inner.paused.invalidate();
     }
 
     /// Follows invocation results (for callers waiting on an execution).
@@ -275,6 +295,7 @@ impl Dispatcher {
                 lost_claims: AtomicU64::new(0),
                 blocked: Mutex::new(HashMap::new()),
                 capacity: Capacity::default(),
+                paused: Default::default(),
             }),
         }
     }
@@ -398,16 +419,36 @@ impl Inner {
         }
     }
 
-    /// Takes the earliest due entry whose execution is not in flight and
-    /// marks it in flight. Entries of executions in flight are dropped, and
-    /// those executions marked to be tried again.
+    /// Takes the due entry of the highest priority (among the first
+    /// [`PRIORITY_WINDOW`] due ones; the earliest of them on a tie) whose
+    /// execution is not in flight and marks it in flight. Entries of
+    /// executions in flight are dropped, and those executions marked to be
+    /// tried again.
     fn take_due(&self, q: &mut Queue, now: Timestamp) -> Option<Job> {
         while q
             .ready
             .first_key_value()
             .is_some_and(|((t, _), _)| *t <= now)
         {
-            let ((_, id), function) = q.ready.pop_first()?;
+            let key = if q.priorities.is_empty() {
+                q.ready.first_key_value().map(|(k, _)| k.clone())?
+            } else {
+                let priority = |id: &ExecutionId| {
+                    q.priorities
+                        .get(id)
+                        .copied()
+                        .unwrap_or(crate::model::DEFAULT_PRIORITY)
+                };
+                q.ready
+                    .keys()
+                    .take_while(|(t, _)| *t <= now)
+                    .take(PRIORITY_WINDOW)
+                    .enumerate()
+                    .max_by_key(|(i, (_, id))| (priority(id), std::cmp::Reverse(*i)))
+                    .map(|(_, k)| k.clone())?
+            };
+            let function = q.ready.remove(&key)?;
+            let (_, id) = key;
             match q.in_flight.get_mut(&id) {
                 Some(again) => *again = true,
                 None => {
@@ -582,6 +623,7 @@ impl Inner {
             Some(f) if !limited => (f.clone(), None),
             _ => match self.store.get_execution(&id).await {
                 Ok(Some(e)) if claimable(&e, self.clock.now()) => {
+                    self.learn_priority(&e.id, e.priority);
                     if e.status == ExecutionStatus::Running {
                         // Still RUNNING yet due: its invocation's lease expired.
                         metrics::counter!("durafn_lease_expiries_total").increment(1);
@@ -599,6 +641,26 @@ impl Inner {
                 }
             },
         };
+        let now = self.clock.now();
+        if self
+            .paused
+            .is_paused(self.store.as_ref(), &function, now)
+            .await
+        {
+            // Its function is paused: parked out of the due index.
+            self.unblock(&id);
+            match super::pause::park(self.store.as_ref(), &id, &function, now).await {
+                Ok(true) => {
+                    tracing::info!(execution_id = %id, function = %function, "function paused: execution parked");
+                    return false;
+                }
+                Ok(false) => {} // unpaused meanwhile: dispatch it
+                Err(e) => {
+                    tracing::warn!(execution_id = %id, error = %e, "cannot park an execution of a paused function");
+                    return false;
+                }
+            }
+        }
         // At the function's process capacity: not claimed; it waits here
         // until one of the function's invocations ends.
         let _running = match (self.config.capacity_for)(&function) {
@@ -615,12 +677,38 @@ impl Inner {
             (Some(limit), Some(exec)) => {
                 let groups = limits::groups(&function, limit, &exec.input);
                 let store = self.store.as_ref();
+                // Not yet admitted: it waits its turn (priority, then fairness key).
+                let first = exec.epoch == 0;
+                let turn = match first {
+                    true => super::fair::my_turn(store, exec, &function, limit.key.as_ref()).await,
+                    false => Ok(true),
+                };
+                match turn {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        self.block(&id, &function);
+                        return false;
+                    }
+                    Err(e) => {
+                        tracing::warn!(execution_id = %id, error = %e, "cannot read the waiters of a concurrency limit");
+                        self.block(&id, &function);
+                        return false;
+                    }
+                }
                 match limits::acquire(store, self.clock.as_ref(), exec, &groups).await {
                     Ok(true) => {
                         self.unblock(&id);
+                        if first {
+                            if let Err(e) = super::fair::admitted(store, exec, &function).await {
+                                tracing::warn!(execution_id = %id, error = %e, "cannot record an admission");
+                            }
+                        }
                         groups
                     }
                     Ok(false) => {
+                        if let Err(e) = super::fair::wait(store, exec, &function).await {
+                            tracing::warn!(execution_id = %id, error = %e, "cannot record a waiter");
+                        }
                         self.block(&id, &function);
                         return false;
                     }
@@ -649,6 +737,7 @@ impl Inner {
                 return false;
             }
         };
+        self.learn_priority(&id, claimed.priority);
         let request = ResumeRequest {
             execution_id: id.clone(),
             epoch: claimed.epoch,
@@ -692,6 +781,11 @@ impl Inner {
         if !slots.is_empty() {
             let ended = ExecutionStatus::parse(&status).is_some_and(limits::holds_nothing);
             if ended {
+                if let Err(e) =
+                    super::fair::released(self.store.as_ref(), &id, &claimed.function).await
+                {
+                    tracing::warn!(execution_id = %id, error = %e, "could not drop an admission record");
+                }
                 match limits::release(self.store.as_ref(), &id, &slots).await {
                     Ok(()) => self.retry_blocked(&claimed.function),
                     Err(e) => {
@@ -700,8 +794,22 @@ impl Inner {
                 }
             }
         }
+        if ExecutionStatus::parse(&status).is_some_and(ExecutionStatus::is_final) {
+            self.queue().priorities.remove(&id);
+        }
         let _ = self.changes.send(ExecutionChanged { id, status });
         true
+    }
+
+    /// Remembers `id`'s priority for the order of the ready queue (only
+    /// non-default ones are kept, at most `max_timers` of them).
+    fn learn_priority(&self, id: &ExecutionId, priority: u8) {
+        let mut q = self.queue();
+        if priority == crate::model::DEFAULT_PRIORITY {
+            q.priorities.remove(id);
+        } else if q.priorities.len() < self.config.max_timers.max(1) {
+            q.priorities.insert(id.clone(), priority);
+        }
     }
 
     fn blocked(&self) -> MutexGuard<'_, HashMap<ExecutionId, (Arc<str>, Timestamp)>> {
@@ -798,10 +906,15 @@ impl Inner {
     }
 }
 
-/// What [`Store::claim`] requires, read from a recent copy: due, and not ended.
+/// How many due entries [`Inner::take_due`] compares by priority.
+const PRIORITY_WINDOW: usize = 256;
+
+/// What [`Store::claim`] requires, read from a recent copy: due, not
+/// paused, and not ended.
 fn claimable(exec: &Execution, now: Timestamp) -> bool {
     matches!(
         exec.status,
         ExecutionStatus::Pending | ExecutionStatus::Suspended | ExecutionStatus::Running
-    ) && exec.due_at.is_some_and(|t| t <= now)
+    ) && !exec.paused
+        && exec.due_at.is_some_and(|t| t <= now)
 }

@@ -8,14 +8,17 @@
 //!   in the store.
 //! - `capacity`: at most as many running invocations per function as the
 //!   invoker has processes for; the rest wait unclaimed.
+//! - [`pause`]: paused functions, whose due executions are parked.
 //! - [`ResumeRequest`]: the payload every invoker delivers to the function.
 //! - [`wake`]: wake-up messages for dispatchers that are not always running
 //!   (the dispatcher function on AWS Lambda, fed by an SQS wake queue).
 
 mod capacity;
 mod dispatcher;
+mod fair;
 mod invoker;
 pub mod limits;
+pub mod pause;
 pub mod shards;
 pub mod wake;
 

@@ -20,6 +20,13 @@ use crate::model::{
     Operation, Timestamp,
 };
 
+#[path = "contract_pause.rs"]
+mod pause;
+pub use pause::{
+    ending_an_execution_clears_its_pause, paused_executions_are_not_dispatched_until_unpaused,
+    start_options_are_kept_on_the_execution,
+};
+
 /// A fresh, empty store and whatever keeps it alive (a temp folder, a table).
 pub struct Fixture {
     /// The store under test.
@@ -69,6 +76,9 @@ macro_rules! store_contract_tests {
             finished_and_blocked_executions_leave_the_due_index,
             list_pages_newest_first_with_filters,
             cancel_stops_an_execution,
+            paused_executions_are_not_dispatched_until_unpaused,
+            ending_an_execution_clears_its_pause,
+            start_options_are_kept_on_the_execution,
             events_are_delivered_in_order_and_wake_the_execution,
             resume_restarts_failed_and_blocked_executions,
             executions_get_a_secret_seed,

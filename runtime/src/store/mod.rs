@@ -229,6 +229,32 @@ pub trait Store: Send + Sync + 'static {
     /// stale. Returns the execution as it is afterwards (`None`: no such id).
     async fn cancel(&self, id: &ExecutionId, now: Timestamp) -> Result<Option<Execution>>;
 
+    /// Pauses (`paused`) or unpauses an execution. A paused execution is not
+    /// claimed and leaves the due index; its signals (events, callbacks,
+    /// timers) are still recorded, and a running invocation may still
+    /// suspend or finish it (finishing clears the pause). Only `PENDING`,
+    /// `RUNNING` and `SUSPENDED` executions can be paused. Unpausing makes a
+    /// `PENDING` or `SUSPENDED` one due now (so it catches up on what
+    /// arrived meanwhile); a `RUNNING` one is due again at its lease's end.
+    /// Returns the execution as it is afterwards (`None`: no such id).
+    async fn set_paused(
+        &self,
+        id: &ExecutionId,
+        paused: bool,
+        now: Timestamp,
+    ) -> Result<Option<Execution>>;
+
+    /// Records a start's priority and fairness key
+    /// ([`crate::model::StartOptions`]) on an unfinished execution (one
+    /// conditional write; a start with the defaults needs none). Returns
+    /// the execution as it is afterwards (`None`: no such id).
+    async fn set_start_options(
+        &self,
+        id: &ExecutionId,
+        options: &crate::model::StartOptions,
+        now: Timestamp,
+    ) -> Result<Option<Execution>>;
+
     /// Creates a schedule record (`rev` 1) if none has its name; otherwise
     /// answers [`ScheduleWrite::Conflict`] with the stored one.
     async fn create_schedule(&self, schedule: &Schedule) -> Result<ScheduleWrite>;

@@ -179,6 +179,29 @@ impl Store for WakingStore {
     async fn cancel(&self, id: &ExecutionId, now: Timestamp) -> Result<Option<Execution>> {
         self.inner.cancel(id, now).await
     }
+    async fn set_paused(
+        &self,
+        id: &ExecutionId,
+        paused: bool,
+        now: Timestamp,
+    ) -> Result<Option<Execution>> {
+        let after = self.inner.set_paused(id, paused, now).await?;
+        if let Some(e) = after.as_ref().filter(|e| !paused && !e.paused) {
+            // Unpaused: due now (or at its lease's end) again.
+            if let Some(at) = e.due_at.filter(|_| !e.status.is_final()) {
+                self.sink.due(id, at, now).await;
+            }
+        }
+        Ok(after)
+    }
+    async fn set_start_options(
+        &self,
+        id: &ExecutionId,
+        options: &crate::model::StartOptions,
+        now: Timestamp,
+    ) -> Result<Option<Execution>> {
+        self.inner.set_start_options(id, options, now).await
+    }
     async fn create_schedule(&self, schedule: &Schedule) -> Result<ScheduleWrite> {
         self.inner.create_schedule(schedule).await
     }

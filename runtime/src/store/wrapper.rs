@@ -153,6 +153,28 @@ impl<W: Wrapper> Store for W {
         let s = self.inner();
         self.around("cancel", || s.cancel(id, now)).await
     }
+    async fn set_paused(
+        &self,
+        id: &ExecutionId,
+        paused: bool,
+        now: Timestamp,
+    ) -> Result<Option<Execution>> {
+        let s = self.inner();
+        self.around("set_paused", || s.set_paused(id, paused, now))
+            .await
+    }
+    async fn set_start_options(
+        &self,
+        id: &ExecutionId,
+        options: &crate::model::StartOptions,
+        now: Timestamp,
+    ) -> Result<Option<Execution>> {
+        let s = self.inner();
+        self.around("set_start_options", || {
+            s.set_start_options(id, options, now)
+        })
+        .await
+    }
     async fn create_schedule(&self, schedule: &Schedule) -> Result<ScheduleWrite> {
         let s = self.inner();
         self.around("create_schedule", || s.create_schedule(schedule))

@@ -48,6 +48,9 @@ pub(crate) enum Fault {
     Store(StoreError),
     /// The execution was cancelled while this invocation ran.
     Cancelled,
+    /// The execution was paused while this invocation ran: it suspends
+    /// (due at once, which the store keeps from dispatch until unpaused).
+    Paused,
 }
 
 /// What the driver needs to know after each poll of the handler.
@@ -262,10 +265,10 @@ impl DurableContext {
         std::future::pending::<T>()
     }
 
-    /// True if the execution has been cancelled: checked before a step attempt
-    /// starts, at most once per `cancel_check_interval` (one read; the
-    /// journal read that starts the invocation counts as the first check).
-    /// A cancelled invocation stops there.
+    /// True if the execution has been cancelled or paused: checked before a
+    /// step attempt starts, at most once per `cancel_check_interval` (one
+    /// read; the journal read that starts the invocation counts as the first
+    /// check). A cancelled invocation stops there; a paused one suspends.
     pub(crate) async fn cancelled(&self) -> bool {
         let interval = self.shared.config.cancel_check_interval;
         {
@@ -289,6 +292,11 @@ impl DurableContext {
             Ok(Some(e)) if e.status == durafn_runtime::model::ExecutionStatus::Cancelled => {
                 tracing::info!(execution_id = %self.shared.execution_id, "cancelled; stopping");
                 self.set_fault(Fault::Cancelled);
+                true
+            }
+            Ok(Some(e)) if e.paused => {
+                tracing::info!(execution_id = %self.shared.execution_id, "paused; suspending");
+                self.set_fault(Fault::Paused);
                 true
             }
             _ => false,

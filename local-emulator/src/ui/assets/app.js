@@ -981,6 +981,7 @@
         h('div', { class: 'head-row' },
           h('h1', { class: 'mono exec-id', text: e.id, title: e.id }),
           badge(e.status),
+          e.paused ? h('span', { class: 'badge st-BLOCKED', id: 'paused-badge', title: 'paused by an operator: not dispatched until unpaused', text: 'paused' }) : null,
           h('div', { class: 'actions' }, this.actions())),
         meta,
         this.nowBox());
@@ -1048,6 +1049,11 @@
       if (e.status === 'BLOCKED') {
         out.push(h('button', { type: 'button', class: 'btn', id: 'act-resume', text: 'Resume…', onclick: () => this.resume() }));
       }
+      if (e.paused) {
+        out.push(h('button', { type: 'button', class: 'btn', id: 'act-unpause', text: 'Unpause', onclick: () => this.setPaused(false) }));
+      } else if (['PENDING', 'RUNNING', 'SUSPENDED'].includes(e.status)) {
+        out.push(h('button', { type: 'button', class: 'btn', id: 'act-pause', text: 'Pause…', onclick: () => this.setPaused(true) }));
+      }
       out.push(h('button', { type: 'button', class: 'btn', id: 'act-rerun', text: 'Rerun…', onclick: () => this.rerun() }));
       if (!FINAL.has(e.status)) {
         out.push(h('button', { type: 'button', class: 'btn btn-danger-outline', id: 'act-cancel', text: 'Cancel…', onclick: () => this.cancel() }));
@@ -1062,6 +1068,21 @@
         ok: 'Cancel execution',
         danger: true,
         run: async () => { await api('POST', `/v1/executions/${enc(this.id)}/cancel`); return 'Execution cancelled'; },
+      });
+    }
+
+    /** Pause (asks first) or unpause (at once) this execution. */
+    setPaused(paused) {
+      const path = `/v1/executions/${enc(this.id)}/${paused ? 'pause' : 'unpause'}`;
+      if (!paused) {
+        api('POST', path).then(() => { toast('Execution unpaused'); poller.now(); }, (err) => toast(err.message || String(err), 'error'));
+        return;
+      }
+      confirmAction({
+        title: 'Pause this execution?',
+        text: 'It is not dispatched until you unpause it: a running invocation finishes its current step and suspends. Timers, callbacks and events are still recorded, and it catches up when unpaused.',
+        ok: 'Pause',
+        run: async () => { await api('POST', path); return 'Execution paused'; },
       });
     }
 

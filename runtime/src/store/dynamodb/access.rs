@@ -249,14 +249,17 @@ impl DynamoStore {
     }
 }
 
-/// `(#status = SUSPENDED AND (attribute_not_exists(#due_at) OR #due_at > :now))`.
+/// `(#status = SUSPENDED AND (attribute_not_exists(#due_at) OR #due_at > :now)
+/// AND attribute_not_exists(#paused))`: a paused execution is only counted
+/// as woken (its unpause makes it due).
 fn waiting_condition(e: &mut Expr, now: Timestamp) -> String {
     format!(
-        "({status} = {susp} AND (attribute_not_exists({due}) OR {due} > {now}))",
+        "({status} = {susp} AND (attribute_not_exists({due}) OR {due} > {now}) AND {not_paused})",
         status = e.name("status"),
         susp = e.value(s(ExecutionStatus::Suspended.as_str())),
         due = e.name("due_at"),
         now = e.value(ts(now)),
+        not_paused = super::pause::not_paused(e),
     )
 }
 

@@ -41,6 +41,8 @@ mod history;
 mod items;
 mod list;
 mod ops;
+mod pause;
+mod priority;
 mod queues;
 mod records;
 mod retry;

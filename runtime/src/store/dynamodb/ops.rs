@@ -11,6 +11,7 @@ use super::items::{
     Chunks, EVENT_PREFIX, META_INPUT_BUDGET, META_OUTCOME_BUDGET, META_SK, OP_INLINE_BUDGET,
     OP_PREFIX, collect_chunk, pk, place, to_json, ts,
 };
+use super::pause::{PAUSED_ATTR, not_paused};
 use super::records::{
     META_PAYLOADS, decode_event, decode_execution, decode_operation, new_execution, new_meta_item,
     op_item, sort_key, ttl_seconds,
@@ -161,10 +162,11 @@ impl Store for DynamoStore {
         .map(|st| e.value(s(st.as_str())))
         .join(", ");
         let cond = format!(
-            "{status} IN ({claimable}) AND {due} <= {now}",
+            "{status} IN ({claimable}) AND {due} <= {now} AND {not_paused}",
             status = e.name("status"),
             due = e.name("due_at"),
             now = e.value(ts(now)),
+            not_paused = not_paused(&mut e),
         );
         let Some(item) = self.update_meta(id, &e, cond, true, "claim").await? else {
             return Ok(None);
@@ -240,10 +242,11 @@ impl Store for DynamoStore {
             set_due(&mut e, id, due_at);
             let op = if missed { "<>" } else { "=" };
             let cond = format!(
-                "{} AND {} {op} {}",
+                "{} AND {} {op} {} AND {}",
                 claimant_condition(&mut e, epoch),
                 e.name("wakeups"),
-                e.value(n(seen_wakeups))
+                e.value(n(seen_wakeups)),
+                not_paused(&mut e),
             );
             if self
                 .update_meta(id, &e, cond, false, "suspend")
@@ -252,6 +255,10 @@ impl Store for DynamoStore {
             {
                 return Ok(Transition::Done);
             }
+        }
+        // Paused meanwhile: suspended outside the due index (`pause.rs`).
+        if self.suspend_paused(id, epoch, wake_at, now).await? {
+            return Ok(Transition::Done);
         }
         self.settle(id, epoch, ExecutionStatus::Suspended, now)
             .await
@@ -305,6 +312,7 @@ impl Store for DynamoStore {
                 }
             }
         }
+        e.remove(PAUSED_ATTR);
         let cond = claimant_condition(&mut e, epoch);
         if self
             .update_meta(id, &e, cond, false, "finish")
@@ -344,6 +352,7 @@ impl Store for DynamoStore {
         mark_sweep(&mut e, id, now);
         e.set("expires_at_ms", ts(expires));
         e.set(TTL_ATTRIBUTE, n(ttl_seconds(expires)));
+        e.remove(PAUSED_ATTR);
         let unfinished = [
             ExecutionStatus::Pending,
             ExecutionStatus::Running,
@@ -361,6 +370,24 @@ impl Store for DynamoStore {
         };
         let chunks = self.chunks_for(&pk, &item, &META_PAYLOADS).await?;
         decode_execution(&item, &chunks).map(Some)
+    }
+
+    async fn set_paused(
+        &self,
+        id: &ExecutionId,
+        paused: bool,
+        now: Timestamp,
+    ) -> Result<Option<Execution>> {
+        self.set_paused_meta(id, paused, now).await
+    }
+
+    async fn set_start_options(
+        &self,
+        id: &ExecutionId,
+        options: &crate::model::StartOptions,
+        now: Timestamp,
+    ) -> Result<Option<Execution>> {
+        self.set_start_options_meta(id, options, now).await
     }
 
     async fn send_event(

@@ -92,6 +92,9 @@ pub(super) fn new_execution(new: &NewExecution, seed: &str) -> Execution {
         updated_at: new.now,
         ended_at: None,
         expires_at: None,
+        paused: false,
+        priority: crate::model::DEFAULT_PRIORITY,
+        fairness_key: None,
         seed: seed.to_string(),
     }
 }
@@ -115,6 +118,10 @@ pub(super) fn decode_execution(item: &Item, chunks: &Chunks) -> Result<Execution
         updated_at: Timestamp(req_n(item, "updated_at")?),
         ended_at: get_ts(item, "ended_at")?,
         expires_at: get_ts(item, "expires_at_ms")?,
+        paused: item.contains_key(super::pause::PAUSED_ATTR),
+        priority: super::items::get_n::<u8>(item, super::priority::PRIORITY_ATTR)?
+            .unwrap_or(crate::model::DEFAULT_PRIORITY),
+        fairness_key: get_s(item, super::priority::FAIRNESS_ATTR)?.map(str::to_string),
         // Items written before seeds existed have none.
         seed: get_s(item, "seed")?.unwrap_or_default().to_string(),
     })

@@ -369,6 +369,38 @@ impl Store for HttpStore {
         Ok(seeded(e))
     }
 
+    async fn set_start_options(
+        &self,
+        id: &ExecutionId,
+        options: &crate::model::StartOptions,
+        now: Timestamp,
+    ) -> Result<Option<Execution>> {
+        let e = self
+            .call(Call::SetStartOptions {
+                id: Cow::Borrowed(id),
+                options: Cow::Borrowed(options),
+                now,
+            })
+            .await?;
+        Ok(seeded(e))
+    }
+
+    async fn set_paused(
+        &self,
+        id: &ExecutionId,
+        paused: bool,
+        now: Timestamp,
+    ) -> Result<Option<Execution>> {
+        let e = self
+            .call(Call::SetPaused {
+                id: Cow::Borrowed(id),
+                paused,
+                now,
+            })
+            .await?;
+        Ok(seeded(e))
+    }
+
     async fn create_schedule(&self, schedule: &Schedule) -> Result<ScheduleWrite> {
         self.call(Call::CreateSchedule {
             schedule: Cow::Borrowed(schedule),

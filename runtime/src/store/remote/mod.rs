@@ -139,6 +139,18 @@ async fn serve_one(store: &Arc<dyn Store>, call: Call<'_>) -> Vec<u8> {
         Call::Cancel { id, now } => {
             encode(store.cancel(&id, now).await.map(|e| e.map(SeededExecution)))
         }
+        Call::SetStartOptions { id, options, now } => encode(
+            store
+                .set_start_options(&id, &options, now)
+                .await
+                .map(|e| e.map(SeededExecution)),
+        ),
+        Call::SetPaused { id, paused, now } => encode(
+            store
+                .set_paused(&id, paused, now)
+                .await
+                .map(|e| e.map(SeededExecution)),
+        ),
         Call::CreateSchedule { schedule } => encode(store.create_schedule(&schedule).await),
         Call::UpdateSchedule { schedule } => encode(store.update_schedule(&schedule).await),
         Call::GetSchedule { name } => encode(store.get_schedule(&name).await),

@@ -96,6 +96,16 @@ pub enum Call<'a> {
         id: Cow<'a, ExecutionId>,
         now: Timestamp,
     },
+    SetPaused {
+        id: Cow<'a, ExecutionId>,
+        paused: bool,
+        now: Timestamp,
+    },
+    SetStartOptions {
+        id: Cow<'a, ExecutionId>,
+        options: Cow<'a, crate::model::StartOptions>,
+        now: Timestamp,
+    },
     CreateSchedule {
         schedule: Cow<'a, Schedule>,
     },

@@ -73,7 +73,7 @@ pub(super) fn claim(
         "UPDATE executions SET status = 'RUNNING', epoch = epoch + 1, due_at = ?3, \
          updated_at = ?2 \
          WHERE id = ?1 AND due_at IS NOT NULL AND due_at <= ?2 \
-         AND status IN ('PENDING', 'SUSPENDED', 'RUNNING') \
+         AND status IN ('PENDING', 'SUSPENDED', 'RUNNING') AND paused = 0 \
          RETURNING {EXEC_COLS}"
     );
     let mut stmt = conn.prepare_cached(&sql).map_err(sql_err)?;
@@ -132,7 +132,7 @@ pub(super) fn finish(
         .prepare_cached(
             "UPDATE executions SET status = ?4, output = ?5, error = ?6, updated_at = ?3, \
              ended_at = CASE WHEN ?4 = 'BLOCKED' THEN NULL ELSE ?3 END, \
-             due_at = NULL, expires_at = ?7 \
+             due_at = NULL, expires_at = ?7, paused = 0 \
              WHERE id = ?1 AND epoch = ?2 AND status = 'RUNNING'",
         )
         .map_err(sql_err)?
@@ -189,7 +189,7 @@ pub(super) fn due(
     let mut stmt = conn
         .prepare_cached(
             "SELECT id, due_at FROM executions \
-             WHERE due_shard = ?1 AND due_at IS NOT NULL AND due_at <= ?2 \
+             WHERE due_shard = ?1 AND due_at IS NOT NULL AND due_at <= ?2 AND paused = 0 \
              ORDER BY due_at LIMIT ?3",
         )
         .map_err(sql_err)?;
@@ -250,7 +250,7 @@ pub(super) fn cancel(
 ) -> Result<Option<Execution>> {
     conn.prepare_cached(
         "UPDATE executions SET status = 'CANCELLED', due_at = NULL, ended_at = ?2, \
-         updated_at = ?2, expires_at = ?3 \
+         updated_at = ?2, expires_at = ?3, paused = 0 \
          WHERE id = ?1 AND status IN ('PENDING', 'RUNNING', 'SUSPENDED', 'BLOCKED')",
     )
     .map_err(sql_err)?

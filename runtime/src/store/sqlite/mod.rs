@@ -39,6 +39,7 @@ mod executions;
 mod history;
 mod journal;
 mod list;
+mod pause;
 mod queues;
 mod rows;
 mod schedules;
@@ -359,6 +360,28 @@ impl Store for SqliteStore {
         let id = id.to_string();
         let expires_at = now.plus(DEFAULT_RETENTION);
         self.write(move |conn| executions::cancel(conn, &id, now, expires_at))
+            .await
+    }
+
+    async fn set_paused(
+        &self,
+        id: &ExecutionId,
+        paused: bool,
+        now: Timestamp,
+    ) -> Result<Option<Execution>> {
+        let id = id.to_string();
+        self.write(move |conn| pause::set_paused(conn, &id, paused, now))
+            .await
+    }
+
+    async fn set_start_options(
+        &self,
+        id: &ExecutionId,
+        options: &crate::model::StartOptions,
+        now: Timestamp,
+    ) -> Result<Option<Execution>> {
+        let (id, options) = (id.to_string(), options.clone());
+        self.write(move |conn| pause::set_start_options(conn, &id, &options, now))
             .await
     }
 

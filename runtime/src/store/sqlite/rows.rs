@@ -24,6 +24,9 @@ pub(super) fn exec_from_row(row: &Row<'_>) -> rusqlite::Result<RawExecution> {
         ended_at: row.get(12)?,
         expires_at: row.get(13)?,
         seed: row.get(14)?,
+        paused: row.get(15)?,
+        priority: row.get(16)?,
+        fairness_key: row.get(17)?,
     })
 }
 
@@ -44,6 +47,9 @@ pub(super) struct RawExecution {
     ended_at: Option<i64>,
     expires_at: Option<i64>,
     seed: String,
+    paused: bool,
+    priority: u8,
+    fairness_key: Option<String>,
 }
 
 impl RawExecution {
@@ -74,6 +80,9 @@ impl RawExecution {
             ended_at: self.ended_at.map(Timestamp),
             expires_at: self.expires_at.map(Timestamp),
             seed: self.seed,
+            paused: self.paused,
+            priority: self.priority,
+            fairness_key: self.fairness_key,
         })
     }
 }

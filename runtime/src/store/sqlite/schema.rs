@@ -24,7 +24,10 @@ CREATE TABLE IF NOT EXISTS executions (
     updated_at  INTEGER NOT NULL,
     ended_at    INTEGER,
     expires_at  INTEGER,
-    seed        TEXT NOT NULL DEFAULT ''
+    seed        TEXT NOT NULL DEFAULT '',
+    paused      INTEGER NOT NULL DEFAULT 0,
+    priority    INTEGER NOT NULL DEFAULT 3,
+    fairness_key TEXT
 );
 CREATE INDEX IF NOT EXISTS executions_due ON executions(due_shard, due_at) WHERE due_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS executions_list ON executions(function, created_at);
@@ -80,7 +83,7 @@ CREATE TABLE IF NOT EXISTS leases (
 
 /// The columns of an execution row, in the order [`super::rows::exec_from_row`] reads.
 pub(super) const EXEC_COLS: &str = "id, function, version, status, input, output, error, epoch, wakeups, \
-                         due_at, created_at, updated_at, ended_at, expires_at, seed";
+                         due_at, created_at, updated_at, ended_at, expires_at, seed, paused, priority, fairness_key";
 
 /// Brings a store file written by an older version up to date.
 pub(super) fn migrate(conn: &Connection) -> Result<()> {
@@ -107,6 +110,7 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
         conn.execute_batch("ALTER TABLE executions ADD COLUMN seed TEXT NOT NULL DEFAULT ''")
             .map_err(sql_err)?;
     }
+    super::pause::migrate(conn)?;
     Ok(())
 }
 
