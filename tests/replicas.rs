@@ -564,9 +564,8 @@ Resources:
         // once the freed slot has been taken again (or nothing waits, or the
         // waiters are all held back by the key) so a slow machine cannot
         // drain the executions faster than they are admitted.
-        let settled = active.len() == 3
-            || pending == 0
-            || last_callback.elapsed() > Duration::from_secs(5);
+        let settled =
+            active.len() == 3 || pending == 0 || last_callback.elapsed() > Duration::from_secs(5);
         if !settled {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
