@@ -179,6 +179,28 @@ async fn the_order_workflow_runs_through_durafn_dev_with_its_real_binary() {
         ]
         .map(|(a, b)| (a.to_string(), b.to_string()))
     );
+    // Its cost: every invocation's store calls (the dispatcher's claims, the
+    // handler's calls over the store API), summed from the history records.
+    let (_, d) = dev.call("GET", "/v1/executions/o-e2e", None).await;
+    let cost = &d["cost"];
+    let invocations = h["invocations"].as_array().map_or(0, Vec::len) as u64;
+    assert!(invocations >= 2, "the 10 s sleep suspends it once: {h}");
+    assert_eq!(cost["invocations"], invocations, "{cost}");
+    assert_eq!(cost["invocations_uncounted"], 0, "{cost}");
+    let store = &cost["store"];
+    let n = |k: &str| store[k].as_u64().unwrap_or(0);
+    // 4 checkpoints, a claim + a suspend or finish and 2 records per invocation.
+    assert!(n("writes") >= 4 + 4 * invocations, "{cost}");
+    assert!(n("reads") >= 1 && n("write_units") >= n("writes"), "{cost}");
+    assert!(n("write_bytes") > 0 && n("read_bytes") > 0, "{cost}");
+    assert!(
+        cost["lambda_gb_seconds"].as_f64().unwrap_or(0.0) > 0.0,
+        "{cost}"
+    );
+    assert!(
+        cost["estimate_usd"]["total_usd"].as_f64().unwrap_or(0.0) > 0.0,
+        "{cost}"
+    );
     // The CLI speaks the same API.
     let out = Command::new(env!("CARGO_BIN_EXE_durafn-under-test"))
         .args(["describe", "o-e2e", "--url", &dev.url])
@@ -186,6 +208,10 @@ async fn the_order_workflow_runs_through_durafn_dev_with_its_real_binary() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("SUCCEEDED"), "{text}");
+    assert!(
+        text.contains(&format!("{} writes", n("writes"))) && text.contains("cost      $"),
+        "{text}"
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_durafn-under-test"))
         .args(["history", "o-e2e", "--url", &dev.url])
         .output()
@@ -803,6 +829,15 @@ async fn durafn_dev_runs_on_the_dynamodb_store_too() {
         h["operations"][1]["attempt"], 2,
         "the panicking attempt was retried: {h}"
     );
+    // Counted on the table's own requests (the handler writes it directly).
+    let (_, one) = dev.call("GET", "/v1/executions/ddb-1", None).await;
+    let writes = |v: &Value| v["cost"]["store"]["writes"].as_u64().unwrap_or(0);
+    assert!(writes(&one) >= 4, "{one}");
+    assert!(
+        one["cost"]["store"]["read_units"].as_u64().unwrap_or(0) >= 1,
+        "{one}"
+    );
+    assert_eq!(one["cost"]["invocations_uncounted"], 0, "{one}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

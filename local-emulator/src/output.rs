@@ -110,6 +110,49 @@ pub fn describe(v: &Value) -> String {
             text(&v["error"]["message"])
         ));
     }
+    out.push_str(&cost(&v["cost"]));
+    out
+}
+
+/// The cost lines of `durafn describe` (nothing when the answer has none).
+fn cost(c: &Value) -> String {
+    if c.is_null() {
+        return String::new();
+    }
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    let s = &c["store"];
+    let e = &c["estimate_usd"];
+    let mut out = format!(
+        "  store     {} reads ({} B, {} RRU), {} writes ({} B, {} WRU)
+",
+        n(&s["reads"]),
+        n(&s["read_bytes"]),
+        n(&s["read_units"]),
+        n(&s["writes"]),
+        n(&s["write_bytes"]),
+        n(&s["write_units"]),
+    );
+    out.push_str(&format!(
+        "  lambda    {} invocations, {:.6} GB-s
+",
+        n(&c["invocations"]),
+        c["lambda_gb_seconds"].as_f64().unwrap_or(0.0)
+    ));
+    if n(&c["invocations_uncounted"]) > 0 {
+        out.push_str(&format!(
+            "            (+{} invocations not counted: crashed, running or no longer kept)
+",
+            n(&c["invocations_uncounted"])
+        ));
+    }
+    let usd = |k: &str| e[k].as_f64().unwrap_or(0.0);
+    out.push_str(&format!(
+        "  cost      ${:.8} (DynamoDB ${:.8} + Lambda ${:.8}; {})\n",
+        usd("total_usd"),
+        usd("dynamodb_writes_usd") + usd("dynamodb_reads_usd"),
+        usd("lambda_requests_usd") + usd("lambda_duration_usd"),
+        text(&c["prices"]["region"])
+    ));
     out
 }
 

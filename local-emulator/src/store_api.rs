@@ -52,11 +52,26 @@ pub fn router(store: Arc<dyn Store>, secret: &str) -> Router {
         })
 }
 
-async fn call(State(api): State<StoreApi>, Path(secret): Path<String>, body: Bytes) -> Response {
+async fn call(
+    State(api): State<StoreApi>,
+    Path(secret): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    use durafn_runtime::store::remote;
     if !same_secret(&secret, &api.secret) {
         return StatusCode::NOT_FOUND.into_response();
     }
     metrics::counter!("durafn_store_requests_total").increment(1);
-    let answer = durafn_runtime::store::remote::serve(&api.store, &body).await;
-    ([(header::CONTENT_TYPE, "application/json")], answer).into_response()
+    // A caller counting its store usage (cost per execution) asks for ours.
+    let count = headers.contains_key(remote::USAGE_HEADER);
+    let (answer, usage) = remote::serve_counted(&api.store, &body, count).await;
+    let mut response = ([(header::CONTENT_TYPE, "application/json")], answer).into_response();
+    if let Some(value) = usage
+        .map(|u| remote::usage_header(&u))
+        .and_then(|v| axum::http::HeaderValue::from_str(&v).ok())
+    {
+        response.headers_mut().insert(remote::USAGE_HEADER, value);
+    }
+    response
 }

@@ -144,6 +144,8 @@ fn invocation(epoch: u64) -> durafn_runtime::model::HistoryEntry {
         process: Some("pid 1".into()),
         error: None,
         expires_at: None,
+        usage: None,
+        memory_mb: None,
     })
 }
 

@@ -8,8 +8,10 @@
 //! - [`clock`]: injected time.
 //! - [`dispatch`]: the dispatcher and the resume request it sends to a function.
 //! - [`trigger`]: callbacks (tokens, completion).
+//! - [`cost`]: store usage per execution and the AWS price table.
 
 pub mod clock;
+pub mod cost;
 pub mod dispatch;
 mod error;
 pub mod model;

@@ -70,6 +70,8 @@ async fn expired_executions_are_purged() {
             process: None,
             error: None,
             expires_at: Some(Timestamp(1_000)),
+            usage: None,
+            memory_mb: None,
         });
     store.put_history(&id, &inv, 100).await.unwrap();
     store

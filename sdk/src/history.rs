@@ -7,10 +7,13 @@
 
 use std::sync::OnceLock;
 
+use durafn_runtime::cost::{StoreUsage, UsageMeter};
+use durafn_runtime::model::{Execution, json_len};
 use durafn_runtime::model::{
     ExecutionId, ExecutionStatus, HistoryEntry, InvocationOutcome, InvocationRecord, Timestamp,
 };
-use durafn_runtime::store::Store;
+use durafn_runtime::store::{Outcome, Store};
+use std::sync::Arc;
 
 use crate::invocation::InvocationReport;
 
@@ -44,15 +47,21 @@ pub(crate) struct Ending {
     keep: u32,
     retention: std::time::Duration,
     written: std::sync::Mutex<Option<InvocationRecord>>,
+    meter: Arc<UsageMeter>,
 }
 
 impl Ending {
-    pub(crate) fn new(start: InvocationRecord, retention: std::time::Duration) -> Self {
+    pub(crate) fn new(
+        start: InvocationRecord,
+        retention: std::time::Duration,
+        meter: Arc<UsageMeter>,
+    ) -> Self {
         Ending {
             start,
             keep: durafn_runtime::model::history_limit(),
             retention,
             written: std::sync::Mutex::new(None),
+            meter,
         }
     }
 
@@ -62,6 +71,7 @@ impl Ending {
     }
 
     /// Records how the invocation ended, unless the record already says so.
+    /// Its usage is every store call counted so far, plus its own write.
     pub(crate) async fn record(
         &self,
         store: &dyn Store,
@@ -69,7 +79,43 @@ impl Ending {
         result: Result<&InvocationReport, String>,
         now: Timestamp,
     ) {
-        let end = ended(self.start.clone(), result, now, self.retention);
+        self.record_inner(store, id, result, now, None).await;
+    }
+
+    /// [`Ending::record`] written beside the invocation's last update (a
+    /// suspend or finish of about `update_bytes`), whose write it counts too:
+    /// the two go at once, so neither can wait for the other's measured
+    /// cost; both are counted as one write each, units from their bytes.
+    pub(crate) async fn record_with_update(
+        &self,
+        store: &dyn Store,
+        id: &ExecutionId,
+        result: Result<&InvocationReport, String>,
+        now: Timestamp,
+        update_bytes: usize,
+    ) {
+        self.record_inner(store, id, result, now, Some(update_bytes))
+            .await;
+    }
+
+    async fn record_inner(
+        &self,
+        store: &dyn Store,
+        id: &ExecutionId,
+        result: Result<&InvocationReport, String>,
+        now: Timestamp,
+        update_bytes: Option<usize>,
+    ) {
+        let mut end = ended(self.start.clone(), result, now, self.retention);
+        let mut usage = self.meter.snapshot();
+        if let Some(bytes) = update_bytes {
+            usage.add(&one_write(bytes as u64));
+        }
+        // Its own write: the record as sent, this usage included.
+        end.usage = Some(usage);
+        let own = serde_json::to_vec(&HistoryEntry::Invocation(end.clone())).map_or(0, |v| v.len());
+        usage.add(&one_write(own as u64 + 64));
+        end.usage = Some(usage);
         {
             let mut written = self
                 .written
@@ -88,6 +134,36 @@ impl Ending {
     }
 }
 
+/// One write of `bytes`, its units as DynamoDB would charge them.
+fn one_write(bytes: u64) -> StoreUsage {
+    StoreUsage {
+        writes: 1,
+        write_bytes: bytes,
+        write_units: durafn_runtime::cost::write_units(bytes),
+        ..StoreUsage::default()
+    }
+}
+
+/// About the size of the execution's meta record once an invocation's last
+/// update has rewritten it: DynamoDB charges an update by the whole item
+/// (input, output or error, and some 256 bytes of keys, status and times).
+pub(crate) fn meta_bytes(e: &Execution, outcome: Option<&Outcome>) -> usize {
+    let written = outcome.map_or(0, |o| {
+        o.output.as_ref().map_or(0, json_len)
+            + o.error.as_ref().map_or(0, |e| {
+                e.message.len() + e.error_type.len() + e.data.as_ref().map_or(0, json_len)
+            })
+    });
+    256 + e.id.as_str().len() + json_len(&e.input) + written
+}
+
+/// The memory the function runs with, as Lambda (and the emulator) tell it.
+fn memory_mb() -> Option<u32> {
+    std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// The record of an invocation that has just started.
 pub(crate) fn started(epoch: u64, now: Timestamp, deadline: Option<Timestamp>) -> InvocationRecord {
     InvocationRecord {
@@ -101,6 +177,8 @@ pub(crate) fn started(epoch: u64, now: Timestamp, deadline: Option<Timestamp>) -
         process: Some(process_name()),
         error: None,
         expires_at: None,
+        usage: None,
+        memory_mb: memory_mb(),
     }
 }
 

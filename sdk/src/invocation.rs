@@ -84,12 +84,31 @@ async fn run_traced(
     claimed: &Execution,
     journal: Option<Journal>,
 ) -> Result<InvocationReport, Error> {
+    // The store calls of this invocation, for its end record: the caller's
+    // meter if it counts already (a claim came before), else a new one.
+    let meter = durafn_runtime::cost::current().unwrap_or_default();
+    durafn_runtime::cost::metered(
+        meter.clone(),
+        run_metered(handler, store, clock, config, claimed, journal, meter),
+    )
+    .await
+}
+
+async fn run_metered(
+    handler: &Handler,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    config: InvocationConfig,
+    claimed: &Execution,
+    journal: Option<Journal>,
+    meter: Arc<durafn_runtime::cost::UsageMeter>,
+) -> Result<InvocationReport, Error> {
     let span = tracing::info_span!("invocation", execution_id = %claimed.id, epoch = claimed.epoch);
     let trace = InvocationTrace::begin(claimed, clock.now()).map(Arc::new);
     // The invocation's history record: written as it starts and again as
     // it ends (beside its last update, see `Ending`); one with no end crashed.
     let start = crate::history::started(claimed.epoch, clock.now(), config.deadline);
-    let ending = crate::history::Ending::new(start.clone(), config.retention);
+    let ending = crate::history::Ending::new(start.clone(), config.retention, meter);
     let begun = durafn_runtime::model::HistoryEntry::Invocation(start);
     // The start record first: a store that defers history (over HTTP) sends
     // it with the invocation's first call.
@@ -232,7 +251,13 @@ async fn run(
         End::Suspend(wake_at) => {
             let suspended = report(&id, "SUSPENDED", None, None, wake_at);
             let ((), t) = futures::join!(
-                ending.record(store.as_ref(), &id, Ok(&suspended), now),
+                ending.record_with_update(
+                    store.as_ref(),
+                    &id,
+                    Ok(&suspended),
+                    now,
+                    crate::history::meta_bytes(&journal.execution, None),
+                ),
                 store.suspend(&id, claimed.epoch, claimed.wakeups, wake_at, now),
             );
             let t = t?;
@@ -291,7 +316,13 @@ async fn run(
     };
     let ended = report(&id, outcome.status.as_str(), None, None, None);
     let ((), t) = futures::join!(
-        ending.record(store.as_ref(), &id, Ok(&ended), now),
+        ending.record_with_update(
+            store.as_ref(),
+            &id,
+            Ok(&ended),
+            now,
+            crate::history::meta_bytes(&journal.execution, Some(&outcome)),
+        ),
         store.finish(&id, claimed.epoch, &outcome, now),
     );
     let t = t?;

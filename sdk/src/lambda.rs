@@ -397,7 +397,25 @@ impl LambdaRuntime {
         Ok(response)
     }
 
+    /// [`LambdaRuntime::invoke_counted`] with the store calls counted for
+    /// the invocation's record (a resume brings the dispatcher's claim).
     async fn invoke(
+        &self,
+        request: Request,
+        deadline: Timestamp,
+    ) -> Result<InvocationReport, Error> {
+        let meter = durafn_runtime::cost::UsageMeter::new();
+        if let Request::Resume(ResumeRequest {
+            claim_usage: Some(u),
+            ..
+        }) = &request
+        {
+            meter.add(u);
+        }
+        durafn_runtime::cost::metered(meter, self.invoke_counted(request, deadline)).await
+    }
+
+    async fn invoke_counted(
         &self,
         request: Request,
         deadline: Timestamp,
@@ -438,7 +456,7 @@ impl LambdaRuntime {
                     tracing::info!(schedule = %name, execution = %id, %running, "an earlier fire is still running; skipping this one");
                     return Ok(status_report(&id, "SKIPPED", None));
                 }
-                return Box::pin(self.invoke(
+                return Box::pin(self.invoke_counted(
                     Request::Start {
                         name: id.as_str().to_string(),
                         input,

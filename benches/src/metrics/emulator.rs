@@ -44,7 +44,7 @@ const C20: &str = "wf10_c20_per_s";
 const STORE_CALLS: &str = "store_calls_per_wf10";
 
 /// The metrics this group reports.
-pub(crate) const METRICS: &[&str] = &[SEQ_P50, C20, STORE_CALLS];
+pub(crate) const METRICS: &[&str] = &[SEQ_P50, C20, STORE_CALLS, super::cost::COST];
 
 /// The key [`store_calls`] files the handlers' requests under.
 const ROUND_TRIPS: &str = "(round trips)";
@@ -177,6 +177,8 @@ pub(crate) async fn run(scale: Scale, report: &mut Report) {
             report.error(STORE_CALLS, &format!("cannot read /metrics: {e}"))
         }
     }
+    // What those sequential workflows cost at AWS prices.
+    super::cost::report_cost(&server.client(), FUNCTION, report).await;
     match concurrent(&server, &sizes, report).await {
         Ok(per_s) => report.figure(Figure {
             metric: C20,

@@ -3,6 +3,7 @@
 //! every metric in its list. To add a group: write the module, add a variant
 //! here and to [`MetricGroup::ALL`].
 
+mod cost;
 mod ddb;
 mod emulator;
 mod group_commit;

@@ -5,6 +5,7 @@
 //! `POST /v1/executions/{id}/cancel`, `GET /healthz`, `GET /metrics`.
 //! Errors are JSON `{"error": {"code", "message"}}` with the right status.
 
+pub mod cost;
 mod error;
 #[cfg(test)]
 mod fuzz_tests;
@@ -628,7 +629,10 @@ async fn describe(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
-    let mut body = describe_json(&state, &id).await?;
+    let (body, entries) = tokio::join!(describe_json(&state, &id), state.store.load_history(&id));
+    let mut body = body?;
+    // Only here, as the links: what its invocations cost (one history read).
+    body["cost"] = cost::body(&entries?);
     // Only here: the links cost a read per fork, starts need none.
     reset::add_links(&state, &id, &mut body).await?;
     Ok(Json(body))

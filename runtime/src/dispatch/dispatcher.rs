@@ -723,7 +723,10 @@ impl Inner {
         };
         let now = self.clock.now();
         let lease = (self.config.timeout_for)(&function) + LEASE_GRACE;
-        let claimed = match self.store.claim(&id, now, now.plus(lease)).await {
+        // The claim's store calls are the invocation's: counted here, handed over.
+        let meter = crate::cost::UsageMeter::new();
+        let claim = self.store.claim(&id, now, now.plus(lease));
+        let claimed = match crate::cost::metered(meter.clone(), claim).await {
             Ok(Some(c)) => c,
             Ok(None) => {
                 // Another dispatcher got it, or it is no longer due.
@@ -742,6 +745,7 @@ impl Inner {
             execution_id: id.clone(),
             epoch: claimed.epoch,
             version: Some(claimed.version.clone()),
+            claim_usage: Some(meter.snapshot()),
         };
         tracing::debug!(execution_id = %id, epoch = claimed.epoch, function = %claimed.function, "invoking");
         let status = match self.invoker.invoke(&claimed.function, &request).await {

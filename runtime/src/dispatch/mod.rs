@@ -44,6 +44,10 @@ pub struct ResumeRequest {
     /// address versions, such as AWS Lambda's, invokes exactly that one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// What the claim cost in store calls, for the invocation to record with
+    /// its own ([`crate::cost`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_usage: Option<crate::cost::StoreUsage>,
 }
 
 /// The envelope key that marks an invocation payload as a resume request:

@@ -151,6 +151,14 @@ pub struct InvocationRecord {
     /// execution, so a record written after the execution ended expires too).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Timestamp>,
+    /// The store calls the invocation made (on its end record; see
+    /// [`crate::cost`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<crate::cost::StoreUsage>,
+    /// The memory the function ran with (MB), if it knew
+    /// (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u32>,
 }
 
 /// How an attempt ended.
@@ -396,6 +404,8 @@ mod tests {
             process: None,
             error: None,
             expires_at: None,
+            usage: None,
+            memory_mb: None,
         })
     }
 

@@ -14,11 +14,14 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::{Created, OpWrite, Outcome, Store, Transition};
+
+mod usage;
 use crate::error::StoreError;
 use crate::model::{
     ErrorObject, ExecutionId, ExecutionStatus, MAX_PAYLOAD_BYTES, NewExecution, OpKind, OpStatus,
     Operation, Timestamp,
 };
+pub use usage::store_calls_are_counted_with_their_bytes;
 
 #[path = "contract_pause.rs"]
 mod pause;
@@ -90,7 +93,8 @@ macro_rules! store_contract_tests {
             queue_messages_are_received_hidden_and_deleted_by_receipt,
             queue_visibility_changes_and_counts,
             racing_receivers_never_share_a_receive,
-            leases_are_taken_renewed_released_and_stolen
+            leases_are_taken_renewed_released_and_stolen,
+            store_calls_are_counted_with_their_bytes
         );
     };
     (@cases $fixture:path; $($case:ident),* $(,)?) => {
@@ -608,6 +612,8 @@ pub async fn history_keeps_the_last_entries_of_each_series(store: Arc<dyn Store>
         process: Some("host/42".into()),
         error: None,
         expires_at: None,
+        usage: None,
+        memory_mb: None,
     };
     store
         .put_history(&x, &HistoryEntry::Invocation(inv.clone()), 3)

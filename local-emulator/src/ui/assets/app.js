@@ -977,6 +977,20 @@
         });
         meta.append(h('span', { id: 'forks' }, h('span', { class: 'muted', text: 'Forks ' }), ...links));
       }
+      // Cost: what its invocations sent to the store, priced as on AWS (docs/cost.md).
+      const c = e.cost;
+      if (c && c.store) {
+        const st = c.store;
+        const usd = (c.estimate_usd && c.estimate_usd.total_usd) || 0;
+        const detail = `${st.reads} reads (${st.read_bytes} B, ${st.read_units} RRU), ${st.writes} writes (${st.write_bytes} B, ${st.write_units} WRU); `
+          + `${c.invocations} invocations, ${Number(c.lambda_gb_seconds || 0).toFixed(6)} GB-s`
+          + (c.invocations_uncounted ? `; ${c.invocations_uncounted} not counted` : '')
+          + (c.prices ? ` — ${c.prices.as_of}` : '');
+        meta.append(h('span', { id: 'cost', title: detail },
+          h('span', { class: 'muted', text: 'Cost ' }),
+          h('strong', { text: '$' + usd.toFixed(8) }),
+          h('span', { class: 'muted', text: ` · ${st.reads} reads, ${st.writes} writes, ${st.read_bytes + st.write_bytes} B` })));
+      }
       clear(this.head).append(
         h('div', { class: 'head-row' },
           h('h1', { class: 'mono exec-id', text: e.id, title: e.id }),

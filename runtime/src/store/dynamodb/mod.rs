@@ -50,6 +50,7 @@ mod schedules;
 mod sweep;
 mod table;
 mod url;
+mod usage;
 
 use std::sync::Arc;
 
@@ -118,11 +119,17 @@ impl DynamoStore {
     /// interceptors, HTTP client, credentials). Turn the SDK's retries off in
     /// its config (`RetryConfig::disabled()`): the store retries by itself.
     /// The table is created on first use if it is missing.
+    /// Its requests are counted for [`crate::cost`] (an interceptor is added).
     pub fn from_client(client: Client, table: impl Into<String>) -> Self {
+        let counted = client
+            .config()
+            .to_builder()
+            .interceptor(usage::CountRequests)
+            .build();
         DynamoStore {
             table: table.into(),
             url: None,
-            client: OnceCell::new_with(Some(client)),
+            client: OnceCell::new_with(Some(Client::from_conf(counted))),
             ready: OnceCell::new(),
             retry: RetryPolicy::default(),
             sweeps: Arc::default(),

@@ -146,8 +146,10 @@ impl DynamoUrl {
 
 /// Settings every client of the store gets: no SDK retries (the store retries),
 /// and bounded timeouts so a hung connection becomes a retryable error.
+/// Every request is counted for [`crate::cost`] (see `usage.rs`).
 fn tune(builder: Builder) -> Builder {
     builder
+        .interceptor(super::usage::CountRequests)
         .retry_config(RetryConfig::disabled())
         .timeout_config(
             TimeoutConfig::builder()

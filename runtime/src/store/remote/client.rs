@@ -115,14 +115,30 @@ impl HttpStore {
     async fn send<T: DeserializeOwned>(&self, call: &Call<'_>) -> Result<T> {
         let body = serde_json::to_vec(call)
             .map_err(|e| StoreError::Invalid(format!("cannot encode a store call: {e}")))?;
-        let request = Request::post(self.url.clone())
-            .header("content-type", "application/json")
+        let counting = crate::cost::counting();
+        let mut request =
+            Request::post(self.url.clone()).header("content-type", "application/json");
+        if counting {
+            request = request.header(super::USAGE_HEADER, "1");
+        }
+        let request = request
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| StoreError::Invalid(format!("cannot build a store request: {e}")))?;
         let response = self.http.request(request).await.map_err(|e| {
             StoreError::Transient(format!("cannot reach the store at {}: {e}", self.shown))
         })?;
         let status = response.status();
+        if counting {
+            // What the server's backend sent for this call.
+            if let Some(u) = response
+                .headers()
+                .get(super::USAGE_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(super::parse_usage_header)
+            {
+                crate::cost::record(&u);
+            }
+        }
         let bytes = read_body(response.into_body()).await.map_err(|e| {
             StoreError::Transient(format!(
                 "the store at {} broke off its answer: {e}",

@@ -27,6 +27,60 @@ pub mod wire;
 pub use client::HttpStore;
 use wire::{Answer, Call, SeededExecution, WireCreated, WireError, WireJournal, WirePage};
 
+/// The request header with which a client asks for the call's store usage,
+/// and the response header that carries it ([`crate::cost`]): the
+/// backend's counts for the call, as `reads,writes,read_bytes,write_bytes,read_units,write_units`.
+pub const USAGE_HEADER: &str = "x-durafn-store-usage";
+
+/// [`serve`], counting what the backend sent for the call when `count`
+/// (the caller's [`USAGE_HEADER`] asked for it).
+pub async fn serve_counted(
+    store: &Arc<dyn Store>,
+    body: &[u8],
+    count: bool,
+) -> (Vec<u8>, Option<crate::cost::StoreUsage>) {
+    if !count {
+        return (serve(store, body).await, None);
+    }
+    let meter = crate::cost::UsageMeter::new();
+    let answer = crate::cost::metered(meter.clone(), serve(store, body)).await;
+    (answer, Some(meter.snapshot()))
+}
+
+/// A usage as [`USAGE_HEADER`] carries it.
+pub fn usage_header(u: &crate::cost::StoreUsage) -> String {
+    format!(
+        "{},{},{},{},{},{}",
+        u.reads, u.writes, u.read_bytes, u.write_bytes, u.read_units, u.write_units
+    )
+}
+
+/// Reads a [`USAGE_HEADER`] value (`None` if malformed).
+pub fn parse_usage_header(v: &str) -> Option<crate::cost::StoreUsage> {
+    let n: Vec<u64> = v
+        .split(',')
+        .map(|p| p.trim().parse::<u64>().ok())
+        .collect::<Option<_>>()?;
+    match n[..] {
+        [
+            reads,
+            writes,
+            read_bytes,
+            write_bytes,
+            read_units,
+            write_units,
+        ] => Some(crate::cost::StoreUsage {
+            reads,
+            writes,
+            read_bytes,
+            write_bytes,
+            read_units,
+            write_units,
+        }),
+        _ => None,
+    }
+}
+
 /// Serves one store call: decodes `body` (a [`Call`]), runs it on `store`,
 /// and encodes the answer. A body that is not a call is an `invalid` error.
 pub async fn serve(store: &Arc<dyn Store>, body: &[u8]) -> Vec<u8> {

@@ -93,6 +93,8 @@ mod tests {
             process: None,
             error: None,
             expires_at: None,
+            usage: None,
+            memory_mb: None,
         };
         put_json(&conn, "x", &HistoryEntry::Invocation(inv.clone()), 3);
         inv.outcome = Some(InvocationOutcome::Suspended);

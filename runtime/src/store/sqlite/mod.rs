@@ -44,6 +44,7 @@ mod queues;
 mod rows;
 mod schedules;
 mod schema;
+mod usage;
 mod writer;
 
 use writer::{Job, Writer};
@@ -129,6 +130,17 @@ impl SqliteStore {
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R> + Send + 'static,
     {
+        self.write_sized(0, f).await
+    }
+
+    /// [`SqliteStore::write`] of a job carrying `bytes` of records (counted
+    /// for [`crate::cost`] on the caller's task).
+    async fn write_sized<R, F>(&self, bytes: usize, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    {
+        usage::wrote(bytes);
         let (tx, rx) = oneshot::channel::<Result<R>>();
         let job: Job = Box::new(move |conn: &Connection| {
             let result = in_savepoint(conn, f);
@@ -152,7 +164,9 @@ impl SqliteStore {
     /// handing it to another thread and back. WAL readers never wait for the
     /// writer.
     fn read_now<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
-        with_reader(&self.inner, f)
+        let result = with_reader(&self.inner, f);
+        usage::read(&result, |_| 0);
+        result
     }
 
     /// Runs `f` on a reader connection, off the async threads (for reads
@@ -162,10 +176,21 @@ impl SqliteStore {
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R> + Send + 'static,
     {
+        self.read_sized(f, |_| 0).await
+    }
+
+    /// [`SqliteStore::read`], counted with the bytes `size` finds in what it read.
+    async fn read_sized<R, F>(&self, f: F, size: impl FnOnce(&R) -> usize) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || with_reader(&inner, f))
+        let result = tokio::task::spawn_blocking(move || with_reader(&inner, f))
             .await
-            .map_err(|e| StoreError::Backend(format!("reader task failed: {e}")))?
+            .map_err(|e| StoreError::Backend(format!("reader task failed: {e}")))?;
+        usage::read(&result, size);
+        result
     }
 }
 
@@ -226,8 +251,10 @@ impl Store for SqliteStore {
     async fn create_execution(&self, new: &NewExecution) -> Result<Created> {
         validate_new(new)?;
         let (new, input, seed) = (new.clone(), to_json(&new.input)?, crate::model::new_seed());
-        self.write(move |conn| executions::insert(conn, &new, &input, &seed))
-            .await
+        self.write_sized(input.len(), move |conn| {
+            executions::insert(conn, &new, &input, &seed)
+        })
+        .await
     }
 
     async fn create_and_claim(
@@ -238,7 +265,7 @@ impl Store for SqliteStore {
         validate_new(new)?;
         let (new, input, seed) = (new.clone(), to_json(&new.input)?, crate::model::new_seed());
         // One job, so one commit: no dispatcher sees the new execution unclaimed.
-        self.write(move |conn| {
+        self.write_sized(input.len(), move |conn| {
             let created = executions::insert(conn, &new, &input, &seed)?;
             let claimed = executions::claim(conn, new.id.as_str(), new.now, lease_until)?;
             Ok((created, claimed))
@@ -247,12 +274,20 @@ impl Store for SqliteStore {
     }
 
     async fn get_execution(&self, id: &ExecutionId) -> Result<Option<Execution>> {
-        self.read_now(|conn| rows::select_execution(conn, id.as_str()))
+        let result = with_reader(&self.inner, |conn| {
+            rows::select_execution(conn, id.as_str())
+        });
+        usage::read(&result, |e| e.as_ref().map_or(0, usage::execution));
+        result
     }
 
     async fn load_journal(&self, id: &ExecutionId) -> Result<Option<Journal>> {
         let id = id.to_string();
-        self.read(move |conn| journal::load(conn, &id)).await
+        self.read_sized(
+            move |conn| journal::load(conn, &id),
+            |j: &Option<Journal>| j.as_ref().map_or(0, usage::journal),
+        )
+        .await
     }
 
     async fn claim(
@@ -269,19 +304,27 @@ impl Store for SqliteStore {
     async fn put_operation(&self, id: &ExecutionId, op: &Operation) -> Result<OpWrite> {
         validate_op(op)?;
         let (id, op_id, rev, body) = (id.to_string(), op.id.clone(), op.rev, to_json(op)?);
-        self.write(move |conn| journal::put_operation(conn, &id, &op_id, rev, &body))
-            .await
+        self.write_sized(body.len(), move |conn| {
+            journal::put_operation(conn, &id, &op_id, rev, &body)
+        })
+        .await
     }
 
     async fn put_history(&self, id: &ExecutionId, entry: &HistoryEntry, keep: u32) -> Result<()> {
         let (id, entry, body) = (id.to_string(), entry.clone(), to_json(entry)?);
-        self.write(move |conn| history::put(conn, &id, &entry, &body, keep))
-            .await
+        self.write_sized(body.len(), move |conn| {
+            history::put(conn, &id, &entry, &body, keep)
+        })
+        .await
     }
 
     async fn load_history(&self, id: &ExecutionId) -> Result<Vec<HistoryEntry>> {
         let id = id.to_string();
-        self.read(move |conn| history::load(conn, &id)).await
+        self.read_sized(
+            move |conn| history::load(conn, &id),
+            |h: &Vec<HistoryEntry>| usage::history(h),
+        )
+        .await
     }
 
     async fn suspend(
@@ -312,8 +355,12 @@ impl Store for SqliteStore {
             error: outcome.error.as_ref().map(to_json).transpose()?,
             expires_at: outcome.expires_at.map(|t| t.0),
         };
-        self.write(move |conn| executions::finish(conn, &id, epoch, &end, now))
-            .await
+        let bytes =
+            end.output.as_ref().map_or(0, String::len) + end.error.as_ref().map_or(0, String::len);
+        self.write_sized(bytes, move |conn| {
+            executions::finish(conn, &id, epoch, &end, now)
+        })
+        .await
     }
 
     async fn wake(&self, id: &ExecutionId, now: Timestamp) -> Result<bool> {
@@ -346,8 +393,10 @@ impl Store for SqliteStore {
         check_payload(&format!("event {name:?} payload"), payload)?;
         let (id, name, body) = (id.to_string(), name.to_string(), to_json(payload)?);
         let payload = payload.clone();
-        self.write(move |conn| journal::send_event(conn, &id, name, payload, &body, now))
-            .await
+        self.write_sized(body.len(), move |conn| {
+            journal::send_event(conn, &id, name, payload, &body, now)
+        })
+        .await
     }
 
     async fn resume(&self, id: &ExecutionId, now: Timestamp) -> Result<Option<Execution>> {
