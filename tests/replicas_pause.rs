@@ -149,6 +149,9 @@ Resources:
         .ok("POST", "/v1/functions/chaos/pause", None)
         .await;
     assert_eq!(v["paused"], true);
+    // The other replica learns of it within pause::REFRESH (its copy of
+    // the paused functions is at most that old; docs/operations.md).
+    tokio::time::sleep(durafn_runtime::dispatch::pause::REFRESH + Duration::from_millis(500)).await;
     let late: Vec<String> = (0..2).map(|i| format!("fz{i}")).collect();
     for id in &late {
         let body = json!({ "name": id, "input": input });
