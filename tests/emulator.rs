@@ -790,6 +790,104 @@ async fn an_approval_sent_through_the_rest_api_resumes_the_execution() {
 
 /// The same platform on the DynamoDB store (DynamoDB Local, started by
 /// scripts/test-all.sh): handler processes write the table directly.
+/// Starts three `testfn` executions with search attributes and finds them by
+/// `attr.` (and `input.`) conditions through the API and the CLI.
+async fn search_by_attributes(dev: &Dev, root: &Path, prefix: &str) {
+    for (i, customer) in [42, 7, 42].into_iter().enumerate() {
+        let dir = work_dir(root, &format!("{prefix}attr{i}"));
+        dev.start_exec(
+            "testfn",
+            &format!("{prefix}attr-{i}"),
+            json!({ "dir": dir, "attributes": { "customer": customer, "tier": "gold" } }),
+        )
+        .await;
+    }
+    for i in 0..3 {
+        dev.wait_status(
+            &format!("{prefix}attr-{i}"),
+            "SUCCEEDED",
+            Duration::from_secs(60),
+        )
+        .await;
+    }
+    let ids = |v: &Value| -> Vec<String> {
+        v["executions"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e["id"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (status, v) = dev
+        .call(
+            "GET",
+            "/v1/executions?function=testfn&where=attr.customer%3D42",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        ids(&v),
+        [format!("{prefix}attr-2"), format!("{prefix}attr-0")],
+        "{v}"
+    );
+    assert_eq!(v["scanned"], 2, "only the index's matches are read: {v}");
+    // An attribute with an input condition; a string is not the number.
+    let (_, v) = dev
+        .call("GET", &format!("/v1/executions?where=attr.tier%3Dgold%3Binput.attributes.customer%3D7&q={prefix}attr"), None)
+        .await;
+    assert_eq!(ids(&v), [format!("{prefix}attr-1")], "{v}");
+    let (_, v) = dev
+        .call("GET", "/v1/executions?where=attr.customer%3D%2242%22", None)
+        .await;
+    assert_eq!(ids(&v), Vec::<String>::new(), "{v}");
+    for bad in [
+        "nonsense",
+        "attr.customer",
+        "other.x%3D1",
+        "attr.a%3D1%3Battr.b%3D2",
+    ] {
+        let (status, e) = dev
+            .call("GET", &format!("/v1/executions?where={bad}"), None)
+            .await;
+        assert_eq!(
+            (status, e["error"]["code"].as_str()),
+            (400, Some("InvalidWhere")),
+            "{bad}: {e}"
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_durafn-under-test"))
+        .args([
+            "list",
+            "--where",
+            "attr.customer=7",
+            "--json",
+            "--url",
+            &dev.url,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let listed: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(ids(&listed), [format!("{prefix}attr-1")], "{text}");
+    let out = Command::new(env!("CARGO_BIN_EXE_durafn-under-test"))
+        .args(["list", "--where", "nonsense", "--url", &dev.url])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("attr."), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executions_are_found_by_search_attributes_through_the_api_and_cli() {
+    let root = tempfile::tempdir().unwrap();
+    let dev = Dev::start(root.path()).await;
+    search_by_attributes(&dev, root.path(), "sq-").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn durafn_dev_runs_on_the_dynamodb_store_too() {
     let endpoint = std::env::var("DURAFN_DYNAMODB_ENDPOINT").unwrap_or_else(|_| {
@@ -838,6 +936,8 @@ async fn durafn_dev_runs_on_the_dynamodb_store_too() {
         "{one}"
     );
     assert_eq!(one["cost"]["invocations_uncounted"], 0, "{one}");
+    // Search attributes through the table's index items.
+    search_by_attributes(&dev, root.path(), "dd-").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -132,9 +132,11 @@ enum Command {
         /// Continue from a previous page.
         #[arg(long)]
         cursor: Option<String>,
-        /// Only executions whose data match: `input.PATH=VALUE` or
-        /// `output.PATH=VALUE`, several joined by `;` (VALUE is JSON or a
-        /// string). Not indexed: the listing is scanned.
+        /// Only executions whose data match: `input.PATH=VALUE`,
+        /// `output.PATH=VALUE` or `attr.NAME=VALUE` (a search attribute the
+        /// handler set with `ctx.set_attribute`), several joined by `;`
+        /// (VALUE is JSON or a string). `attr.` is indexed (at most one per
+        /// search); input/output alone scan the listing.
         #[arg(long = "where", value_name = "CONDITIONS")]
         where_: Option<String>,
         #[command(flatten)]

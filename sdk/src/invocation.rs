@@ -196,6 +196,8 @@ async fn run(
         trace,
         position: Mutex::new(Default::default()),
         epoch: claimed.epoch,
+        function: journal.execution.function.clone(),
+        created_at: journal.execution.created_at,
     });
     let ctx = DurableContext::root(shared.clone());
     let call = handler.call(ctx, journal.execution.input.clone());

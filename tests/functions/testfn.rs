@@ -24,6 +24,9 @@ struct Input {
     /// A last step, `flaky`, fails this many attempts before it succeeds.
     #[serde(default)]
     fail_times: u32,
+    /// Search attributes set after the `after` step (`ctx.set_attribute`).
+    #[serde(default)]
+    attributes: serde_json::Map<String, Value>,
 }
 
 fn trace(dir: &Path, line: &str) -> std::io::Result<()> {
@@ -72,6 +75,9 @@ async fn workflow(ctx: DurableContext, input: Input) -> Result<Value, DurableErr
     let dir = input.dir.clone();
     ctx.step("after", |_| async move { trace(&dir, "after") })
         .await?;
+    for (name, value) in &input.attributes {
+        ctx.set_attribute(name, value).await?;
+    }
     if input.fail_times > 0 {
         let fail_times = input.fail_times;
         let flaky: u32 = ctx

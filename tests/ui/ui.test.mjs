@@ -271,6 +271,19 @@ describe('durafn dev: the UI', () => {
     await page.locator('#f-where').fill('');
     await page.locator('#f-where').press('Enter');
     await page.locator('tr[data-id="ui-retry-1"]').waitFor({ timeout: 10_000 });
+    // A search attribute (indexed): no order sets one, so nothing matches.
+    await page.locator('#f-where').fill('attr.customer=42');
+    await page.locator('#f-where').press('Enter');
+    await page.waitForURL(/where=attr.customer/);
+    await assertText(page.locator('.table-note'), /No executions match/, 10_000);
+    // A bad filter: the API's 400 message, shown as text (markup escaped).
+    await page.locator('#f-where').fill('<b>x</b>.y=1');
+    await page.locator('#f-where').press('Enter');
+    await assertText(page.locator('.alert-error').first(), /must start with input\., output\. or attr\./, 10_000);
+    assert.equal(await page.locator('.alert-error b').count(), 0, 'the filter text is not markup');
+    await page.locator('#f-where').fill('');
+    await page.locator('#f-where').press('Enter');
+    await page.locator('tr[data-id="ui-retry-1"]').waitFor({ timeout: 10_000 });
     // Function and time range.
     await page.locator('#f-function').selectOption('order');
     await page.waitForURL(/function=order/);

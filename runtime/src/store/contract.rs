@@ -15,12 +15,14 @@ use serde_json::{Value, json};
 
 use super::{Created, OpWrite, Outcome, Store, Transition};
 
+mod attributes;
 mod usage;
 use crate::error::StoreError;
 use crate::model::{
     ErrorObject, ExecutionId, ExecutionStatus, MAX_PAYLOAD_BYTES, NewExecution, OpKind, OpStatus,
     Operation, Timestamp,
 };
+pub use attributes::search_attributes_are_indexed_replaced_and_paged;
 pub use usage::store_calls_are_counted_with_their_bytes;
 
 #[path = "contract_pause.rs"]
@@ -94,7 +96,8 @@ macro_rules! store_contract_tests {
             queue_visibility_changes_and_counts,
             racing_receivers_never_share_a_receive,
             leases_are_taken_renewed_released_and_stolen,
-            store_calls_are_counted_with_their_bytes
+            store_calls_are_counted_with_their_bytes,
+            search_attributes_are_indexed_replaced_and_paged
         );
     };
     (@cases $fixture:path; $($case:ident),* $(,)?) => {

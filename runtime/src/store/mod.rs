@@ -19,6 +19,7 @@ use crate::model::{
     NewExecution, Operation, Timestamp,
 };
 
+pub mod attributes;
 #[cfg(feature = "testing")]
 pub mod contract;
 #[cfg(feature = "dynamodb")]
@@ -32,6 +33,7 @@ pub mod sqlite;
 mod waking;
 mod wrapper;
 
+pub use attributes::{AttributePage, AttributeQuery, SearchAttribute};
 #[cfg(feature = "dynamodb")]
 pub use dynamodb::DynamoStore;
 #[cfg(feature = "testing")]
@@ -320,6 +322,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every lease of `group` (live or expired), by name.
     async fn list_leases(&self, group: &str) -> Result<Vec<Lease>>;
+
+    /// Sets a search attribute of an execution (replacing its value, if it
+    /// had one) and indexes it ([`attributes`]). Not conditional.
+    async fn put_attribute(&self, id: &ExecutionId, attr: &SearchAttribute) -> Result<()>;
+
+    /// Executions whose attribute has a value, newest first, one page at a
+    /// time, from the index (no scan of executions).
+    async fn find_by_attribute(&self, query: &AttributeQuery) -> Result<AttributePage>;
 }
 
 /// The answer to [`Store::send_event`].

@@ -265,6 +265,15 @@ impl Store for WakingStore {
     async fn list_leases(&self, group: &str) -> Result<Vec<super::Lease>> {
         self.inner.list_leases(group).await
     }
+    async fn put_attribute(&self, id: &ExecutionId, attr: &super::SearchAttribute) -> Result<()> {
+        self.inner.put_attribute(id, attr).await
+    }
+    async fn find_by_attribute(
+        &self,
+        query: &super::AttributeQuery,
+    ) -> Result<super::AttributePage> {
+        self.inner.find_by_attribute(query).await
+    }
 }
 
 #[cfg(test)]

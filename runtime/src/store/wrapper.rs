@@ -10,8 +10,9 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::{
-    Created, DueItem, ExecutionPage, Lease, LeaseRequest, LeaseTake, ListFilter, OpWrite, Outcome,
-    QueueMessage, QueueStats, Schedule, ScheduleWrite, SentEvent, Store, Transition,
+    AttributePage, AttributeQuery, Created, DueItem, ExecutionPage, Lease, LeaseRequest, LeaseTake,
+    ListFilter, OpWrite, Outcome, QueueMessage, QueueStats, Schedule, ScheduleWrite,
+    SearchAttribute, SentEvent, Store, Transition,
 };
 use crate::error::Result;
 use crate::model::{
@@ -257,5 +258,15 @@ impl<W: Wrapper> Store for W {
     async fn list_leases(&self, group: &str) -> Result<Vec<Lease>> {
         let s = self.inner();
         self.around("list_leases", || s.list_leases(group)).await
+    }
+    async fn put_attribute(&self, id: &ExecutionId, attr: &SearchAttribute) -> Result<()> {
+        let s = self.inner();
+        self.around("put_attribute", || s.put_attribute(id, attr))
+            .await
+    }
+    async fn find_by_attribute(&self, query: &AttributeQuery) -> Result<AttributePage> {
+        let s = self.inner();
+        self.around("find_by_attribute", || s.find_by_attribute(query))
+            .await
     }
 }

@@ -7,6 +7,7 @@
 //! more progress — nothing in flight, something parked — the invocation
 //! driver ends the invocation as `SUSPENDED` at the earliest wake time.
 
+mod attributes;
 mod batch;
 mod child;
 mod condition;
@@ -88,6 +89,9 @@ pub(crate) struct Shared {
     pub(crate) position: Mutex<crate::capture::Position>,
     /// The epoch of this invocation's claim (history records name it).
     pub(crate) epoch: u64,
+    /// The execution's function and creation time (search attributes).
+    pub(crate) function: String,
+    pub(crate) created_at: durafn_runtime::model::Timestamp,
 }
 
 impl Shared {

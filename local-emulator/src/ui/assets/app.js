@@ -523,7 +523,7 @@
       this.untilInput = h('input', { id: 'f-until', type: 'datetime-local', 'aria-label': 'Until' });
       this.custom = h('span', { class: 'custom-range' }, this.sinceInput, h('span', { class: 'muted', text: '→' }), this.untilInput);
       this.search = h('input', { id: 'f-q', type: 'search', placeholder: 'Search execution id or name', 'aria-label': 'Search execution id or name', autocomplete: 'off', spellcheck: 'false' });
-      this.where = h('input', { id: 'f-where', type: 'search', class: 'mono', placeholder: 'input.customer_id=42', title: 'Conditions on the input or output: input.PATH=VALUE or output.PATH=VALUE, several joined by ;', 'aria-label': 'Filter by input or output fields', autocomplete: 'off', spellcheck: 'false' });
+      this.where = h('input', { id: 'f-where', type: 'search', class: 'mono', placeholder: 'input.customer_id=42 or attr.customer=42', title: 'Conditions on the input, the output or a search attribute the handler set (ctx.set_attribute, indexed): input.PATH=VALUE, output.PATH=VALUE, attr.NAME=VALUE; several joined by ; (at most one attr.)', 'aria-label': 'Filter by input or output fields or search attributes', autocomplete: 'off', spellcheck: 'false' });
       this.clearBtn = h('button', { type: 'button', class: 'btn btn-small btn-ghost', text: 'Clear filters' });
       this.tbody = h('tbody');
       this.note = h('div', { class: 'table-note' });
@@ -730,7 +730,7 @@
       }
       clear(this.note);
       if (rows.length === 0) {
-        const filtered = this.f.function || this.f.status || this.f.range || this.f.q;
+        const filtered = this.f.function || this.f.status || this.f.range || this.f.q || this.f.where;
         this.note.append(filtered
           ? h('p', { class: 'empty', text: 'No executions match these filters.' })
           : h('div', { class: 'empty' },

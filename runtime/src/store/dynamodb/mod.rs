@@ -35,6 +35,7 @@
 //! and full jitter (`retry.rs`); conditional-check failures never are.
 
 mod access;
+mod attributes;
 mod events;
 mod expr;
 mod history;

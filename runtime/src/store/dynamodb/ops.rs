@@ -476,4 +476,19 @@ impl Store for DynamoStore {
     async fn list_leases(&self, group: &str) -> Result<Vec<crate::store::Lease>> {
         self.query_leases(group).await
     }
+
+    async fn put_attribute(
+        &self,
+        id: &ExecutionId,
+        attr: &crate::store::SearchAttribute,
+    ) -> Result<()> {
+        self.put_attribute_items(id, attr).await
+    }
+
+    async fn find_by_attribute(
+        &self,
+        query: &crate::store::AttributeQuery,
+    ) -> Result<crate::store::AttributePage> {
+        self.find_attribute_items(query).await
+    }
 }

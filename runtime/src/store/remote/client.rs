@@ -534,4 +534,26 @@ impl Store for HttpStore {
         })
         .await
     }
+
+    async fn put_attribute(
+        &self,
+        id: &ExecutionId,
+        attr: &crate::store::SearchAttribute,
+    ) -> Result<()> {
+        self.call(Call::PutAttribute {
+            id: Cow::Borrowed(id),
+            attr: Cow::Borrowed(attr),
+        })
+        .await
+    }
+
+    async fn find_by_attribute(
+        &self,
+        query: &crate::store::AttributeQuery,
+    ) -> Result<crate::store::AttributePage> {
+        self.call(Call::FindByAttribute {
+            query: Cow::Borrowed(query),
+        })
+        .await
+    }
 }

@@ -238,6 +238,8 @@ async fn serve_one(store: &Arc<dyn Store>, call: Call<'_>) -> Vec<u8> {
             encode(store.release_lease(&group, &name, &owner).await)
         }
         Call::ListLeases { group } => encode(store.list_leases(&group).await),
+        Call::PutAttribute { id, attr } => encode(store.put_attribute(&id, &attr).await),
+        Call::FindByAttribute { query } => encode(store.find_by_attribute(&query).await),
     }
 }
 

@@ -160,6 +160,13 @@ pub enum Call<'a> {
     ListLeases {
         group: Cow<'a, str>,
     },
+    PutAttribute {
+        id: Cow<'a, ExecutionId>,
+        attr: Cow<'a, crate::store::SearchAttribute>,
+    },
+    FindByAttribute {
+        query: Cow<'a, crate::store::AttributeQuery>,
+    },
     /// History records the client deferred (best effort, see
     /// [`HttpStore`](super::HttpStore)'s `put_history`), written beside
     /// `then`, whose answer is the answer.

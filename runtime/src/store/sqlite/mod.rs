@@ -35,6 +35,7 @@ use crate::model::{
     Timestamp, check_payload,
 };
 
+mod attributes;
 mod executions;
 mod history;
 mod journal;
@@ -536,5 +537,25 @@ impl Store for SqliteStore {
 
     async fn list_leases(&self, group: &str) -> Result<Vec<Lease>> {
         self.read_now(|conn| queues::list_leases(conn, group))
+    }
+
+    async fn put_attribute(&self, id: &ExecutionId, attr: &super::SearchAttribute) -> Result<()> {
+        let value = super::attributes::validate(attr)?;
+        let (id, attr) = (id.to_string(), attr.clone());
+        self.write_sized(value.len() + attr.name.len(), move |conn| {
+            attributes::put(conn, &id, &attr, &value)
+        })
+        .await
+    }
+
+    async fn find_by_attribute(
+        &self,
+        query: &super::AttributeQuery,
+    ) -> Result<super::AttributePage> {
+        super::attributes::validate_attribute_name(&query.name)?;
+        let value = super::attributes::index_value(&query.value)?;
+        let query = query.clone();
+        self.read(move |conn| attributes::find(conn, &query, &value))
+            .await
     }
 }

@@ -117,7 +117,9 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
 /// Creates the schema in `conn` (migrating an older file first).
 pub(super) fn install(conn: &Connection) -> Result<()> {
     migrate(conn)?;
-    conn.execute_batch(SCHEMA).map_err(sql_err)
+    conn.execute_batch(SCHEMA).map_err(sql_err)?;
+    conn.execute_batch(super::attributes::SCHEMA)
+        .map_err(sql_err)
 }
 
 #[cfg(test)]
