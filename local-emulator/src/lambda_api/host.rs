@@ -162,34 +162,33 @@ impl FunctionHost {
         let grace = Duration::from_secs(2);
         let queue_limit = self.spec.timeout + grace;
         let started = std::time::Instant::now();
+        // `Err`: never taken; `Ok(Some)`: answered while queued (failed by
+        // the pool); `Ok(None)`: taken by a process, now running.
         let taken = tokio::select! {
-            answer = &mut rx => Some(answer),
+            answer = &mut rx => Ok(Some(answer)),
             d = tokio::time::timeout(queue_limit, delivered) => match d {
-                // Taken by a process (or dropped unsent: the answer says why).
-                Ok(_) => None,
-                Err(_) => {
-                    if self.dequeue(&request_id) {
-                        let failure = InvokeFailure::NoCapacity(queue_limit);
-                        crate::metrics::invocation_answer(&self.spec.name, &Err(failure.clone()), started.elapsed());
-                        return Err(failure);
-                    }
-                    // Taken just now.
-                    None
-                }
+                Err(_) if self.dequeue(&request_id) => Err(InvokeFailure::NoCapacity(queue_limit)),
+                // Taken (just now, or dropped unsent: the answer says why).
+                _ => Ok(None),
             },
         };
         let answer = match taken {
-            Some(answer) => Ok(answer),
-            None => tokio::time::timeout(self.spec.timeout + grace, &mut rx).await,
-        };
-        let answer = match answer {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(_)) => Err(InvokeFailure::ProcessExited(
-                "the emulator dropped the invocation".into(),
-            )),
-            Err(_) => {
-                self.time_out(&request_id);
-                Err(InvokeFailure::TimedOut(self.spec.timeout))
+            Err(never_ran) => Err(never_ran),
+            Ok(queued) => {
+                let answer = match queued {
+                    Some(answer) => Ok(answer),
+                    None => tokio::time::timeout(self.spec.timeout + grace, &mut rx).await,
+                };
+                match answer {
+                    Ok(Ok(answer)) => answer,
+                    Ok(Err(_)) => Err(InvokeFailure::ProcessExited(
+                        "the emulator dropped the invocation".into(),
+                    )),
+                    Err(_) => {
+                        self.time_out(&request_id);
+                        Err(InvokeFailure::TimedOut(self.spec.timeout))
+                    }
+                }
             }
         };
         crate::metrics::invocation_answer(&self.spec.name, &answer, started.elapsed());
@@ -205,9 +204,10 @@ impl FunctionHost {
         st.queue.len() != before
     }
 
+    /// Kills the process running a timed-out invocation (a taken one: the
+    /// queue no longer holds it).
     fn time_out(&self, request_id: &str) {
         let mut st = self.state();
-        st.queue.retain(|p| p.request_id != request_id);
         if let Some(f) = st.in_flight.remove(request_id) {
             if let Some(kill) = st
                 .instances
