@@ -293,6 +293,56 @@ pub mod chaos {
         Ok(())
     }
 
+    /// The parent workflow, or — when the input is a list, as a batched
+    /// function's batch execution gets (`[{"id", "input"}, …]`) — [`batch`].
+    pub async fn parent_or_batch(ctx: DurableContext, input: Value) -> Result<Value, DurableError> {
+        match input {
+            Value::Array(items) => batch(ctx, items).await,
+            other => {
+                let input: ChaosInput = serde_json::from_value(other)
+                    .map_err(|e| DurableError::new("InvalidInput", e.to_string()))?;
+                parent(ctx, input).await
+            }
+        }
+    }
+
+    /// A batch: one step whose side effect is an `E <member> batched …`
+    /// ledger line per member (the members' inputs name the ledger's folder).
+    pub async fn batch(ctx: DurableContext, items: Vec<Value>) -> Result<Value, DurableError> {
+        let Some(dir) = items
+            .first()
+            .and_then(|i| i["input"]["dir"].as_str())
+            .map(PathBuf::from)
+        else {
+            return Err(DurableError::new(
+                "InvalidInput",
+                "an empty batch, or no input.dir",
+            ));
+        };
+        let ids: Vec<String> = items
+            .iter()
+            .map(|i| i["id"].as_str().unwrap_or("?").to_string())
+            .collect();
+        let batch = ctx.execution_id().to_string();
+        let n = ids.len();
+        ctx.step("batch", move |s| async move {
+            for id in &ids {
+                append(
+                    &dir,
+                    &format!(
+                        "E\t{id}\tbatched\t{}\t{}\t{batch}",
+                        s.attempt(),
+                        std::process::id()
+                    ),
+                )
+                .map_err(ledger)?;
+            }
+            Ok::<_, DurableError>(n)
+        })
+        .await?;
+        Ok(json!({ "members": n }))
+    }
+
     /// prepare → charge (at most once per attempt) → 1 s sleep → flaky (fails
     /// twice, retried) → callback (its id left in `callbacks/<exec>`) → child
     /// invoke → map over 3 items → done.

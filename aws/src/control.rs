@@ -53,6 +53,7 @@ pub fn router(store: Arc<dyn Store>, functions: BTreeSet<String>, token: String)
         store,
         clock: Arc::new(SystemClock),
         functions: Arc::new(functions),
+        flow: Default::default(),
         dispatch: None,
         token: Some(Arc::from(token)),
         metrics: Arc::new(Metrics::default()),

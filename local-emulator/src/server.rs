@@ -10,7 +10,8 @@ use std::time::Duration;
 use anyhow::Context;
 use durafn_runtime::clock::{Clock, SystemClock};
 use durafn_runtime::dispatch::{
-    ConcurrencyLimit, Dispatcher, DispatcherConfig, KeyLimit, ShardLeaseConfig, ShardLeaser,
+    ConcurrencyLimit, Dispatcher, DispatcherConfig, FlowControl, KeyLimit, ShardLeaseConfig,
+    ShardLeaser,
 };
 use durafn_runtime::store::{RetryingStore, Store};
 use tokio::net::TcpListener;
@@ -179,6 +180,14 @@ pub async fn serve(
         if let Some(aws) = &config.aws {
             aws_environment(&mut env, &authority, aws, f.platform);
         }
+        if dispatched_starts(f) {
+            // Its HTTP and queue starts wait for the dispatcher (limits,
+            // flow control) instead of running in the handler at once.
+            env.push((
+                durafn_runtime::dispatch::DISPATCHED_STARTS_ENV.into(),
+                "1".into(),
+            ));
+        }
         let spec = FunctionSpec {
             name: f.name.clone(),
             executable: exe.clone(),
@@ -206,6 +215,7 @@ pub async fn serve(
     dconfig.poll_interval = config.poll_interval;
     dconfig.shards = leaser.as_ref().map(|l| l.held());
     dconfig.limits = Arc::new(concurrency_limits(&template));
+    dconfig.flow = Arc::new(flow_controls(&template));
     let timeouts = Arc::new(timeouts);
     dconfig.timeout_for =
         Arc::new(move |f: &str| timeouts.get(f).copied().unwrap_or(Duration::from_secs(30)));
@@ -233,6 +243,7 @@ pub async fn serve(
                 .map(|f| f.name.clone())
                 .collect::<BTreeSet<_>>(),
         ),
+        flow: Arc::new(flow_controls(&template)),
         dispatch: local_dispatch.then(|| dispatcher.handle()),
         token: config.token.as_deref().map(Arc::from),
         metrics: Arc::new(Metrics::default()),
@@ -336,6 +347,22 @@ pub async fn serve(
         h.kill_all();
     }
     result.map_err(Into::into)
+}
+
+/// Whether a function's starts must go through the dispatcher: it has
+/// concurrency limits or flow control.
+fn dispatched_starts(f: &crate::template::FunctionDef) -> bool {
+    f.concurrency.reserved.is_some() || f.concurrency.key.is_some() || !f.flow.is_empty()
+}
+
+/// The template's flow control, by function (only functions that have some).
+pub(crate) fn flow_controls(template: &Template) -> HashMap<String, FlowControl> {
+    template
+        .functions
+        .iter()
+        .filter(|f| !f.flow.is_empty())
+        .map(|f| (f.name.clone(), f.flow.clone()))
+        .collect()
 }
 
 /// The template's concurrency limits, by function (see [`template::Concurrency`]).

@@ -33,6 +33,7 @@ impl App {
             store: store.clone(),
             clock: Arc::new(SystemClock),
             functions: Arc::new(BTreeSet::from(["order".to_string()])),
+            flow: Default::default(),
             dispatch: None,
             token: None,
             metrics: Arc::new(Metrics::default()),

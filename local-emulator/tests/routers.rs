@@ -59,6 +59,14 @@ struct App {
 
 impl App {
     async fn new(token: Option<&str>, limits: Limits) -> App {
+        App::with_flow(token, limits, HashMap::new()).await
+    }
+
+    async fn with_flow(
+        token: Option<&str>,
+        limits: Limits,
+        flow: HashMap<String, durafn_runtime::dispatch::FlowControl>,
+    ) -> App {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(dir.path().join("durafn.db")).unwrap());
@@ -67,6 +75,7 @@ impl App {
             store: store.clone(),
             clock: Arc::new(SystemClock),
             functions: Arc::new(BTreeSet::from(["order".to_string()])),
+            flow: Arc::new(flow),
             dispatch: None,
             token: token.map(Arc::from),
             metrics: Arc::new(Metrics::default()),
@@ -655,4 +664,49 @@ async fn the_runtime_api_answers_only_its_own_processes() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn starts_missing_a_flow_key_or_using_a_reserved_name_are_refused() {
+    use durafn_runtime::dispatch::flow::{Debounce, FlowControl, InputKey};
+    let debounce = Debounce {
+        period: std::time::Duration::from_secs(5),
+        key: InputKey::parse("input.user"),
+    };
+    let flow = HashMap::from([(
+        "order".to_string(),
+        FlowControl::new(None, Some(debounce), None),
+    )]);
+    let app = App::with_flow(Some(TOKEN), Limits::development(), flow).await;
+    let (status, v) = app
+        .call(
+            "POST",
+            "/v1/functions/order/executions",
+            Some(json!({"name": "n1", "input": {"other": 1}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["code"], "InvalidFlowKey", "{v}");
+    assert!(v.to_string().contains("input.user"), "{v}");
+    // Nothing was created.
+    let (status, _) = app.call("GET", "/v1/executions/n1", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, v) = app
+        .call(
+            "POST",
+            "/v1/functions/order/executions",
+            Some(json!({"name": "_durafn.batch.x", "input": {"user": 1}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["code"], "InvalidName", "{v}");
+    let (status, v) = app
+        .call(
+            "POST",
+            "/v1/functions/order/executions",
+            Some(json!({"name": "n2", "input": {"user": 1}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["status"], "PENDING", "{v}");
 }

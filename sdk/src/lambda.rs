@@ -279,6 +279,9 @@ struct LambdaRuntime {
     function: String,
     version: String,
     max_steps: Option<u32>,
+    /// [`DISPATCHED_STARTS_ENV`](durafn_runtime::dispatch::DISPATCHED_STARTS_ENV):
+    /// starts only create the execution; the dispatcher runs it.
+    dispatched_starts: bool,
 }
 
 /// Runs `handler` on `lambda_runtime` until the runtime stops.
@@ -308,6 +311,8 @@ pub async fn run(handler: Handler) -> Result<(), Error> {
         function: std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "function".into()),
         version: std::env::var("AWS_LAMBDA_FUNCTION_VERSION").unwrap_or_else(|_| "$LATEST".into()),
         max_steps,
+        dispatched_starts: std::env::var(durafn_runtime::dispatch::DISPATCHED_STARTS_ENV)
+            .is_ok_and(|v| v == "1"),
     });
     let service = lambda_runtime::service_fn(move |event: LambdaEvent<Value>| {
         let rt = rt.clone();
@@ -475,6 +480,12 @@ impl LambdaRuntime {
                     input,
                     now,
                 };
+                if self.dispatched_starts {
+                    // Limits or flow control apply: the dispatcher claims it.
+                    let e = self.store.create_execution(&new).await?;
+                    let e = e.execution();
+                    return Ok(status_report(&id, e.status.as_str(), e.output.clone()));
+                }
                 let lease = deadline.plus(LEASE_GRACE);
                 // Atomic where the store can: no dispatcher claims it in between.
                 match self.store.create_and_claim(&new, lease).await? {

@@ -25,6 +25,6 @@ async fn main() -> Result<(), durafn::Error> {
     if function == durafn_tests::chaos::CHILD_FUNCTION {
         durafn::run(durafn::handler(durafn_tests::chaos::child)).await
     } else {
-        durafn::run(durafn::handler(durafn_tests::chaos::parent)).await
+        durafn::run(durafn::handler(durafn_tests::chaos::parent_or_batch)).await
     }
 }

@@ -26,6 +26,7 @@ fn state(dir: &std::path::Path) -> ApiState {
         store: Arc::new(SqliteStore::open(dir.join("fuzz.db")).unwrap()),
         clock: Arc::new(SystemClock),
         functions: Arc::new(BTreeSet::from(["f".to_string()])),
+        flow: Default::default(),
         dispatch: None,
         token: None,
         metrics: Arc::new(Metrics::default()),

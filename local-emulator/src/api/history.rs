@@ -197,6 +197,7 @@ mod tests {
             store,
             clock: Arc::new(SystemClock),
             functions: Arc::new(BTreeSet::from(["f".to_string()])),
+            flow: Default::default(),
             dispatch: None,
             token: None,
             metrics: Arc::new(Metrics::default()),

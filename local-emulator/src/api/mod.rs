@@ -53,6 +53,9 @@ pub struct ApiState {
     pub clock: Arc<dyn Clock>,
     /// The functions the template declares.
     pub functions: Arc<BTreeSet<String>>,
+    /// Their flow control (throttle, debounce, batching), where set: a
+    /// start's input must hold the keys it names.
+    pub flow: Arc<std::collections::HashMap<String, durafn_runtime::dispatch::FlowControl>>,
     /// Wakes the dispatcher and follows invocation results. `None` where no
     /// dispatcher runs in this process (the control function on AWS Lambda:
     /// its store reports what becomes due to the wake queue instead).
@@ -449,9 +452,22 @@ async fn start(
         None => Duration::ZERO,
     };
     let id = match req.name {
+        Some(name) if name.starts_with(durafn_runtime::dispatch::flow::RESERVED_PREFIX) => {
+            return Err(ApiError::bad_request(
+                "InvalidName",
+                format!(
+                    "execution names starting with {:?} are the platform's own (batches)",
+                    durafn_runtime::dispatch::flow::RESERVED_PREFIX
+                ),
+            ));
+        }
         Some(name) => ExecutionId::new(name)?,
         None => ExecutionId::new(uuid::Uuid::now_v7().to_string())?,
     };
+    if let Some(flow) = state.flow.get(&function) {
+        flow.check_input(&req.input)
+            .map_err(|m| ApiError::bad_request("InvalidFlowKey", m))?;
+    }
     let created = state
         .store
         .create_execution(&NewExecution {

@@ -129,6 +129,7 @@ fn read_function<'n>(
         },
     };
     let concurrency = concurrency(ctx, prop("ReservedConcurrentExecutions"), res.metadata)?;
+    let flow = super::flow::read_flow(ctx, res.metadata)?;
     let mut env = globals.environment.clone();
     if let Some(p) = props {
         env.extend(environment(ctx, p)?);
@@ -154,6 +155,7 @@ fn read_function<'n>(
         events,
         platform,
         concurrency,
+        flow,
     };
     Ok((function, name_node))
 }

@@ -22,6 +22,7 @@
 //! expected: `template.yaml:14:7: Timeout must be a number of seconds, got "ten"`.
 
 mod events;
+mod flow;
 mod functions;
 mod resolve;
 mod schedule;
@@ -83,6 +84,8 @@ pub struct FunctionDef {
     /// Concurrency limits: `ReservedConcurrentExecutions` and
     /// `Metadata.Durafn.ConcurrencyKey` / `MaxPerKey`.
     pub concurrency: Concurrency,
+    /// Flow control: `Metadata.Durafn.{Throttle, Debounce, Batch}`.
+    pub flow: durafn_runtime::dispatch::FlowControl,
 }
 
 /// A function's concurrency limits (`docs/self-hosting-scylla.md`, "Limits").

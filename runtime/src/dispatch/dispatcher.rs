@@ -26,6 +26,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, broadcast};
 
 use super::capacity::{Capacity, Slot};
+use super::flow::{self, Admission, FlowControl};
 use super::limits::{self, ConcurrencyLimit};
 use super::{HeldShards, InvocationSummary, Invoker, LEASE_GRACE, ResumeRequest};
 use crate::clock::Clock;
@@ -61,6 +62,8 @@ pub struct DispatcherConfig {
     pub shards: Option<Arc<HeldShards>>,
     /// Concurrency limits by function name (see [`super::limits`]).
     pub limits: Arc<HashMap<String, ConcurrencyLimit>>,
+    /// Throttle, debounce and batching by function name (see [`super::flow`]).
+    pub flow: Arc<HashMap<String, FlowControl>>,
     /// How many invocations of a function the invoker runs at once (the
     /// emulator's processes per function); `None`: no bound. Executions due
     /// beyond it are not claimed until one ends (see [`super::capacity`]).
@@ -79,6 +82,7 @@ impl Default for DispatcherConfig {
             max_failure_backoff: Duration::from_secs(60),
             shards: None,
             limits: Arc::new(HashMap::new()),
+            flow: Arc::new(HashMap::new()),
             capacity_for: Arc::new(|_| None),
         }
     }
@@ -614,11 +618,12 @@ impl Inner {
         {
             return false;
         }
-        // A limited function's execution is read first (its input names its key).
+        // A limited or flow-controlled function's execution is read first
+        // (its input names its key, its epoch whether it has run).
         let limited = job
             .function
             .as_deref()
-            .is_none_or(|f| self.config.limits.contains_key(f));
+            .is_none_or(|f| self.config.limits.contains_key(f) || self.config.flow.contains_key(f));
         let (function, read): (Arc<str>, Option<Execution>) = match &job.function {
             Some(f) if !limited => (f.clone(), None),
             _ => match self.store.get_execution(&id).await {
@@ -673,6 +678,28 @@ impl Inner {
             },
             None => None,
         };
+        if let (Some(flow), Some(exec)) = (self.config.flow.get(&*function), &read) {
+            let now = self.clock.now();
+            match flow::admit(self.store.as_ref(), now, exec, flow).await {
+                Ok(Admission::Run) => {}
+                Ok(Admission::WaitUntil(until)) => {
+                    self.hold(&id, &function, until);
+                    return false;
+                }
+                Ok(Admission::Ended(status)) => {
+                    self.unblock(&id);
+                    self.queue().priorities.remove(&id);
+                    let status = status.as_str().to_string();
+                    let _ = self.changes.send(ExecutionChanged { id, status });
+                    return true;
+                }
+                Err(e) => {
+                    tracing::warn!(execution_id = %id, error = %e, "flow control failed; trying again");
+                    self.hold(&id, &function, now.plus(limits::RETRY_BLOCKED));
+                    return false;
+                }
+            }
+        }
         let slots = match (self.config.limits.get(&*function), &read) {
             (Some(limit), Some(exec)) => {
                 let groups = limits::groups(&function, limit, &exec.input);
@@ -839,6 +866,18 @@ impl Inner {
             .is_none();
         if first {
             tracing::info!(execution_id = %id, function = %function, "over its concurrency limit: waiting as PENDING");
+        }
+        self.add_timer(until, id, Some(function));
+    }
+
+    /// Flow control holds `id` back until `until` (it stays `PENDING`).
+    fn hold(&self, id: &ExecutionId, function: &Arc<str>, until: Timestamp) {
+        let first = self
+            .blocked()
+            .insert(id.clone(), (function.clone(), until))
+            .is_none();
+        if first {
+            tracing::debug!(execution_id = %id, function = %function, until = until.0, "held by flow control: waiting as PENDING");
         }
         self.add_timer(until, id, Some(function));
     }

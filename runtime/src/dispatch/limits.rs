@@ -66,15 +66,7 @@ impl KeyLimit {
     /// The key's value in `input` (strings as they are, other JSON as JSON);
     /// `None` when the input has no such field.
     pub fn value_of(&self, input: &Value) -> Option<String> {
-        let mut v = input;
-        for p in &self.path {
-            v = v.get(p)?;
-        }
-        match v {
-            Value::Null => None,
-            Value::String(s) => Some(s.clone()),
-            other => Some(other.to_string()),
-        }
+        super::flow::value_at(&self.path, input)
     }
 }
 

@@ -9,6 +9,7 @@
 //! - `capacity`: at most as many running invocations per function as the
 //!   invoker has processes for; the rest wait unclaimed.
 //! - [`pause`]: paused functions, whose due executions are parked.
+//! - [`flow`]: throttle, debounce and batching of a function's starts.
 //! - [`ResumeRequest`]: the payload every invoker delivers to the function.
 //! - [`wake`]: wake-up messages for dispatchers that are not always running
 //!   (the dispatcher function on AWS Lambda, fed by an SQS wake queue).
@@ -16,6 +17,7 @@
 mod capacity;
 mod dispatcher;
 mod fair;
+pub mod flow;
 mod invoker;
 pub mod limits;
 pub mod pause;
@@ -23,6 +25,7 @@ pub mod shards;
 pub mod wake;
 
 pub use dispatcher::{CapacityFor, DispatchHandle, Dispatcher, DispatcherConfig, ExecutionChanged};
+pub use flow::FlowControl;
 pub use invoker::{InvocationSummary, InvokeError, Invoker};
 pub use limits::{ConcurrencyLimit, KeyLimit};
 pub use shards::{HeldShards, ShardLeaseConfig, ShardLeaser};
@@ -53,6 +56,12 @@ pub struct ResumeRequest {
 /// The envelope key that marks an invocation payload as a resume request:
 /// `{"durafn_resume": {"execution_id": "...", "epoch": 3}}`.
 pub const RESUME_KEY: &str = "durafn_resume";
+
+/// Set (to `1`) in a handler process's environment when its function has
+/// concurrency limits or flow control: its HTTP and queue starts then only
+/// create the execution (`PENDING`) and leave its first claim to the
+/// dispatcher, which applies them.
+pub const DISPATCHED_STARTS_ENV: &str = "DURAFN_DISPATCHED_STARTS";
 
 /// The envelope key of an explicit start request:
 /// `{"durafn_start": {"name": "optional-id", "input": {...}}}`.

@@ -450,3 +450,81 @@ fn load_reports_a_missing_file() {
         "{e}"
     );
 }
+
+#[test]
+fn flow_control_comes_from_durafn_metadata() {
+    use durafn_runtime::dispatch::flow::InputKey;
+    let t = ok("Resources:
+  F:
+    Type: AWS::Serverless::Function
+    Metadata:
+      Durafn:
+        Throttle:
+          Limit: 10
+          Period: 60
+          Key: input.customer_id
+        Debounce:
+          Period: 5
+    Properties:
+      CodeUri: f
+  G:
+    Type: AWS::Serverless::Function
+    Metadata:
+      Durafn:
+        Batch:
+          MaxSize: 100
+          Timeout: 2
+    Properties:
+      CodeUri: g
+  H:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: h
+");
+    let f = &t.functions[0].flow;
+    let th = f.throttle.as_ref().unwrap();
+    assert_eq!((th.limit, th.period), (10, Duration::from_secs(60)));
+    assert_eq!(th.key, InputKey::parse("input.customer_id"));
+    let d = f.debounce.as_ref().unwrap();
+    assert_eq!((d.period, d.key.as_ref()), (Duration::from_secs(5), None));
+    assert!(f.batch.is_none());
+    let b = t.functions[1].flow.batch.as_ref().unwrap();
+    assert_eq!((b.max_size, b.timeout), (100, Duration::from_secs(2)));
+    assert!(t.functions[2].flow.is_empty());
+}
+
+#[test]
+fn bad_flow_control_is_an_error_at_its_line() {
+    let case = |durafn: &str| {
+        err(&format!(
+            "Resources:\n  F:\n    Type: AWS::Serverless::Function\n    Metadata:\n      Durafn:\n{durafn}    Properties:\n      CodeUri: f\n"
+        ))
+        .to_string()
+    };
+    // A negative rate, named with its line.
+    let e = case("        Throttle:\n          Limit: -5\n          Period: 60\n");
+    assert!(
+        e.contains(":7:") && e.contains("Throttle.Limit must be between 1 and 10000, got -5"),
+        "{e}"
+    );
+    let e = case("        Throttle:\n          Limit: 5\n          Period: 0\n");
+    assert!(e.contains(":8:") && e.contains("Throttle.Period"), "{e}");
+    let e = case("        Throttle:\n          Limit: 5\n");
+    assert!(e.contains("Throttle needs Period"), "{e}");
+    let e = case("        Debounce:\n          Period: 5\n          Key: \"input.\"\n");
+    assert!(e.contains("Debounce.Key must name an input field"), "{e}");
+    let e = case("        Batch:\n          MaxSize: 10\n          Timout: 5\n");
+    assert!(
+        e.contains("has no setting \"Timout\"") && e.contains(":8:"),
+        "{e}"
+    );
+    let e = case("        Batch:\n          MaxSize: ten\n          Timeout: 5\n");
+    assert!(
+        e.contains("Batch.MaxSize must be a number of starts"),
+        "{e}"
+    );
+    let e = case(
+        "        Batch:\n          MaxSize: 10\n          Timeout: 5\n        Debounce:\n          Period: 5\n",
+    );
+    assert!(e.contains("cannot both be set"), "{e}");
+}
