@@ -78,7 +78,14 @@ fn setup(flow: FlowControl, dispatchers: usize, fault_rate: f64) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let clean: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("d.db")).unwrap());
     let store: Arc<dyn Store> = match fault_rate > 0.0 {
-        true => Arc::new(FaultyStore::new(clean.clone(), fault_rate, 7)),
+        true => {
+            // DURAFN_FLOW_SEED: another fault schedule (default 7).
+            let seed = std::env::var("DURAFN_FLOW_SEED")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(7);
+            Arc::new(FaultyStore::new(clean.clone(), fault_rate, seed))
+        }
         false => clean.clone(),
     };
     let clock = ManualClock::new(Timestamp(T0));
@@ -384,7 +391,7 @@ async fn assert_batched_once(s: &Setup, runs: &[(String, Value, i64)], members: 
     assert_eq!(seen.len(), members, "every member in a batch: {seen:?}");
     for (id, (batch, index)) in &seen {
         let e = s.get(id).await;
-        assert_eq!(e.status, ExecutionStatus::Succeeded, "{id}");
+        assert_eq!(e.status, ExecutionStatus::Succeeded, "{id}: {e:?}");
         assert_eq!(
             e.output,
             Some(json!({"batched_into": batch, "index": index}))

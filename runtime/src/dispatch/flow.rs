@@ -281,8 +281,9 @@ async fn end_unrun(
     Ok(true)
 }
 
-/// How long flow control holds an execution it is ending.
-const END_LEASE: Duration = Duration::from_secs(30);
+/// How long flow control holds an execution it is ending (a claim and a
+/// finish; an ending that stops in between is retried after it).
+const END_LEASE: Duration = Duration::from_secs(5);
 
 // ---------------------------------------------------------------- throttle
 
