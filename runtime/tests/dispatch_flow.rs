@@ -193,7 +193,13 @@ async fn a_throttle_lets_limit_starts_run_per_period_across_two_dispatchers() {
     }
     s.tick().await;
     assert_eq!(s.ran().len(), 2, "two in the first period: {:?}", s.ran());
-    assert_eq!(s.get("t-4").await.status, ExecutionStatus::Pending);
+    let mut pending = 0;
+    for i in 0..5 {
+        if s.get(&format!("t-{i}")).await.status == ExecutionStatus::Pending {
+            pending += 1;
+        }
+    }
+    assert_eq!(pending, 3, "the others wait as PENDING (in any order)");
     // Halfway through the period: nothing more.
     s.advance_to(5_000);
     s.tick().await;
