@@ -23,6 +23,51 @@ pub(crate) fn ddb_url(table: &str) -> String {
     format!("dynamodb://{table}?endpoint={endpoint}&region=us-east-1")
 }
 
+/// Writes `template.yaml` in `root` (with the token file and `work/callbacks/`)
+/// serving `chaos` and its child from the chaos handler: `metadata` is YAML
+/// for `chaos`'s `Metadata` (indented 6), `properties` extra lines for its
+/// `Properties` (indented 6). Returns the template and the work folder.
+pub(crate) fn chaos_template(
+    root: &Path,
+    metadata: &str,
+    properties: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let work = root.join("work");
+    std::fs::create_dir_all(work.join("callbacks")).expect("work folder");
+    std::fs::write(root.join("token"), TOKEN).expect("token file");
+    let metadata = match metadata {
+        "" => String::new(),
+        m => format!("    Metadata:\n{m}\n"),
+    };
+    let properties = match properties {
+        "" => String::new(),
+        p => format!("{p}\n"),
+    };
+    let text = format!(
+        r#"
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  ChaosFunction:
+    Type: AWS::Serverless::Function
+{metadata}    Properties:
+      FunctionName: chaos
+      CodeUri: tests
+      Handler: chaosfn
+      Timeout: 5
+{properties}  ChaosChildFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      FunctionName: {CHILD_FUNCTION}
+      CodeUri: tests
+      Handler: chaosfn
+      Timeout: 5
+"#
+    );
+    let template = root.join("template.yaml");
+    std::fs::write(&template, text).expect("template");
+    (template, work)
+}
+
 /// One `durafn server` process.
 pub(crate) struct Replica {
     child: Option<Child>,

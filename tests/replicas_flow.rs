@@ -13,47 +13,16 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use durafn_tests::chaos::CHILD_FUNCTION;
 use serde_json::{Value, json};
 
 #[path = "replica_server.rs"]
 mod replica_server;
-use replica_server::{Replica, TOKEN, ddb_url, ran};
+use replica_server::{Replica, chaos_template, ddb_url, ran};
 
 /// Two replicas serving `chaos` with this `Metadata.Durafn` (YAML, indented
 /// for its place), and the work folder.
 async fn cluster(root: &Path, table: &str, durafn: &str) -> (Vec<Replica>, PathBuf) {
-    let work = root.join("work");
-    std::fs::create_dir_all(work.join("callbacks")).unwrap();
-    std::fs::write(root.join("token"), TOKEN).unwrap();
-    let template = root.join("template.yaml");
-    std::fs::write(
-        &template,
-        format!(
-            r#"
-Transform: AWS::Serverless-2016-10-31
-Resources:
-  ChaosFunction:
-    Type: AWS::Serverless::Function
-    Metadata:
-      Durafn:
-{durafn}
-    Properties:
-      FunctionName: chaos
-      CodeUri: tests
-      Handler: chaosfn
-      Timeout: 5
-  ChaosChildFunction:
-    Type: AWS::Serverless::Function
-    Properties:
-      FunctionName: {CHILD_FUNCTION}
-      CodeUri: tests
-      Handler: chaosfn
-      Timeout: 5
-"#
-        ),
-    )
-    .unwrap();
+    let (template, work) = chaos_template(root, &format!("      Durafn:\n{durafn}"), "");
     let store = ddb_url(&format!("{table}{}", std::process::id()));
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_chaosfn"));
     let replicas: Vec<Replica> = (0..2)
@@ -74,11 +43,11 @@ async fn start(r: &Replica, name: &str, input: &Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttle_holds_across_two_replicas() {
     let root = tempfile::tempdir().unwrap();
-    let period = Duration::from_secs(4);
+    let period = Duration::from_secs(5);
     let (replicas, work) = cluster(
         root.path(),
         "throttle",
-        "        Throttle:\n          Limit: 2\n          Period: 4",
+        "        Throttle:\n          Limit: 2\n          Period: 5",
     )
     .await;
     let input = json!({ "dir": work, "step_ms": 10 });
@@ -99,18 +68,18 @@ async fn a_throttle_holds_across_two_replicas() {
     }
     let mut times: Vec<Duration> = began.values().copied().collect();
     times.sort();
-    // Two per period: any three starts span at least the period (less the
-    // ledger's polling slack), and the six take at least two periods.
+    // Two per period: any three starts span at least the period, and the six
+    // take at least two periods — less the slack of what is observed here (a
+    // cold handler process takes up to a second to show its first step;
+    // unthrottled, all six show within about that).
+    let slack = Duration::from_millis(1500);
     for w in times.windows(3) {
         assert!(
-            w[2] - w[0] >= period - Duration::from_millis(600),
+            w[2] - w[0] >= period - slack,
             "three starts within one period: {began:?}"
         );
     }
-    assert!(
-        times[5] >= 2 * period - Duration::from_millis(600),
-        "{began:?}"
-    );
+    assert!(times[5] >= 2 * period - slack, "{began:?}");
     // Nothing was dropped: every one is known and not failed.
     for id in &ids {
         let v = replicas[1]

@@ -13,12 +13,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use durafn_tests::chaos::CHILD_FUNCTION;
 use serde_json::json;
 
 #[path = "replica_server.rs"]
 mod replica_server;
-use replica_server::{Replica, TOKEN, ddb_url};
+use replica_server::{Replica, chaos_template, ddb_url};
 
 /// Step side effects (`E` lines of the chaos ledger) per execution.
 fn effects(work: &Path) -> BTreeMap<String, usize> {
@@ -68,34 +67,7 @@ async fn complete_callbacks(r: &Replica, work: &Path, done: &mut BTreeSet<String
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_and_unpause_hold_across_two_replicas() {
     let root = tempfile::tempdir().unwrap();
-    let work = root.path().join("work");
-    std::fs::create_dir_all(work.join("callbacks")).unwrap();
-    std::fs::write(root.path().join("token"), TOKEN).unwrap();
-    let template = root.path().join("template.yaml");
-    std::fs::write(
-        &template,
-        format!(
-            r#"
-Transform: AWS::Serverless-2016-10-31
-Resources:
-  ChaosFunction:
-    Type: AWS::Serverless::Function
-    Properties:
-      FunctionName: chaos
-      CodeUri: tests
-      Handler: chaosfn
-      Timeout: 5
-  ChaosChildFunction:
-    Type: AWS::Serverless::Function
-    Properties:
-      FunctionName: {CHILD_FUNCTION}
-      CodeUri: tests
-      Handler: chaosfn
-      Timeout: 5
-"#
-        ),
-    )
-    .unwrap();
+    let (template, work) = chaos_template(root.path(), "", "");
     let store = ddb_url(&format!("pause{}", std::process::id()));
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_chaosfn"));
     let replicas: Vec<Replica> = (0..2)

@@ -13,12 +13,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use durafn_tests::chaos::CHILD_FUNCTION;
 use serde_json::json;
 
 #[path = "replica_server.rs"]
 mod replica_server;
-use replica_server::{Replica, TOKEN, complete_callback, ddb_url, ran};
+use replica_server::{Replica, chaos_template, complete_callback, ddb_url, ran};
 
 async fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -49,35 +48,7 @@ async fn release(replicas: &[Replica], work: &Path, id: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_freed_slot_goes_by_priority_then_fairness_across_two_replicas() {
     let root = tempfile::tempdir().unwrap();
-    let work = root.path().join("work");
-    std::fs::create_dir_all(work.join("callbacks")).unwrap();
-    std::fs::write(root.path().join("token"), TOKEN).unwrap();
-    let template = root.path().join("template.yaml");
-    std::fs::write(
-        &template,
-        format!(
-            r#"
-Transform: AWS::Serverless-2016-10-31
-Resources:
-  ChaosFunction:
-    Type: AWS::Serverless::Function
-    Properties:
-      FunctionName: chaos
-      CodeUri: tests
-      Handler: chaosfn
-      Timeout: 5
-      ReservedConcurrentExecutions: 2
-  ChaosChildFunction:
-    Type: AWS::Serverless::Function
-    Properties:
-      FunctionName: {CHILD_FUNCTION}
-      CodeUri: tests
-      Handler: chaosfn
-      Timeout: 5
-"#
-        ),
-    )
-    .unwrap();
+    let (template, work) = chaos_template(root.path(), "", "      ReservedConcurrentExecutions: 2");
     let table = format!("prio{}", std::process::id());
     let store_url = ddb_url(&table);
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_chaosfn"));
