@@ -101,6 +101,20 @@ impl DevServer {
         self.child.id()
     }
 
+    /// The CPU time (user + system) the server and its handler processes
+    /// have used so far: theirs, and that of children they have reaped
+    /// (handler processes that exited). Linux `/proc` only.
+    pub(crate) fn cpu_time(&self) -> Result<Duration> {
+        let pid = self.pid();
+        let mut total = process_cpu(pid, true)?;
+        for child in children(pid) {
+            // A handler can exit between the listing and the read: then its
+            // time is in the server's reaped children (or about to be).
+            total += process_cpu(child, true).unwrap_or_default();
+        }
+        Ok(total)
+    }
+
     /// How many handler processes the server is running now.
     pub(crate) fn handler_processes(&self) -> usize {
         children(self.pid()).len()
@@ -192,6 +206,32 @@ fn children(pid: u32) -> Vec<u32> {
     out.sort_unstable();
     out.dedup();
     out
+}
+
+/// A process's CPU time from `/proc/<pid>/stat` (`utime + stime`, and with
+/// `reaped` its waited-for children's `cutime + cstime`), at Linux's
+/// `USER_HZ` of 100 ticks a second.
+pub(crate) fn process_cpu(pid: u32, reaped: bool) -> Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| format!("cannot read /proc/{pid}/stat: {e}"))?;
+    // The command name is in parentheses and may hold spaces: fields
+    // start after the last ')'. There, field 3 (state) is index 0, so
+    // utime (14) is index 11.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| format!("/proc/{pid}/stat has no command name"))?;
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    if fields.len() < 4 {
+        return Err(format!("/proc/{pid}/stat is too short").into());
+    }
+    let ticks = fields[0] + fields[1] + if reaped { fields[2] + fields[3] } else { 0 };
+    Ok(Duration::from_millis(ticks * 10))
 }
 
 /// Reads an answer of the REST API: the status must be `want`.

@@ -83,6 +83,7 @@ fn quick_json_run_prints_one_well_formed_figure_per_line() {
         "wf10_seq_p50_ms",
         "wf10_c20_per_s",
         "store_calls_per_wf10",
+        "wf10_cpu_ms",
         "cost_per_1000_wf10_usd",
         "resume_p50_ms",
         "resume_p99_ms",

@@ -43,8 +43,15 @@ const C20: &str = "wf10_c20_per_s";
 /// Store calls per workflow (sequential runs, from the emulator's `/metrics`).
 const STORE_CALLS: &str = "store_calls_per_wf10";
 
+/// CPU time per workflow (sequential runs), across `durafn dev` and its
+/// handler processes.
+const CPU: &str = "wf10_cpu_ms";
+
+/// 800 workflows a second on 2 vCPUs leave each at most 2.5 ms of CPU.
+const CPU_TARGET: f64 = 2.0 * 1000.0 / C20_TARGET;
+
 /// The metrics this group reports.
-pub(crate) const METRICS: &[&str] = &[SEQ_P50, C20, STORE_CALLS, super::cost::COST];
+pub(crate) const METRICS: &[&str] = &[SEQ_P50, C20, STORE_CALLS, CPU, super::cost::COST];
 
 /// The key [`store_calls`] files the handlers' requests under.
 const ROUND_TRIPS: &str = "(round trips)";
@@ -121,6 +128,7 @@ pub(crate) async fn run(scale: Scale, report: &mut Report) {
         }
     };
     let calls_before = store_calls(&server).await;
+    let cpu_before = cpu_now(&server);
     match sequential(&server, &sizes, report).await {
         Ok(p50) => report.figure(Figure {
             metric: SEQ_P50,
@@ -130,6 +138,14 @@ pub(crate) async fn run(scale: Scale, report: &mut Report) {
         }),
         Err(e) => report.error(SEQ_P50, &format!("{e} ({})", server.log_tail())),
     }
+    let workflows = (sizes.warmup + sizes.sequential) as f64;
+    report_cpu(
+        report,
+        cpu_before,
+        cpu_now(&server),
+        workflows,
+        "sequential",
+    );
     match (calls_before, store_calls(&server).await) {
         (Ok(before), Ok(after)) => {
             let workflows = (sizes.warmup + sizes.sequential) as f64;
@@ -179,16 +195,72 @@ pub(crate) async fn run(scale: Scale, report: &mut Report) {
     }
     // What those sequential workflows cost at AWS prices.
     super::cost::report_cost(&server.client(), FUNCTION, report).await;
+    let cpu_before = cpu_now(&server);
     match concurrent(&server, &sizes, report).await {
-        Ok(per_s) => report.figure(Figure {
-            metric: C20,
-            value: per_s,
-            unit: "workflows/s",
-            target: C20_TARGET,
-        }),
+        Ok(per_s) => {
+            report.figure(Figure {
+                metric: C20,
+                value: per_s,
+                unit: "workflows/s",
+                target: C20_TARGET,
+            });
+            report_cpu(
+                report,
+                cpu_before,
+                cpu_now(&server),
+                sizes.concurrent as f64,
+                "c20",
+            );
+        }
         Err(e) => report.error(C20, &format!("{e} ({})", server.log_tail())),
     }
     drop(server);
+}
+
+/// CPU used so far by the server and its handlers, and by this process (the
+/// benchmark's clients).
+fn cpu_now(server: &DevServer) -> Result<(Duration, Duration)> {
+    Ok((
+        server.cpu_time()?,
+        crate::dev_server::process_cpu(std::process::id(), false)?,
+    ))
+}
+
+/// Reports CPU per workflow between two [`cpu_now`] readings: the
+/// sequential runs give the figure, the concurrent ones an `info` line.
+fn report_cpu(
+    report: &mut Report,
+    before: Result<(Duration, Duration)>,
+    after: Result<(Duration, Duration)>,
+    workflows: f64,
+    phase: &str,
+) {
+    let (before, after) = match (before, after) {
+        (Ok(b), Ok(a)) => (b, a),
+        (Err(e), _) | (_, Err(e)) => {
+            if phase == "sequential" {
+                report.error(CPU, &format!("cannot read CPU times: {e}"));
+            }
+            return;
+        }
+    };
+    let platform = millis(after.0.saturating_sub(before.0)) / workflows;
+    let clients = millis(after.1.saturating_sub(before.1)) / workflows;
+    report.info(
+        CPU,
+        &[
+            (&format!("{phase}_platform_ms") as &str, platform),
+            (&format!("{phase}_bench_clients_ms") as &str, clients),
+        ],
+    );
+    if phase == "sequential" {
+        report.figure(Figure {
+            metric: CPU,
+            value: platform,
+            unit: "ms",
+            target: CPU_TARGET,
+        });
+    }
 }
 
 async fn start_server() -> Result<DevServer> {
