@@ -468,6 +468,11 @@ async fn start(
         flow.check_input(&req.input)
             .map_err(|m| ApiError::bad_request("InvalidFlowKey", m))?;
     }
+    // Subscribed before the dispatch can end it, so the wait sees its end.
+    let changes = match wait.is_zero() {
+        true => None,
+        false => state.dispatch.as_ref().map(DispatchHandle::subscribe),
+    };
     let created = state
         .store
         .create_execution(&NewExecution {
@@ -501,7 +506,8 @@ async fn start(
         Created::Existing(_) => StatusCode::OK,
     };
     if !wait.is_zero() {
-        wait_until_settled(&state, &id, wait).await?;
+        let new = status == StatusCode::CREATED;
+        wait_following(&state, &id, wait, changes, !new).await?;
     }
     let body = describe_json(&state, &id).await?;
     let status = if status == StatusCode::CREATED && body["status"] != "SUCCEEDED" {
@@ -519,10 +525,32 @@ pub(crate) async fn wait_until_settled(
     id: &ExecutionId,
     limit: Duration,
 ) -> Result<(), ApiError> {
-    let mut changes = state.dispatch.as_ref().map(DispatchHandle::subscribe);
+    let changes = state.dispatch.as_ref().map(DispatchHandle::subscribe);
+    wait_following(state, id, limit, changes, true).await
+}
+
+/// [`wait_until_settled`] following `changes` (subscribed before the
+/// execution could change). `read_first: false` skips the first read, for
+/// an execution this caller has just created: it cannot have settled
+/// without a change arriving on `changes`.
+async fn wait_following(
+    state: &ApiState,
+    id: &ExecutionId,
+    limit: Duration,
+    mut changes: Option<
+        tokio::sync::broadcast::Receiver<durafn_runtime::dispatch::ExecutionChanged>,
+    >,
+    read_first: bool,
+) -> Result<(), ApiError> {
     let deadline = tokio::time::Instant::now() + limit;
+    let mut read = read_first || changes.is_none();
     loop {
-        if let Some(e) = state.store.get_execution(id).await? {
+        let current = match read {
+            true => state.store.get_execution(id).await?,
+            false => None,
+        };
+        read = true;
+        if let Some(e) = current {
             let settled = e.status.is_final()
                 || e.status == ExecutionStatus::Blocked
                 || (e.status == ExecutionStatus::Suspended && e.due_at.is_none());
