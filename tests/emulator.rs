@@ -1173,3 +1173,79 @@ async fn a_step_failing_three_times_shows_four_attempts_through_the_api_and_the_
     let whole: Value = serde_json::from_str(&cli(true)).unwrap();
     assert_eq!(whole, h, "--json prints the API's answer whole");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_starts_of_a_throttled_function_wait_for_the_dispatcher() {
+    // A throttled function's HTTP starts only create the execution (the
+    // handler gets DURAFN_DISPATCHED_STARTS=1); the dispatcher lets one a
+    // minute begin, the other waits as PENDING — nothing runs inline.
+    let template = r#"
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  TestFunction:
+    Type: AWS::Serverless::Function
+    Metadata:
+      Durafn:
+        Throttle:
+          Limit: 1
+          Period: 60
+    Properties:
+      FunctionName: testfn
+      CodeUri: tests
+      Handler: testfn
+      Timeout: 3
+      Events:
+        Runs:
+          Type: HttpApi
+          Properties:
+            Path: /runs/{kind}
+            Method: post
+"#;
+    let root = tempfile::tempdir().unwrap();
+    let dev = Dev::start_custom(root.path(), None, template, &[]).await;
+    let runs = format!("{}/runs/quick", dev.url);
+    let mut ids = Vec::new();
+    let mut dirs = Vec::new();
+    for name in ["t1", "t2"] {
+        let dir = work_dir(root.path(), name);
+        let (status, v) = curl(&[
+            "-X",
+            "POST",
+            &runs,
+            "-H",
+            &format!("Idempotency-Key: {name}"),
+            "--data",
+            &json!({ "dir": dir }).to_string(),
+        ]);
+        assert_eq!(status, 202, "{v}");
+        assert_eq!(v["status"], "PENDING", "{v}");
+        ids.push(v["execution_id"].as_str().unwrap().to_string());
+        dirs.push(dir);
+    }
+    // One of them runs (through the dispatcher), the other waits.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first = loop {
+        let mut done = Vec::new();
+        for id in &ids {
+            if dev.describe(id).await["status"] == "SUCCEEDED" {
+                done.push(id.clone());
+            }
+        }
+        if !done.is_empty() {
+            break done;
+        }
+        assert!(Instant::now() < deadline, "neither ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(first.len(), 1, "{first:?}");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let other = ids.iter().find(|id| **id != first[0]).unwrap();
+    let v = dev.describe(other).await;
+    assert_eq!(v["status"], "PENDING", "throttled: {v}");
+    let ran = |d: &PathBuf| std::fs::read_to_string(d.join("trace")).unwrap_or_default();
+    assert_eq!(
+        dirs.iter().filter(|d| ran(d).contains("before")).count(),
+        1,
+        "exactly one step body ran"
+    );
+}
