@@ -1249,3 +1249,61 @@ Resources:
         "exactly one step body ran"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_pause_on_failure_an_execution_out_of_retries_pauses_until_unpaused() {
+    let template = r#"
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  TestFunction:
+    Type: AWS::Serverless::Function
+    Metadata:
+      Durafn:
+        PauseOnFailure: true
+    Properties:
+      FunctionName: testfn
+      CodeUri: tests
+      Handler: testfn
+      Timeout: 3
+"#;
+    let root = tempfile::tempdir().unwrap();
+    let dev = Dev::start_custom(root.path(), None, template, &[]).await;
+    let dir = work_dir(root.path(), "pof");
+    // `flaky` fails attempts 1-3 and has 2: its retries run out.
+    let body =
+        json!({ "name": "pof-1", "input": { "dir": dir, "fail_times": 3, "max_attempts": 2 } });
+    let (status, v) = dev
+        .call("POST", "/v1/functions/testfn/executions", Some(body))
+        .await;
+    assert!(status == 201 || status == 202, "{status} {v}");
+    let paused = |v: &Value| v["paused"] == json!(true) && v["status"] == "SUSPENDED";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut v = dev.describe("pof-1").await;
+    while !paused(&v) {
+        assert_ne!(v["status"], "FAILED", "failed instead of pausing: {v}");
+        assert!(Instant::now() < deadline, "not paused: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        v = dev.describe("pof-1").await;
+    }
+    // Unpaused (before a fix): attempt 3 fails, paused again; unpaused once
+    // more: attempt 4 succeeds.
+    for _ in 0..2 {
+        let (status, v) = dev.call("POST", "/v1/executions/pof-1/unpause", None).await;
+        assert_eq!(status, 200, "{v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let v = dev.describe("pof-1").await;
+            if paused(&v) || v["status"] == "SUCCEEDED" {
+                break;
+            }
+            assert_ne!(v["status"], "FAILED", "{v}");
+            assert!(Instant::now() < deadline, "{v}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let v = dev
+        .wait_status("pof-1", "SUCCEEDED", Duration::from_secs(30))
+        .await;
+    assert_eq!(v["output"]["flaky_attempt"], 4, "{v}");
+}

@@ -188,6 +188,12 @@ pub async fn serve(
                 "1".into(),
             ));
         }
+        if f.pause_on_failure {
+            env.push((
+                durafn_runtime::dispatch::PAUSE_ON_FAILURE_ENV.into(),
+                "1".into(),
+            ));
+        }
         let spec = FunctionSpec {
             name: f.name.clone(),
             executable: exe.clone(),

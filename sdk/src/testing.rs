@@ -114,6 +114,13 @@ impl TestRuntime {
         }
     }
 
+    /// Pauses executions whose step retries run out instead of failing them
+    /// (`Metadata.Durafn.PauseOnFailure`).
+    pub fn pause_on_failure(mut self, on: bool) -> Self {
+        self.config.pause_on_failure = on;
+        self
+    }
+
     /// How often running invocations check for cancellation (default 1 s;
     /// zero: before every step attempt).
     pub fn cancel_check_interval(mut self, d: Duration) -> Self {
@@ -268,8 +275,9 @@ impl TestExecution {
         &self.id
     }
 
-    /// Runs invocations until the execution finishes, blocks, or waits on the
-    /// outside world (a callback or an event, even one with a timeout).
+    /// Runs invocations until the execution finishes, blocks, is paused, or
+    /// waits on the outside world (a callback or an event, even one with a
+    /// timeout).
     /// Timers, retry backoffs and expired leases are skipped by moving the
     /// virtual clock; to let a callback or event time out, [`advance`](Self::advance)
     /// the clock yourself.
@@ -278,6 +286,10 @@ impl TestExecution {
             self.run_others().await?;
             let exec = self.execution().await?;
             if exec.status.is_final() || exec.status == ExecutionStatus::Blocked {
+                return Ok(exec.status);
+            }
+            // Paused: nothing runs until someone unpauses it.
+            if exec.paused && exec.status != ExecutionStatus::Running {
                 return Ok(exec.status);
             }
             let own_due = if exec.status == ExecutionStatus::Suspended {

@@ -24,6 +24,9 @@ struct Input {
     /// A last step, `flaky`, fails this many attempts before it succeeds.
     #[serde(default)]
     fail_times: u32,
+    /// `flaky`'s attempts (default `fail_times + 1`: it succeeds).
+    #[serde(default)]
+    max_attempts: Option<u32>,
     /// Search attributes set after the `after` step (`ctx.set_attribute`).
     #[serde(default)]
     attributes: serde_json::Map<String, Value>,
@@ -80,6 +83,7 @@ async fn workflow(ctx: DurableContext, input: Input) -> Result<Value, DurableErr
     }
     if input.fail_times > 0 {
         let fail_times = input.fail_times;
+        let max_attempts = input.max_attempts;
         let flaky: u32 = ctx
             .step("flaky", |s| async move {
                 if s.attempt() <= fail_times {
@@ -91,7 +95,10 @@ async fn workflow(ctx: DurableContext, input: Input) -> Result<Value, DurableErr
                 }
                 Ok(s.attempt())
             })
-            .retry(RetryPolicy::fixed(Duration::from_millis(100)).max_attempts(fail_times + 1))
+            .retry(
+                RetryPolicy::fixed(Duration::from_millis(100))
+                    .max_attempts(max_attempts.unwrap_or(fail_times + 1)),
+            )
             .await?;
         return Ok(json!({ "slow_attempt": attempt, "flaky_attempt": flaky }));
     }

@@ -61,6 +61,30 @@ pub(super) fn read_flow<'n>(
     Ok(FlowControl::new(throttle, debounce, batch))
 }
 
+/// `Metadata.Durafn.PauseOnFailure` (`true`/`false`, default false).
+pub(super) fn pause_on_failure<'n>(
+    ctx: &Context<'n>,
+    metadata: Option<&'n Node>,
+) -> Result<bool, TemplateError> {
+    let Some(n) = metadata
+        .and_then(|m| get(m, "Durafn"))
+        .and_then(|d| get(d, "PauseOnFailure"))
+    else {
+        return Ok(false);
+    };
+    match ctx.text(n)?.as_deref().map(str::trim) {
+        Some("true" | "True" | "TRUE") => Ok(true),
+        Some("false" | "False" | "FALSE") => Ok(false),
+        _ => Err(ctx.src.error(
+            n,
+            format!(
+                "Metadata.Durafn.PauseOnFailure must be true or false, got {}",
+                ctx.src.describe(n)
+            ),
+        )),
+    }
+}
+
 /// A mapping with only these keys (a misspelt one is an error, not ignored).
 fn section<'n>(
     ctx: &Context<'n>,

@@ -130,6 +130,7 @@ fn read_function<'n>(
     };
     let concurrency = concurrency(ctx, prop("ReservedConcurrentExecutions"), res.metadata)?;
     let flow = super::flow::read_flow(ctx, res.metadata)?;
+    let pause_on_failure = super::flow::pause_on_failure(ctx, res.metadata)?;
     let mut env = globals.environment.clone();
     if let Some(p) = props {
         env.extend(environment(ctx, p)?);
@@ -156,6 +157,7 @@ fn read_function<'n>(
         platform,
         concurrency,
         flow,
+        pause_on_failure,
     };
     Ok((function, name_node))
 }

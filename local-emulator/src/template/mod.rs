@@ -86,6 +86,9 @@ pub struct FunctionDef {
     pub concurrency: Concurrency,
     /// Flow control: `Metadata.Durafn.{Throttle, Debounce, Batch}`.
     pub flow: durafn_runtime::dispatch::FlowControl,
+    /// `Metadata.Durafn.PauseOnFailure`: a step whose retries run out pauses
+    /// the execution instead of failing it.
+    pub pause_on_failure: bool,
 }
 
 /// A function's concurrency limits (`docs/self-hosting-scylla.md`, "Limits").

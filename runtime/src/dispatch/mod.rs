@@ -63,6 +63,12 @@ pub const RESUME_KEY: &str = "durafn_resume";
 /// dispatcher, which applies them.
 pub const DISPATCHED_STARTS_ENV: &str = "DURAFN_DISPATCHED_STARTS";
 
+/// Set (to `1`) in a handler process's environment when its function has
+/// `Metadata.Durafn.PauseOnFailure: true`: a step whose retries run out
+/// pauses the execution instead of failing it (the SDK's
+/// `InvocationConfig::pause_on_failure`).
+pub const PAUSE_ON_FAILURE_ENV: &str = "DURAFN_PAUSE_ON_FAILURE";
+
 /// The envelope key of an explicit start request:
 /// `{"durafn_start": {"name": "optional-id", "input": {...}}}`.
 pub const START_KEY: &str = "durafn_start";

@@ -29,6 +29,11 @@ pub struct InvocationConfig {
     /// cancelled (before step attempts; the journal read that starts the
     /// invocation counts as the first check).
     pub cancel_check_interval: Duration,
+    /// Pause the execution, instead of failing the step for good, when a
+    /// step's retries run out (`Metadata.Durafn.PauseOnFailure`; the handler
+    /// process gets [`PAUSE_ON_FAILURE_ENV`]). The step keeps one more
+    /// attempt, due at once: unpausing (after deploying a fix) runs it.
+    pub pause_on_failure: bool,
     /// Called after each checkpoint write (tests use it to crash mid-way).
     #[doc(hidden)]
     pub on_checkpoint: Option<CheckpointHook>,
@@ -38,6 +43,10 @@ pub struct InvocationConfig {
     pub on_step_body: Option<StepHook>,
 }
 
+/// Set to `1` in a handler process's environment when its function has
+/// `Metadata.Durafn.PauseOnFailure: true` (see [`InvocationConfig::pause_on_failure`]).
+pub use durafn_runtime::dispatch::PAUSE_ON_FAILURE_ENV;
+
 impl Default for InvocationConfig {
     fn default() -> Self {
         InvocationConfig {
@@ -46,6 +55,7 @@ impl Default for InvocationConfig {
             yield_margin: Duration::from_secs(2),
             retention: durafn_runtime::model::retention(),
             cancel_check_interval: Duration::from_secs(1),
+            pause_on_failure: std::env::var(PAUSE_ON_FAILURE_ENV).is_ok_and(|v| v == "1"),
             on_checkpoint: None,
             on_step_body: None,
         }

@@ -32,7 +32,7 @@ use crate::replay::{JournalCursor, NonDeterministic, op_id};
 pub use batch::{Batch, BatchItem, BatchResult, Branch};
 pub use child::Child;
 pub use condition::{Condition, WaitStrategy};
-pub use config::{CheckpointHook, InvocationConfig, StepHook};
+pub use config::{CheckpointHook, InvocationConfig, PAUSE_ON_FAILURE_ENV, StepHook};
 pub use deterministic::ReplayLogger;
 pub use invoke::Invoke;
 pub(crate) use invoke::parent_of;
@@ -305,6 +305,27 @@ impl DurableContext {
             }
             _ => false,
         }
+    }
+
+    /// A step's retries ran out under `pause_on_failure`: pause the
+    /// execution and suspend (as a pause found by [`Self::cancelled`] does).
+    /// If the pause cannot be written, the invocation fails as a store
+    /// fault and the next invocation runs the kept attempt.
+    pub(crate) async fn pause_for_failure<T>(&self, op_id: &str, name: &str) -> T {
+        let now = self.clock_now();
+        let shared = &self.shared;
+        match shared
+            .store
+            .set_paused(&shared.execution_id, true, now)
+            .await
+        {
+            Ok(_) => {
+                tracing::warn!(execution_id = %shared.execution_id, op_id, step = name, "retries ran out: execution paused (PauseOnFailure); unpause it to retry the step");
+                self.set_fault(Fault::Paused);
+            }
+            Err(e) => self.set_fault(Fault::Store(e)),
+        }
+        self.park(None).await
     }
 
     /// True when the invocation should stop starting new attempts and ask to be

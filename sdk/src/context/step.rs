@@ -294,21 +294,25 @@ where
                     let now = ctx.clock_now();
                     let encoded =
                         result.and_then(|v| codec::encode(&format!("step {name:?} result"), &v));
+                    let mut terminal = false;
                     let next = match encoded {
                         Ok(value) => {
                             step::succeeded(record.as_ref(), &id, &name, attempt, value, now)
                         }
-                        Err(e) => step::failed(
-                            record.as_ref(),
-                            &id,
-                            &name,
-                            attempt,
-                            codec::clip(e.to_error_object()),
-                            !e.is_terminal(),
-                            &policy,
-                            now,
-                            rand::random(),
-                        ),
+                        Err(e) => {
+                            terminal = e.is_terminal();
+                            step::failed(
+                                record.as_ref(),
+                                &id,
+                                &name,
+                                attempt,
+                                codec::clip(e.to_error_object()),
+                                !terminal,
+                                &policy,
+                                now,
+                                rand::random(),
+                            )
+                        }
                     };
                     if let Some(err) = &next.error {
                         tracing::warn!(op_id = %id, step = %name, attempt, error = %err, "step attempt failed");
@@ -341,6 +345,19 @@ where
                             error: next.error.as_ref().map(|e| e.to_string()),
                         });
                     }
+                    // Retries ran out and the function pauses instead of
+                    // failing: the step keeps one more attempt, due at once,
+                    // and the execution pauses (unpausing runs it).
+                    let pause = ctx.shared.config.pause_on_failure
+                        && !terminal
+                        && next.status == OpStatus::Failed
+                        && attempt >= policy.max_attempts;
+                    let mut next = next;
+                    if pause {
+                        next.status = OpStatus::Pending;
+                        next.wake_at = Some(now);
+                        next.ended_at = None;
+                    }
                     let history = step::attempt_record(
                         &next,
                         (attempt_started, now),
@@ -348,6 +365,13 @@ where
                         false,
                     );
                     record = Some(checkpoint_with_history(&ctx, next, history).await);
+                    if pause
+                        && record
+                            .as_ref()
+                            .is_some_and(|r| r.status == OpStatus::Pending)
+                    {
+                        return ctx.pause_for_failure(&id, &name).await;
+                    }
                 }
             }
         }

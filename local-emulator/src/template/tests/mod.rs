@@ -491,6 +491,32 @@ fn flow_control_comes_from_durafn_metadata() {
     let b = t.functions[1].flow.batch.as_ref().unwrap();
     assert_eq!((b.max_size, b.timeout), (100, Duration::from_secs(2)));
     assert!(t.functions[2].flow.is_empty());
+    assert!(!t.functions[0].pause_on_failure);
+    let t = ok("Resources:
+  F:
+    Type: AWS::Serverless::Function
+    Metadata:
+      Durafn:
+        PauseOnFailure: true
+    Properties:
+      CodeUri: f
+");
+    assert!(t.functions[0].pause_on_failure);
+    let e = err("Resources:
+  F:
+    Type: AWS::Serverless::Function
+    Metadata:
+      Durafn:
+        PauseOnFailure: sometimes
+    Properties:
+      CodeUri: f
+");
+    assert!(
+        e.to_string().contains(":6:")
+            && e.to_string()
+                .contains("PauseOnFailure must be true or false"),
+        "{e}"
+    );
 }
 
 #[test]
