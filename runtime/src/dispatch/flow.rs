@@ -238,13 +238,23 @@ pub(crate) async fn admit(
     }
 }
 
-/// The group of a flow-control record: `<kind>#<function>[#<key value>]`.
+/// The group of a flow-control record: `<kind>#<function>[#<key value>]`
+/// (a key value over [`MAX_KEY_IN_GROUP`] bytes by its SHA-256, so the
+/// record's key stays well inside DynamoDB's 2 KB partition key).
 fn group(kind: &str, function: &str, key: Option<&InputKey>, input: &Value) -> String {
     match key.and_then(|k| k.value_of(input)) {
+        Some(v) if v.len() > MAX_KEY_IN_GROUP => {
+            let digest = Sha256::digest(v.as_bytes());
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            format!("{kind}#{function}#sha256:{hex}")
+        }
         Some(v) => format!("{kind}#{function}#{v}"),
         None => format!("{kind}#{function}"),
     }
 }
+
+/// The longest key value used as it is in a record's group.
+const MAX_KEY_IN_GROUP: usize = 256;
 
 /// Ends `exec` (never run) as `FAILED` with this error.
 async fn fail(
@@ -694,4 +704,61 @@ async fn end_member(
         expires_at: Some(now.plus(crate::model::DEFAULT_RETENTION)),
     };
     end_unrun(store, now, id, &outcome).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_name_the_key_value_and_hash_long_ones() {
+        let k = InputKey::parse("input.user");
+        assert_eq!(
+            group("debounce", "f", k.as_ref(), &json!({"user": "a"})),
+            "debounce#f#a"
+        );
+        assert_eq!(
+            group("debounce", "f", k.as_ref(), &json!({"user": 7})),
+            "debounce#f#7"
+        );
+        assert_eq!(
+            group("throttle", "f", None, &json!({"user": "a"})),
+            "throttle#f"
+        );
+        let long = "x".repeat(10_000);
+        let g = group("batch", "f", k.as_ref(), &json!({ "user": long }));
+        assert!(g.starts_with("batch#f#sha256:") && g.len() < 100, "{g}");
+    }
+
+    #[test]
+    fn member_records_sort_by_creation_and_name_their_start() {
+        let name = format!("{:016}#{}", 1_234, "order-1");
+        assert_eq!(member_of(&name), "order-1");
+        assert_eq!(created_of(&name), Timestamp(1_234));
+        assert!(format!("{:016}#b", 99) < format!("{:016}#a", 100));
+    }
+
+    #[test]
+    fn batch_ids_are_reserved_valid_and_stable() {
+        let a = batch_id("f", "m-1").ok();
+        assert_eq!(a, batch_id("f", "m-1").ok());
+        assert_ne!(a, batch_id("g", "m-1").ok());
+        let a = a.unwrap_or_else(|| panic!("a valid id"));
+        assert!(is_batch(&a) && a.as_str().starts_with(RESERVED_PREFIX));
+    }
+
+    #[test]
+    fn a_missing_key_is_named() {
+        let flow = FlowControl::new(
+            None,
+            Some(Debounce {
+                period: Duration::from_secs(1),
+                key: InputKey::parse("input.a.b"),
+            }),
+            None,
+        );
+        assert!(flow.check_input(&json!({"a": {"b": 1}})).is_ok());
+        let e = flow.check_input(&json!({"a": {}})).unwrap_err();
+        assert!(e.contains("input.a.b") && e.contains("Debounce.Key"), "{e}");
+    }
 }
