@@ -1,9 +1,10 @@
 //! Large payloads end to end through `durafn dev` (docs/payloads.md): the
 //! real `durafn` binary, a real handler binary (`payloadfn`), its default
-//! blob store under the state folder. A 20 MiB step result and a 20 MiB
-//! start input round-trip through the REST API, on SQLite and on DynamoDB
-//! Local (`DURAFN_DYNAMODB_ENDPOINT`, set by scripts/test-all.sh; the
-//! DynamoDB case fails without it).
+//! blob store under the state folder (or S3). A 20 MiB step result and a
+//! 20 MiB start input round-trip through the REST API, on SQLite and on
+//! DynamoDB Local (`DURAFN_DYNAMODB_ENDPOINT`), and with S3 blobs on a local
+//! S3 server (`DURAFN_S3_TEST_ENDPOINT`); scripts/test-all.sh starts both,
+//! and a case fails without its server.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
@@ -42,7 +43,7 @@ impl Drop for Dev {
     }
 }
 
-async fn dev(state: &Path, store: Option<String>) -> Dev {
+async fn dev(state: &Path, store: Option<String>, blobs: Option<&str>) -> Dev {
     let template = state.join("template.yaml");
     std::fs::write(&template, TEMPLATE).unwrap();
     let port = free_port();
@@ -56,6 +57,9 @@ async fn dev(state: &Path, store: Option<String>) -> Dev {
         .arg(format!("payloadfn={}", env!("CARGO_BIN_EXE_payloadfn")));
     if let Some(s) = store {
         cmd.args(["--store", &s]);
+    }
+    if let Some(b) = blobs {
+        cmd.args(["--blobs", b]);
     }
     let child = cmd
         .env_remove("DURAFN_BLOBS")
@@ -111,8 +115,18 @@ fn short(v: &Value) -> String {
     s.chars().take(600).collect()
 }
 
-async fn large_payloads_round_trip(state: &Path, store: Option<String>) {
-    let dev = dev(state, store).await;
+/// Where `durafn dev` keeps the blobs: its default folder, or S3.
+enum Blobs {
+    Folder,
+    S3(durafn_runtime::store::blob::S3BlobStore, String),
+}
+
+async fn large_payloads_round_trip(state: &Path, store: Option<String>, blobs: Blobs) {
+    let url = match &blobs {
+        Blobs::Folder => None,
+        Blobs::S3(_, url) => Some(url.as_str()),
+    };
+    let dev = dev(state, store, url).await;
     let api = &dev.api;
 
     // A step returning 20 MiB: the start's answer, describe and history
@@ -142,7 +156,20 @@ async fn large_payloads_round_trip(state: &Path, store: Option<String>) {
     let d = api.describe("big-input").await;
     assert_eq!(str_len(&d["input"]["pad"]), 20 * MIB);
 
-    // The payloads are files of the blob store, not parts of the records.
+    // The payloads are blobs, not parts of the records.
+    if let Blobs::S3(bucket, _) = &blobs {
+        use durafn_runtime::store::blob::BlobStore;
+        let listed: Vec<String> = bucket
+            .executions(None, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|f| f.execution.to_string())
+            .collect();
+        assert_eq!(listed, ["big-input", "big-result"]);
+        assert!(!state.join(".durafn").join("blobs").exists());
+        return;
+    }
     let blobs = state.join(".durafn").join("blobs");
     assert!(
         blob_files(&blobs.join("x-big-result")) >= 2,
@@ -166,7 +193,7 @@ async fn large_payloads_round_trip(state: &Path, store: Option<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_payloads_round_trip_through_durafn_dev_on_sqlite() {
     let root = tempfile::tempdir().unwrap();
-    large_payloads_round_trip(root.path(), None).await;
+    large_payloads_round_trip(root.path(), None, Blobs::Folder).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,5 +207,28 @@ async fn large_payloads_round_trip_through_durafn_dev_on_dynamodb() {
     let table = format!("payloads-{}", std::process::id());
     let root = tempfile::tempdir().unwrap();
     let url = format!("dynamodb://{table}?endpoint={endpoint}&region=us-east-1");
-    large_payloads_round_trip(root.path(), Some(url)).await;
+    large_payloads_round_trip(root.path(), Some(url), Blobs::Folder).await;
+}
+
+/// The same with `--blobs s3://…` against a local S3 server (s3rver, which
+/// scripts/test-all.sh starts: `DURAFN_S3_TEST_ENDPOINT`): handler
+/// processes write and read the bucket themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_payloads_round_trip_through_durafn_dev_on_s3() {
+    let endpoint = std::env::var("DURAFN_S3_TEST_ENDPOINT").unwrap_or_else(|_| {
+        panic!(
+            "DURAFN_S3_TEST_ENDPOINT is not set: run the tests with scripts/test-all.sh, or \
+             eval \"$(scripts/s3-local.sh start)\" first"
+        )
+    });
+    let url = format!(
+        "s3://e2e-{}/payloads?endpoint={endpoint}",
+        std::process::id()
+    );
+    let bucket = durafn_runtime::store::blob::S3BlobStore::open(&url)
+        .unwrap()
+        .with_keys("S3RVER", "S3RVER");
+    bucket.create_bucket_if_missing().await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    large_payloads_round_trip(root.path(), None, Blobs::S3(bucket, url)).await;
 }
