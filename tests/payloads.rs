@@ -118,7 +118,7 @@ fn short(v: &Value) -> String {
 /// Where `durafn dev` keeps the blobs: its default folder, or S3.
 enum Blobs {
     Folder,
-    S3(durafn_runtime::store::blob::S3BlobStore, String),
+    S3(Box<durafn_runtime::store::blob::S3BlobStore>, String),
 }
 
 async fn large_payloads_round_trip(state: &Path, store: Option<String>, blobs: Blobs) {
@@ -230,5 +230,5 @@ async fn large_payloads_round_trip_through_durafn_dev_on_s3() {
         .with_keys("S3RVER", "S3RVER");
     bucket.create_bucket_if_missing().await.unwrap();
     let root = tempfile::tempdir().unwrap();
-    large_payloads_round_trip(root.path(), None, Blobs::S3(bucket, url)).await;
+    large_payloads_round_trip(root.path(), None, Blobs::S3(Box::new(bucket), url)).await;
 }
