@@ -406,10 +406,12 @@ async fn bad_requests_get_clear_errors_and_a_panicking_step_is_retried() {
         "{answer}"
     );
 
+    // Over the payload limit: 64 MiB, `durafn dev` having its blob store
+    // (docs/payloads.md).
     let big = root.path().join("big.json");
     std::fs::write(
         &big,
-        json!({ "input": "x".repeat(5 * 1024 * 1024) }).to_string(),
+        json!({ "input": "x".repeat(65 * 1024 * 1024) }).to_string(),
     )
     .unwrap();
     let out = Command::new("curl")

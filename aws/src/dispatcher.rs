@@ -25,7 +25,7 @@ use durafn_runtime::clock::Clock;
 use durafn_runtime::dispatch::wake::{WakeMessage, WakeQueue, delay_seconds};
 use durafn_runtime::dispatch::{Dispatcher, DispatcherConfig, Invoker};
 use durafn_runtime::model::{DUE_SHARDS, ExecutionId, ExecutionStatus, Timestamp};
-use durafn_runtime::store::Store;
+use durafn_runtime::store::{OffloadingStore, Store};
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
@@ -92,6 +92,17 @@ pub struct DispatcherFunction {
     queue: Arc<WakeQueue>,
     dead_letters: Option<WakeQueue>,
     settings: DispatcherSettings,
+    /// Payload blobs of expired executions are deleted by the sweep, one
+    /// garbage-collection pass at most every [`BLOB_GC_EVERY`].
+    blob_gc: Option<BlobGc>,
+}
+
+/// How often a sweep also expires payload blobs.
+pub const BLOB_GC_EVERY: Duration = Duration::from_secs(600);
+
+struct BlobGc {
+    store: Arc<OffloadingStore>,
+    last: std::sync::Mutex<Option<Timestamp>>,
 }
 
 /// Why an event could not be handled (the invocation fails; Lambda retries).
@@ -127,6 +138,38 @@ impl DispatcherFunction {
             queue,
             dead_letters,
             settings,
+            blob_gc: None,
+        }
+    }
+
+    /// Also expires payload blobs (`DURAFN_BLOBS`): every sweep at most once
+    /// per [`BLOB_GC_EVERY`] runs one [`OffloadingStore::collect_garbage`]
+    /// pass, deleting the blobs of executions past their expiry (the
+    /// table's TTL deletes their items; the bucket's lifecycle rule is the
+    /// backstop). `store` is this dispatcher's store wrapped with the blobs.
+    pub fn with_blob_gc(mut self, store: Arc<OffloadingStore>) -> Self {
+        self.blob_gc = Some(BlobGc {
+            store,
+            last: std::sync::Mutex::new(None),
+        });
+        self
+    }
+
+    /// One blob garbage-collection pass, if one is due. Failures are logged:
+    /// blobs wait for the next pass (or the lifecycle rule).
+    async fn collect_blobs(&self, now: Timestamp) {
+        let Some(gc) = &self.blob_gc else { return };
+        {
+            let mut last = gc.last.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| now < t.plus(BLOB_GC_EVERY)) {
+                return;
+            }
+            *last = Some(now);
+        }
+        match gc.store.collect_garbage(now).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "expired payload blobs"),
+            Err(e) => tracing::warn!(error = %e, "could not expire payload blobs"),
         }
     }
 
@@ -286,6 +329,7 @@ impl DispatcherFunction {
                 report.skipped += 1;
             }
         }
+        self.collect_blobs(now).await;
         Ok(report)
     }
 }

@@ -52,6 +52,10 @@ enum Command {
         /// A store URL instead of SQLite under --state (e.g. dynamodb://TABLE?endpoint=URL).
         #[arg(long)]
         store: Option<String>,
+        /// The blob store for payloads over 1 MiB, up to 64 MiB (file:///PATH
+        /// or s3://BUCKET/PREFIX; default: file://<state>/blobs). See docs/payloads.md.
+        #[arg(long, env = "DURAFN_BLOBS")]
+        blobs: Option<String>,
         /// Build the functions in release mode.
         #[arg(long)]
         release: bool,
@@ -88,6 +92,10 @@ enum Command {
         /// File holding the API token clients must send.
         #[arg(long)]
         token_file: PathBuf,
+        /// The blob store for payloads over 1 MiB, up to 64 MiB (file:///PATH
+        /// or s3://BUCKET/PREFIX). Without one, payloads are capped at 4 MiB.
+        #[arg(long, env = "DURAFN_BLOBS")]
+        blobs: Option<String>,
         /// The SAM template.
         #[arg(long, default_value = "template.yaml")]
         template: PathBuf,
@@ -360,6 +368,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             state,
             template,
             store,
+            blobs,
             release,
             exes,
             idle_timeout,
@@ -372,6 +381,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let store =
                 store.unwrap_or_else(|| format!("sqlite://{}", state.join("durafn.db").display()));
             let mut config = ServerConfig::new(template, store);
+            config.blobs = Some(match blobs {
+                Some(url) => url,
+                None => crate::payloads::default_dev_url(&state)?,
+            });
             config.release = release;
             config.idle_timeout = std::time::Duration::from_secs(idle_timeout);
             if aws {
@@ -410,12 +423,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             store,
             bind,
             token_file,
+            blobs,
             template,
             exes,
         } => {
             let token = read_token(&token_file)?;
             let mut config = ServerConfig::new(template, store);
             config.token = Some(token);
+            config.blobs = blobs.filter(|b| !b.trim().is_empty());
             add_executables(&mut config, &exes)?;
             let listener = tokio::net::TcpListener::bind(&bind)
                 .await

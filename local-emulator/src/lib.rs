@@ -25,6 +25,7 @@ pub mod lambda_api;
 pub mod logs;
 pub mod metrics;
 pub mod output;
+pub mod payloads;
 pub mod platform;
 pub mod queues;
 pub mod replay_check;

@@ -46,6 +46,10 @@ pub struct ServerConfig {
     /// control functions (`Metadata.DurafnRole`) as handler processes instead
     /// of this process's dispatcher, REST API and UI (see [`AwsMode`]).
     pub aws: Option<AwsMode>,
+    /// The blob store for payloads over 1 MiB (`file:///PATH`,
+    /// `s3://BUCKET/PREFIX`; `DURAFN_BLOBS` for the handler processes). `None`:
+    /// payloads stay in the records, up to 4 MiB. See `docs/payloads.md`.
+    pub blobs: Option<String>,
 }
 
 /// How `durafn dev --aws` plays AWS.
@@ -79,6 +83,7 @@ impl ServerConfig {
             idle_timeout: Duration::from_secs(300),
             poll_interval: Duration::from_millis(100),
             aws: None,
+            blobs: None,
         }
     }
 }
@@ -156,6 +161,10 @@ pub async fn serve(
             .map(crate::metrics::metered)
             .with_context(|| format!("opening the store {}", config.store_url))?,
     ));
+    // The REST API, UI, triggers and purges see payloads (offloaded and
+    // resolved); the dispatcher and the store over HTTP pass records as they
+    // are, so handler processes read and write large payloads themselves.
+    let payloads = crate::payloads::offloading(&store, config.blobs.as_deref())?;
     let addr = listener.local_addr()?;
     let authority = format!("127.0.0.1:{}", addr.port());
     let store_secret = crate::store_api::new_secret();
@@ -174,6 +183,7 @@ pub async fn serve(
             .collect();
         env.retain(|(k, _)| k != "DURAFN_STORE");
         env.push(("DURAFN_STORE".into(), handler_store.clone()));
+        crate::payloads::environment(&mut env, config.blobs.as_deref());
         if let Ok(filter) = std::env::var("RUST_LOG") {
             env.push(("RUST_LOG".into(), filter));
         }
@@ -240,7 +250,7 @@ pub async fn serve(
     ));
 
     let state = ApiState {
-        store: store.clone(),
+        store: payloads.clone(),
         clock,
         functions: Arc::new(
             template
@@ -259,7 +269,7 @@ pub async fn serve(
     let limits = Limits::for_guard(&guard);
     let platform = Platform {
         template: Arc::new(template.clone()),
-        store: store.clone(),
+        store: payloads.clone(),
         clock: state.clock.clone(),
         hosts: hosts.clone(),
         api: state.clone(),
@@ -312,7 +322,7 @@ pub async fn serve(
     let config_idle = config.idle_timeout;
     let reaper = {
         let hosts = hosts.clone();
-        let store = store.clone();
+        let store = payloads.clone();
         tokio::spawn(async move {
             // Check often enough that a short idle timeout is honoured closely.
             let every = (config_idle / 4).clamp(Duration::from_millis(250), Duration::from_secs(5));

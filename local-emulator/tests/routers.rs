@@ -21,7 +21,9 @@ use durafn_emulator::platform::Platform;
 use durafn_emulator::routes::{Access, Limits, RateLimit, RouteSpec, example_path};
 use durafn_emulator::{queues, schedules, ui};
 use durafn_runtime::clock::SystemClock;
-use durafn_runtime::store::{SqliteStore, Store};
+use durafn_runtime::model::MAX_OFFLOADED_PAYLOAD_BYTES;
+use durafn_runtime::store::blob::DirBlobStore;
+use durafn_runtime::store::{OffloadingStore, SqliteStore, Store};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -59,7 +61,7 @@ struct App {
 
 impl App {
     async fn new(token: Option<&str>, limits: Limits) -> App {
-        App::with_flow(token, limits, HashMap::new()).await
+        App::build(token, limits, false, HashMap::new()).await
     }
 
     async fn with_flow(
@@ -67,9 +69,24 @@ impl App {
         limits: Limits,
         flow: HashMap<String, durafn_runtime::dispatch::FlowControl>,
     ) -> App {
+        App::build(token, limits, false, flow).await
+    }
+
+    /// With `blobs`, the store offloads large payloads to a folder, as
+    /// `durafn dev`'s does.
+    async fn build(
+        token: Option<&str>,
+        limits: Limits,
+        blobs: bool,
+        flow: HashMap<String, durafn_runtime::dispatch::FlowControl>,
+    ) -> App {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> =
+        let mut store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(dir.path().join("durafn.db")).unwrap());
+        if blobs {
+            let folder = DirBlobStore::new(dir.path().join("blobs"));
+            store = Arc::new(OffloadingStore::new(store, Arc::new(folder)));
+        }
         let template = durafn_emulator::template::parse(TEMPLATE, "template.yaml").unwrap();
         let state = ApiState {
             store: store.clone(),
@@ -709,4 +726,50 @@ async fn starts_missing_a_flow_key_or_using_a_reserved_name_are_refused() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{v}");
     assert_eq!(v["status"], "PENDING", "{v}");
+}
+
+#[tokio::test]
+async fn with_a_blob_store_payload_routes_take_64_mib_and_answer_whole() {
+    let app = App::build(Some(TOKEN), Limits::development(), true, HashMap::new()).await;
+    let pad = "i".repeat(20 << 20);
+    let (status, v) = app
+        .call(
+            "POST",
+            "/v1/functions/order/executions",
+            Some(json!({ "name": "big", "input": { "pad": pad } })),
+        )
+        .await;
+    assert!(
+        status == StatusCode::CREATED || status == StatusCode::ACCEPTED,
+        "{status}"
+    );
+    assert_eq!(v["input"]["pad"].as_str().map(str::len), Some(20 << 20));
+    let (status, d) = app.call("GET", "/v1/executions/big", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(d["input"]["pad"].as_str().map(str::len), Some(20 << 20));
+
+    // Over 64 MiB: refused before the body is read, naming the limit.
+    let limit = api::payload_body(MAX_OFFLOADED_PAYLOAD_BYTES);
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/functions/order/executions")
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .header(header::CONTENT_LENGTH, (limit + 1).to_string())
+        .body(Body::from(vec![b' '; limit + 1]))
+        .unwrap();
+    let (status, _, body) = app.send(req).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&limit.to_string()), "{body}");
+
+    // Without a blob store the routes keep the 4 MiB limit.
+    let plain = App::new(Some(TOKEN), Limits::development()).await;
+    let (status, body) = plain
+        .call(
+            "POST",
+            "/v1/functions/order/executions",
+            Some(json!({ "name": "big", "input": "p".repeat(5 << 20) })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
 }

@@ -22,7 +22,8 @@ pub enum StoreError {
     },
     /// A payload is larger than any record may carry.
     #[error(
-        "{what} is {size} bytes, over the {limit}-byte limit; store large data elsewhere and pass a reference"
+        "{what} is {size} bytes, over the {limit}-byte limit; {}",
+        crate::model::payload_limit_hint(*.limit)
     )]
     PayloadTooLarge {
         /// What the payload is (e.g. `step "charge" result`).

@@ -25,8 +25,14 @@ pub use schedule::{
 ///
 /// DynamoDB items are capped at 400 KB, so larger payloads are split across chunk
 /// items; 4 MiB is the ceiling on every backend so that a workflow behaves the same
-/// on SQLite and on DynamoDB.
+/// on SQLite and on DynamoDB. With a blob store configured
+/// ([`crate::store::blob`]), larger payloads are offloaded to it, up to
+/// [`MAX_OFFLOADED_PAYLOAD_BYTES`].
 pub const MAX_PAYLOAD_BYTES: usize = 4 * 1024 * 1024;
+
+/// The largest payload when a blob store holds the large ones
+/// ([`crate::store::OffloadingStore`]): 64 MiB.
+pub const MAX_OFFLOADED_PAYLOAD_BYTES: usize = 64 * 1024 * 1024;
 
 /// How long finished executions are kept unless configured otherwise.
 pub const DEFAULT_RETENTION: std::time::Duration = std::time::Duration::from_secs(14 * 24 * 3600);
@@ -565,15 +571,34 @@ pub fn json_len(v: &Value) -> usize {
 
 /// Checks a payload against [`MAX_PAYLOAD_BYTES`]; `what` names it in the error.
 pub fn check_payload(what: &str, v: &Value) -> Result<()> {
+    check_payload_within(what, v, MAX_PAYLOAD_BYTES)
+}
+
+/// Checks a payload against `limit` (a store's
+/// [`payload_limit`](crate::store::Store::payload_limit)); `what` names it in
+/// the error.
+pub fn check_payload_within(what: &str, v: &Value, limit: usize) -> Result<()> {
     let size = json_len(v);
-    if size > MAX_PAYLOAD_BYTES {
+    if size > limit {
         return Err(StoreError::PayloadTooLarge {
             what: what.to_string(),
             size,
-            limit: MAX_PAYLOAD_BYTES,
+            limit,
         });
     }
     Ok(())
+}
+
+/// What to do about a payload over `limit`, for error messages: configure a
+/// blob store where there is none, else keep large data elsewhere.
+pub fn payload_limit_hint(limit: usize) -> &'static str {
+    if limit < MAX_OFFLOADED_PAYLOAD_BYTES {
+        "configure a blob store (DURAFN_BLOBS, see docs/payloads.md) to allow payloads \
+         up to 64 MiB, or store large data elsewhere and pass a reference"
+    } else {
+        "payloads are offloaded to the blob store up to this limit; store larger data \
+         elsewhere (e.g. S3) and pass a reference"
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Payload codecs: values to and from the JSON recorded in the journal.
 
-use durafn_runtime::model::{ErrorObject, MAX_PAYLOAD_BYTES, json_len};
+use durafn_runtime::model::{ErrorObject, json_len, payload_limit_hint};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -11,18 +11,27 @@ use crate::error::DurableError;
 /// useful and would crowd out the journal).
 const MAX_ERROR_MESSAGE: usize = 32 * 1024;
 
-/// Encodes `v` for the journal; `what` names it in errors (e.g. `step "charge" result`).
-pub(crate) fn encode<T: Serialize>(what: &str, v: &T) -> Result<Value, DurableError> {
+/// Encodes `v` for the journal; `what` names it in errors (e.g. `step
+/// "charge" result`). `limit` is the store's
+/// [`payload_limit`](durafn_runtime::store::Store::payload_limit): 4 MiB, or
+/// 64 MiB with a blob store.
+pub(crate) fn encode<T: Serialize>(what: &str, v: &T, limit: usize) -> Result<Value, DurableError> {
     let value = serde_json::to_value(v)
         .map_err(|e| DurableError::Payload(format!("{what} cannot be serialized to JSON: {e}")))?;
-    let size = json_len(&value);
-    if size > MAX_PAYLOAD_BYTES {
+    check(what, &value, limit)?;
+    Ok(value)
+}
+
+/// Checks an encoded value against `limit` (see [`encode`]).
+pub(crate) fn check(what: &str, value: &Value, limit: usize) -> Result<(), DurableError> {
+    let size = json_len(value);
+    if size > limit {
         return Err(DurableError::Payload(format!(
-            "{what} is {size} bytes, over the {MAX_PAYLOAD_BYTES}-byte limit; \
-             store large data elsewhere (e.g. S3) and return a reference"
+            "{what} is {size} bytes, over the {limit}-byte limit; {}",
+            payload_limit_hint(limit)
         )));
     }
-    Ok(value)
+    Ok(())
 }
 
 /// Decodes a recorded value; `what` names it in errors.
@@ -56,16 +65,21 @@ pub(crate) fn clip(mut error: ErrorObject) -> ErrorObject {
 
 #[cfg(test)]
 mod tests {
+    use durafn_runtime::model::{MAX_OFFLOADED_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES};
+
     use super::*;
 
     #[test]
     fn oversized_values_are_a_clear_error() {
         let big = "x".repeat(MAX_PAYLOAD_BYTES);
-        let err = encode("step \"download\" result", &big)
+        let err = encode("step \"download\" result", &big, MAX_PAYLOAD_BYTES)
             .unwrap_err()
             .to_string();
         assert!(err.contains("step \"download\" result"), "{err}");
         assert!(err.contains("limit"), "{err}");
+        assert!(err.contains("configure a blob store"), "{err}");
+        // With a blob store the same value fits.
+        assert!(encode("r", &big, MAX_OFFLOADED_PAYLOAD_BYTES).is_ok());
     }
 
     #[test]

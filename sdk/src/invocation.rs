@@ -8,7 +8,7 @@ use std::task::Poll;
 
 use durafn_runtime::clock::Clock;
 use durafn_runtime::model::{
-    ErrorObject, Execution, ExecutionId, ExecutionStatus, Journal, Timestamp, check_payload,
+    ErrorObject, Execution, ExecutionId, ExecutionStatus, Journal, Timestamp, check_payload_within,
 };
 use durafn_runtime::store::{Outcome, Store, Transition};
 use futures::FutureExt;
@@ -269,20 +269,22 @@ async fn run(
             tracing::debug!(?wake_at, "suspended");
             return Ok(report(&id, "SUSPENDED", None, None, wake_at));
         }
-        End::Done(Ok(output)) => match check_payload("execution output", &output) {
-            Ok(()) => Outcome {
-                status: ExecutionStatus::Succeeded,
-                output: Some(output),
-                error: None,
-                expires_at,
-            },
-            Err(e) => Outcome {
-                status: ExecutionStatus::Failed,
-                output: None,
-                error: Some(ErrorObject::new("PayloadError", e.to_string())),
-                expires_at,
-            },
-        },
+        End::Done(Ok(output)) => {
+            match check_payload_within("execution output", &output, store.payload_limit()) {
+                Ok(()) => Outcome {
+                    status: ExecutionStatus::Succeeded,
+                    output: Some(output),
+                    error: None,
+                    expires_at,
+                },
+                Err(e) => Outcome {
+                    status: ExecutionStatus::Failed,
+                    output: None,
+                    error: Some(ErrorObject::new("PayloadError", e.to_string())),
+                    expires_at,
+                },
+            }
+        }
         End::Done(Err(DurableError::ContinueAsNew(input))) => {
             let next = continue_as_new(&store, &journal.execution, input, now).await?;
             Outcome {

@@ -30,7 +30,9 @@
 //! default `sqlite://.durafn/durafn.db`), `DURAFN_MAX_STEPS_PER_INVOCATION`,
 //! `DURAFN_WAKE_QUEUE_URL` (on AWS: the dispatcher function's wake queue —
 //! every start, wake-up and timer of 15 minutes or less that an invocation
-//! makes is sent there, see `durafn_runtime::dispatch::wake`), and the
+//! makes is sent there, see `durafn_runtime::dispatch::wake`),
+//! `DURAFN_BLOBS` (a blob store for payloads over 1 MiB, up to 64 MiB:
+//! `file:///PATH` or `s3://BUCKET/PREFIX`; see `docs/payloads.md`), and the
 //! variables Lambda sets (`AWS_LAMBDA_FUNCTION_NAME`,
 //! `AWS_LAMBDA_FUNCTION_VERSION`).
 
@@ -296,6 +298,9 @@ pub async fn run(handler: Handler) -> Result<(), Error> {
     if let Some(queue) = durafn_runtime::dispatch::wake::WakeQueue::from_env().await {
         store = Arc::new(WakingStore::new(store, Arc::new(queue)));
     }
+    // `DURAFN_BLOBS`: large payloads go to the blob store directly from
+    // here (never through the store over HTTP); docs/payloads.md.
+    let store = durafn_runtime::store::with_blobs_from_env(store)?;
     let max_steps = match std::env::var("DURAFN_MAX_STEPS_PER_INVOCATION") {
         Ok(v) => Some(v.parse::<u32>().map_err(|e| {
             Error::Invalid(format!(

@@ -294,11 +294,15 @@ impl Scratch {
                 dir.display()
             ))
         })?;
-        let store = SqliteStore::open(dir.join("replay.db"))?;
-        Ok(Scratch {
-            dir,
-            store: Arc::new(store),
-        })
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("replay.db"))?);
+        // Exported payloads may be up to 64 MiB (docs/payloads.md): the
+        // large ones go to a scratch folder of blobs, as they did live.
+        let blobs = durafn_runtime::store::blob::DirBlobStore::new(dir.join("blobs"));
+        let store = Arc::new(durafn_runtime::store::OffloadingStore::new(
+            store,
+            Arc::new(blobs),
+        ));
+        Ok(Scratch { dir, store })
     }
 }
 

@@ -135,8 +135,14 @@ pub enum Endpoint {
 }
 
 /// The largest body of a route carrying a payload (the payload, JSON-escaped
-/// headroom included).
-pub const PAYLOAD_BODY: usize = MAX_PAYLOAD_BYTES + 64 * 1024;
+/// headroom included) when the store takes payloads up to 4 MiB.
+pub const PAYLOAD_BODY: usize = payload_body(MAX_PAYLOAD_BYTES);
+
+/// The largest body of a route carrying a payload when the store takes
+/// payloads up to `limit` ([`Store::payload_limit`]: 64 MiB with a blob store).
+pub const fn payload_body(limit: usize) -> usize {
+    limit + 64 * 1024
+}
 
 const fn spec(
     method: Method,
@@ -363,7 +369,19 @@ pub fn router_with(state: ApiState, guard: &Guard, limits: &Limits) -> Router {
     // The recorder exists before the first request counts anything: a count
     // taken before it was installed would be lost.
     crate::metrics::handle();
-    crate::routes::build(ROUTES, endpoint, guard, limits)
+    // With a blob store, payload routes take what the store takes (64 MiB).
+    let payload_limit = payload_body(state.store.payload_limit().max(MAX_PAYLOAD_BYTES));
+    let table: Vec<RouteSpec<Endpoint>> = ROUTES
+        .iter()
+        .cloned()
+        .map(|mut route| {
+            if route.body_limit == PAYLOAD_BODY {
+                route.body_limit = payload_limit;
+            }
+            route
+        })
+        .collect();
+    crate::routes::build(&table, endpoint, guard, limits)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_errors,
@@ -387,7 +405,7 @@ fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "PayloadTooLarge",
-                format!("the request body is over the {PAYLOAD_BODY}-byte limit"),
+                "the request body is over this route's limit".to_string(),
             )
         } else {
             ApiError::bad_request("InvalidBody", e.body_text())

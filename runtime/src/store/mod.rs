@@ -20,12 +20,14 @@ use crate::model::{
 };
 
 pub mod attributes;
+pub mod blob;
 #[cfg(feature = "testing")]
 pub mod contract;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
 #[cfg(feature = "testing")]
 mod faulty;
+mod offload;
 pub mod queue;
 pub mod remote;
 mod retrying;
@@ -38,6 +40,7 @@ pub use attributes::{AttributePage, AttributeQuery, SearchAttribute};
 pub use dynamodb::DynamoStore;
 #[cfg(feature = "testing")]
 pub use faulty::FaultyStore;
+pub use offload::{OFFLOAD_THRESHOLD_BYTES, OffloadingStore, REFERENCE_KEY, with_blobs_from_env};
 pub use queue::{Lease, LeaseRequest, LeaseTake, QueueMessage, QueueStats};
 pub use remote::HttpStore;
 pub use retrying::RetryingStore;
@@ -125,6 +128,13 @@ pub trait Store: Send + Sync + 'static {
     /// and then claims, and says so here; the contract suite holds each
     /// backend to what it declares.
     fn atomic_create_and_claim(&self) -> bool;
+
+    /// The largest payload (execution input or output, operation result,
+    /// event payload) this store takes, as serialized JSON:
+    /// [`crate::model::MAX_PAYLOAD_BYTES`] for a backend, more for a store
+    /// that offloads large payloads to a blob store ([`OffloadingStore`]).
+    /// The SDK checks values against it before it writes them.
+    fn payload_limit(&self) -> usize;
 
     /// Creates an execution in `PENDING`, due at once. Idempotent: the same id
     /// with the same function and input returns the existing execution; a

@@ -60,6 +60,9 @@ impl Store for WakingStore {
     fn atomic_create_and_claim(&self) -> bool {
         self.inner.atomic_create_and_claim()
     }
+    fn payload_limit(&self) -> usize {
+        self.inner.payload_limit()
+    }
     async fn create_execution(&self, new: &NewExecution) -> Result<Created> {
         let created = self.inner.create_execution(new).await?;
         if let Created::New(e) = &created {

@@ -48,6 +48,9 @@ impl<W: Wrapper> Store for W {
     fn atomic_create_and_claim(&self) -> bool {
         self.inner().atomic_create_and_claim()
     }
+    fn payload_limit(&self) -> usize {
+        self.inner().payload_limit()
+    }
     async fn create_execution(&self, new: &NewExecution) -> Result<Created> {
         let s = self.inner();
         self.around("create_execution", || s.create_execution(new))

@@ -230,7 +230,11 @@ pub async fn complete(
     next.rev = op.rev + 1;
     match completion {
         Completion::Succeed(v) => {
-            crate::model::check_payload(&format!("callback {:?} result", op.name), &v)?;
+            crate::model::check_payload_within(
+                &format!("callback {:?} result", op.name),
+                &v,
+                store.payload_limit(),
+            )?;
             next.status = OpStatus::Succeeded;
             next.result = Some(v);
             next.ended_at = Some(now);

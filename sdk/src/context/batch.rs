@@ -313,7 +313,7 @@ where
             items,
             completion_reason: reason.unwrap_or(CompletionReason::AllCompleted),
         };
-        let encoded = codec::encode(&what, &result)?;
+        let encoded = codec::encode(&what, &result, ctx.payload_limit())?;
         let written = ctx
             .checkpoint(ended(
                 kind,

@@ -95,7 +95,8 @@ where
     let outcome = body(ctx.nested(&id)).await;
     let now = ctx.clock_now();
     let what = format!("child {name:?} result");
-    let recorded = match outcome.and_then(|v| codec::encode(&what, &v)) {
+    let limit = ctx.payload_limit();
+    let recorded = match outcome.and_then(|v| codec::encode(&what, &v, limit)) {
         Ok(v) => Ok(v),
         Err(DurableError::ContinueAsNew(input)) => return Err(DurableError::ContinueAsNew(input)),
         Err(e) => Err(codec::clip(e.to_error_object())),

@@ -142,7 +142,7 @@ impl DurableContext {
     /// one's with `:run-2`, `:run-3`, ... appended. Return the error it gives:
     /// `return Err(ctx.continue_as_new(&next)?)`.
     pub fn continue_as_new<I: Serialize>(&self, input: &I) -> Result<DurableError, DurableError> {
-        let v = crate::codec::encode("continue_as_new input", input)?;
+        let v = crate::codec::encode("continue_as_new input", input, self.payload_limit())?;
         Ok(DurableError::ContinueAsNew(v))
     }
 }

@@ -66,7 +66,11 @@ impl DurableContext {
                 opened: self.open(OpKind::Invoke, name),
                 name: name.to_string(),
                 function: function.to_string(),
-                input: codec::encode(&format!("invoke {name:?} input"), &input),
+                input: codec::encode(
+                    &format!("invoke {name:?} input"),
+                    &input,
+                    self.payload_limit(),
+                ),
                 timeout: None,
             }),
             running: None,

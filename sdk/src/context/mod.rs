@@ -240,6 +240,11 @@ impl DurableContext {
         self.shared.clock.now()
     }
 
+    /// The largest payload the store takes (4 MiB, 64 MiB with a blob store).
+    pub(crate) fn payload_limit(&self) -> usize {
+        self.shared.store.payload_limit()
+    }
+
     fn set_fault(&self, fault: Fault) {
         let mut st = self.shared.state();
         if st.fault.is_none() {

@@ -292,8 +292,9 @@ where
                         }
                     };
                     let now = ctx.clock_now();
-                    let encoded =
-                        result.and_then(|v| codec::encode(&format!("step {name:?} result"), &v));
+                    let encoded = result.and_then(|v| {
+                        codec::encode(&format!("step {name:?} result"), &v, ctx.payload_limit())
+                    });
                     let mut terminal = false;
                     let next = match encoded {
                         Ok(value) => {

@@ -40,6 +40,10 @@ impl Store for DynamoStore {
         false
     }
 
+    fn payload_limit(&self) -> usize {
+        crate::model::MAX_PAYLOAD_BYTES
+    }
+
     async fn create_and_claim(
         &self,
         new: &NewExecution,

@@ -186,6 +186,13 @@ impl Store for HttpStore {
         false
     }
 
+    // The server's backend keeps payloads inline; a handler process with a
+    // blob store wraps this store in an `OffloadingStore`, so large payloads
+    // never travel over HTTP.
+    fn payload_limit(&self) -> usize {
+        crate::model::MAX_PAYLOAD_BYTES
+    }
+
     async fn create_execution(&self, new: &NewExecution) -> Result<Created> {
         let c: WireCreated = self
             .call(Call::CreateExecution {

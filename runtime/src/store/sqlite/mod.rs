@@ -249,6 +249,10 @@ impl Store for SqliteStore {
         true
     }
 
+    fn payload_limit(&self) -> usize {
+        crate::model::MAX_PAYLOAD_BYTES
+    }
+
     async fn create_execution(&self, new: &NewExecution) -> Result<Created> {
         validate_new(new)?;
         let (new, input, seed) = (new.clone(), to_json(&new.input)?, crate::model::new_seed());
