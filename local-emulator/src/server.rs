@@ -242,8 +242,18 @@ pub async fn serve(
         .map(|(name, h)| (name.clone(), h.spec().max_instances.max(1)))
         .collect();
     dconfig.capacity_for = Arc::new(move |f: &str| capacities.get(f).copied());
+    // Flow control and keyed limits read inputs (keys, batch members): their
+    // dispatcher sees payloads resolved; others need not fetch blobs.
+    let reads_inputs = template
+        .functions
+        .iter()
+        .any(|f| !f.flow.is_empty() || f.concurrency.key.is_some());
+    let dispatch_store = match reads_inputs {
+        true => payloads.clone(),
+        false => store.clone(),
+    };
     let dispatcher = Arc::new(Dispatcher::new(
-        store.clone(),
+        dispatch_store,
         clock.clone(),
         Arc::new(ProcessInvoker::new(hosts.clone())),
         dconfig,

@@ -75,8 +75,20 @@ struct Setup {
 const T0: i64 = 1_000_000;
 
 fn setup(flow: FlowControl, dispatchers: usize, fault_rate: f64) -> Setup {
+    setup_with(flow, dispatchers, fault_rate, false)
+}
+
+/// With `blobs`, every store is an `OffloadingStore` over a blob folder.
+fn setup_with(flow: FlowControl, dispatchers: usize, fault_rate: f64, blobs: bool) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let clean: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("d.db")).unwrap());
+    let mut clean: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("d.db")).unwrap());
+    if blobs {
+        let folder = durafn_runtime::store::blob::DirBlobStore::new(dir.path().join("blobs"));
+        clean = Arc::new(durafn_runtime::store::OffloadingStore::new(
+            clean,
+            Arc::new(folder),
+        ));
+    }
     let store: Arc<dyn Store> = match fault_rate > 0.0 {
         true => {
             // DURAFN_FLOW_SEED: another fault schedule (default 7).
@@ -420,4 +432,29 @@ async fn a_start_without_the_key_fails_clearly_and_runs_nothing() {
     assert_eq!(err.error_type, "InvalidFlowKey");
     assert!(err.message.contains("input.user"), "{}", err.message);
     assert!(s.ran().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_large_inputs_gets_them_whole_through_the_blob_store() {
+    let batch = Batch {
+        max_size: 2,
+        timeout: Duration::from_secs(10),
+        key: None,
+    };
+    let s = setup_with(FlowControl::new(None, None, Some(batch)), 1, 0.0, true);
+    let pad = "p".repeat(2 << 20);
+    for i in 0..2 {
+        s.start(&format!("big-{i}"), json!({ "n": i, "pad": pad }))
+            .await;
+        s.clock.advance(Duration::from_millis(10));
+        s.tick().await;
+    }
+    let runs = s.finisher.runs.lock().unwrap().clone();
+    assert_eq!(runs.len(), 1, "{}", runs.len());
+    let items = runs[0].1.as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    for (i, item) in items.iter().enumerate() {
+        assert_eq!(item["input"]["n"], json!(i));
+        assert_eq!(item["input"]["pad"].as_str().map(str::len), Some(2 << 20));
+    }
 }

@@ -48,9 +48,10 @@ pub const MAX_COUNT: u32 = 10_000;
 /// Longest `Period` / `Timeout`.
 pub const MAX_PERIOD: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// A batch's input stays under this many bytes of JSON (members beyond it
-/// go to the next batch).
-pub const MAX_BATCH_INPUT_BYTES: usize = crate::model::MAX_PAYLOAD_BYTES - 64 * 1024;
+/// A batch's input stays this many bytes of JSON under the store's payload
+/// limit (4 MiB, or 64 MiB with a blob store); members beyond it go to the
+/// next batch.
+pub const BATCH_INPUT_MARGIN: usize = 64 * 1024;
 
 /// A function's flow control (all optional).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -632,6 +633,7 @@ async fn create_batch(
 ) -> crate::Result<Execution> {
     let mut items = Vec::new();
     let mut bytes = 2usize;
+    let max_bytes = store.payload_limit().saturating_sub(BATCH_INPUT_MARGIN);
     for l in moved {
         let id = member_of(&l.name);
         let member = match ExecutionId::new(id) {
@@ -645,7 +647,7 @@ async fn create_batch(
         };
         let item = json!({ "id": id, "input": member.input });
         let size = crate::model::json_len(&item) + 1;
-        if !items.is_empty() && bytes + size > MAX_BATCH_INPUT_BYTES {
+        if !items.is_empty() && bytes + size > max_bytes {
             break;
         }
         bytes += size;
