@@ -683,7 +683,9 @@ impl Inner {
             match flow::admit(self.store.as_ref(), now, exec, flow).await {
                 Ok(Admission::Run) => {}
                 Ok(Admission::WaitUntil(until)) => {
-                    self.hold(&id, &function, until);
+                    if self.hold(&id, &function, until) {
+                        tracing::debug!(execution_id = %id, function = %function, until = until.0, "held by flow control: waiting as PENDING");
+                    }
                     return false;
                 }
                 Ok(Admission::Ended(status)) => {
@@ -860,26 +862,20 @@ impl Inner {
     /// after [`limits::RETRY_BLOCKED`].
     fn block(&self, id: &ExecutionId, function: &Arc<str>) {
         let until = self.clock.now().plus(limits::RETRY_BLOCKED);
-        let first = self
-            .blocked()
-            .insert(id.clone(), (function.clone(), until))
-            .is_none();
-        if first {
+        if self.hold(id, function, until) {
             tracing::info!(execution_id = %id, function = %function, "over its concurrency limit: waiting as PENDING");
         }
-        self.add_timer(until, id, Some(function));
     }
 
-    /// Flow control holds `id` back until `until` (it stays `PENDING`).
-    fn hold(&self, id: &ExecutionId, function: &Arc<str>, until: Timestamp) {
+    /// Holds `id` back (it stays `PENDING`) until `until`, when a timer
+    /// tries it again; true if it was not held already.
+    fn hold(&self, id: &ExecutionId, function: &Arc<str>, until: Timestamp) -> bool {
         let first = self
             .blocked()
             .insert(id.clone(), (function.clone(), until))
             .is_none();
-        if first {
-            tracing::debug!(execution_id = %id, function = %function, until = until.0, "held by flow control: waiting as PENDING");
-        }
         self.add_timer(until, id, Some(function));
+        first
     }
 
     fn unblock(&self, id: &ExecutionId) {

@@ -115,7 +115,7 @@ impl FlowControl {
 /// A field of an execution's input, such as `input.customer_id`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InputKey {
-    path: Vec<String>,
+    pub(crate) path: Vec<String>,
 }
 
 impl InputKey {

@@ -55,11 +55,10 @@ pub struct KeyLimit {
 impl KeyLimit {
     /// From `input.customer_id` (or `customer_id`) and a maximum per key.
     pub fn parse(key: &str, max_per_key: u32) -> Option<KeyLimit> {
-        let path = key.strip_prefix("input.").unwrap_or(key);
-        let path: Vec<String> = path.split('.').map(str::to_string).collect();
-        if path.iter().any(String::is_empty) || max_per_key == 0 {
+        if max_per_key == 0 {
             return None;
         }
+        let path = super::flow::InputKey::parse(key)?.path;
         Some(KeyLimit { path, max_per_key })
     }
 
