@@ -8,12 +8,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use durafn_emulator::client::ApiClient;
-use durafn_tests::binaries::{example_exe, free_port};
+use durafn_tests::binaries::example_exe;
 use durafn_tests::e2e::{Api, count, kill_pid, trace, until, work_dir};
+use durafn_tests::procs;
 use serde_json::{Value, json};
 
 /// The platform part of every template here: wake queue + DLQ, dispatcher
@@ -236,13 +237,12 @@ impl AwsDev {
         let token = "test-token-0123456789abcdef".to_string();
         let token_file = root.join("token");
         std::fs::write(&token_file, &token).unwrap();
-        let port = free_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_durafn-under-test"));
-        command.args(["dev", "--aws", "--port", &port.to_string()]);
+        command.args(["dev", "--aws", "--port", "0"]);
         for e in &exes {
             command.arg("--exe").arg(e);
         }
-        let child = command
+        command
             .args(["--sweep-interval", "1", "--store", store])
             .arg("--state")
             .arg(root.join(".durafn"))
@@ -250,11 +250,10 @@ impl AwsDev {
             .arg(&template)
             .arg("--token-file")
             .arg(&token_file)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn durafn dev --aws");
+            .env("RUST_LOG", "warn");
+        let (child, port) = procs::spawn_listening(&mut command, "dev", procs::Lines::Echo)
+            .await
+            .unwrap();
         let dev = AwsDev {
             soon,
             child,

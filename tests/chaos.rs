@@ -33,7 +33,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use durafn_tests::binaries::free_port;
 use durafn_tests::chaos::{CHILD_FUNCTION, FREEZE_ARM, FROZEN_PREFIX, Ledger, PARENT_STEPS, Rng};
 use durafn_tests::procs::{self, Dev, DevSpec, DynamoLocal};
 use serde_json::{Value, json};
@@ -471,12 +470,14 @@ async fn run_chaos(backend: &str, seed: u64) {
             ("CHAOS_PIDS".into(), pids.display().to_string()),
             ("CHAOS_NODE".into(), name.into()),
         ],
-        port: free_port(),
+        port: 0,
     };
     let mut nodes = Vec::new();
     for name in ["a", "b"] {
-        let s = spec(name);
+        let mut s = spec(name);
         let dev = Dev::start_retrying(&s).await;
+        // Restarts come back on the port it picked.
+        s.port = dev.port;
         nodes.push(Node {
             spec: s,
             dev: Some(dev),

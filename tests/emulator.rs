@@ -5,12 +5,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use durafn_emulator::client::ApiClient;
-use durafn_tests::binaries::free_port;
 use durafn_tests::e2e::{Api, count, kill_pid, pids, trace, until, work_dir};
+use durafn_tests::procs;
 use serde_json::{Value, json};
 
 fn example_exe(bin: &str) -> PathBuf {
@@ -89,9 +89,8 @@ impl Dev {
     ) -> Dev {
         let template = state.join("template.yaml");
         std::fs::write(&template, template_text).unwrap();
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_durafn-under-test"))
-            .args(["dev", "--port", &port.to_string()])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_durafn-under-test"));
+        cmd.args(["dev", "--port", "0"])
             .arg("--state")
             .arg(state.join(".durafn"))
             .arg("--template")
@@ -113,11 +112,11 @@ impl Dev {
                 example_exe("backup-verify").display()
             ))
             .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn durafn dev");
+            .env("RUST_LOG", "warn");
+        let (child, port) =
+            procs::spawn_listening(&mut cmd, "dev", durafn_tests::procs::Lines::Echo)
+                .await
+                .unwrap();
         let dev = Dev {
             child,
             api: Api::new(&format!("http://127.0.0.1:{port}"), None),
@@ -505,9 +504,8 @@ async fn durafn_server_requires_its_api_token() {
     std::fs::write(&template, TEMPLATE).unwrap();
     let token_file = root.path().join("token");
     std::fs::write(&token_file, "s3cret-token-0123456789\n").unwrap();
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_durafn-under-test"))
-        .args(["server", "--bind", &format!("127.0.0.1:{port}")])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_durafn-under-test"));
+    cmd.args(["server", "--bind", "127.0.0.1:0"])
         .arg("--store")
         .arg(format!(
             "sqlite://{}",
@@ -523,9 +521,11 @@ async fn durafn_server_requires_its_api_token() {
         .arg(format!("testfn={}", env!("CARGO_BIN_EXE_testfn")))
         .arg("--exe")
         .arg(format!("approval={}", example_exe("approval").display()))
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .unwrap();
+        .env("RUST_LOG", "warn");
+    let (mut child, port) =
+        procs::spawn_listening(&mut cmd, "server", durafn_tests::procs::Lines::Echo)
+            .await
+            .unwrap();
     let url = format!("http://127.0.0.1:{port}");
     let anonymous = ApiClient::new(&url, None);
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -17,7 +17,6 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use durafn_emulator::client::ApiClient;
-use durafn_tests::binaries::free_port;
 use durafn_tests::procs::{Dev, DevSpec};
 use serde_json::{Value, json};
 
@@ -121,7 +120,7 @@ fn spec(root: &Path, store: Option<&str>, exe: PathBuf) -> DevSpec {
         store: store.map(str::to_string),
         exes: vec![("forkfn".into(), exe)],
         env: Vec::new(),
-        port: free_port(),
+        port: 0,
     }
 }
 

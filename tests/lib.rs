@@ -159,7 +159,9 @@ pub mod binaries {
         p
     }
 
-    /// A port nobody listens on right now.
+    /// A port nobody listens on right now — for a server that must come
+    /// back on the same port after a kill (DynamoDB Local). `durafn` itself
+    /// is started on port 0 instead ([`crate::procs::spawn_listening`]).
     pub fn free_port() -> u16 {
         std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -631,15 +633,113 @@ pub mod procs {
     /// Where a process's output goes: appended to `$CHAOS_LOG_DIR/NAME-PORT.log`
     /// when that is set (to diagnose a long chaos run), else nowhere.
     fn log_to(name: &str, port: u16) -> Stdio {
-        let Ok(dir) = std::env::var("CHAOS_LOG_DIR") else {
-            return Stdio::null();
-        };
+        log_file(name, port).map_or_else(Stdio::null, Stdio::from)
+    }
+
+    /// Where the stderr of a process started by [`spawn_listening`] goes.
+    pub enum Lines {
+        /// To `$CHAOS_LOG_DIR/NAME-PORT.log` when that is set, else nowhere.
+        Quiet,
+        /// To the test's stderr (shown when the test fails), and as `Quiet`.
+        Echo,
+        /// To this file.
+        File(std::fs::File),
+    }
+
+    /// The port in a `durafn` line announcing where it listens
+    /// (`durafn dev: http://127.0.0.1:PORT …`, `durafn server: http://ADDR`).
+    fn announced_port(line: &str) -> Option<u16> {
+        let rest = ["durafn dev: http://", "durafn server: http://"]
+            .iter()
+            .find_map(|p| line.strip_prefix(p))?;
+        let (_, rest) = rest.split_once(':')?;
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    }
+
+    /// Spawns `cmd`, a `durafn dev` or `durafn server` told to listen on port
+    /// 0 (`--port 0`, `--bind 127.0.0.1:0`), and returns it with the port it
+    /// bound, read from the line it prints when it listens. No port is picked
+    /// in advance, so no other process can take it in between. The rest of
+    /// its stderr goes to `lines`.
+    pub async fn spawn_listening(
+        cmd: &mut Command,
+        name: &str,
+        lines: Lines,
+    ) -> Result<(Child, u16), String> {
+        use std::io::{BufRead, Write};
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot spawn {name}: {e}"))?;
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| format!("{name} has no stderr"))?;
+        let (tx, rx) = std::sync::mpsc::channel::<u16>();
+        let log_name = name.to_string();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            let mut early = Vec::new();
+            let (echo, mut log) = match lines {
+                Lines::Quiet => (false, None),
+                Lines::Echo => (true, None),
+                Lines::File(f) => (false, Some(f)),
+            };
+            // Read to the end, so the process never blocks on a full pipe.
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if echo {
+                    eprintln!("{line}");
+                }
+                if let Some(port) = tx.as_ref().and(announced_port(&line)) {
+                    if log.is_none() {
+                        log = log_file(&log_name, port);
+                    }
+                    if let Some(f) = &mut log {
+                        for l in early.drain(..) {
+                            let _ = writeln!(f, "{l}");
+                        }
+                    }
+                    let _ = tx.take().map(|t| t.send(port));
+                }
+                match &mut log {
+                    Some(f) => {
+                        let _ = writeln!(f, "{line}");
+                    }
+                    None if tx.is_some() && early.len() < 200 => early.push(line),
+                    None => {}
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match rx.try_recv() {
+                Ok(port) => return Ok((child, port)),
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    let status = child.wait();
+                    return Err(format!("{name} exited before it listened: {status:?}"));
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => {}
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{name} did not say where it listens within 60 s"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn log_file(name: &str, port: u16) -> Option<std::fs::File> {
+        let dir = std::env::var("CHAOS_LOG_DIR").ok()?;
         let _ = std::fs::create_dir_all(&dir);
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(Path::new(&dir).join(format!("{name}-{port}.log")))
-            .map_or_else(|_| Stdio::null(), Stdio::from)
+            .ok()
     }
 
     /// A `durafn dev` process.
@@ -659,6 +759,8 @@ pub mod procs {
         pub store: Option<String>,
         pub exes: Vec<(String, PathBuf)>,
         pub env: Vec<(String, String)>,
+        /// The port to listen on; 0 (the usual): one it picks itself, read
+        /// back from its output ([`spawn_listening`]).
         pub port: u16,
     }
 
@@ -702,19 +804,25 @@ pub mod procs {
             for (k, v) in &spec.env {
                 cmd.env(k, v);
             }
-            let child = cmd
-                .env(
-                    "RUST_LOG",
-                    std::env::var("CHAOS_RUST_LOG").unwrap_or_else(|_| "error".into()),
-                )
-                .stdout(Stdio::null())
-                .stderr(log_to("dev", spec.port))
-                .spawn()
-                .expect("spawn durafn dev");
-            let url = format!("http://127.0.0.1:{}", spec.port);
+            cmd.env(
+                "RUST_LOG",
+                std::env::var("CHAOS_RUST_LOG").unwrap_or_else(|_| "error".into()),
+            );
+            let (child, port) = match spec.port {
+                0 => spawn_listening(&mut cmd, "dev", Lines::Quiet).await?,
+                port => {
+                    let child = cmd
+                        .stdout(Stdio::null())
+                        .stderr(log_to("dev", port))
+                        .spawn()
+                        .map_err(|e| format!("cannot spawn durafn dev: {e}"))?;
+                    (child, port)
+                }
+            };
+            let url = format!("http://127.0.0.1:{port}");
             let dev = Dev {
                 child,
-                port: spec.port,
+                port,
                 client: ApiClient::new(&url, None),
                 url,
             };

@@ -9,11 +9,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
-use durafn_tests::binaries::free_port;
 use durafn_tests::e2e::Api;
+use durafn_tests::procs;
 use serde_json::{Value, json};
 
 const MIB: usize = 1024 * 1024;
@@ -46,9 +46,8 @@ impl Drop for Dev {
 async fn dev(state: &Path, store: Option<String>, blobs: Option<&str>) -> Dev {
     let template = state.join("template.yaml");
     std::fs::write(&template, TEMPLATE).unwrap();
-    let port = free_port();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_durafn-under-test"));
-    cmd.args(["dev", "--port", &port.to_string()])
+    cmd.args(["dev", "--port", "0"])
         .arg("--state")
         .arg(state.join(".durafn"))
         .arg("--template")
@@ -61,13 +60,10 @@ async fn dev(state: &Path, store: Option<String>, blobs: Option<&str>) -> Dev {
     if let Some(b) = blobs {
         cmd.args(["--blobs", b]);
     }
-    let child = cmd
-        .env_remove("DURAFN_BLOBS")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn durafn dev");
+    cmd.env_remove("DURAFN_BLOBS").env("RUST_LOG", "warn");
+    let (child, port) = procs::spawn_listening(&mut cmd, "dev", durafn_tests::procs::Lines::Echo)
+        .await
+        .unwrap();
     let dev = Dev {
         child,
         api: Api::new(&format!("http://127.0.0.1:{port}"), None),

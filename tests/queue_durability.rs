@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
-use durafn_tests::binaries::{example_exe, free_port};
+use durafn_tests::binaries::example_exe;
 use durafn_tests::procs::{self, Dev, DevSpec};
 use serde_json::json;
 
@@ -82,7 +82,7 @@ async fn acknowledged_messages_survive_kill_9_of_the_emulator() {
     let root = tempfile::tempdir().unwrap();
     let template = root.path().join("template.yaml");
     std::fs::write(&template, TEMPLATE).unwrap();
-    let spec = DevSpec {
+    let mut spec = DevSpec {
         durafn: env!("CARGO_BIN_EXE_durafn-under-test").into(),
         state: root.path().join(".durafn"),
         template,
@@ -92,9 +92,11 @@ async fn acknowledged_messages_survive_kill_9_of_the_emulator() {
             example_exe("media-sync-example", "media-sync"),
         )],
         env: vec![],
-        port: free_port(),
+        port: 0,
     };
     let mut dev = Dev::start(&spec).await;
+    // The restart after the kill comes back on the same port (the client keeps it).
+    spec.port = dev.port;
     let client = sqs(spec.port);
     let url = client
         .get_queue_url()

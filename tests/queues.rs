@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::{
@@ -15,7 +15,6 @@ use aws_sdk_sqs::types::{
     SendMessageBatchRequestEntry,
 };
 use durafn_emulator::client::ApiClient;
-use durafn_tests::binaries::free_port;
 use serde_json::{Value, json};
 
 fn media_sync_exe() -> PathBuf {
@@ -68,20 +67,19 @@ impl Dev {
     async fn start(state: &Path) -> Dev {
         let template = state.join("template.yaml");
         std::fs::write(&template, TEMPLATE).unwrap();
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_durafn-under-test"))
-            .args(["dev", "--port", &port.to_string()])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_durafn-under-test"));
+        cmd.args(["dev", "--port", "0"])
             .arg("--state")
             .arg(state.join(".durafn"))
             .arg("--template")
             .arg(&template)
             .arg("--exe")
             .arg(format!("media-sync={}", media_sync_exe().display()))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn durafn dev");
+            .env("RUST_LOG", "warn");
+        let (child, port) =
+            durafn_tests::procs::spawn_listening(&mut cmd, "dev", durafn_tests::procs::Lines::Echo)
+                .await
+                .unwrap();
         let url = format!("http://127.0.0.1:{port}");
         let config = aws_sdk_sqs::Config::builder()
             .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())

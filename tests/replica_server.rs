@@ -5,13 +5,12 @@
 #![allow(dead_code)] // each test binary uses part of it
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use durafn_emulator::client::ApiClient;
-use durafn_tests::binaries::free_port;
 use durafn_tests::chaos::CHILD_FUNCTION;
-use durafn_tests::procs;
+use durafn_tests::procs::{self, Lines, spawn_listening};
 use serde_json::Value;
 
 pub(crate) const TOKEN: &str = "replicas-pause-token";
@@ -75,23 +74,16 @@ pub(crate) struct Replica {
 }
 
 impl Replica {
-    pub(crate) fn start(
+    pub(crate) async fn start(
         id: &str,
         root: &Path,
         store: &str,
         template: &Path,
         exe: &Path,
     ) -> Replica {
-        let port = free_port();
         let log = root.join(format!("{id}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_durafn-under-test"))
-            .args([
-                "server",
-                "--store",
-                store,
-                "--bind",
-                &format!("127.0.0.1:{port}"),
-            ])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_durafn-under-test"));
+        cmd.args(["server", "--store", store, "--bind", "127.0.0.1:0"])
             .arg("--token-file")
             .arg(root.join("token"))
             .arg("--template")
@@ -103,11 +95,9 @@ impl Replica {
             .env("DURAFN_REPLICA_ID", id)
             .env("NO_COLOR", "1")
             .env("DURAFN_SHARD_LEASE_TTL_MS", "3000")
-            .env("RUST_LOG", "warn,durafn_runtime::dispatch=info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn durafn server");
+            .env("RUST_LOG", "warn,durafn_runtime::dispatch=info");
+        let lines = Lines::File(std::fs::File::create(&log).unwrap());
+        let (child, port) = spawn_listening(&mut cmd, "server", lines).await.unwrap();
         Replica {
             child: Some(child),
             api: ApiClient::new(&format!("http://127.0.0.1:{port}"), Some(TOKEN.into())),

@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,9 +25,9 @@ use durafn_emulator::client::ApiClient;
 use durafn_runtime::clock::{Clock, SystemClock};
 use durafn_runtime::dispatch::shards::{LEASE_GROUP, SCHEDULE_LEASE};
 use durafn_runtime::store::Store;
-use durafn_tests::binaries::free_port;
 use durafn_tests::chaos::{CHILD_FUNCTION, Ledger};
 use durafn_tests::procs;
+use durafn_tests::procs::{Lines, spawn_listening};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "replicas-test-token";
@@ -48,43 +48,33 @@ struct Replica {
 }
 
 impl Replica {
-    fn start(
+    async fn start(
         id: &str,
         root: &Path,
         store: &str,
         template: &Path,
         exes: &[(&str, PathBuf)],
     ) -> Replica {
-        let port = free_port();
         let token_file = root.join("token");
         let log = root.join(format!("{id}.log"));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_durafn-under-test"));
-        cmd.args([
-            "server",
-            "--store",
-            store,
-            "--bind",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .arg("--token-file")
-        .arg(&token_file)
-        .arg("--template")
-        .arg(template);
+        cmd.args(["server", "--store", store, "--bind", "127.0.0.1:0"])
+            .arg("--token-file")
+            .arg(&token_file)
+            .arg("--template")
+            .arg(template);
         for (name, path) in exes {
             cmd.arg("--exe").arg(format!("{name}={}", path.display()));
         }
-        let child = cmd
-            .env("DURAFN_REPLICA_ID", id)
+        cmd.env("DURAFN_REPLICA_ID", id)
             .env("NO_COLOR", "1")
             .env("DURAFN_SHARD_LEASE_TTL_MS", LEASE_TTL_MS.to_string())
             .env(
                 "RUST_LOG",
                 "warn,durafn_runtime::dispatch=info,durafn_emulator::schedules=info",
-            )
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn durafn server");
+            );
+        let lines = Lines::File(std::fs::File::create(&log).unwrap());
+        let (child, port) = spawn_listening(&mut cmd, "server", lines).await.unwrap();
         Replica {
             id: id.into(),
             child: Some(child),
@@ -268,9 +258,12 @@ Resources:
     let store = durafn_runtime::store::open_async(&store_url).await.unwrap();
     let chaosfn = PathBuf::from(env!("CARGO_BIN_EXE_chaosfn"));
     let exes = [("chaos", chaosfn.clone()), (CHILD_FUNCTION, chaosfn)];
-    let mut replicas: Vec<Replica> = (0..3)
-        .map(|i| Replica::start(&format!("r{i}"), root.path(), &store_url, &template, &exes))
-        .collect();
+    let mut replicas: Vec<Replica> = Vec::new();
+    for i in 0..3 {
+        replicas.push(
+            Replica::start(&format!("r{i}"), root.path(), &store_url, &template, &exes).await,
+        );
+    }
     for r in &replicas {
         r.wait_up().await;
     }
@@ -493,9 +486,12 @@ Resources:
     let store_url = ddb_url(&format!("limits{}", std::process::id()));
     let chaosfn = PathBuf::from(env!("CARGO_BIN_EXE_chaosfn"));
     let exes = [("chaos", chaosfn.clone()), (CHILD_FUNCTION, chaosfn)];
-    let replicas: Vec<Replica> = (0..2)
-        .map(|i| Replica::start(&format!("l{i}"), root.path(), &store_url, &template, &exes))
-        .collect();
+    let mut replicas: Vec<Replica> = Vec::new();
+    for i in 0..2 {
+        replicas.push(
+            Replica::start(&format!("l{i}"), root.path(), &store_url, &template, &exes).await,
+        );
+    }
     for r in &replicas {
         r.wait_up().await;
     }

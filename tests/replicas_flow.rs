@@ -25,9 +25,10 @@ async fn cluster(root: &Path, table: &str, durafn: &str) -> (Vec<Replica>, PathB
     let (template, work) = chaos_template(root, &format!("      Durafn:\n{durafn}"), "");
     let store = ddb_url(&format!("{table}{}", std::process::id()));
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_chaosfn"));
-    let replicas: Vec<Replica> = (0..2)
-        .map(|i| Replica::start(&format!("{table}{i}"), root, &store, &template, &exe))
-        .collect();
+    let mut replicas: Vec<Replica> = Vec::new();
+    for i in 0..2 {
+        replicas.push(Replica::start(&format!("{table}{i}"), root, &store, &template, &exe).await);
+    }
     for r in &replicas {
         r.wait_up().await;
     }

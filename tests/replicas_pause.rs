@@ -70,9 +70,10 @@ async fn pause_and_unpause_hold_across_two_replicas() {
     let (template, work) = chaos_template(root.path(), "", "");
     let store = ddb_url(&format!("pause{}", std::process::id()));
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_chaosfn"));
-    let replicas: Vec<Replica> = (0..2)
-        .map(|i| Replica::start(&format!("p{i}"), root.path(), &store, &template, &exe))
-        .collect();
+    let mut replicas: Vec<Replica> = Vec::new();
+    for i in 0..2 {
+        replicas.push(Replica::start(&format!("p{i}"), root.path(), &store, &template, &exe).await);
+    }
     for r in &replicas {
         r.wait_up().await;
     }

@@ -52,9 +52,11 @@ async fn the_freed_slot_goes_by_priority_then_fairness_across_two_replicas() {
     let table = format!("prio{}", std::process::id());
     let store_url = ddb_url(&table);
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_chaosfn"));
-    let replicas: Vec<Replica> = (0..2)
-        .map(|i| Replica::start(&format!("q{i}"), root.path(), &store_url, &template, &exe))
-        .collect();
+    let mut replicas: Vec<Replica> = Vec::new();
+    for i in 0..2 {
+        replicas
+            .push(Replica::start(&format!("q{i}"), root.path(), &store_url, &template, &exe).await);
+    }
     for r in &replicas {
         r.wait_up().await;
     }

@@ -32,7 +32,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use durafn_tests::binaries::free_port;
 use durafn_tests::procs::{Dev, DevSpec};
 use serde_json::json;
 
@@ -111,7 +110,7 @@ async fn main() {
         store: None,
         exes: vec![("testfn".into(), bin.join("testfn"))],
         env: vec![("DURAFN_RETENTION_SECONDS".into(), retention.to_string())],
-        port: free_port(),
+        port: 0,
     };
     let dev = Arc::new(Dev::start(&spec).await);
     let pid = dev.pid();

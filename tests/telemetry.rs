@@ -14,7 +14,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
-use durafn_tests::binaries::{example_exe, free_port};
+use durafn_tests::binaries::example_exe;
 use durafn_tests::procs::{Dev, DevSpec};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -145,7 +145,7 @@ fn start_spec(root: &std::path::Path, env: Vec<(String, String)>) -> DevSpec {
             ("otel-logger".into(), otelfn),
         ],
         env,
-        port: free_port(),
+        port: 0,
     }
 }
 

@@ -14,8 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use durafn_tests::binaries::free_port;
-use durafn_tests::chaos::{CHILD_FUNCTION, Ledger};
+use durafn_tests::chaos::{CHILD_FUNCTION, FREEZE_ARM, FROZEN_PREFIX, Ledger};
 use durafn_tests::procs::{self, Dev, DevSpec};
 use serde_json::{Value, json};
 
@@ -67,7 +66,7 @@ fn spec(root: &Path, store: Option<String>) -> DevSpec {
             (CHILD_FUNCTION.into(), chaosfn),
         ],
         env: vec![("CHAOS_PIDS".into(), root.join("pids").display().to_string())],
-        port: free_port(),
+        port: 0,
     }
 }
 
@@ -147,6 +146,7 @@ async fn zombie_cannot_record_or_end(store: Option<String>, freeze_emulator: boo
     let id = "zombie-1";
     // Each step body takes 1.5 s: long enough to freeze the invocation mid-step.
     let input = json!({ "dir": work, "step_ms": 1500 });
+    std::fs::write(work.join(FREEZE_ARM), b"").unwrap();
     let (status, v) = a
         .call(
             "POST",
@@ -157,14 +157,28 @@ async fn zombie_cannot_record_or_end(store: Option<String>, freeze_emulator: boo
         .unwrap();
     assert!(matches!(status, 201 | 202), "{status} {v}");
 
-    // The first step's body runs: freeze that handler process mid-step.
-    let (_, zombie, zombie_token) = until(
+    // The first step's body runs and stops its own process mid-step (after
+    // its side effect, before its checkpoint: the armed freeze), so the
+    // freeze cannot land after the step was recorded, however slow the test.
+    let zombie: u32 = until(
         Duration::from_secs(30),
-        "the first step to start",
-        async || effects(&work, "prepare").into_iter().next(),
+        "the first step to freeze itself",
+        async || {
+            std::fs::read_dir(&work).ok()?.flatten().find_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_prefix(FROZEN_PREFIX)?
+                    .parse()
+                    .ok()
+            })
+        },
     )
     .await;
-    assert!(procs::signal(zombie, "STOP"));
+    let (_, pid, zombie_token) = effects(&work, "prepare")
+        .into_iter()
+        .next()
+        .expect("the frozen step's side effect is in the ledger");
+    assert_eq!(pid, zombie, "the frozen process ran the first step");
     if freeze_emulator {
         assert!(procs::signal(a.pid(), "STOP"));
     } else {
@@ -223,10 +237,10 @@ async fn zombie_cannot_record_or_end(store: Option<String>, freeze_emulator: boo
 
     // Nothing it did counts.
     let (after, history_after) = state(&b, id).await;
+    let (journal_after, journal_before) = (journal_of(&history_after), journal_of(&history_before));
     assert_eq!(
-        journal_of(&history_after),
-        journal_of(&history_before),
-        "the zombie recorded nothing"
+        journal_after, journal_before,
+        "the zombie recorded nothing; history before: {history_before:#}\nhistory after: {history_after:#}"
     );
     // Its invocation is in the history (the per-attempt history keeps every
     // invocation), and none but the current one ended the execution.

@@ -43,9 +43,9 @@ impl DevServer {
         let template = dir.path().join("template.yaml");
         std::fs::write(&template, template_yaml(functions))?;
         let log = dir.path().join("durafn-dev.log");
-        let port = free_port()?;
         let mut cmd = Command::new(dev);
-        cmd.args(["dev", "--port", &port.to_string()])
+        // Port 0: it picks a free one and prints it (read back from the log).
+        cmd.args(["dev", "--port", "0"])
             .arg("--state")
             .arg(dir.path().join("state"))
             .arg("--template")
@@ -63,15 +63,21 @@ impl DevServer {
             .map_err(|e| format!("cannot start {}: {e}", dev.display()))?;
         let mut server = DevServer {
             child,
-            url: format!("http://127.0.0.1:{port}"),
+            url: String::new(),
             log,
             _dir: dir,
         };
-        let client = server.client();
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Ok((200, _)) = client.call("GET", "/healthz", None).await {
-                return Ok(server);
+            if server.url.is_empty() {
+                if let Some(port) = announced_port(&server.log) {
+                    server.url = format!("http://127.0.0.1:{port}");
+                }
+            }
+            if !server.url.is_empty() {
+                if let Ok((200, _)) = server.client().call("GET", "/healthz", None).await {
+                    return Ok(server);
+                }
             }
             if let Ok(Some(status)) = server.child.try_wait() {
                 return Err(format!(
@@ -183,9 +189,15 @@ fn template_yaml(functions: &[FunctionDef]) -> String {
     t
 }
 
-fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
+/// The port `durafn dev` says it bound (`durafn dev: http://127.0.0.1:PORT …`)
+/// in its log, once it has said it.
+fn announced_port(log: &Path) -> Option<u16> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix("durafn dev: http://127.0.0.1:")?;
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    })
 }
 
 /// The child processes of `pid` (Linux: `/proc/PID/task/*/children`; empty

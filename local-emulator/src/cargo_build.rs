@@ -10,7 +10,7 @@ use crate::template::FunctionDef;
 
 /// Why a function could not be built.
 #[derive(Debug, thiserror::Error)]
-pub enum BuildError {
+pub(crate) enum BuildError {
     /// `cargo` could not be run.
     #[error("cannot run cargo: {0}")]
     Cargo(String),
@@ -50,7 +50,7 @@ struct Target {
 
 /// Builds one function (`cargo build --bin <binary>` in its CodeUri) and
 /// returns the path of its executable.
-pub async fn build_function(
+pub(crate) async fn build_function(
     root: &Path,
     f: &FunctionDef,
     release: bool,

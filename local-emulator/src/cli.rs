@@ -1,9 +1,11 @@
 //! The `durafn` command line.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use durafn_runtime::clock::SystemClock;
 use serde_json::{Value, json};
 
 use crate::client::ApiClient;
@@ -414,10 +416,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
                 .await
                 .with_context(|| format!("cannot listen on 127.0.0.1:{port} (use --port)"))?;
+            // `--port 0` picks a free port: the line names the one bound.
+            let port = listener.local_addr().map_or(port, |a| a.port());
             eprintln!(
                 "durafn dev: http://127.0.0.1:{port}  (API /v1, try: durafn start order '{{\"order_id\": \"o-1\", \"amount_cents\": 1999}}' --wait 30)"
             );
-            serve(config, listener, ctrl_c()).await
+            serve(config, Arc::new(SystemClock), listener, ctrl_c()).await
         }
         Command::Server {
             store,
@@ -435,7 +439,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(&bind)
                 .await
                 .with_context(|| format!("cannot listen on {bind}"))?;
-            serve(config, listener, ctrl_c()).await
+            if let Ok(addr) = listener.local_addr() {
+                eprintln!("durafn server: http://{addr}");
+            }
+            serve(config, Arc::new(SystemClock), listener, ctrl_c()).await
         }
         Command::Start {
             function,

@@ -12,25 +12,29 @@
 //! - [`replay_check`]: `durafn export` and `durafn replay-check`.
 //! - [`scaffold`]: `durafn new`, a new project from templates.
 
+// Exported: what the `durafn` binary (`cli`), the AWS control function
+// (`api`, `ui`), the end-to-end tests and the router tests use. The rest is
+// private to the crate.
+
 // Handlers answer early with a full `Response` as their error; that is axum's idiom.
 #![allow(clippy::result_large_err)]
 
 pub mod api;
 pub mod auth;
-pub mod cargo_build;
+mod cargo_build;
 pub mod cli;
 pub mod client;
 pub mod http_routes;
 pub mod lambda_api;
-pub mod logs;
-pub mod metrics;
-pub mod output;
-pub mod payloads;
+mod logs;
+mod metrics;
+mod output;
+mod payloads;
 pub mod platform;
 pub mod queues;
-pub mod replay_check;
+mod replay_check;
 pub mod routes;
-pub mod scaffold;
+mod scaffold;
 pub mod schedules;
 pub mod server;
 pub mod store_api;

@@ -22,15 +22,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// Lines kept per execution.
-pub const MAX_LINES: usize = 1000;
+pub(crate) const MAX_LINES: usize = 1000;
 /// Executions whose lines are kept.
-pub const MAX_EXECUTIONS: usize = 1000;
+pub(crate) const MAX_EXECUTIONS: usize = 1000;
 /// The prefix of the SDK's captured lines on a handler's stdout.
-pub const LINE_PREFIX: &str = "@@durafn ";
+pub(crate) const LINE_PREFIX: &str = "@@durafn ";
 
 /// One captured line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LogLine {
+pub(crate) struct LogLine {
     /// Its position in the execution's log, from 1.
     pub seq: u64,
     /// When it was logged (ms since the epoch, the handler's clock).
@@ -97,7 +97,7 @@ struct Captured {
 
 /// Reads one line of a handler process of `function`: true if it was a
 /// captured record (taken), false if it is ordinary output.
-pub fn ingest(function: &str, line: &str) -> bool {
+pub(crate) fn ingest(function: &str, line: &str) -> bool {
     let Some(json) = line.strip_prefix(LINE_PREFIX) else {
         return false;
     };
@@ -162,7 +162,7 @@ fn record(function: &str, c: Captured) {
 
 /// The lines of `execution` after `after` (a `seq`), at most `limit`; the
 /// number of lines dropped by the bound.
-pub fn lines(execution: &str, after: u64, limit: usize) -> (Vec<LogLine>, u64) {
+pub(crate) fn lines(execution: &str, after: u64, limit: usize) -> (Vec<LogLine>, u64) {
     let guard = book();
     match guard.as_ref().and_then(|b| b.executions.get(execution)) {
         Some(log) => (
@@ -180,7 +180,7 @@ pub fn lines(execution: &str, after: u64, limit: usize) -> (Vec<LogLine>, u64) {
 
 /// Query of `GET /v1/executions/{id}/logs`.
 #[derive(Debug, Deserialize)]
-pub struct LogsQuery {
+pub(crate) struct LogsQuery {
     /// Only lines after this `seq` (for following).
     #[serde(default)]
     pub after: u64,
@@ -191,7 +191,7 @@ pub struct LogsQuery {
 
 /// `GET /v1/executions/{id}/logs?after=N&limit=M`:
 /// `{"execution_id", "lines": [...], "next": <seq to pass as after>, "dropped"}`.
-pub async fn logs(Path(id): Path<String>, Query(q): Query<LogsQuery>) -> Json<Value> {
+pub(crate) async fn logs(Path(id): Path<String>, Query(q): Query<LogsQuery>) -> Json<Value> {
     let limit = q.limit.unwrap_or(MAX_LINES).clamp(1, MAX_LINES);
     let (lines, dropped) = lines(&id, q.after, limit);
     let next = lines.last().map_or(q.after, |l| l.seq);
@@ -205,7 +205,7 @@ pub async fn logs(Path(id): Path<String>, Query(q): Query<LogsQuery>) -> Json<Va
 
 /// Prints a `/logs` answer (one line per log line, or JSON lines with
 /// `json`); returns the `seq` to ask after next.
-pub fn print(v: &Value, json: bool, after: u64) -> u64 {
+pub(crate) fn print(v: &Value, json: bool, after: u64) -> u64 {
     let empty = Vec::new();
     let lines = v["lines"].as_array().unwrap_or(&empty);
     if after == 0 {
@@ -240,7 +240,7 @@ fn human(l: &Value) -> String {
 }
 
 /// True if a described execution has ended (nothing more will be logged).
-pub fn ended(execution: &Value) -> bool {
+pub(crate) fn ended(execution: &Value) -> bool {
     !matches!(
         execution["status"].as_str(),
         Some("PENDING" | "RUNNING" | "SUSPENDED")

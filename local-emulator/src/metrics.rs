@@ -24,7 +24,7 @@ use crate::lambda_api::InvokeFailure;
 
 /// How many due entries a scrape reads per shard at most (the backlog
 /// gauge saturates there).
-pub const BACKLOG_SCAN_LIMIT: usize = 1000;
+pub(crate) const BACKLOG_SCAN_LIMIT: usize = 1000;
 
 /// Latency buckets (seconds) for store calls and steps.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -36,7 +36,7 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 static QUEUES: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
 /// Names the template's queues, so scrapes report their depths.
-pub fn register_queues(names: &[String]) {
+pub(crate) fn register_queues(names: &[String]) {
     QUEUES
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -45,7 +45,7 @@ pub fn register_queues(names: &[String]) {
 
 /// The process's Prometheus recorder, installed on first use. If another
 /// recorder is installed already, a private one renders (empty) output.
-pub fn handle() -> &'static PrometheusHandle {
+pub(crate) fn handle() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         let builder = || {
             PrometheusBuilder::new()
@@ -133,14 +133,14 @@ fn describe() {
 }
 
 /// Renders every metric in the Prometheus text format.
-pub fn render() -> String {
+pub(crate) fn render() -> String {
     handle().render()
 }
 
 /// Reads the gauges that describe the store: the due backlog and its oldest
 /// age per shard and the depth of every
 /// registered queue.
-pub async fn scrape(store: &dyn Store, clock: &dyn Clock) {
+pub(crate) async fn scrape(store: &dyn Store, clock: &dyn Clock) {
     handle();
     let now = clock.now();
     for shard in 0..DUE_SHARDS {
@@ -172,7 +172,7 @@ pub async fn scrape(store: &dyn Store, clock: &dyn Clock) {
 }
 
 /// Sets a queue's depth gauges.
-pub fn queue_depth(queue: &str, visible: u64, in_flight: u64, delayed: u64) {
+pub(crate) fn queue_depth(queue: &str, visible: u64, in_flight: u64, delayed: u64) {
     for (state, n) in [
         ("visible", visible),
         ("in_flight", in_flight),
@@ -188,14 +188,14 @@ fn seconds_between(from: Timestamp, to: Timestamp) -> f64 {
 }
 
 /// Counts an execution started by `via` (`api`, `schedule`).
-pub fn execution_started(function: &str, via: &'static str) {
+pub(crate) fn execution_started(function: &str, via: &'static str) {
     counter!("durafn_executions_started_total", "function" => function.to_string(), "via" => via)
         .increment(1);
 }
 
 /// Counts one invocation's outcome (its report's status, or how it failed);
 /// a final status also counts a finished execution.
-pub fn invocation(function: &str, outcome: &str) {
+pub(crate) fn invocation(function: &str, outcome: &str) {
     counter!("durafn_invocations_total", "function" => function.to_string(), "outcome" => outcome.to_string())
         .increment(1);
     if matches!(outcome, "SUCCEEDED" | "FAILED" | "CANCELLED" | "TIMED_OUT") {
@@ -207,7 +207,7 @@ pub fn invocation(function: &str, outcome: &str) {
 /// Counts a handler invocation's answer: the status of the report it
 /// returned (also inside an HTTP response), `response` for other payloads,
 /// or how it failed; records its duration.
-pub fn invocation_answer(
+pub(crate) fn invocation_answer(
     function: &str,
     answer: &Result<bytes::Bytes, InvokeFailure>,
     took: std::time::Duration,
@@ -237,16 +237,18 @@ fn report_status(body: &[u8]) -> Option<String> {
 }
 
 /// Records one step attempt's duration.
-pub fn step_attempt(function: &str, outcome: &str, millis: u64) {
+pub(crate) fn step_attempt(function: &str, outcome: &str, millis: u64) {
     histogram!("durafn_step_duration_seconds", "function" => function.to_string(), "outcome" => outcome.to_string())
         .record(millis as f64 / 1000.0);
 }
 
-/// Records the lateness of the fires a scheduler tick made; passes the
-/// tick's result through (so the scheduler loop wraps its call in it).
-pub fn observe_tick<E>(tick: Result<TickReport, E>) -> Result<TickReport, E> {
+/// Records the lateness (as of `now`) of the fires a scheduler tick made;
+/// passes the tick's result through (so the scheduler loop wraps its call in it).
+pub(crate) fn observe_tick<E>(
+    tick: Result<TickReport, E>,
+    now: Timestamp,
+) -> Result<TickReport, E> {
     if let Ok(report) = &tick {
-        let now = durafn_runtime::clock::SystemClock.now();
         for fired in report.fired.iter().filter(|f| f.new) {
             histogram!("durafn_schedule_fire_lateness_seconds", "schedule" => fired.schedule.clone())
                 .record(seconds_between(fired.fire_at, now));
@@ -258,20 +260,20 @@ pub fn observe_tick<E>(tick: Result<TickReport, E>) -> Result<TickReport, E> {
 /// A store that measures every call: latency and errors by backend and
 /// method (the emulator wraps its store in it, so handler processes' calls
 /// through the store over HTTP are measured too).
-pub struct MeteredStore {
+pub(crate) struct MeteredStore {
     inner: std::sync::Arc<dyn Store>,
 }
 
 impl MeteredStore {
     /// Measures `inner`.
-    pub fn new(inner: std::sync::Arc<dyn Store>) -> MeteredStore {
+    pub(crate) fn new(inner: std::sync::Arc<dyn Store>) -> MeteredStore {
         handle();
         MeteredStore { inner }
     }
 }
 
 /// `store`, measured (see [`MeteredStore`]).
-pub fn metered(store: std::sync::Arc<dyn Store>) -> std::sync::Arc<dyn Store> {
+pub(crate) fn metered(store: std::sync::Arc<dyn Store>) -> std::sync::Arc<dyn Store> {
     std::sync::Arc::new(MeteredStore::new(store))
 }
 
@@ -331,7 +333,7 @@ mod tests {
             skipped: 0,
             errors: 0,
         };
-        assert!(observe_tick::<()>(Ok(report)).is_ok());
+        assert!(observe_tick::<()>(Ok(report), durafn_runtime::clock::SystemClock.now()).is_ok());
         queue_depth("metrics-q", 3, 1, 0);
         invocation("metrics-fn", "SUCCEEDED");
         assert_eq!(

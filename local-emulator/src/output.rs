@@ -45,7 +45,7 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
 }
 
 /// `durafn describe` / `start` / `cancel`.
-pub fn describe(v: &Value) -> String {
+pub(crate) fn describe(v: &Value) -> String {
     let mut out = String::new();
     out.push_str(&format!(
         "{}  {}  {}{}\n",
@@ -157,7 +157,7 @@ fn cost(c: &Value) -> String {
 }
 
 /// `durafn list`.
-pub fn list(v: &Value) -> String {
+pub(crate) fn list(v: &Value) -> String {
     let rows = v["executions"]
         .as_array()
         .map(|a| {
@@ -181,7 +181,7 @@ pub fn list(v: &Value) -> String {
 }
 
 /// `durafn history`.
-pub fn history(v: &Value) -> String {
+pub(crate) fn history(v: &Value) -> String {
     let rows = v["operations"]
         .as_array()
         .map(|a| {
@@ -336,7 +336,7 @@ fn invocations(v: &Value) -> String {
 }
 
 /// `durafn schedules`: a table of schedules, one schedule, or a trigger's result.
-pub fn schedules(v: &Value) -> String {
+pub(crate) fn schedules(v: &Value) -> String {
     if let Some(id) = v.get("execution_id") {
         let verb = if v["new"].as_bool() == Some(false) {
             "found"

@@ -13,10 +13,13 @@ use anyhow::Context;
 use durafn_runtime::store::{OffloadingStore, Store, blob};
 
 /// The variable naming the blob store for handler processes.
-pub const BLOBS_VAR: &str = "DURAFN_BLOBS";
+pub(crate) const BLOBS_VAR: &str = "DURAFN_BLOBS";
 
 /// `store` offloading to the blob store at `url`, or `store` itself without one.
-pub fn offloading(store: &Arc<dyn Store>, url: Option<&str>) -> anyhow::Result<Arc<dyn Store>> {
+pub(crate) fn offloading(
+    store: &Arc<dyn Store>,
+    url: Option<&str>,
+) -> anyhow::Result<Arc<dyn Store>> {
     let Some(url) = url else {
         return Ok(store.clone());
     };
@@ -27,7 +30,7 @@ pub fn offloading(store: &Arc<dyn Store>, url: Option<&str>) -> anyhow::Result<A
 
 /// Gives a handler process the blob store (`DURAFN_BLOBS`), replacing any
 /// the template set; without one, removes it, so records and handlers agree.
-pub fn environment(env: &mut Vec<(String, String)>, url: Option<&str>) {
+pub(crate) fn environment(env: &mut Vec<(String, String)>, url: Option<&str>) {
     env.retain(|(k, _)| k != BLOBS_VAR);
     if let Some(url) = url {
         env.push((BLOBS_VAR.into(), url.to_string()));
@@ -36,7 +39,7 @@ pub fn environment(env: &mut Vec<(String, String)>, url: Option<&str>) {
 
 /// The blob store `durafn dev` uses by default: a folder under its state
 /// folder, as an absolute `file://` URL (handler processes run elsewhere).
-pub fn default_dev_url(state: &std::path::Path) -> anyhow::Result<String> {
+pub(crate) fn default_dev_url(state: &std::path::Path) -> anyhow::Result<String> {
     let dir = std::path::absolute(state.join("blobs"))
         .with_context(|| format!("resolving {}", state.display()))?;
     Ok(format!("file://{}", dir.display()))

@@ -14,6 +14,46 @@ use crate::lambda_api::Hosts;
 use crate::routes::Limits;
 use crate::template::Template;
 
+/// Why the queue or schedule service cannot start from a template. Each
+/// says which event of which function, and the template line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StartError {
+    /// An HttpApi route takes `POST /`, where the template's queues are served.
+    #[error(
+        "HttpApi event {event:?} of function {function:?} (line {line}): {method} / is where durafn serves the SQS protocol of the template's queues; choose another path"
+    )]
+    QueueRouteTaken {
+        /// The event's name.
+        event: String,
+        /// The function it belongs to.
+        function: String,
+        /// Its template line.
+        line: usize,
+        /// `POST` or `ANY`.
+        method: String,
+    },
+    /// A schedule event's expression, time zone or name is invalid.
+    #[error("schedule event `{event}` of function {function} (template line {line}): {reason}")]
+    BadSchedule {
+        /// The event's name.
+        event: String,
+        /// The function it belongs to.
+        function: String,
+        /// Its template line.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Two schedule events have one name.
+    #[error("two schedules are named {name:?} (template line {line}): give them different `Name`s")]
+    DuplicateSchedule {
+        /// The name both have.
+        name: String,
+        /// The second one's template line.
+        line: usize,
+    },
+}
+
 /// What the platform's parts share; the queue and schedule services start from it.
 #[derive(Clone)]
 pub struct Platform {

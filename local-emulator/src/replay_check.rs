@@ -17,7 +17,7 @@ use crate::client::ApiClient;
 
 /// What `durafn export` exports.
 #[derive(Debug, Clone, Default)]
-pub struct ExportSelection {
+pub(crate) struct ExportSelection {
     /// These executions.
     pub ids: Vec<String>,
     /// Or every execution of this function ...
@@ -91,7 +91,7 @@ async fn selected_ids(client: &ApiClient, sel: &ExportSelection) -> anyhow::Resu
 
 /// Writes the selected executions' journals to `out`, one JSON line each;
 /// returns how many.
-pub async fn export(
+pub(crate) async fn export(
     client: &ApiClient,
     sel: &ExportSelection,
     out: &mut dyn Write,
@@ -108,7 +108,7 @@ pub async fn export(
 }
 
 /// Runs `exe` in replay-check mode on `journals` and returns its report.
-pub async fn run_check(exe: &Path, journals: &Path) -> anyhow::Result<Value> {
+pub(crate) async fn run_check(exe: &Path, journals: &Path) -> anyhow::Result<Value> {
     if !journals.is_file() {
         bail!(
             "{} is not a file; write one with `durafn export ... > {}`",
@@ -143,7 +143,7 @@ pub async fn run_check(exe: &Path, journals: &Path) -> anyhow::Result<Value> {
 
 /// The report as a table: one row per execution, the diverging op of each
 /// that would block.
-pub fn render(report: &Value) -> String {
+pub(crate) fn render(report: &Value) -> String {
     let mut out = String::new();
     for e in report["executions"].as_array().into_iter().flatten() {
         let id = e["execution_id"].as_str().unwrap_or("?");

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// Where the generated project gets the Durafn SDK from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SdkSource {
+pub(crate) enum SdkSource {
     /// The released crate: `durafn = "0.1"`.
     Released,
     /// A local checkout: the folder of the `durafn` package (a checkout's
@@ -18,7 +18,7 @@ pub enum SdkSource {
 
 /// What to generate.
 #[derive(Debug, Clone)]
-pub struct NewProject {
+pub(crate) struct NewProject {
     /// The project's name: its function, package and binary name.
     pub name: String,
     /// The folder to create it in (must not exist, or be empty).
@@ -29,7 +29,7 @@ pub struct NewProject {
 
 /// Why a project could not be generated.
 #[derive(Debug, thiserror::Error)]
-pub enum ScaffoldError {
+pub(crate) enum ScaffoldError {
     /// The name cannot name a Cargo package and a function.
     #[error(
         "{name:?} is not a valid project name: {reason}; use letters, digits, `-` and `_`, starting with a letter (such as `my-workflow`)"
@@ -148,7 +148,7 @@ const RESERVED: &[&str] = &[
 
 /// Checks that `name` can name the project's Cargo package, its library
 /// crate (`-` becomes `_`), its binary and its Lambda function.
-pub fn validate_name(name: &str) -> Result<(), ScaffoldError> {
+pub(crate) fn validate_name(name: &str) -> Result<(), ScaffoldError> {
     let invalid = |reason: String| ScaffoldError::InvalidName {
         name: name.to_string(),
         reason,
@@ -182,7 +182,7 @@ pub fn validate_name(name: &str) -> Result<(), ScaffoldError> {
 
 /// Resolves `--sdk-path`: the folder of the `durafn` package, or a Durafn
 /// checkout (whose `sdk/` is then used). Returns it absolute.
-pub fn resolve_sdk_path(path: &Path) -> Result<PathBuf, ScaffoldError> {
+pub(crate) fn resolve_sdk_path(path: &Path) -> Result<PathBuf, ScaffoldError> {
     let err = |reason: String| ScaffoldError::SdkPath {
         path: path.to_path_buf(),
         reason,
@@ -212,7 +212,7 @@ fn is_sdk_package(dir: &Path) -> bool {
 }
 
 /// The project's files: (path relative to its folder, contents).
-pub fn render(name: &str, sdk: &SdkSource) -> Vec<(PathBuf, String)> {
+pub(crate) fn render(name: &str, sdk: &SdkSource) -> Vec<(PathBuf, String)> {
     let crate_name = name.replace('-', "_");
     let resource: String = name
         .split(['-', '_'])
@@ -280,7 +280,7 @@ fn toml_string(s: &str) -> String {
 }
 
 /// Generates the project; returns the files written.
-pub fn create(project: &NewProject) -> Result<Vec<PathBuf>, ScaffoldError> {
+pub(crate) fn create(project: &NewProject) -> Result<Vec<PathBuf>, ScaffoldError> {
     validate_name(&project.name)?;
     let dir = &project.dir;
     let io = |path: &Path| {

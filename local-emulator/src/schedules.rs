@@ -18,7 +18,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use axum::extract::{Path, State};
 use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter, on};
@@ -29,7 +28,7 @@ use serde_json::{Value, json};
 
 use crate::api::render::iso;
 use crate::api::{ApiError, ApiState};
-use crate::platform::Platform;
+use crate::platform::{Platform, StartError};
 use crate::routes::{Access, DEFAULT_TIMEOUT, RouteSpec, SMALL_BODY};
 use crate::template::{EventKind, Template};
 
@@ -37,7 +36,7 @@ use crate::template::{EventKind, Template};
 const POLL: Duration = Duration::from_millis(500);
 
 /// The schedules of a template, checked (expression and time zone).
-pub fn definitions(template: &Template) -> anyhow::Result<Vec<ScheduleDef>> {
+pub fn definitions(template: &Template) -> Result<Vec<ScheduleDef>, StartError> {
     let mut defs: Vec<ScheduleDef> = Vec::new();
     for f in &template.functions {
         for ev in &f.events {
@@ -55,23 +54,21 @@ pub fn definitions(template: &Template) -> anyhow::Result<Vec<ScheduleDef>> {
                 .clone()
                 .unwrap_or_else(|| format!("{}-{}", f.name, ev.name));
             let expression = expression.to_string();
-            ScheduleSpec::parse(&expression, timezone.as_deref()).with_context(|| {
-                format!(
-                    "schedule event `{}` of function {} (template line {})",
-                    ev.name, f.name, ev.line
-                )
-            })?;
-            durafn_runtime::trigger::schedule::validate_name(&name).with_context(|| {
-                format!(
-                    "schedule event `{}` of function {} (template line {}): set a valid `Name`",
-                    ev.name, f.name, ev.line
-                )
-            })?;
+            let bad = |reason: String| StartError::BadSchedule {
+                event: ev.name.clone(),
+                function: f.name.clone(),
+                line: ev.line,
+                reason,
+            };
+            ScheduleSpec::parse(&expression, timezone.as_deref())
+                .map_err(|e| bad(e.to_string()))?;
+            durafn_runtime::trigger::schedule::validate_name(&name)
+                .map_err(|e| bad(format!("set a valid `Name`: {e}")))?;
             if defs.iter().any(|d| d.name == name) {
-                anyhow::bail!(
-                    "two schedules are named {name:?} (template line {}): give them different `Name`s",
-                    ev.line
-                );
+                return Err(StartError::DuplicateSchedule {
+                    name,
+                    line: ev.line,
+                });
             }
             let mut def = ScheduleDef::new(name, f.name.clone(), expression, timezone.clone());
             def.enabled = *enabled;
@@ -103,7 +100,7 @@ struct SchedState {
 }
 
 /// Starts the scheduler; returns its routes (`/v1/schedules`).
-pub fn start(platform: &Platform) -> anyhow::Result<Router> {
+pub fn start(platform: &Platform) -> Result<Router, StartError> {
     let defs = definitions(&platform.template)?;
     let scheduler = Arc::new(Scheduler::new(
         platform.store.clone(),
@@ -139,7 +136,7 @@ pub fn start(platform: &Platform) -> anyhow::Result<Router> {
             } else {
                 Ok(Default::default())
             };
-            match crate::metrics::observe_tick(tick) {
+            match crate::metrics::observe_tick(tick, clock.now()) {
                 Ok(report) if report.fired.iter().any(|f| f.new) => {
                     for f in report.fired.iter().filter(|f| f.new) {
                         tracing::info!(schedule = %f.schedule, execution_id = %f.execution_id, fire_at = f.fire_at.0, "schedule fired");

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use durafn_runtime::clock::{Clock, SystemClock};
+use durafn_runtime::clock::Clock;
 use durafn_runtime::dispatch::{
     ConcurrencyLimit, Dispatcher, DispatcherConfig, FlowControl, KeyLimit, ShardLeaseConfig,
     ShardLeaser,
@@ -147,9 +147,12 @@ pub async fn prepare(
     Ok((template, executables))
 }
 
-/// Runs the platform on `listener` until `shutdown` completes.
+/// Runs the platform on `listener` until `shutdown` completes. Everything
+/// that keeps time — the dispatcher, schedules, queues' visibility, purges —
+/// reads `clock` (the command passes [`durafn_runtime::clock::SystemClock`]).
 pub async fn serve(
     config: ServerConfig,
+    clock: Arc<dyn Clock>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -217,7 +220,6 @@ pub async fn serve(
         hosts.insert(f.name.clone(), FunctionHost::new(spec, authority.clone()));
     }
     let hosts: Hosts = Arc::new(hosts);
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
 
     let local_dispatch = config.aws.is_none();
     let leaser = shard_leaser(
@@ -261,7 +263,7 @@ pub async fn serve(
 
     let state = ApiState {
         store: payloads.clone(),
-        clock,
+        clock: clock.clone(),
         functions: Arc::new(
             template
                 .functions
@@ -333,6 +335,7 @@ pub async fn serve(
     let reaper = {
         let hosts = hosts.clone();
         let store = payloads.clone();
+        let clock = clock.clone();
         tokio::spawn(async move {
             // Check often enough that a short idle timeout is honoured closely.
             let every = (config_idle / 4).clamp(Duration::from_millis(250), Duration::from_secs(5));
@@ -347,7 +350,7 @@ pub async fn serve(
                 }
                 if last_purge.elapsed() >= purge_every {
                     last_purge = std::time::Instant::now();
-                    match store.purge_expired(SystemClock.now()).await {
+                    match store.purge_expired(clock.now()).await {
                         Ok(0) => {}
                         Ok(n) => tracing::debug!(purged = n, "purged expired executions"),
                         Err(e) => tracing::warn!(error = %e, "could not purge expired executions"),

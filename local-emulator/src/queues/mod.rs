@@ -23,12 +23,12 @@ use std::sync::Arc;
 
 use axum::Router;
 
-use crate::platform::Platform;
+use crate::platform::{Platform, StartError};
 use crate::template::EventKind;
 
 /// Starts the template's queues and their pollers; returns their routes (the
 /// SQS JSON protocol).
-pub fn start(platform: &Platform) -> anyhow::Result<Router> {
+pub fn start(platform: &Platform) -> Result<Router, StartError> {
     let configs = queue::configs_of(&platform.template);
     if configs.is_empty() {
         return Ok(Router::new());
@@ -37,12 +37,12 @@ pub fn start(platform: &Platform) -> anyhow::Result<Router> {
         for e in &f.events {
             if let EventKind::HttpApi { method, path } = &e.kind {
                 if path == "/" && (method == "POST" || method == "ANY") {
-                    anyhow::bail!(
-                        "HttpApi event {:?} of function {:?} (line {}): {method} / is where durafn serves the SQS protocol of the template's queues; choose another path",
-                        e.name,
-                        f.name,
-                        e.line
-                    );
+                    return Err(StartError::QueueRouteTaken {
+                        event: e.name.clone(),
+                        function: f.name.clone(),
+                        line: e.line,
+                        method: method.clone(),
+                    });
                 }
             }
         }
