@@ -11,13 +11,18 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_lambda_events::apigw::{
+    ApiGatewayV2httpRequest, ApiGatewayV2httpRequestContext,
+    ApiGatewayV2httpRequestContextHttpDescription,
+};
+use aws_lambda_events::query_map::QueryMap;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{RawPathParams, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::api::{ApiError, ApiState, render};
 use crate::lambda_api::FunctionHost;
@@ -166,15 +171,29 @@ async fn handle(
         .into_response();
     };
     let wait = prefer_wait(&parts.headers);
-    let event = event_json(
+    let event = event(
         &route_key,
         &parts.method,
         &parts.uri,
         &parts.headers,
-        &params,
+        // axum has percent-decoded the path parameters already.
+        params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         body,
     );
-    let payload = Bytes::from(event.to_string());
+    let payload = match serde_json::to_vec(&event) {
+        Ok(p) => Bytes::from(p),
+        Err(e) => {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                format!("the request cannot be passed on as an HTTP API event: {e}"),
+            )
+            .into_response();
+        }
+    };
     let answer = match host.invoke(payload).await {
         Ok(a) => a,
         Err(e) => {
@@ -236,89 +255,95 @@ async fn settled_result(api: &ApiState, id: &str, wait: Duration) -> Option<Resp
     Some((code, axum::Json(body)).into_response())
 }
 
-fn event_json(
+/// The HTTP API (payload format 2.0) event API Gateway would send for this
+/// request.
+///
+/// Serialized, the crate's type differs from what API Gateway sends in a few
+/// keys the handler side ignores: it writes its v1-compatibility fields
+/// (`type`, `methodArn`, `identitySource`, `authorizationToken`,
+/// `resource`) as `null`, a top-level `httpMethod` (`GET`, its default) and
+/// `stageVariables` as `{}` where API Gateway leaves them out.
+fn event(
     route_key: &str,
     method: &Method,
     uri: &axum::http::Uri,
     headers: &HeaderMap,
-    params: &RawPathParams,
+    path_parameters: HashMap<String, String>,
     body: String,
-) -> Value {
-    let mut hdrs = serde_json::Map::new();
-    for (name, value) in headers {
-        let v = String::from_utf8_lossy(value.as_bytes()).to_string();
-        match hdrs.get_mut(name.as_str()) {
-            Some(Value::String(prev)) => {
-                prev.push(',');
-                prev.push_str(&v);
-            }
-            _ => {
-                hdrs.insert(name.as_str().to_string(), Value::String(v));
-            }
-        }
-    }
+) -> ApiGatewayV2httpRequest {
     let query = uri.query().unwrap_or("");
-    let qs = query_parameters(query);
-    // axum has percent-decoded the path parameters already.
-    let path_params: serde_json::Map<String, Value> = params
-        .iter()
-        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
-        .collect();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0);
+    let now = i64::try_from(now).unwrap_or(0);
     let ua = headers
         .get("user-agent")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    json!({
-        "version": "2.0",
-        "routeKey": route_key,
-        "rawPath": uri.path(),
-        "rawQueryString": query,
-        "headers": hdrs,
-        "queryStringParameters": if qs.is_empty() { Value::Null } else { Value::Object(qs) },
-        "pathParameters": if path_params.is_empty() { Value::Null } else { Value::Object(path_params) },
-        "requestContext": {
-            "accountId": "000000000000",
-            "apiId": "durafn-local",
-            "domainName": "127.0.0.1",
-            "domainPrefix": "127",
-            "requestId": uuid::Uuid::new_v4().to_string(),
-            "routeKey": route_key,
-            "stage": "$default",
-            "time": render::iso(durafn_runtime::model::Timestamp(i64::try_from(now).unwrap_or(0))),
-            "timeEpoch": now,
-            "http": {
-                "method": method.as_str(),
-                "path": uri.path(),
-                "protocol": "HTTP/1.1",
-                "sourceIp": "127.0.0.1",
-                "userAgent": ua,
-            },
-        },
-        "body": body,
-        "isBase64Encoded": false,
-    })
+
+    let mut http = ApiGatewayV2httpRequestContextHttpDescription::default();
+    http.method = method.clone();
+    http.path = Some(uri.path().to_string());
+    http.protocol = Some("HTTP/1.1".into());
+    http.source_ip = Some("127.0.0.1".into());
+    http.user_agent = Some(ua.to_string());
+
+    let mut context = ApiGatewayV2httpRequestContext::default();
+    context.account_id = Some("000000000000".into());
+    context.apiid = Some("durafn-local".into());
+    context.domain_name = Some("127.0.0.1".into());
+    context.domain_prefix = Some("127".into());
+    context.request_id = Some(uuid::Uuid::new_v4().to_string());
+    context.route_key = Some(route_key.to_string());
+    context.stage = Some("$default".into());
+    context.time = Some(render::iso(durafn_runtime::model::Timestamp(now)));
+    context.time_epoch = now;
+    context.http = http;
+
+    let mut event = ApiGatewayV2httpRequest::default();
+    event.version = Some("2.0".into());
+    event.route_key = Some(route_key.to_string());
+    event.raw_path = Some(uri.path().to_string());
+    event.raw_query_string = Some(query.to_string());
+    event.headers = joined_headers(headers);
+    event.query_string_parameters = query_parameters(query);
+    event.path_parameters = path_parameters;
+    event.request_context = context;
+    event.body = Some(body);
+    event.is_base64_encoded = false;
+    event
+}
+
+/// The headers as API Gateway v2 passes them: one value per name, a repeated
+/// name's values joined with commas. (The crate serializes only a name's
+/// first value, and refuses a value that is not UTF-8: both are settled
+/// here.)
+fn joined_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(headers.keys_len());
+    for name in headers.keys() {
+        let values: Vec<String> = headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        // Bytes from a valid value, commas and U+FFFD are all valid again.
+        if let Ok(v) = HeaderValue::from_str(&values.join(",")) {
+            out.insert(name.clone(), v);
+        }
+    }
+    out
 }
 
 /// `queryStringParameters` as API Gateway v2 fills it: percent-decoded
-/// (`+` is a space), a repeated name's values joined with commas.
-fn query_parameters(query: &str) -> serde_json::Map<String, Value> {
-    let mut qs = serde_json::Map::new();
+/// (`+` is a space), a repeated name's values joined with commas (the
+/// crate's serializer joins a name's values).
+fn query_parameters(query: &str) -> QueryMap {
+    let mut qs: HashMap<String, Vec<String>> = HashMap::new();
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-        match qs.get_mut(k.as_ref()) {
-            Some(Value::String(prev)) => {
-                prev.push(',');
-                prev.push_str(&v);
-            }
-            _ => {
-                qs.insert(k.into_owned(), Value::String(v.into_owned()));
-            }
-        }
+        qs.entry(k.into_owned()).or_default().push(v.into_owned());
     }
-    qs
+    QueryMap::from(qs)
 }
 
 /// An API Gateway v2 response object → an HTTP response.
@@ -356,12 +381,97 @@ mod tests {
     #[test]
     fn query_parameters_are_percent_decoded_and_repeats_joined() {
         let q = query_parameters("name=J%C3%BCrgen+M&tag=a&tag=b%2Cc&empty=&flag&%41=1");
-        assert_eq!(q["name"], "Jürgen M");
-        assert_eq!(q["tag"], "a,b,c");
-        assert_eq!(q["empty"], "");
-        assert_eq!(q["flag"], "");
-        assert_eq!(q["A"], "1");
+        assert_eq!(q.first("name"), Some("Jürgen M"));
+        assert_eq!(q.all("tag"), Some(vec!["a", "b,c"]));
+        assert_eq!(q.first("empty"), Some(""));
+        assert_eq!(q.first("flag"), Some(""));
+        assert_eq!(q.first("A"), Some("1"));
         assert!(query_parameters("").is_empty());
+        // Serialized as API Gateway sends it: the values joined with commas.
+        let mut e = ApiGatewayV2httpRequest::default();
+        e.query_string_parameters = q;
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["queryStringParameters"]["tag"], "a,b,c");
+        assert_eq!(v["queryStringParameters"]["name"], "Jürgen M");
+    }
+
+    #[test]
+    fn the_event_has_api_gateway_v2_keys_and_parses_back() {
+        let uri: axum::http::Uri = "/orders/42?tag=a&tag=b&q=x%20y".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.append("accept", HeaderValue::from_static("text/plain"));
+        headers.append("accept", HeaderValue::from_static("application/json"));
+        headers.append("user-agent", HeaderValue::from_static("curl/8"));
+        headers.append("x-bytes", HeaderValue::from_bytes(b"caf\xe9").unwrap());
+        let path = HashMap::from([("id".to_string(), "42".to_string())]);
+        let e = event(
+            "GET /orders/{id}",
+            &Method::GET,
+            &uri,
+            &headers,
+            path,
+            "{}".into(),
+        );
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["version"], "2.0");
+        assert_eq!(json["routeKey"], "GET /orders/{id}");
+        assert_eq!(json["rawPath"], "/orders/42");
+        assert_eq!(json["rawQueryString"], "tag=a&tag=b&q=x%20y");
+        assert_eq!(json["headers"]["accept"], "text/plain,application/json");
+        assert_eq!(json["headers"]["x-bytes"], "caf\u{fffd}");
+        assert_eq!(json["queryStringParameters"]["tag"], "a,b");
+        assert_eq!(json["queryStringParameters"]["q"], "x y");
+        assert_eq!(json["pathParameters"], serde_json::json!({"id": "42"}));
+        assert_eq!(json["body"], "{}");
+        assert_eq!(json["isBase64Encoded"], false);
+        let c = &json["requestContext"];
+        assert_eq!(c["accountId"], "000000000000");
+        assert_eq!(c["apiId"], "durafn-local");
+        assert_eq!(c["domainName"], "127.0.0.1");
+        assert_eq!(c["domainPrefix"], "127");
+        assert_eq!(c["routeKey"], "GET /orders/{id}");
+        assert_eq!(c["stage"], "$default");
+        assert!(c["requestId"].as_str().is_some_and(|id| id.len() == 36));
+        assert!(c["time"].is_string());
+        assert!(c["timeEpoch"].as_i64().is_some_and(|t| t > 0));
+        assert_eq!(c["http"]["method"], "GET");
+        assert_eq!(c["http"]["path"], "/orders/42");
+        assert_eq!(c["http"]["protocol"], "HTTP/1.1");
+        assert_eq!(c["http"]["sourceIp"], "127.0.0.1");
+        assert_eq!(c["http"]["userAgent"], "curl/8");
+        // With no query and no path parameters, both keys are left out (as
+        // API Gateway does).
+        let bare = event(
+            "POST /x",
+            &Method::POST,
+            &"/x".parse().unwrap(),
+            &HeaderMap::new(),
+            HashMap::new(),
+            String::new(),
+        );
+        let bare = serde_json::to_value(&bare).unwrap();
+        assert!(bare.get("queryStringParameters").is_none(), "{bare}");
+        assert!(bare.get("pathParameters").is_none(), "{bare}");
+        assert_eq!(bare["requestContext"]["http"]["method"], "POST");
+
+        // The handler side reads it with the same crate.
+        let back: ApiGatewayV2httpRequest = serde_json::from_value(json).unwrap();
+        assert_eq!(back.raw_path.as_deref(), Some("/orders/42"));
+        assert_eq!(back.route_key.as_deref(), Some("GET /orders/{id}"));
+        assert_eq!(back.request_context.http.method, Method::GET);
+        assert_eq!(
+            back.headers.get("accept").unwrap(),
+            "text/plain,application/json"
+        );
+        // The crate splits a joined value back on its commas.
+        assert_eq!(
+            back.query_string_parameters.all("tag"),
+            Some(vec!["a", "b"])
+        );
+        assert_eq!(back.query_string_parameters.first("q"), Some("x y"));
+        assert_eq!(back.path_parameters["id"], "42");
+        assert_eq!(back.body.as_deref(), Some("{}"));
+        assert_eq!(back.request_context.stage.as_deref(), Some("$default"));
     }
 
     #[test]

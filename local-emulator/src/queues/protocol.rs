@@ -18,14 +18,24 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
 use durafn_runtime::clock::Clock;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
+use self::shapes::{
+    BatchResult, DeleteMessageBatchResultEntry, Empty, ErrorBody, GetQueueAttributesResult,
+    ListQueuesResult, Message, QueueUrlResult, ReceiveMessageResult, SendMessageBatchResultEntry,
+    SendMessageResult, read,
+};
 use super::queue::{
     ACCOUNT, Attribute, MAX_MESSAGE_BYTES, MAX_RECEIVE, MAX_VISIBILITY_SECS, Outgoing, QueueError,
-    Queues, Received, queue_arn,
+    Queues, Received, Sent, queue_arn,
 };
 use crate::auth::Guard;
 use crate::routes::{Access, Limits, RouteSpec};
+
+#[path = "shapes.rs"]
+mod shapes;
 
 #[cfg(test)]
 #[path = "fuzz_tests.rs"]
@@ -123,6 +133,16 @@ impl SqsError {
         )
     }
 
+    /// This error as a batch's failed entry `id`.
+    fn for_entry(self, id: String) -> shapes::BatchResultErrorEntry {
+        shapes::BatchResultErrorEntry {
+            id,
+            sender_fault: true,
+            code: self.code,
+            message: self.message,
+        }
+    }
+
     fn unsupported(message: impl Into<String>) -> SqsError {
         SqsError::new(
             "UnsupportedOperation",
@@ -160,11 +180,12 @@ impl From<QueueError> for SqsError {
 
 impl IntoResponse for SqsError {
     fn into_response(self) -> Response {
-        let body = json!({
-            "__type": format!("com.amazonaws.sqs#{}", self.shape),
-            "message": self.message,
-        });
-        let mut resp = (self.status, body.to_string()).into_response();
+        let body = ErrorBody {
+            kind: format!("com.amazonaws.sqs#{}", self.shape),
+            message: self.message,
+        };
+        let body = serde_json::to_string(&body).unwrap_or_else(|_| "{}".into());
+        let mut resp = (self.status, body).into_response();
         let headers = resp.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
         if let Ok(v) = HeaderValue::from_str(&format!("{};Sender", self.code)) {
@@ -191,6 +212,16 @@ async fn handle(State(state): State<SqsState>, headers: HeaderMap, body: Bytes) 
     }
 }
 
+/// An answer shape as JSON.
+fn answer(shape: impl Serialize) -> Result<Value, SqsError> {
+    serde_json::to_value(shape).map_err(|e| SqsError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        shape: "InternalError",
+        code: "InternalError",
+        message: format!("the answer could not be written: {e}"),
+    })
+}
+
 async fn dispatch(state: &SqsState, headers: &HeaderMap, body: &[u8]) -> Result<Value, SqsError> {
     let target = headers
         .get("x-amz-target")
@@ -201,48 +232,33 @@ async fn dispatch(state: &SqsState, headers: &HeaderMap, body: &[u8]) -> Result<
             "expected an `X-Amz-Target: AmazonSQS.<Action>` header (the SQS JSON protocol, Content-Type {CONTENT_TYPE}), got {target:?}; the query (form) protocol is not supported"
         )));
     };
-    let input: Map<String, Value> = if body.iter().all(u8::is_ascii_whitespace) {
-        Map::new()
-    } else {
-        serde_json::from_slice(body).map_err(|e| {
-            SqsError::new(
-                "SerializationException",
-                "SerializationException",
-                format!("the request body is not a JSON object: {e}"),
-            )
-        })?
-    };
+    let input = shapes::body_object(body)?;
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("127.0.0.1");
-    let req = Req {
-        state,
-        input: &input,
-        host,
-    };
+    let req = Req { state, host };
     match action {
-        "SendMessage" => req.send_message().await,
-        "SendMessageBatch" => req.send_message_batch().await,
-        "ReceiveMessage" => req.receive_message().await,
-        "DeleteMessage" => req.delete_message().await,
-        "DeleteMessageBatch" => req.delete_message_batch().await,
-        "ChangeMessageVisibility" => req.change_message_visibility().await,
-        "GetQueueUrl" => req.get_queue_url(),
-        "ListQueues" => Ok(req.list_queues()),
-        "GetQueueAttributes" => req.get_queue_attributes().await,
-        "PurgeQueue" => req.purge_queue().await,
-        "CreateQueue" => req.create_queue(),
+        "SendMessage" => answer(req.send_message(read(input)?).await?),
+        "SendMessageBatch" => answer(req.send_message_batch(read(input)?).await?),
+        "ReceiveMessage" => answer(req.receive_message(read(input)?).await?),
+        "DeleteMessage" => answer(req.delete_message(read(input)?).await?),
+        "DeleteMessageBatch" => answer(req.delete_message_batch(read(input)?).await?),
+        "ChangeMessageVisibility" => answer(req.change_message_visibility(read(input)?).await?),
+        "GetQueueUrl" => answer(req.get_queue_url(read(input)?)?),
+        "ListQueues" => answer(req.list_queues(read(input)?)),
+        "GetQueueAttributes" => answer(req.get_queue_attributes(read(input)?).await?),
+        "PurgeQueue" => answer(req.purge_queue(read(input)?).await?),
+        "CreateQueue" => answer(req.create_queue(read(input)?)?),
         other => Err(SqsError::unsupported(format!(
             "{other} is not supported by durafn's local queues (they come from template.yaml); supported: SendMessage, SendMessageBatch, ReceiveMessage, DeleteMessage, DeleteMessageBatch, ChangeMessageVisibility, GetQueueUrl, ListQueues, GetQueueAttributes, PurgeQueue, CreateQueue (of a template queue)"
         ))),
     }
 }
 
-/// One request's input and context.
+/// One request's context.
 struct Req<'a> {
     state: &'a SqsState,
-    input: &'a Map<String, Value>,
     host: &'a str,
 }
 
@@ -255,23 +271,8 @@ impl Req<'_> {
         format!("http://{}/{ACCOUNT}/{queue}", self.host)
     }
 
-    fn string(&self, key: &str) -> Result<Option<&str>, SqsError> {
-        match self.input.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(other) => Err(SqsError::invalid(format!(
-                "{key} must be a string, got {other}"
-            ))),
-        }
-    }
-
-    fn required(&self, key: &str) -> Result<&str, SqsError> {
-        self.string(key)?.ok_or_else(|| SqsError::missing(key))
-    }
-
-    /// The queue `QueueUrl` names (its last path segment), which must exist.
-    fn queue(&self) -> Result<String, SqsError> {
-        let url = self.required("QueueUrl")?;
+    /// The queue a `QueueUrl` names (its last path segment), which must exist.
+    fn queue(&self, url: &str) -> Result<String, SqsError> {
         let name = url.trim_end_matches('/').rsplit('/').next().unwrap_or("");
         if self.state.queues.contains(name) {
             Ok(name.to_string())
@@ -280,28 +281,32 @@ impl Req<'_> {
         }
     }
 
-    async fn send_message(&self) -> Result<Value, SqsError> {
-        let queue = self.queue()?;
-        let message = outgoing(self.input)?;
-        let sent = self.state.queues.send(&queue, message, self.now()).await?;
-        let mut out = json!({
-            "MessageId": sent.message_id,
-            "MD5OfMessageBody": sent.md5_of_body,
-        });
-        if let Some(md5) = sent.md5_of_attributes {
-            out["MD5OfMessageAttributes"] = json!(md5);
-        }
-        Ok(out)
+    async fn send_message(
+        &self,
+        input: shapes::SendMessage,
+    ) -> Result<SendMessageResult, SqsError> {
+        let (url, entry) = input.into_parts();
+        let queue = self.queue(&url)?;
+        let sent = self
+            .state
+            .queues
+            .send(&queue, outgoing(entry)?, self.now())
+            .await?;
+        Ok(sent_result(sent))
     }
 
-    async fn send_message_batch(&self) -> Result<Value, SqsError> {
-        let queue = self.queue()?;
-        let entries = batch_entries(self.input)?;
-        let total: usize = entries
+    async fn send_message_batch(
+        &self,
+        input: shapes::Batch,
+    ) -> Result<BatchResult<SendMessageBatchResultEntry>, SqsError> {
+        let queue = self.queue(&input.queue_url)?;
+        let total: usize = input
+            .entries
             .iter()
             .filter_map(|e| e.get("MessageBody").and_then(Value::as_str))
             .map(str::len)
             .sum();
+        let entries = batch::<shapes::SendMessageEntry>(input.entries)?;
         if total > MAX_MESSAGE_BYTES {
             return Err(SqsError::new(
                 "BatchRequestTooLong",
@@ -312,14 +317,12 @@ impl Req<'_> {
             ));
         }
         let now_ms = self.now();
-        let mut successful = Vec::new();
-        let mut failed = Vec::new();
-        for (id, entry) in entries.iter().map(|e| (entry_id(e), e)) {
-            let result = match entry
-                .as_object()
-                .ok_or_else(|| SqsError::invalid("each entry must be an object"))
-                .and_then(outgoing)
-            {
+        let mut result = BatchResult {
+            successful: Vec::new(),
+            failed: Vec::new(),
+        };
+        for BatchEntry { id, read } in entries {
+            let sent = match read.and_then(outgoing) {
                 Ok(m) => self
                     .state
                     .queues
@@ -328,50 +331,48 @@ impl Req<'_> {
                     .map_err(SqsError::from),
                 Err(e) => Err(e),
             };
-            match result {
-                Ok(sent) => {
-                    let mut s = json!({
-                        "Id": id,
-                        "MessageId": sent.message_id,
-                        "MD5OfMessageBody": sent.md5_of_body,
-                    });
-                    if let Some(md5) = sent.md5_of_attributes {
-                        s["MD5OfMessageAttributes"] = json!(md5);
-                    }
-                    successful.push(s);
-                }
-                Err(e) => failed.push(json!({
-                    "Id": id,
-                    "SenderFault": true,
-                    "Code": e.code,
-                    "Message": e.message,
-                })),
+            match sent {
+                Ok(sent) => result.successful.push(SendMessageBatchResultEntry {
+                    id,
+                    sent: sent_result(sent),
+                }),
+                Err(e) => result.failed.push(e.for_entry(id)),
             }
         }
-        Ok(json!({ "Successful": successful, "Failed": failed }))
+        Ok(result)
     }
 
-    async fn receive_message(&self) -> Result<Value, SqsError> {
-        let queue = self.queue()?;
-        let max = match self.input.get("MaxNumberOfMessages") {
-            None | Some(Value::Null) => 1,
-            Some(v) => v
-                .as_u64()
-                .filter(|n| (1..=MAX_RECEIVE as u64).contains(n))
-                .and_then(|n| usize::try_from(n).ok())
+    async fn receive_message(
+        &self,
+        input: shapes::ReceiveMessage,
+    ) -> Result<ReceiveMessageResult, SqsError> {
+        let queue = self.queue(&input.queue_url)?;
+        let max = match input.max_number_of_messages {
+            None => 1,
+            Some(n) => usize::try_from(n)
+                .ok()
+                .filter(|n| (1..=MAX_RECEIVE).contains(n))
                 .ok_or_else(|| {
                     SqsError::invalid(format!(
-                        "Value {v} for parameter MaxNumberOfMessages is invalid. Reason: Must be between 1 and {MAX_RECEIVE}, if provided."
+                        "Value {n} for parameter MaxNumberOfMessages is invalid. Reason: Must be between 1 and {MAX_RECEIVE}, if provided."
                     ))
                 })?,
         };
-        let visibility = seconds(self.input, "VisibilityTimeout", MAX_VISIBILITY_SECS)?;
-        let wait = seconds(self.input, "WaitTimeSeconds", MAX_WAIT_SECS)?.unwrap_or_default();
-        let system = names(self.input, "MessageSystemAttributeNames")?
+        let visibility = input
+            .visibility_timeout
+            .map(|n| seconds(n, "VisibilityTimeout", MAX_VISIBILITY_SECS))
+            .transpose()?;
+        let wait = input
+            .wait_time_seconds
+            .map(|n| seconds(n, "WaitTimeSeconds", MAX_WAIT_SECS))
+            .transpose()?
+            .unwrap_or_default();
+        let system: Vec<String> = input
+            .message_system_attribute_names
             .into_iter()
-            .chain(names(self.input, "AttributeNames")?)
-            .collect::<Vec<_>>();
-        let wanted_attrs = names(self.input, "MessageAttributeNames")?;
+            .chain(input.attribute_names)
+            .collect();
+        let wanted_attrs = input.message_attribute_names;
         let queues = &self.state.queues;
         let deadline = Instant::now() + wait;
         let received = loop {
@@ -391,89 +392,98 @@ impl Req<'_> {
             }
             let _ = tokio::time::timeout(nap, changed).await;
         };
-        let messages: Vec<Value> = received
+        let messages = received
             .iter()
             .map(|r| api_message(r, &system, &wanted_attrs))
             .collect();
-        Ok(json!({ "Messages": messages }))
+        Ok(ReceiveMessageResult { messages })
     }
 
-    async fn delete_message(&self) -> Result<Value, SqsError> {
-        let queue = self.queue()?;
-        let handle = self.required("ReceiptHandle")?;
-        self.state.queues.delete(&queue, handle).await?;
-        Ok(json!({}))
-    }
-
-    async fn delete_message_batch(&self) -> Result<Value, SqsError> {
-        let queue = self.queue()?;
-        let entries = batch_entries(self.input)?;
-        let mut successful = Vec::new();
-        let mut failed = Vec::new();
-        for entry in entries {
-            let id = entry_id(entry);
-            let result = match entry.get("ReceiptHandle").and_then(Value::as_str) {
-                Some(handle) => self
-                    .state
-                    .queues
-                    .delete(&queue, handle)
-                    .await
-                    .map_err(SqsError::from),
-                None => Err(SqsError::missing("ReceiptHandle")),
-            };
-            match result {
-                Ok(_) => successful.push(json!({ "Id": id })),
-                Err(e) => failed.push(json!({
-                    "Id": id, "SenderFault": true, "Code": e.code, "Message": e.message,
-                })),
-            }
-        }
-        Ok(json!({ "Successful": successful, "Failed": failed }))
-    }
-
-    async fn change_message_visibility(&self) -> Result<Value, SqsError> {
-        let queue = self.queue()?;
-        let handle = self.required("ReceiptHandle")?;
-        let timeout = seconds(self.input, "VisibilityTimeout", MAX_VISIBILITY_SECS)?
-            .ok_or_else(|| SqsError::missing("VisibilityTimeout"))?;
+    async fn delete_message(&self, input: shapes::DeleteMessage) -> Result<Empty, SqsError> {
+        let queue = self.queue(&input.queue_url)?;
         self.state
             .queues
-            .change_visibility(&queue, handle, timeout, self.now())
+            .delete(&queue, &input.receipt_handle)
             .await?;
-        Ok(json!({}))
+        Ok(Empty {})
     }
 
-    fn get_queue_url(&self) -> Result<Value, SqsError> {
-        let name = self.required("QueueName")?;
-        if !self.state.queues.contains(name) {
-            return Err(QueueError::NoSuchQueue(name.to_string()).into());
+    async fn delete_message_batch(
+        &self,
+        input: shapes::Batch,
+    ) -> Result<BatchResult<DeleteMessageBatchResultEntry>, SqsError> {
+        let queue = self.queue(&input.queue_url)?;
+        let entries = batch::<shapes::DeleteMessageEntry>(input.entries)?;
+        let mut result = BatchResult {
+            successful: Vec::new(),
+            failed: Vec::new(),
+        };
+        for BatchEntry { id, read } in entries {
+            let deleted = match read {
+                Ok(e) => self
+                    .state
+                    .queues
+                    .delete(&queue, &e.receipt_handle)
+                    .await
+                    .map_err(SqsError::from),
+                Err(e) => Err(e),
+            };
+            match deleted {
+                Ok(_) => result.successful.push(DeleteMessageBatchResultEntry { id }),
+                Err(e) => result.failed.push(e.for_entry(id)),
+            }
         }
-        Ok(json!({ "QueueUrl": self.url(name) }))
+        Ok(result)
     }
 
-    fn list_queues(&self) -> Value {
-        let prefix = self
-            .input
-            .get("QueueNamePrefix")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let urls: Vec<String> = self
+    async fn change_message_visibility(
+        &self,
+        input: shapes::ChangeMessageVisibility,
+    ) -> Result<Empty, SqsError> {
+        let queue = self.queue(&input.queue_url)?;
+        let timeout = seconds(
+            input.visibility_timeout,
+            "VisibilityTimeout",
+            MAX_VISIBILITY_SECS,
+        )?;
+        self.state
+            .queues
+            .change_visibility(&queue, &input.receipt_handle, timeout, self.now())
+            .await?;
+        Ok(Empty {})
+    }
+
+    fn get_queue_url(&self, input: shapes::QueueName) -> Result<QueueUrlResult, SqsError> {
+        let name = input.queue_name;
+        if !self.state.queues.contains(&name) {
+            return Err(QueueError::NoSuchQueue(name).into());
+        }
+        Ok(QueueUrlResult {
+            queue_url: self.url(&name),
+        })
+    }
+
+    fn list_queues(&self, input: shapes::ListQueues) -> ListQueuesResult {
+        let queue_urls = self
             .state
             .queues
             .names()
             .into_iter()
-            .filter(|n| n.starts_with(prefix))
+            .filter(|n| n.starts_with(&input.queue_name_prefix))
             .map(|n| self.url(&n))
             .collect();
-        json!({ "QueueUrls": urls })
+        ListQueuesResult { queue_urls }
     }
 
-    async fn get_queue_attributes(&self) -> Result<Value, SqsError> {
-        let queue = self.queue()?;
-        let wanted = names(self.input, "AttributeNames")?;
+    async fn get_queue_attributes(
+        &self,
+        input: shapes::GetQueueAttributes,
+    ) -> Result<GetQueueAttributesResult, SqsError> {
+        let queue = self.queue(&input.queue_url)?;
+        let wanted = input.attribute_names;
         let info = self.state.queues.info(&queue, self.now()).await?;
         let created = (info.created_ms / 1000).to_string();
-        let mut all: BTreeMap<&str, String> = BTreeMap::new();
+        let mut all: BTreeMap<&'static str, String> = BTreeMap::new();
         all.insert("QueueArn", queue_arn(&queue));
         all.insert("ApproximateNumberOfMessages", info.visible.to_string());
         all.insert(
@@ -506,26 +516,24 @@ impl Req<'_> {
             );
         }
         let everything = wanted.iter().any(|n| n == "All");
-        let attributes: Map<String, Value> = all
-            .into_iter()
-            .filter(|(k, _)| everything || wanted.iter().any(|n| n == k))
-            .map(|(k, v)| (k.to_string(), Value::String(v)))
-            .collect();
-        Ok(json!({ "Attributes": attributes }))
+        all.retain(|k, _| everything || wanted.iter().any(|n| n == k));
+        Ok(GetQueueAttributesResult { attributes: all })
     }
 
-    async fn purge_queue(&self) -> Result<Value, SqsError> {
-        let queue = self.queue()?;
+    async fn purge_queue(&self, input: shapes::QueueUrl) -> Result<Empty, SqsError> {
+        let queue = self.queue(&input.queue_url)?;
         self.state.queues.purge(&queue).await?;
-        Ok(json!({}))
+        Ok(Empty {})
     }
 
     /// `CreateQueue` of a queue the template declares answers its URL (as
     /// SQS does for an existing queue); any other name is refused.
-    fn create_queue(&self) -> Result<Value, SqsError> {
-        let name = self.required("QueueName")?;
-        if self.state.queues.contains(name) {
-            return Ok(json!({ "QueueUrl": self.url(name) }));
+    fn create_queue(&self, input: shapes::QueueName) -> Result<QueueUrlResult, SqsError> {
+        let name = input.queue_name;
+        if self.state.queues.contains(&name) {
+            return Ok(QueueUrlResult {
+                queue_url: self.url(&name),
+            });
         }
         Err(SqsError::unsupported(format!(
             "durafn's local queues come from template.yaml: declare {name:?} as an AWS::SQS::Queue used by an SQS event, then restart `durafn dev`"
@@ -533,47 +541,37 @@ impl Req<'_> {
     }
 }
 
-/// A whole number of seconds at `key`, at most `max`.
-fn seconds(input: &Map<String, Value>, key: &str, max: u64) -> Result<Option<Duration>, SqsError> {
-    match input.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_u64()
-            .filter(|n| *n <= max)
-            .map(|n| Some(Duration::from_secs(n)))
-            .ok_or_else(|| {
-                SqsError::invalid(format!(
-                    "Value {v} for parameter {key} is invalid. Reason: must be between 0 and {max}."
-                ))
-            }),
+fn sent_result(sent: Sent) -> SendMessageResult {
+    SendMessageResult {
+        message_id: sent.message_id,
+        md5_of_message_body: sent.md5_of_body,
+        md5_of_message_attributes: sent.md5_of_attributes,
     }
 }
 
-/// A list of strings at `key` (empty when absent).
-fn names(input: &Map<String, Value>, key: &str) -> Result<Vec<String>, SqsError> {
-    match input.get(key) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|i| {
-                i.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| SqsError::invalid(format!("{key} must be a list of strings")))
-            })
-            .collect(),
-        Some(_) => Err(SqsError::invalid(format!(
-            "{key} must be a list of strings"
-        ))),
-    }
+/// `n` seconds of parameter `key`, at most `max`.
+fn seconds(n: i64, key: &str, max: u64) -> Result<Duration, SqsError> {
+    u64::try_from(n)
+        .ok()
+        .filter(|n| *n <= max)
+        .map(Duration::from_secs)
+        .ok_or_else(|| {
+            SqsError::invalid(format!(
+                "Value {n} for parameter {key} is invalid. Reason: must be between 0 and {max}."
+            ))
+        })
 }
 
-/// The `Entries` of a batch request, checked as SQS does.
-fn batch_entries(input: &Map<String, Value>) -> Result<&Vec<Value>, SqsError> {
-    let entries = match input.get("Entries") {
-        Some(Value::Array(e)) => e,
-        None | Some(Value::Null) => return Err(SqsError::missing("Entries")),
-        Some(_) => return Err(SqsError::invalid("Entries must be a list")),
-    };
+/// One entry of a batch: its id, and the entry read into its shape.
+struct BatchEntry<T> {
+    id: String,
+    read: Result<T, SqsError>,
+}
+
+/// The `Entries` of a batch request, checked as SQS does (1 to
+/// [`MAX_BATCH`] of them, with valid, distinct ids), each with its id and
+/// read into its shape (an entry that does not read fails alone).
+fn batch<T: DeserializeOwned>(entries: Vec<Value>) -> Result<Vec<BatchEntry<T>>, SqsError> {
     if entries.is_empty() {
         return Err(SqsError::new(
             "EmptyBatchRequest",
@@ -592,8 +590,17 @@ fn batch_entries(input: &Map<String, Value>) -> Result<&Vec<Value>, SqsError> {
         ));
     }
     let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(entries.len());
     for e in entries {
-        let id = entry_id(e);
+        // An entry that is not an object has no id.
+        let mut e = match e {
+            Value::Object(e) => e,
+            _ => Map::new(),
+        };
+        let id = match e.remove("Id") {
+            Some(Value::String(id)) => id,
+            _ => String::new(),
+        };
         let valid = !id.is_empty()
             && id.len() <= 80
             && id
@@ -608,49 +615,40 @@ fn batch_entries(input: &Map<String, Value>) -> Result<&Vec<Value>, SqsError> {
                 ),
             ));
         }
-        if !seen.insert(id) {
+        if !seen.insert(id.clone()) {
             return Err(SqsError::new(
                 "BatchEntryIdsNotDistinct",
                 "AWS.SimpleQueueService.BatchEntryIdsNotDistinct",
                 format!("Id {id} repeated."),
             ));
         }
+        e.retain(|_, v| !v.is_null());
+        out.push(BatchEntry { id, read: read(e) });
     }
-    Ok(entries)
-}
-
-fn entry_id(entry: &Value) -> &str {
-    entry.get("Id").and_then(Value::as_str).unwrap_or("")
+    Ok(out)
 }
 
 /// The message a `SendMessage` request (or batch entry) describes.
-fn outgoing(input: &Map<String, Value>) -> Result<Outgoing, SqsError> {
-    let body = match input.get("MessageBody") {
-        Some(Value::String(s)) => s.clone(),
-        None | Some(Value::Null) => return Err(SqsError::missing("MessageBody")),
-        Some(_) => return Err(SqsError::invalid("MessageBody must be a string")),
-    };
-    let delay = match input.get("DelaySeconds") {
-        None | Some(Value::Null) => Duration::ZERO,
-        Some(v) => Duration::from_secs(v.as_u64().ok_or_else(|| {
+fn outgoing(entry: shapes::SendMessageEntry) -> Result<Outgoing, SqsError> {
+    let delay = match entry.delay_seconds {
+        None => Duration::ZERO,
+        // The queue checks the upper bound.
+        Some(n) => Duration::from_secs(u64::try_from(n).map_err(|_| {
             SqsError::invalid(format!(
-                "Value {v} for parameter DelaySeconds is invalid. Reason: DelaySeconds must be >= 0 and <= 900."
+                "Value {n} for parameter DelaySeconds is invalid. Reason: DelaySeconds must be >= 0 and <= 900."
             ))
         })?),
     };
     let mut attributes = BTreeMap::new();
-    if let Some(attrs) = input.get("MessageAttributes").and_then(Value::as_object) {
-        for (name, a) in attrs {
-            let text = |k: &str| a.get(k).and_then(Value::as_str).map(str::to_string);
-            let data_type = text("DataType").ok_or_else(|| {
-                SqsError::invalid(format!("Message attribute {name:?} must have a DataType"))
-            })?;
-            let attr = Attribute::new(name, &data_type, text("StringValue"), text("BinaryValue"))?;
-            attributes.insert(name.clone(), attr);
-        }
+    for (name, a) in entry.message_attributes {
+        let data_type = a.data_type.ok_or_else(|| {
+            SqsError::invalid(format!("Message attribute {name:?} must have a DataType"))
+        })?;
+        let attr = Attribute::new(&name, &data_type, a.string_value, a.binary_value)?;
+        attributes.insert(name, attr);
     }
     Ok(Outgoing {
-        body,
+        body: entry.message_body,
         delay,
         attributes,
     })
@@ -669,239 +667,35 @@ fn wanted(wanted: &[String], name: &str) -> bool {
 }
 
 /// A received message as `ReceiveMessage` answers it.
-fn api_message(r: &Received, system: &[String], attrs: &[String]) -> Value {
+fn api_message(r: &Received, system: &[String], attrs: &[String]) -> Message {
     let m = &r.message;
-    let mut out = json!({
-        "MessageId": m.id,
-        "ReceiptHandle": r.receipt_handle,
-        "MD5OfBody": m.md5_of_body,
-        "Body": m.body,
-    });
     let everything = system.iter().any(|n| n == "All");
-    let sys: Map<String, Value> = m
-        .system_attributes()
-        .into_iter()
-        .filter(|(k, _)| everything || system.iter().any(|n| n == k))
-        .map(|(k, v)| (k.to_string(), Value::String(v)))
-        .collect();
-    if !sys.is_empty() {
-        out["Attributes"] = Value::Object(sys);
-    }
+    let mut sys = m.system_attributes();
+    sys.retain(|k, _| everything || system.iter().any(|n| n == k));
     let chosen: BTreeMap<String, Attribute> = m
         .attributes
         .iter()
         .filter(|(k, _)| wanted(attrs, k))
         .map(|(k, a)| (k.clone(), a.clone()))
         .collect();
-    if let Some(md5) = super::queue::md5_of_attributes(&chosen) {
-        out["MD5OfMessageAttributes"] = json!(md5);
-        out["MessageAttributes"] = Value::Object(
-            chosen
-                .iter()
-                .map(|(k, a)| (k.clone(), a.to_api()))
-                .collect(),
-        );
+    let md5_of_message_attributes = super::queue::md5_of_attributes(&chosen);
+    let message_attributes = md5_of_message_attributes.as_ref().map(|_| {
+        chosen
+            .iter()
+            .map(|(k, a)| (k.clone(), a.to_api()))
+            .collect()
+    });
+    Message {
+        message_id: m.id.clone(),
+        receipt_handle: r.receipt_handle.clone(),
+        md5_of_body: m.md5_of_body.clone(),
+        body: m.body.clone(),
+        attributes: (!sys.is_empty()).then_some(sys),
+        md5_of_message_attributes,
+        message_attributes,
     }
-    out
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-    use super::*;
-    use crate::queues::queue::QueueConfig;
-    use durafn_runtime::clock::SystemClock;
-
-    fn state(_token: Option<&str>) -> SqsState {
-        SqsState {
-            queues: Arc::new(Queues::new(
-                vec![QueueConfig {
-                    name: "jobs".into(),
-                    visibility_timeout: Duration::from_secs(30),
-                    redrive: None,
-                }],
-                0,
-            )),
-            clock: Arc::new(SystemClock),
-        }
-    }
-
-    fn headers(action: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(
-            "x-amz-target",
-            HeaderValue::from_str(&format!("AmazonSQS.{action}")).unwrap(),
-        );
-        h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:9000"));
-        h
-    }
-
-    async fn call(s: &SqsState, action: &str, body: Value) -> Result<Value, SqsError> {
-        dispatch(s, &headers(action), body.to_string().as_bytes()).await
-    }
-
-    #[tokio::test]
-    async fn send_receive_delete_round_trip() {
-        let s = state(None);
-        let url = call(&s, "GetQueueUrl", json!({"QueueName": "jobs"}))
-            .await
-            .unwrap()["QueueUrl"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        assert_eq!(url, "http://127.0.0.1:9000/000000000000/jobs");
-        let sent = call(
-            &s,
-            "SendMessage",
-            json!({"QueueUrl": url, "MessageBody": "abc",
-                   "MessageAttributes": {"k": {"DataType": "String", "StringValue": "v"}}}),
-        )
-        .await
-        .unwrap();
-        assert_eq!(sent["MD5OfMessageBody"], "900150983cd24fb0d6963f7d28e17f72");
-        assert!(sent["MD5OfMessageAttributes"].is_string());
-        let got = call(
-            &s,
-            "ReceiveMessage",
-            json!({"QueueUrl": url, "MaxNumberOfMessages": 10,
-                   "MessageSystemAttributeNames": ["ApproximateReceiveCount"],
-                   "MessageAttributeNames": ["All"]}),
-        )
-        .await
-        .unwrap();
-        let m = &got["Messages"][0];
-        assert_eq!(m["MessageId"], sent["MessageId"]);
-        assert_eq!(m["Body"], "abc");
-        assert_eq!(m["Attributes"], json!({"ApproximateReceiveCount": "1"}));
-        assert_eq!(m["MessageAttributes"]["k"]["StringValue"], "v");
-        assert_eq!(m["MD5OfMessageAttributes"], sent["MD5OfMessageAttributes"]);
-        let handle = m["ReceiptHandle"].clone();
-        call(
-            &s,
-            "DeleteMessage",
-            json!({"QueueUrl": url, "ReceiptHandle": handle}),
-        )
-        .await
-        .unwrap();
-        let attrs = call(
-            &s,
-            "GetQueueAttributes",
-            json!({"QueueUrl": url, "AttributeNames": ["All"]}),
-        )
-        .await
-        .unwrap();
-        assert_eq!(attrs["Attributes"]["ApproximateNumberOfMessages"], "0");
-        assert_eq!(
-            attrs["Attributes"]["QueueArn"],
-            "arn:aws:sqs:us-east-1:000000000000:jobs"
-        );
-        let list = call(&s, "ListQueues", json!({})).await.unwrap();
-        assert_eq!(list["QueueUrls"], json!([url]));
-    }
-
-    #[tokio::test]
-    async fn batches_report_each_entry() {
-        let s = state(None);
-        let url = "http://x/000000000000/jobs";
-        let out = call(
-            &s,
-            "SendMessageBatch",
-            json!({"QueueUrl": url, "Entries": [
-                {"Id": "a", "MessageBody": "1"},
-                {"Id": "b", "MessageBody": ""},
-            ]}),
-        )
-        .await
-        .unwrap();
-        assert_eq!(out["Successful"][0]["Id"], "a");
-        assert_eq!(out["Failed"][0]["Id"], "b");
-        let dup = call(
-            &s,
-            "SendMessageBatch",
-            json!({"QueueUrl": url, "Entries": [
-                {"Id": "a", "MessageBody": "1"}, {"Id": "a", "MessageBody": "2"}]}),
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(dup.code, "AWS.SimpleQueueService.BatchEntryIdsNotDistinct");
-        let empty = call(
-            &s,
-            "SendMessageBatch",
-            json!({"QueueUrl": url, "Entries": []}),
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(empty.shape, "EmptyBatchRequest");
-    }
-
-    #[tokio::test]
-    async fn errors_have_the_sqs_shape() {
-        let s = state(None);
-        let e = call(
-            &s,
-            "SendMessage",
-            json!({"QueueUrl": "http://x/000000000000/nope", "MessageBody": "1"}),
-        )
-        .await
-        .unwrap_err();
-        let resp = e.into_response();
-        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-        assert_eq!(
-            resp.headers()["x-amzn-query-error"],
-            "AWS.SimpleQueueService.NonExistentQueue;Sender"
-        );
-        let body = axum::body::to_bytes(resp.into_body(), 10_000)
-            .await
-            .unwrap();
-        let body: Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(body["__type"], "com.amazonaws.sqs#QueueDoesNotExist");
-        assert!(body["message"].as_str().unwrap().contains("nope"));
-
-        let e = call(&s, "TagQueue", json!({})).await.unwrap_err();
-        assert_eq!(e.shape, "UnsupportedOperation");
-        let e = call(&s, "SendMessage", json!({})).await.unwrap_err();
-        assert_eq!(e.shape, "MissingParameter");
-    }
-
-    #[tokio::test]
-    async fn long_polls_return_as_soon_as_a_message_arrives() {
-        let s = state(None);
-        let url = "http://x/000000000000/jobs";
-        let sender = {
-            let s = s.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                call(
-                    &s,
-                    "SendMessage",
-                    json!({"QueueUrl": url, "MessageBody": "late"}),
-                )
-                .await
-                .unwrap();
-            })
-        };
-        let started = Instant::now();
-        let got = call(
-            &s,
-            "ReceiveMessage",
-            json!({"QueueUrl": url, "WaitTimeSeconds": 10}),
-        )
-        .await
-        .unwrap();
-        assert_eq!(got["Messages"][0]["Body"], "late");
-        assert!(started.elapsed() < Duration::from_secs(5));
-        sender.await.unwrap();
-    }
-
-    #[test]
-    fn attribute_name_patterns() {
-        let w =
-            |p: &[&str], n: &str| wanted(&p.iter().map(|s| s.to_string()).collect::<Vec<_>>(), n);
-        assert!(w(&["All"], "x"));
-        assert!(w(&["a.*"], "a.b"));
-        assert!(!w(&["a.*"], "ab"));
-        assert!(w(&["durafn-name"], "durafn-name"));
-        assert!(!w(&[], "x"));
-    }
-}
+#[path = "protocol_tests.rs"]
+mod tests;
