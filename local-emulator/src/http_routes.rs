@@ -36,7 +36,7 @@ const MAX_BODY: usize = 6 * 1024 * 1024;
 
 /// One route of the template.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpRoute {
+pub(crate) struct HttpRoute {
     /// `POST`, `GET`, ... or `ANY`.
     pub method: String,
     /// The API Gateway path, e.g. `/orders/{id}` or `/files/{proxy+}`.
@@ -46,7 +46,7 @@ pub struct HttpRoute {
 }
 
 /// The template's HttpApi routes, checked for clashes.
-pub fn routes_of(template: &Template) -> anyhow::Result<Vec<HttpRoute>> {
+pub(crate) fn routes_of(template: &Template) -> anyhow::Result<Vec<HttpRoute>> {
     let mut seen: HashMap<(String, String), String> = HashMap::new();
     let mut out = Vec::new();
     for f in &template.functions {
@@ -115,7 +115,7 @@ fn method_filter(method: &str) -> anyhow::Result<MethodFilter> {
 }
 
 /// A router serving every route, invoking through `hosts`.
-pub fn router(
+pub(crate) fn router(
     routes: &[HttpRoute],
     hosts: &HashMap<String, Arc<FunctionHost>>,
     api: ApiState,

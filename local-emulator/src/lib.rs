@@ -24,7 +24,7 @@ pub mod auth;
 mod cargo_build;
 pub mod cli;
 pub mod client;
-pub mod http_routes;
+mod http_routes;
 pub mod lambda_api;
 mod logs;
 mod metrics;

@@ -3,8 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
+mod listening;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use aws_sdk_lambda::primitives::Blob;
@@ -37,23 +39,17 @@ async fn start_dev(state: &Path) -> (Dev, String) {
         "Resources:\n  Order:\n    Type: AWS::Serverless::Function\n    Properties:\n      FunctionName: order\n      CodeUri: examples/order\n      Handler: order\n      Timeout: 30\n",
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_durafn"))
-        .args(["dev", "--port", &port.to_string()])
-        .arg("--state")
-        .arg(state.join(".durafn"))
-        .arg("--template")
-        .arg(&template)
-        .arg("--exe")
-        .arg(format!("order={}", order_exe().display()))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (child, port) = listening::spawn(
+        Command::new(env!("CARGO_BIN_EXE_durafn"))
+            .args(["dev", "--port", "0"])
+            .arg("--state")
+            .arg(state.join(".durafn"))
+            .arg("--template")
+            .arg(&template)
+            .arg("--exe")
+            .arg(format!("order={}", order_exe().display()))
+            .env("RUST_LOG", "warn"),
+    );
     let url = format!("http://127.0.0.1:{port}");
     let client = durafn_emulator::client::ApiClient::new(&url, None);
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -6,8 +6,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
+mod listening;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use durafn_emulator::client::ApiClient;
@@ -113,23 +115,18 @@ async fn a_new_project_builds_passes_its_test_and_runs_under_durafn_dev() {
     // It runs under `durafn dev` (its binary, built by that test run).
     let exe = target.join("debug").join(NAME);
     assert!(exe.exists(), "{} was not built", exe.display());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _dev = Dev(Command::new(env!("CARGO_BIN_EXE_durafn"))
-        .args(["dev", "--port", &port.to_string()])
-        .arg("--state")
-        .arg(tmp.path().join(".durafn"))
-        .arg("--template")
-        .arg(project.join("template.yaml"))
-        .arg("--exe")
-        .arg(format!("{NAME}={}", exe.display()))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap());
+    let (child, port) = listening::spawn(
+        Command::new(env!("CARGO_BIN_EXE_durafn"))
+            .args(["dev", "--port", "0"])
+            .arg("--state")
+            .arg(tmp.path().join(".durafn"))
+            .arg("--template")
+            .arg(project.join("template.yaml"))
+            .arg("--exe")
+            .arg(format!("{NAME}={}", exe.display()))
+            .env("RUST_LOG", "warn"),
+    );
+    let _dev = Dev(child);
     let client = ApiClient::new(&format!("http://127.0.0.1:{port}"), None);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !matches!(client.call("GET", "/healthz", None).await, Ok((200, _))) {
