@@ -308,8 +308,20 @@ impl Cluster {
         let mut roll = self.rng.below(100);
         let node = self.rng.below(self.nodes.len() as u64) as usize;
         let (handler, emulator, freeze) = if ddb { (35, 50, 80) } else { (55, 80, 100) };
-        if self.faults.freezes + self.faults.freeze_misses == 0 && self.armed.is_none() {
-            // The first fault is always a mid-step freeze.
+        // The first faults are one of each kind, so every run has them all
+        // (whatever the timing does to the random ones): a mid-step freeze,
+        // an emulator kill, a store restart (DynamoDB), a handler kill.
+        let f = &self.faults;
+        if f.freezes + f.freeze_misses == 0 && self.armed.is_none() {
+            roll = emulator;
+        } else if f.emulator_kills == 0 {
+            roll = handler;
+        } else if ddb && f.store_restarts == 0 {
+            roll = freeze;
+        } else if f.handler_kills == 0 {
+            roll = 0;
+        } else if f.zombies_thawed == 0 && self.armed.is_none() {
+            // Until one freeze has made a zombie.
             roll = emulator;
         }
         if self.nodes[node].frozen.is_some() {

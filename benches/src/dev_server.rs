@@ -39,6 +39,15 @@ impl DevServer {
     /// Starts `durafn dev` (the executable `dev`) serving `functions`, and
     /// waits until it answers `/healthz`.
     pub(crate) async fn start(dev: &Path, functions: &[FunctionDef]) -> Result<DevServer> {
+        Self::start_with_env(dev, functions, &[]).await
+    }
+
+    /// [`Self::start`] with extra environment variables for `durafn dev`.
+    pub(crate) async fn start_with_env(
+        dev: &Path,
+        functions: &[FunctionDef],
+        env: &[(&str, &str)],
+    ) -> Result<DevServer> {
         let dir = scratch_dir()?;
         let template = dir.path().join("template.yaml");
         std::fs::write(&template, template_yaml(functions))?;
@@ -54,6 +63,7 @@ impl DevServer {
             cmd.arg("--exe")
                 .arg(format!("{}={}", f.name, f.exe.display()));
         }
+        cmd.envs(env.iter().copied());
         let child = cmd
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())

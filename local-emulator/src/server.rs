@@ -171,7 +171,16 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     let authority = format!("127.0.0.1:{}", addr.port());
     let store_secret = crate::store_api::new_secret();
-    let handler_store = handler_store_url(&config.store_url, &authority, &store_secret);
+    // SQLite: handler processes reach the store through this process, on a
+    // Unix socket of its own unless DURAFN_STORE_TRANSPORT=tcp.
+    let mut store_socket = match config.store_url.starts_with("sqlite://") {
+        true => crate::store_api::UnixSocket::bind(&store_secret)?,
+        false => None,
+    };
+    let handler_store = match &store_socket {
+        Some(socket) => socket.url(&store_secret),
+        None => handler_store_url(&config.store_url, &authority, &store_secret),
+    };
 
     let mut hosts = HashMap::new();
     let mut timeouts = HashMap::new();
@@ -306,6 +315,12 @@ pub async fn serve(
         .merge(lambda_api::router(hosts.clone(), &guard, &limits))
         .merge(crate::store_api::router(store.clone(), &store_secret))
         .merge(crate::http_routes::router(&routes, &hosts, state)?);
+    let socket_task = store_socket.as_mut().and_then(|socket| {
+        socket.serve(
+            crate::store_api::router(store.clone(), &store_secret),
+            stop_rx.clone(),
+        )
+    });
 
     let lease_task = leaser.map(|leaser| {
         let mut rx = stop_rx.clone();
@@ -375,6 +390,17 @@ pub async fn serve(
     for h in hosts.values() {
         h.kill_all();
     }
+    if let Some(t) = socket_task {
+        // Its connections were the handler processes', just killed.
+        let abort = t.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(2), t)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
+    }
+    drop(store_socket);
     result.map_err(Into::into)
 }
 

@@ -2,9 +2,12 @@
 //! (`POST /_durafn/store/{secret}`; see [`durafn_runtime::store::remote`]).
 //!
 //! With the embedded SQLite store, handler processes get
-//! `DURAFN_STORE=http://127.0.0.1:PORT/_durafn/store/<secret>` instead of the
-//! database file, so every checkpoint of every process goes through the
-//! emulator's one writer and concurrent ones share a commit. The secret is
+//! `DURAFN_STORE=http+unix://<socket>/_durafn/store/<secret>` (a Unix domain
+//! socket of the emulator's own, see [`UnixSocket`]; with
+//! `DURAFN_STORE_TRANSPORT=tcp`, `http://127.0.0.1:PORT/_durafn/store/<secret>`
+//! on the emulator's port) instead of the database file, so every checkpoint
+//! of every process goes through the emulator's one writer and concurrent ones
+//! share a commit. The secret is
 //! random per start and checked in constant time; a wrong one is a 404, as if
 //! the route did not exist.
 
@@ -38,6 +41,106 @@ pub fn new_secret() -> String {
 /// The store URL a handler process uses to reach this route.
 pub fn url(authority: &str, secret: &str) -> String {
     format!("http://{authority}{STORE_PATH}/{secret}")
+}
+
+/// How handler processes reach the store route: `unix` (the default), a Unix
+/// domain socket of its own; `tcp`, the emulator's port.
+pub(crate) const TRANSPORT_ENV: &str = "DURAFN_STORE_TRANSPORT";
+
+/// The store route's Unix domain socket: bound at start (mode 0600, in the
+/// temp folder), removed when dropped.
+pub(crate) struct UnixSocket {
+    path: std::path::PathBuf,
+    listener: Option<tokio::net::UnixListener>,
+}
+
+impl UnixSocket {
+    /// Binds one, unless `DURAFN_STORE_TRANSPORT=tcp` asks for none. If the
+    /// socket cannot be bound, the route stays on TCP (a warning says why).
+    pub(crate) fn bind(secret: &str) -> anyhow::Result<Option<UnixSocket>> {
+        match std::env::var(TRANSPORT_ENV).ok().as_deref().map(str::trim) {
+            None | Some("" | "unix") => {}
+            Some("tcp") => return Ok(None),
+            Some(other) => {
+                anyhow::bail!("{TRANSPORT_ENV}={other:?}: use unix (the default) or tcp")
+            }
+        }
+        let name = format!(
+            "durafn-store-{}-{}.sock",
+            std::process::id(),
+            secret.get(..12).unwrap_or(secret)
+        );
+        remove_stale_sockets();
+        let path = std::env::temp_dir().join(name);
+        let _ = std::fs::remove_file(&path);
+        match tokio::net::UnixListener::bind(&path) {
+            Ok(listener) => {
+                use std::os::unix::fs::PermissionsExt;
+                let socket = UnixSocket {
+                    path,
+                    listener: Some(listener),
+                };
+                std::fs::set_permissions(&socket.path, std::fs::Permissions::from_mode(0o600))?;
+                Ok(Some(socket))
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot bind the store's Unix socket; handler processes reach the store over TCP");
+                Ok(None)
+            }
+        }
+    }
+
+    /// The store URL a handler process uses to reach the route on it.
+    pub(crate) fn url(&self, secret: &str) -> String {
+        durafn_runtime::store::remote::unix_url(&self.path, &format!("{STORE_PATH}/{secret}"))
+    }
+
+    /// Serves `router` on the socket until `stop` turns true.
+    pub(crate) fn serve(
+        &mut self,
+        router: Router,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let listener = self.listener.take()?;
+        Some(tokio::spawn(async move {
+            let served = axum::serve(listener, router).with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            });
+            if let Err(e) = served.await {
+                tracing::warn!(error = %e, "the store's Unix socket stopped serving");
+            }
+        }))
+    }
+}
+
+/// Removes the sockets emulators that no longer run left behind (a `kill -9`
+/// skips the removal at exit): `durafn-store-<pid>-…` whose pid is gone.
+fn remove_stale_sockets() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("durafn-store-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // Only where /proc tells which processes run.
+        let proc = std::path::Path::new("/proc");
+        if proc.join("self").exists() && !proc.join(pid.to_string()).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+impl Drop for UnixSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// The route serving `store` to callers that know `secret`.

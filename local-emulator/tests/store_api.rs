@@ -212,3 +212,62 @@ async fn history_records_travel_with_the_next_call() {
     assert_eq!(client.load_history(&id).await.unwrap(), history);
     server.abort();
 }
+
+/// The same contract through an `HttpStore` on a Unix domain socket
+/// (`http+unix://`), the transport `durafn dev` gives its handler processes.
+mod over_a_unix_socket {
+    use super::*;
+
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(dir.path().join("durafn.db")).expect("open store"));
+        let secret = store_api::new_secret();
+        let app = store_api::router(store, &secret);
+        let socket = dir.path().join("store.sock");
+        let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let url = durafn_runtime::store::remote::unix_url(
+            &socket,
+            &format!("{}/{secret}", store_api::STORE_PATH),
+        );
+        assert!(url.starts_with("http+unix://%2F"), "{url}");
+        let store =
+            durafn_runtime::store::open(&url).expect("an http+unix:// URL opens an HttpStore");
+        assert_eq!(store.backend(), "http");
+        Fixture::new(store, Served { _dir: dir, server })
+    }
+
+    durafn_runtime::store_contract_tests!(fixture);
+
+    #[tokio::test]
+    async fn a_socket_nobody_serves_is_a_transient_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = durafn_runtime::store::remote::unix_url(
+            &dir.path().join("nobody.sock"),
+            "/_durafn/store/x",
+        );
+        let store = HttpStore::open(&url).unwrap();
+        let err = store
+            .get_execution(&ExecutionId::new("u-1").unwrap())
+            .await
+            .unwrap_err();
+        assert!(err.is_transient(), "{err:?}");
+        assert!(err.to_string().contains("nobody.sock"), "{err}");
+    }
+
+    #[test]
+    fn malformed_unix_urls_are_clear_errors() {
+        for (url, says) in [
+            ("http+unix://", "http+unix://SOCKET/PATH"),
+            ("http+unix://%2Ftmp%2Fs.sock", "http+unix://SOCKET/PATH"),
+            ("http+unix:///_durafn/store/x", "names no socket"),
+            ("http+unix://%FF%FE/x", "not UTF-8"),
+        ] {
+            let err = HttpStore::open(url).unwrap_err();
+            assert!(err.to_string().contains(says), "{url}: {err}");
+        }
+    }
+}

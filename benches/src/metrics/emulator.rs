@@ -195,6 +195,7 @@ pub(crate) async fn run(scale: Scale, report: &mut Report) {
     }
     // What those sequential workflows cost at AWS prices.
     super::cost::report_cost(&server.client(), FUNCTION, report).await;
+    transports(&server, &sizes, report).await;
     let cpu_before = cpu_now(&server);
     match concurrent(&server, &sizes, report).await {
         Ok(per_s) => {
@@ -264,16 +265,73 @@ fn report_cpu(
 }
 
 async fn start_server() -> Result<DevServer> {
+    start_server_with(&[]).await
+}
+
+async fn start_server_with(env: &[(&str, &str)]) -> Result<DevServer> {
     let bins = tokio::task::spawn_blocking(bins::locate).await??;
-    DevServer::start(
+    DevServer::start_with_env(
         &bins.dev,
         &[FunctionDef {
             name: FUNCTION,
             exe: bins.wf10,
             timeout_s: 30,
         }],
+        env,
     )
     .await
+}
+
+/// Issue #14 point 2, the store's transport: the same sequential workflows
+/// on `server` (handlers reach its store on a Unix domain socket, the
+/// default) and on a second `durafn dev` whose handlers use its TCP port
+/// (`DURAFN_STORE_TRANSPORT=tcp`), in alternating chunks so both see the
+/// same machine. An `info` line of `wf10_seq_p50_ms`.
+async fn transports(server: &DevServer, sizes: &Sizes, report: &mut Report) {
+    let tcp = match start_server_with(&[("DURAFN_STORE_TRANSPORT", "tcp")]).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("bench: the TCP-transport durafn dev did not start: {e}");
+            return;
+        }
+    };
+    let (unix_client, tcp_client) = (server.client(), tcp.client());
+    let measured: Result<(Vec<f64>, Vec<f64>)> = async {
+        for _ in 0..sizes.warmup {
+            run_one(&tcp_client).await?;
+        }
+        const CHUNKS: usize = 6;
+        let per_chunk = (sizes.sequential / CHUNKS).max(1);
+        let (mut unix, mut tcp) = (Vec::new(), Vec::new());
+        for _ in 0..CHUNKS {
+            for _ in 0..per_chunk {
+                unix.push(millis(run_one(&unix_client).await?.latency));
+            }
+            for _ in 0..per_chunk {
+                tcp.push(millis(run_one(&tcp_client).await?.latency));
+            }
+        }
+        Ok((unix, tcp))
+    }
+    .await;
+    match measured {
+        Ok((unix, tcp_ms)) => {
+            let u = percentile(&unix, 50.0).unwrap_or(f64::NAN);
+            let t = percentile(&tcp_ms, 50.0).unwrap_or(f64::NAN);
+            report.info(
+                SEQ_P50,
+                &[
+                    ("store_over_unix_socket_p50_ms", u),
+                    ("store_over_tcp_p50_ms", t),
+                    ("tcp_over_unix", t / u),
+                ],
+            );
+        }
+        Err(e) => eprintln!(
+            "bench: comparing store transports failed: {e} ({})",
+            tcp.log_tail()
+        ),
+    }
 }
 
 /// Store calls so far by method: the counts of the emulator's

@@ -424,7 +424,9 @@ pub(crate) fn validate_schedule(s: &Schedule) -> Result<()> {
 ///   environment, else `x`/`x` for DynamoDB Local), otherwise from the default
 ///   AWS chain on first use; the table is created on first use if missing;
 /// - `http://HOST:PORT/PATH`: another process's store, served over HTTP
-///   ([`remote`]; the emulator gives its handler processes such a URL).
+///   ([`remote`]; the emulator gives its handler processes such a URL);
+/// - `http+unix://SOCKET/PATH`: the same on a Unix domain socket (the
+///   socket's path percent-encoded), what the emulator gives them by default.
 ///
 /// [`open_async`] does the same but also connects (and creates the table) before
 /// it returns, so configuration and connection errors surface at once.
@@ -445,11 +447,11 @@ pub fn open(url: &str) -> Result<Arc<dyn Store>> {
             "store URL {url:?} needs the DynamoDB backend: build durafn-runtime with feature \"dynamodb\""
         )));
     }
-    if url.starts_with("http://") {
+    if url.starts_with("http://") || url.starts_with(remote::UNIX_SCHEME) {
         return Ok(Arc::new(HttpStore::open(url)?));
     }
     Err(StoreError::Invalid(format!(
-        "unsupported store URL {url:?}: use sqlite://PATH, dynamodb://TABLE?endpoint=URL&region=REGION or http://HOST:PORT/PATH"
+        "unsupported store URL {url:?}: use sqlite://PATH, dynamodb://TABLE?endpoint=URL&region=REGION, http://HOST:PORT/PATH or http+unix://SOCKET/PATH"
     )))
 }
 

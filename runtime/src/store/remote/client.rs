@@ -27,7 +27,10 @@ use crate::store::{
 };
 
 /// A store reached over HTTP (`http://HOST:PORT/PATH`), as handler processes
-/// reach the emulator's. Connections are kept alive and reused. A request
+/// reach the emulator's, or over HTTP on a Unix domain socket
+/// (`http+unix://SOCKET/PATH`, the socket's path percent-encoded: `%2F` for
+/// `/`), which the emulator prefers: no TCP stack on either side of each call.
+/// Connections are kept alive and reused. A request
 /// that cannot reach the server, or a 5xx, is a transient error (wrap the
 /// store in [`RetryingStore`](crate::store::RetryingStore) to retry it); the
 /// server's own store errors come back as they were.
@@ -40,9 +43,73 @@ use crate::store::{
 pub struct HttpStore {
     url: hyper::Uri,
     shown: String,
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Transport,
     deferred: std::sync::Mutex<Vec<DeferredHistory>>,
 }
+
+/// How an [`HttpStore`]'s requests travel.
+enum Transport {
+    Tcp(Client<HttpConnector, Full<Bytes>>),
+    Unix(Client<UnixConnector, Full<Bytes>>),
+}
+
+impl Transport {
+    async fn request(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> std::result::Result<hyper::Response<Incoming>, hyper_util::client::legacy::Error> {
+        match self {
+            Transport::Tcp(c) => c.request(request).await,
+            Transport::Unix(c) => c.request(request).await,
+        }
+    }
+}
+
+/// Connects every request to one Unix domain socket, whatever its URI says.
+#[derive(Clone)]
+struct UnixConnector(std::sync::Arc<std::path::Path>);
+
+impl tower_service::Service<hyper::Uri> for UnixConnector {
+    type Response = hyper_util::rt::TokioIo<tokio::net::UnixStream>;
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = std::io::Result<Self::Response>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: hyper::Uri) -> Self::Future {
+        let path = self.0.clone();
+        Box::pin(async move {
+            tokio::net::UnixStream::connect(&*path)
+                .await
+                .map(hyper_util::rt::TokioIo::new)
+        })
+    }
+}
+
+/// The URL scheme of a store on a Unix domain socket.
+pub const UNIX_SCHEME: &str = "http+unix://";
+
+/// The URL of the store served on the Unix socket `socket` at `path`
+/// (`/_durafn/store/…`).
+pub fn unix_url(socket: &std::path::Path, path: &str) -> String {
+    let encoded: String =
+        percent_encoding::utf8_percent_encode(&socket.to_string_lossy(), SOCKET_PATH).collect();
+    format!("{UNIX_SCHEME}{encoded}{path}")
+}
+
+/// What a socket path escapes in a URL's host part: `/` and `%`, and
+/// whatever else is not plain.
+const SOCKET_PATH: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.');
 
 /// At most this many history records wait for the next call; one more is
 /// sent at once, with those waiting.
@@ -57,8 +124,12 @@ impl std::fmt::Debug for HttpStore {
 }
 
 impl HttpStore {
-    /// A store served at `url` (`http://...`; no I/O until the first call).
+    /// A store served at `url` (`http://...` or `http+unix://...`; no I/O
+    /// until the first call).
     pub fn open(url: &str) -> Result<Self> {
+        if let Some(rest) = url.strip_prefix(UNIX_SCHEME) {
+            return Self::open_unix(rest);
+        }
         if !url.starts_with("http://") {
             return Err(StoreError::Invalid(format!(
                 "store URL {url:?}: a remote store URL starts with http://"
@@ -82,7 +153,45 @@ impl HttpStore {
         Ok(HttpStore {
             url: uri,
             shown,
-            http: Client::builder(TokioExecutor::new()).build(connector),
+            http: Transport::Tcp(Client::builder(TokioExecutor::new()).build(connector)),
+            deferred: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// `http+unix://SOCKET/PATH`: `rest` is what follows the scheme.
+    fn open_unix(rest: &str) -> Result<Self> {
+        let shown_url = format!(
+            "{UNIX_SCHEME}{}",
+            rest.split('/').next().unwrap_or_default()
+        );
+        let Some((socket, path)) = rest.split_once('/') else {
+            return Err(StoreError::Invalid(format!(
+                "store URL {shown_url:?}…: an http+unix:// URL is http+unix://SOCKET/PATH (the socket's path percent-encoded)"
+            )));
+        };
+        let socket = percent_encoding::percent_decode_str(socket)
+            .decode_utf8()
+            .map_err(|e| {
+                StoreError::Invalid(format!(
+                    "store URL {shown_url:?}…: the socket path is not UTF-8: {e}"
+                ))
+            })?
+            .into_owned();
+        if socket.is_empty() {
+            return Err(StoreError::Invalid(format!(
+                "store URL {shown_url:?}… names no socket"
+            )));
+        }
+        // The authority is a placeholder: every connection goes to the socket.
+        let uri: hyper::Uri = format!("http://localhost/{path}").parse().map_err(|e| {
+            StoreError::Invalid(format!("store URL {shown_url:?}… has a bad path: {e}"))
+        })?;
+        Ok(HttpStore {
+            url: uri,
+            shown: format!("{UNIX_SCHEME}{socket}/…"),
+            http: Transport::Unix(Client::builder(TokioExecutor::new()).build(UnixConnector(
+                std::sync::Arc::from(std::path::Path::new(&socket)),
+            ))),
             deferred: std::sync::Mutex::new(Vec::new()),
         })
     }

@@ -24,7 +24,7 @@ use crate::store::Store;
 mod client;
 pub mod wire;
 
-pub use client::HttpStore;
+pub use client::{HttpStore, UNIX_SCHEME, unix_url};
 use wire::{Answer, Call, SeededExecution, WireCreated, WireError, WireJournal, WirePage};
 
 /// The request header with which a client asks for the call's store usage,
