@@ -87,6 +87,16 @@ impl Dev {
         template_text: &str,
         extra: &[&str],
     ) -> Dev {
+        Dev::start_env(state, store, template_text, extra, &[]).await
+    }
+
+    async fn start_env(
+        state: &Path,
+        store: Option<&str>,
+        template_text: &str,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Dev {
         let template = state.join("template.yaml");
         std::fs::write(&template, template_text).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_durafn-under-test"));
@@ -112,6 +122,7 @@ impl Dev {
                 example_exe("backup-verify").display()
             ))
             .args(extra)
+            .envs(envs.iter().copied())
             .env("RUST_LOG", "warn");
         let (child, port) =
             procs::spawn_listening(&mut cmd, "dev", durafn_tests::procs::Lines::Echo)
@@ -1308,4 +1319,71 @@ Resources:
         .wait_status("pof-1", "SUCCEEDED", Duration::from_secs(30))
         .await;
     assert_eq!(v["output"]["flaky_attempt"], 4, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_unix_socket_transport_handlers_reach_the_store_on_it() {
+    let root = tempfile::tempdir().unwrap();
+    let transport = [("DURAFN_STORE_TRANSPORT", "unix")];
+    let dev = Dev::start_env(root.path(), None, TEMPLATE, &[], &transport).await;
+    let (status, v) = dev
+        .call(
+            "POST",
+            "/v1/functions/order/executions",
+            Some(json!({
+                "name": "o-unix",
+                "input": {"order_id": "o-unix", "amount_cents": 500},
+                "wait": 60
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["status"], "SUCCEEDED", "{v}");
+    assert_eq!(v["output"]["charge_id"], "ch-o-unix-1");
+    // The handler process that ran it was given the socket's URL, and the
+    // socket is there (mode 0600) while the emulator runs.
+    let stores: Vec<String> = durafn_tests::procs::children(dev.child.id())
+        .into_iter()
+        .filter_map(|pid| std::fs::read(format!("/proc/{pid}/environ")).ok())
+        .flat_map(|env| {
+            env.split(|b| *b == 0)
+                .filter_map(|kv| std::str::from_utf8(kv).ok()?.strip_prefix("DURAFN_STORE="))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(!stores.is_empty(), "no handler process is running");
+    let url = &stores[0];
+    let socket = url
+        .strip_prefix("http+unix://")
+        .and_then(|rest| rest.split('/').next())
+        .map(|s| s.replace("%2F", "/"))
+        .unwrap_or_else(|| panic!("not a Unix-socket store URL: {url:?}"));
+    let meta = std::fs::metadata(&socket).unwrap();
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    assert!(meta.file_type().is_socket(), "{socket}");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{socket}");
+}
+
+#[tokio::test]
+async fn an_unknown_store_transport_is_a_clear_error_at_start() {
+    let root = tempfile::tempdir().unwrap();
+    let template = root.path().join("template.yaml");
+    std::fs::write(&template, TEMPLATE).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_durafn-under-test"))
+        .args(["dev", "--port", "0", "--state"])
+        .arg(root.path().join(".durafn"))
+        .arg("--template")
+        .arg(&template)
+        .arg("--exe")
+        .arg(format!("order={}", order_exe().display()))
+        .env("DURAFN_STORE_TRANSPORT", "udp")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("DURAFN_STORE_TRANSPORT=\"udp\": use tcp (the default) or unix"),
+        "{stderr}"
+    );
 }

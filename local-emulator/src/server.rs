@@ -156,6 +156,8 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Settings read from the environment are checked before any build.
+    let unix_store = crate::store_api::UnixSocket::wanted()?;
     let (template, executables) = prepare(&config).await?;
     let routes = crate::http_routes::routes_of(&template)?;
     let store: Arc<dyn Store> = Arc::new(RetryingStore::new(
@@ -171,9 +173,9 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     let authority = format!("127.0.0.1:{}", addr.port());
     let store_secret = crate::store_api::new_secret();
-    // SQLite: handler processes reach the store through this process, on a
-    // Unix socket of its own unless DURAFN_STORE_TRANSPORT=tcp.
-    let mut store_socket = match config.store_url.starts_with("sqlite://") {
+    // SQLite: handler processes reach the store through this process, on
+    // its port or (DURAFN_STORE_TRANSPORT=unix) a Unix socket of its own.
+    let mut store_socket = match unix_store && config.store_url.starts_with("sqlite://") {
         true => crate::store_api::UnixSocket::bind(&store_secret)?,
         false => None,
     };

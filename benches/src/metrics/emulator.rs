@@ -283,39 +283,47 @@ async fn start_server_with(env: &[(&str, &str)]) -> Result<DevServer> {
 }
 
 /// Issue #14 point 2, the store's transport: the same sequential workflows
-/// on `server` (handlers reach its store on a Unix domain socket, the
-/// default) and on a second `durafn dev` whose handlers use its TCP port
-/// (`DURAFN_STORE_TRANSPORT=tcp`), in alternating chunks so both see the
+/// on `server` (handlers reach its store on its TCP port, the default) and
+/// on a second `durafn dev` whose handlers use a Unix domain socket
+/// (`DURAFN_STORE_TRANSPORT=unix`), in alternating chunks so both see the
 /// same machine. An `info` line of `wf10_seq_p50_ms`.
 async fn transports(server: &DevServer, sizes: &Sizes, report: &mut Report) {
-    let tcp = match start_server_with(&[("DURAFN_STORE_TRANSPORT", "tcp")]).await {
+    let unix_server = match start_server_with(&[("DURAFN_STORE_TRANSPORT", "unix")]).await {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("bench: the TCP-transport durafn dev did not start: {e}");
+            eprintln!("bench: the Unix-socket durafn dev did not start: {e}");
             return;
         }
     };
-    let (unix_client, tcp_client) = (server.client(), tcp.client());
-    let measured: Result<(Vec<f64>, Vec<f64>)> = async {
+    let tcp_server = server;
+    let (unix_client, tcp_client) = (unix_server.client(), tcp_server.client());
+    let measured: Result<(Vec<f64>, Vec<f64>, f64, f64)> = async {
         for _ in 0..sizes.warmup {
-            run_one(&tcp_client).await?;
+            run_one(&unix_client).await?;
         }
         const CHUNKS: usize = 6;
         let per_chunk = (sizes.sequential / CHUNKS).max(1);
         let (mut unix, mut tcp) = (Vec::new(), Vec::new());
+        // CPU of each platform (server and handlers) over its own chunks.
+        let (mut unix_cpu, mut tcp_cpu) = (Duration::ZERO, Duration::ZERO);
         for _ in 0..CHUNKS {
+            let before = unix_server.cpu_time()?;
             for _ in 0..per_chunk {
                 unix.push(millis(run_one(&unix_client).await?.latency));
             }
+            unix_cpu += unix_server.cpu_time()?.saturating_sub(before);
+            let before = tcp_server.cpu_time()?;
             for _ in 0..per_chunk {
                 tcp.push(millis(run_one(&tcp_client).await?.latency));
             }
+            tcp_cpu += tcp_server.cpu_time()?.saturating_sub(before);
         }
-        Ok((unix, tcp))
+        let n = (CHUNKS * per_chunk) as f64;
+        Ok((unix, tcp, millis(unix_cpu) / n, millis(tcp_cpu) / n))
     }
     .await;
     match measured {
-        Ok((unix, tcp_ms)) => {
+        Ok((unix, tcp_ms, unix_cpu, tcp_cpu)) => {
             let u = percentile(&unix, 50.0).unwrap_or(f64::NAN);
             let t = percentile(&tcp_ms, 50.0).unwrap_or(f64::NAN);
             report.info(
@@ -324,12 +332,14 @@ async fn transports(server: &DevServer, sizes: &Sizes, report: &mut Report) {
                     ("store_over_unix_socket_p50_ms", u),
                     ("store_over_tcp_p50_ms", t),
                     ("tcp_over_unix", t / u),
+                    ("unix_cpu_ms", unix_cpu),
+                    ("tcp_cpu_ms", tcp_cpu),
                 ],
             );
         }
         Err(e) => eprintln!(
             "bench: comparing store transports failed: {e} ({})",
-            tcp.log_tail()
+            unix_server.log_tail()
         ),
     }
 }

@@ -426,7 +426,7 @@ pub(crate) fn validate_schedule(s: &Schedule) -> Result<()> {
 /// - `http://HOST:PORT/PATH`: another process's store, served over HTTP
 ///   ([`remote`]; the emulator gives its handler processes such a URL);
 /// - `http+unix://SOCKET/PATH`: the same on a Unix domain socket (the
-///   socket's path percent-encoded), what the emulator gives them by default.
+///   socket's path percent-encoded; the emulator's `DURAFN_STORE_TRANSPORT=unix`).
 ///
 /// [`open_async`] does the same but also connects (and creates the table) before
 /// it returns, so configuration and connection errors surface at once.

@@ -29,7 +29,7 @@ use crate::store::{
 /// A store reached over HTTP (`http://HOST:PORT/PATH`), as handler processes
 /// reach the emulator's, or over HTTP on a Unix domain socket
 /// (`http+unix://SOCKET/PATH`, the socket's path percent-encoded: `%2F` for
-/// `/`), which the emulator prefers: no TCP stack on either side of each call.
+/// `/`), which the emulator gives them with `DURAFN_STORE_TRANSPORT=unix`.
 /// Connections are kept alive and reused. A request
 /// that cannot reach the server, or a 5xx, is a transient error (wrap the
 /// store in [`RetryingStore`](crate::store::RetryingStore) to retry it); the
