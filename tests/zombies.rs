@@ -192,8 +192,19 @@ async fn zombie_cannot_record_or_end(store: Option<String>, freeze_emulator: boo
         Duration::from_secs(60),
         "the new invocation to reach the callback",
         async || {
-            let (d, _) = state(&b, id).await;
-            (d["status"] == "SUSPENDED" && d["waiting_on"]["kind"] == "callback").then_some(d)
+            // Settled on the callback: its submitter has run (an invocation
+            // that yields at its deadline can suspend on the callback before
+            // that, and the next one runs the submitter).
+            let (d, h) = state(&b, id).await;
+            let submitted = h["operations"].as_array().is_some_and(|ops| {
+                ops.iter()
+                    .any(|o| o["name"] == "approval:submit" && o["status"] == "SUCCEEDED")
+            });
+            (h["status"] == "SUSPENDED"
+                && submitted
+                && d["status"] == "SUSPENDED"
+                && d["waiting_on"]["kind"] == "callback")
+                .then_some(d)
         },
     )
     .await;

@@ -8,19 +8,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use durafn_runtime::clock::SystemClock;
 use http_body_util::BodyExt;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::{SqsState, handle};
-use crate::queues::queue::{QueueConfig, Queues};
 
 const URL: &str = "http://127.0.0.1:9000/000000000000/jobs";
 
@@ -40,18 +37,9 @@ const ACTIONS: &[&str] = &[
     "DeleteQueue",
 ];
 
+/// One queue, `jobs` (the protocol tests' own state).
 fn state() -> SqsState {
-    SqsState {
-        queues: Arc::new(Queues::new(
-            vec![QueueConfig {
-                name: "jobs".into(),
-                visibility_timeout: Duration::from_secs(30),
-                redrive: None,
-            }],
-            0,
-        )),
-        clock: Arc::new(SystemClock),
-    }
+    super::tests::state(None)
 }
 
 async fn send(

@@ -6,7 +6,7 @@ use super::*;
 use crate::queues::queue::QueueConfig;
 use durafn_runtime::clock::SystemClock;
 
-fn state(_token: Option<&str>) -> SqsState {
+pub(super) fn state(_token: Option<&str>) -> SqsState {
     SqsState {
         queues: Arc::new(Queues::new(
             vec![QueueConfig {
