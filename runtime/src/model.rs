@@ -553,6 +553,11 @@ pub struct Journal {
 
 /// Serialized length of a JSON value.
 pub fn json_len(v: &Value) -> usize {
+    serialized_len(v)
+}
+
+/// Serialized JSON length of anything serializable (0 if it cannot be).
+pub fn serialized_len<T: Serialize + ?Sized>(v: &T) -> usize {
     struct Counter(usize);
     impl std::io::Write for Counter {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -564,9 +569,10 @@ pub fn json_len(v: &Value) -> usize {
         }
     }
     let mut c = Counter(0);
-    // Writing a Value into a counting sink cannot fail.
-    let _ = serde_json::to_writer(&mut c, v);
-    c.0
+    match serde_json::to_writer(&mut c, v) {
+        Ok(()) => c.0,
+        Err(_) => 0,
+    }
 }
 
 /// Checks a payload against [`MAX_PAYLOAD_BYTES`]; `what` names it in the error.

@@ -754,3 +754,97 @@ async fn dispatchers_with_shard_leases_split_the_due_index() {
     assert!(calls.values().all(|n| *n == 1), "none twice");
     assert_eq!(a.handle().lost_claims() + b.handle().lost_claims(), 0);
 }
+
+/// Keeps the resume requests it is handed and does nothing else.
+struct Recorder(Mutex<Vec<ResumeRequest>>);
+
+#[async_trait]
+impl Invoker for Recorder {
+    async fn invoke(
+        &self,
+        _function: &str,
+        request: &ResumeRequest,
+    ) -> Result<InvocationSummary, InvokeError> {
+        self.0.lock().unwrap().push(request.clone());
+        Ok(InvocationSummary {
+            status: "RUNNING".into(),
+            wake_at: None,
+        })
+    }
+}
+
+/// On SQLite the claim reads the journal, and a small one travels in the
+/// resume request (seed included: the handler derives callback tokens from
+/// it); a large one the handler reads itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_journals_travel_in_the_resume_request() {
+    use durafn_runtime::dispatch::RESUME_JOURNAL_LIMIT;
+    use durafn_runtime::model::{OpKind, OpStatus, Operation};
+    let (store, clock, _finisher, _dir) = setup(3, 0).await;
+    let step = |id: usize, result: serde_json::Value| Operation {
+        id: id.to_string(),
+        kind: OpKind::Step,
+        name: format!("s{id}"),
+        status: OpStatus::Succeeded,
+        attempt: 1,
+        result: Some(result),
+        error: None,
+        started_at: clock.now(),
+        ended_at: Some(clock.now()),
+        wake_at: None,
+        rev: 1,
+    };
+    let small = ExecutionId::new("e-0").unwrap();
+    store
+        .put_operation(&small, &step(1, json!("r-1")))
+        .await
+        .unwrap();
+    store
+        .send_event(&small, "approved", &json!({"by": "ann"}), clock.now())
+        .await
+        .unwrap();
+    let large = ExecutionId::new("e-1").unwrap();
+    let chunk = "x".repeat(100_000);
+    for i in 1..=(RESUME_JOURNAL_LIMIT / 100_000 + 1) {
+        store
+            .put_operation(&large, &step(i, json!(chunk)))
+            .await
+            .unwrap();
+    }
+    // A result offloaded to a blob store: only the handler's own
+    // offloading store can read it back.
+    let offloaded = ExecutionId::new("e-2").unwrap();
+    let reference = json!({ durafn_runtime::store::REFERENCE_KEY: {"sha256": "0".repeat(64), "bytes": 2_000_000} });
+    store
+        .put_operation(&offloaded, &step(1, reference))
+        .await
+        .unwrap();
+    let recorder = Arc::new(Recorder(Mutex::new(Vec::new())));
+    let d = Dispatcher::new(
+        store.clone(),
+        Arc::new(clock.clone()),
+        recorder.clone(),
+        DispatcherConfig::default(),
+    );
+    d.tick().await.unwrap();
+    d.idle().await;
+    let requests = recorder.0.lock().unwrap().clone();
+    assert_eq!(requests.len(), 3, "{requests:?}");
+    let of = |id: &ExecutionId| requests.iter().find(|r| r.execution_id == *id).unwrap();
+    let carried = of(&small).journal.clone().expect("a small journal travels");
+    let stored = store.load_journal(&small).await.unwrap().unwrap();
+    assert_eq!(carried.execution.0.epoch, of(&small).epoch);
+    assert_eq!(carried.execution.0.seed, stored.execution.seed);
+    assert_eq!(carried.operations, stored.operations);
+    assert_eq!(carried.events, stored.events);
+    // It survives the trip as JSON, seed and all.
+    let back: ResumeRequest =
+        serde_json::from_value(serde_json::to_value(of(&small)).unwrap()).unwrap();
+    assert_eq!(back, *of(&small));
+    assert!(!stored.execution.seed.is_empty());
+    assert_eq!(
+        of(&large).journal,
+        None,
+        "a large journal is read by the handler"
+    );
+}

@@ -79,11 +79,12 @@ impl Ending {
         result: Result<&InvocationReport, String>,
         now: Timestamp,
     ) {
-        self.record_inner(store, id, result, now, None).await;
+        self.record_inner(store, id, result, now, &[]).await;
     }
 
     /// [`Ending::record`] written beside the invocation's last update (a
-    /// suspend or finish of about `update_bytes`), whose write it counts too:
+    /// suspend or finish, and the checkpoints and records that go with it,
+    /// of about `update_bytes` each), whose writes it counts too:
     /// the two go at once, so neither can wait for the other's measured
     /// cost; both are counted as one write each, units from their bytes.
     pub(crate) async fn record_with_update(
@@ -92,9 +93,9 @@ impl Ending {
         id: &ExecutionId,
         result: Result<&InvocationReport, String>,
         now: Timestamp,
-        update_bytes: usize,
+        update_bytes: &[usize],
     ) {
-        self.record_inner(store, id, result, now, Some(update_bytes))
+        self.record_inner(store, id, result, now, update_bytes)
             .await;
     }
 
@@ -104,12 +105,12 @@ impl Ending {
         id: &ExecutionId,
         result: Result<&InvocationReport, String>,
         now: Timestamp,
-        update_bytes: Option<usize>,
+        update_bytes: &[usize],
     ) {
         let mut end = ended(self.start.clone(), result, now, self.retention);
         let mut usage = self.meter.snapshot();
-        if let Some(bytes) = update_bytes {
-            usage.add(&one_write(bytes as u64));
+        for bytes in update_bytes {
+            usage.add(&one_write(*bytes as u64));
         }
         // Its own write: the record as sent, this usage included.
         end.usage = Some(usage);

@@ -9,8 +9,9 @@ use std::task::Poll;
 use durafn_runtime::clock::Clock;
 use durafn_runtime::model::{
     ErrorObject, Execution, ExecutionId, ExecutionStatus, Journal, Timestamp, check_payload_within,
+    serialized_len,
 };
-use durafn_runtime::store::{Outcome, Store, Transition};
+use durafn_runtime::store::{Outcome, Store, SuspendWrite, Transition};
 use futures::FutureExt;
 use serde::Serialize;
 use serde_json::Value;
@@ -198,6 +199,7 @@ async fn run(
         epoch: claimed.epoch,
         function: journal.execution.function.clone(),
         created_at: journal.execution.created_at,
+        deferred: Mutex::new(Vec::new()),
     });
     let ctx = DurableContext::root(shared.clone());
     let call = handler.call(ctx, journal.execution.input.clone());
@@ -230,10 +232,29 @@ async fn run(
     .await;
     drop(handler_fut);
 
+    // Records still deferred (operations parked on) go with a suspension;
+    // before any other end they are written first. A store fault or a
+    // cancellation writes nothing more.
+    let flushed = match &end {
+        End::Suspend(_) | End::Fault(Fault::Store(_) | Fault::Cancelled | Fault::Diverged) => {
+            Ok(())
+        }
+        _ => shared.flush().await,
+    };
+    let end = match flushed {
+        Ok(()) => end,
+        Err(Fault::Store(e)) => return Err(Error::Store(e)),
+        Err(fault) => End::Fault(fault),
+    };
     let now = clock.now();
     let expires_at = Some(now.plus(retention));
     let outcome = match end {
         End::Fault(Fault::Store(e)) => return Err(Error::Store(e)),
+        // Went on from a result another invocation recorded otherwise:
+        // due at once, the next invocation replays the recorded one.
+        End::Fault(Fault::Diverged) => {
+            return rerun_now(store.as_ref(), ending, claimed, now).await;
+        }
         // Already CANCELLED in the store: nothing to write.
         End::Fault(Fault::Cancelled) => return Ok(report(&id, "CANCELLED", None, None, None)),
         // Paused: suspend with work left (due now), which the store keeps
@@ -252,19 +273,50 @@ async fn run(
         }
         End::Suspend(wake_at) => {
             let suspended = report(&id, "SUSPENDED", None, None, wake_at);
-            let ((), t) = futures::join!(
-                ending.record_with_update(
-                    store.as_ref(),
-                    &id,
-                    Ok(&suspended),
-                    now,
-                    crate::history::meta_bytes(&journal.execution, None),
-                ),
-                store.suspend(&id, claimed.epoch, claimed.wakeups, wake_at, now),
+            // The records of what it parks on travel with the suspension:
+            // one write.
+            let deferred = shared.take_deferred();
+            let ops: Vec<_> = deferred.iter().map(|d| d.op.clone()).collect();
+            // What the end record counts as written with it: each of those
+            // records and their attempt records (a write each on
+            // DynamoDB), and the meta record.
+            let mut updates: Vec<usize> = deferred
+                .iter()
+                .flat_map(|d| {
+                    let history = d.history.as_ref().map(serialized_len);
+                    std::iter::once(serialized_len(&d.op)).chain(history)
+                })
+                .collect();
+            updates.push(crate::history::meta_bytes(&journal.execution, None));
+            let suspend = async {
+                match ops.is_empty() {
+                    true => store
+                        .suspend(&id, claimed.epoch, claimed.wakeups, wake_at, now)
+                        .await
+                        .map(SuspendWrite::from),
+                    false => {
+                        store
+                            .suspend_with(&id, claimed.epoch, claimed.wakeups, &ops, wake_at, now)
+                            .await
+                    }
+                }
+            };
+            let ((), (), t) = futures::join!(
+                ending.record_with_update(store.as_ref(), &id, Ok(&suspended), now, &updates),
+                shared.write_histories(&deferred),
+                suspend,
             );
-            let t = t?;
-            if t == Transition::Stale {
-                return Ok(report(&id, "SUPERSEDED", None, None, None));
+            match t? {
+                SuspendWrite::Done => {
+                    for d in &deferred {
+                        shared.checkpointed(&d.op);
+                    }
+                }
+                SuspendWrite::Stale => return Ok(report(&id, "SUPERSEDED", None, None, None)),
+                SuspendWrite::Conflict(current) => {
+                    tracing::info!(op_id = %current.id, "operation already recorded differently by another invocation; replaying it in a new invocation");
+                    return rerun_now(store.as_ref(), ending, claimed, now).await;
+                }
             }
             tracing::debug!(?wake_at, "suspended");
             return Ok(report(&id, "SUSPENDED", None, None, wake_at));
@@ -319,14 +371,12 @@ async fn run(
         },
     };
     let ended = report(&id, outcome.status.as_str(), None, None, None);
+    let meta = [crate::history::meta_bytes(
+        &journal.execution,
+        Some(&outcome),
+    )];
     let ((), t) = futures::join!(
-        ending.record_with_update(
-            store.as_ref(),
-            &id,
-            Ok(&ended),
-            now,
-            crate::history::meta_bytes(&journal.execution, Some(&outcome)),
-        ),
+        ending.record_with_update(store.as_ref(), &id, Ok(&ended), now, &meta),
         store.finish(&id, claimed.epoch, &outcome, now),
     );
     let t = t?;
@@ -349,6 +399,27 @@ async fn run(
         outcome.error,
         None,
     ))
+}
+
+/// Ends the invocation by suspending, due at once: a record it deferred
+/// was recorded otherwise by another invocation; the next invocation
+/// replays the recorded one.
+async fn rerun_now(
+    store: &dyn Store,
+    ending: &crate::history::Ending,
+    claimed: &Execution,
+    now: Timestamp,
+) -> Result<InvocationReport, Error> {
+    let id = &claimed.id;
+    let suspended = report(id, "SUSPENDED", None, None, Some(now));
+    let ((), t) = futures::join!(
+        ending.record(store, id, Ok(&suspended), now),
+        store.suspend(id, claimed.epoch, claimed.wakeups, Some(now), now),
+    );
+    if t? == Transition::Stale {
+        return Ok(report(id, "SUPERSEDED", None, None, None));
+    }
+    Ok(suspended)
 }
 
 /// Starts the execution that continues `current` (id `<base>:run-<n+1>`), idempotently.

@@ -442,14 +442,24 @@ impl LambdaRuntime {
                 ));
             }
             Request::Resume(r) => {
-                // One read: the journal's record says whether the claim is still ours.
-                let journal = self
-                    .store
-                    .load_journal(&r.execution_id)
-                    .await?
-                    .ok_or_else(|| {
-                        Error::Invalid(format!("execution {} does not exist", r.execution_id))
-                    })?;
+                // The claim brought the journal, or one read: the journal's
+                // record says whether the claim is still ours.
+                let journal = match r.journal {
+                    Some(j) if j.execution.0.id == r.execution_id => Journal::from(*j),
+                    Some(_) => {
+                        return Err(Error::Invalid(format!(
+                            "the resume request of {} carries another execution's journal",
+                            r.execution_id
+                        )));
+                    }
+                    None => self
+                        .store
+                        .load_journal(&r.execution_id)
+                        .await?
+                        .ok_or_else(|| {
+                            Error::Invalid(format!("execution {} does not exist", r.execution_id))
+                        })?,
+                };
                 let current = &journal.execution;
                 if current.epoch != r.epoch || current.status != ExecutionStatus::Running {
                     return Ok(status_report(&r.execution_id, "SUPERSEDED", None));
@@ -591,6 +601,31 @@ mod tests {
             panic!("{r:?}")
         };
         assert_eq!((r.execution_id.as_str(), r.epoch), ("x-1", 3));
+    }
+
+    #[test]
+    fn resume_requests_may_carry_the_journal_with_its_seed() {
+        let r = parse_request(
+            json!({"durafn_resume": {"execution_id": "x-1", "epoch": 3, "journal": {
+                "execution": {
+                    "id": "x-1", "function": "f", "version": "1", "status": "RUNNING",
+                    "input": {}, "epoch": 3, "wakeups": 0, "created_at": 1, "updated_at": 1,
+                    "seed": "s3cret"
+                },
+                "operations": [],
+                "events": []
+            }}}),
+            "req",
+        )
+        .unwrap();
+        let Request::Resume(r) = r else {
+            panic!("{r:?}")
+        };
+        let j = r.journal.expect("the journal");
+        assert_eq!(
+            (j.execution.0.epoch, j.execution.0.seed.as_str()),
+            (3, "s3cret")
+        );
     }
 
     #[test]

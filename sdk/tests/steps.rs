@@ -571,3 +571,121 @@ async fn each_checkpoint_is_durable_before_the_handler_goes_on() {
     // All three steps are in the journal.
     assert_eq!(exec.operations().await.unwrap().len(), 3);
 }
+
+/// What an invocation parks on (a timer, a retry's backoff) is recorded
+/// with its suspension: one write, not two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_operation_is_recorded_with_the_suspension() {
+    let base = TestRuntime::new(); // owns the SQLite file
+    let calls = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
+    let store: Arc<dyn durafn_runtime::store::Store> =
+        Arc::new(Counting(base.store(), calls.clone()));
+    let tries = Arc::new(AtomicU32::new(0));
+    let t = tries.clone();
+    let h = handler(move |ctx: DurableContext, _: ()| {
+        let t = t.clone();
+        async move {
+            ctx.step("a", |_| async { Ok::<_, DurableError>(1) })
+                .await?;
+            ctx.sleep("nap", Duration::from_secs(60)).await?;
+            let n: u32 = ctx
+                .step("flaky", move |_| {
+                    let t = t.clone();
+                    async move {
+                        match t.fetch_add(1, Ordering::SeqCst) {
+                            0 => Err(DurableError::new("Flaky", "first try fails")),
+                            n => Ok(n + 1),
+                        }
+                    }
+                })
+                .await?;
+            Ok(n)
+        }
+    });
+    let rt = TestRuntime::with_store(store);
+    let exec = rt.start(h, ()).await.unwrap();
+    let first = exec.run_once().await.unwrap().unwrap();
+    assert_eq!(first.status, "SUSPENDED");
+    {
+        let calls = calls.lock().unwrap();
+        // Step a's checkpoint; the timer rides with the suspension.
+        assert_eq!(calls.get("put_operation"), Some(&1), "{calls:?}");
+        assert_eq!(calls.get("suspend_with"), Some(&1), "{calls:?}");
+        assert_eq!(calls.get("suspend"), None, "{calls:?}");
+    }
+    let nap = exec
+        .operation("nap")
+        .await
+        .unwrap()
+        .expect("the timer is recorded");
+    assert_eq!(nap.status, OpStatus::Pending);
+    assert_eq!(nap.wake_at, exec.execution().await.unwrap().due_at);
+    assert_eq!(exec.run_until_settled().await.unwrap(), Status::Succeeded);
+    let out: u32 = exec.result().await.unwrap();
+    assert_eq!(out, 2);
+    let calls = calls.lock().unwrap().clone();
+    // Two suspensions with their records (the timer; the retry's backoff),
+    // each one write.
+    assert_eq!(calls.get("suspend_with"), Some(&2), "{calls:?}");
+    assert_eq!(calls.get("suspend"), None, "{calls:?}");
+    let flaky = exec.operation("flaky").await.unwrap().unwrap();
+    assert_eq!((flaky.status, flaky.attempt), (OpStatus::Succeeded, 2));
+}
+
+/// A timer's record, deferred to the suspension, that another invocation
+/// (a zombie) recorded differently meanwhile: the suspension is not
+/// written; the invocation ends due at once, and the next one replays the
+/// recorded timer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deferred_record_that_conflicts_reruns_on_the_recorded_one() {
+    let rt = TestRuntime::new();
+    let store = rt.store();
+    let runs = Arc::new(AtomicU32::new(0));
+    let (s, r) = (store.clone(), runs.clone());
+    let h = handler(move |ctx: DurableContext, _: ()| {
+        let (store, runs) = (s.clone(), r.clone());
+        async move {
+            ctx.step("a", move |sc| async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                // The zombie's timer (operation 2), already fired.
+                let theirs = durafn_runtime::model::Operation {
+                    id: "2".into(),
+                    kind: durafn_runtime::model::OpKind::Sleep,
+                    name: "nap".into(),
+                    status: OpStatus::Succeeded,
+                    attempt: 0,
+                    result: None,
+                    error: None,
+                    started_at: durafn_runtime::model::Timestamp(1),
+                    ended_at: Some(durafn_runtime::model::Timestamp(2)),
+                    wake_at: Some(durafn_runtime::model::Timestamp(2)),
+                    rev: 1,
+                };
+                store
+                    .put_operation(sc.execution_id(), &theirs)
+                    .await
+                    .map_err(DurableError::from)?;
+                Ok::<_, DurableError>(1)
+            })
+            .await?;
+            ctx.sleep("nap", Duration::from_secs(3_600)).await?;
+            Ok("woke")
+        }
+    });
+    let exec = rt.start(h, ()).await.unwrap();
+    let first = exec.run_once().await.unwrap().unwrap();
+    assert_eq!(first.status, "SUSPENDED", "{first:?}");
+    let e = exec.execution().await.unwrap();
+    assert_eq!(e.status, Status::Suspended);
+    assert_eq!(e.due_at, Some(rt.now()), "due at once, not in an hour");
+    assert_eq!(exec.run_until_settled().await.unwrap(), Status::Succeeded);
+    let out: String = exec.result().await.unwrap();
+    assert_eq!(out, "woke");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    let nap = exec.operation("nap").await.unwrap().unwrap();
+    assert_eq!(
+        nap.wake_at,
+        Some(durafn_runtime::model::Timestamp(2)),
+        "the recorded timer"
+    );
+}

@@ -63,8 +63,11 @@ impl Invoker for ProcessInvoker {
             .hosts
             .get(function)
             .ok_or_else(|| InvokeError::UnknownFunction(function.to_string()))?;
-        let payload = serde_json::to_vec(&serde_json::json!({ RESUME_KEY: request }))
-            .map_err(|e| InvokeError::Failed(e.to_string()))?;
+        // `{RESUME_KEY: request}`, written straight from the request.
+        let mut envelope = std::collections::BTreeMap::new();
+        envelope.insert(RESUME_KEY, request);
+        let payload =
+            serde_json::to_vec(&envelope).map_err(|e| InvokeError::Failed(e.to_string()))?;
         match host.invoke(Bytes::from(payload)).await {
             Ok(answer) => {
                 let v: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();

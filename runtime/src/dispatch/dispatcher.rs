@@ -754,8 +754,8 @@ impl Inner {
         let lease = (self.config.timeout_for)(&function) + LEASE_GRACE;
         // The claim's store calls are the invocation's: counted here, handed over.
         let meter = crate::cost::UsageMeter::new();
-        let claim = self.store.claim(&id, now, now.plus(lease));
-        let claimed = match crate::cost::metered(meter.clone(), claim).await {
+        let claim = self.store.claim_with_journal(&id, now, now.plus(lease));
+        let (claimed, journal) = match crate::cost::metered(meter.clone(), claim).await {
             Ok(Some(c)) => c,
             Ok(None) => {
                 // Another dispatcher got it, or it is no longer due.
@@ -775,6 +775,13 @@ impl Inner {
             epoch: claimed.epoch,
             version: Some(claimed.version.clone()),
             claim_usage: Some(meter.snapshot()),
+            // Not one whose payloads are blob references: the handler's
+            // own offloading store resolves those as it reads.
+            journal: journal
+                .filter(|j| !crate::store::holds_references(j))
+                .map(crate::store::remote::wire::WireJournal::from)
+                .filter(|j| crate::model::serialized_len(j) <= super::RESUME_JOURNAL_LIMIT)
+                .map(Box::new),
         };
         tracing::debug!(execution_id = %id, epoch = claimed.epoch, function = %claimed.function, "invoking");
         let status = match self.invoker.invoke(&claimed.function, &request).await {

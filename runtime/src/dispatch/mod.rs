@@ -37,7 +37,7 @@ use crate::model::ExecutionId;
 /// The payload of an invocation that continues an execution. The dispatcher
 /// has already claimed it: `epoch` is the claim, and the handler's final update
 /// is conditional on it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResumeRequest {
     /// The execution to continue.
     pub execution_id: ExecutionId,
@@ -51,7 +51,19 @@ pub struct ResumeRequest {
     /// its own ([`crate::cost`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim_usage: Option<crate::cost::StoreUsage>,
+    /// The claimed execution's journal, when the claim read it and it is
+    /// small ([`RESUME_JOURNAL_LIMIT`]) and holds no blob references
+    /// (which the handler's offloading store resolves as it reads): the
+    /// handler starts on it instead of reading it. Only a store that reads it with the claim sends it
+    /// (SQLite, on the host that runs the handlers); it carries the
+    /// execution's secret seed, as the store's own answers do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal: Option<Box<crate::store::remote::wire::WireJournal>>,
 }
+
+/// The largest journal (serialized) a [`ResumeRequest`] carries; a larger
+/// one the handler reads itself.
+pub const RESUME_JOURNAL_LIMIT: usize = 256 * 1024;
 
 /// The envelope key that marks an invocation payload as a resume request:
 /// `{"durafn_resume": {"execution_id": "...", "epoch": 3}}`.

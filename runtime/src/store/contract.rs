@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::{Created, OpWrite, Outcome, Store, Transition};
+use super::{Created, OpWrite, Outcome, Store, SuspendWrite, Transition};
 
 mod attributes;
 mod usage;
@@ -70,6 +70,9 @@ macro_rules! store_contract_tests {
             racing_writers_record_one_result,
             stale_epoch_cannot_finish_or_suspend,
             finish_and_suspend_are_idempotent_for_the_same_claimant,
+            suspend_with_writes_the_parked_records_and_suspends,
+            suspend_with_stops_at_another_writers_record,
+            claim_with_journal_answers_the_claimed_journal,
             suspended_executions_are_due_at_their_wake_time,
             due_index_is_sharded_ordered_and_limited,
             wake_makes_a_suspended_execution_due,
@@ -444,6 +447,166 @@ pub async fn finish_and_suspend_are_idempotent_for_the_same_claimant(store: Arc<
         store.finish(&x, c.epoch, &failed, at(5_002)).await.unwrap(),
         Transition::Stale,
         "a finished execution cannot finish differently"
+    );
+}
+
+/// `suspend_with` writes its operations and suspends the execution, due
+/// at the wake time; repeated (a retry after a lost answer) it is still
+/// `Done`; a stale claimant does not suspend it.
+pub async fn suspend_with_writes_the_parked_records_and_suspends(store: Arc<dyn Store>) {
+    let (x, epoch) = claimed(&store, "sw-1").await;
+    let first = op("1", "reserve", 1, json!("r-1"));
+    store.put_operation(&x, &first).await.unwrap();
+    let mut timer = op("2", "cool-off", 1, Value::Null);
+    timer.kind = OpKind::Sleep;
+    timer.status = OpStatus::Pending;
+    timer.result = None;
+    timer.ended_at = None;
+    timer.wake_at = Some(at(60_000));
+    for _ in 0..2 {
+        assert_eq!(
+            store
+                .suspend_with(
+                    &x,
+                    epoch,
+                    0,
+                    std::slice::from_ref(&timer),
+                    timer.wake_at,
+                    at(10)
+                )
+                .await
+                .unwrap(),
+            SuspendWrite::Done
+        );
+    }
+    let j = store.load_journal(&x).await.unwrap().unwrap();
+    assert_eq!(j.operations, vec![first, timer.clone()]);
+    assert_eq!(j.execution.status, ExecutionStatus::Suspended);
+    assert_eq!(j.execution.due_at, Some(at(60_000)));
+    // Not due before its wake time, due from it.
+    assert!(
+        store
+            .claim(&x, at(59_999), at(90_000))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // A zombie: its records may land (first writer wins), its suspension not.
+    let (y, old) = claimed(&store, "sw-2").await;
+    let new = store
+        .claim(&y, at(30_000), at(60_000))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store
+            .suspend_with(
+                &y,
+                old,
+                0,
+                std::slice::from_ref(&timer),
+                timer.wake_at,
+                at(30_001)
+            )
+            .await
+            .unwrap(),
+        SuspendWrite::Stale
+    );
+    let e = store.get_execution(&y).await.unwrap().unwrap();
+    assert_eq!((e.status, e.epoch), (ExecutionStatus::Running, new.epoch));
+    // With no operations it is `suspend`; a wake-up since the claim makes
+    // it due at once.
+    store.wake(&y, at(30_002)).await.unwrap();
+    assert_eq!(
+        store
+            .suspend_with(
+                &y,
+                new.epoch,
+                new.wakeups,
+                &[],
+                Some(at(99_000)),
+                at(30_003)
+            )
+            .await
+            .unwrap(),
+        SuspendWrite::Done
+    );
+    let e = store.get_execution(&y).await.unwrap().unwrap();
+    assert_eq!(e.status, ExecutionStatus::Suspended);
+    assert_eq!(e.due_at, Some(at(30_003)));
+}
+
+/// An operation another writer recorded differently stops `suspend_with`
+/// there: nothing after it is written, and the execution stays running.
+pub async fn suspend_with_stops_at_another_writers_record(store: Arc<dyn Store>) {
+    let (x, epoch) = claimed(&store, "sw-3").await;
+    let theirs = op("2", "charge", 1, json!({"charge": "theirs"}));
+    store.put_operation(&x, &theirs).await.unwrap();
+    let mine = [
+        op("1", "reserve", 1, json!("r-1")),
+        op("2", "charge", 1, json!({"charge": "mine"})),
+        op("3", "ship", 1, json!("s-1")),
+    ];
+    assert_eq!(
+        store
+            .suspend_with(&x, epoch, 0, &mine, Some(at(5_000)), at(10))
+            .await
+            .unwrap(),
+        SuspendWrite::Conflict(theirs.clone())
+    );
+    let j = store.load_journal(&x).await.unwrap().unwrap();
+    assert_eq!(j.execution.status, ExecutionStatus::Running);
+    assert!(j.operations.contains(&theirs));
+    assert!(
+        !j.operations.iter().any(|o| o.id == "3"),
+        "nothing after the conflict is written: {:?}",
+        j.operations
+    );
+    // The claimant can still suspend (or end) it.
+    assert_eq!(
+        store
+            .suspend(&x, epoch, 0, Some(at(11)), at(11))
+            .await
+            .unwrap(),
+        Transition::Done
+    );
+}
+
+/// `claim_with_journal` claims as `claim` does; a journal it answers with
+/// is the claimed execution's, as `load_journal` reads it.
+pub async fn claim_with_journal_answers_the_claimed_journal(store: Arc<dyn Store>) {
+    let x = created(&store, "cj-1").await;
+    let recorded = op("1", "reserve", 1, json!("r-1"));
+    store.put_operation(&x, &recorded).await.unwrap();
+    store
+        .send_event(&x, "approved", &json!({"by": "ann"}), at(1))
+        .await
+        .unwrap();
+    let (claimed, journal) = store
+        .claim_with_journal(&x, at(2), at(30_000))
+        .await
+        .unwrap()
+        .expect("due, so claimable");
+    assert_eq!(claimed.status, ExecutionStatus::Running);
+    assert_eq!(claimed.epoch, 1);
+    assert!(!claimed.seed.is_empty(), "the claim carries the seed");
+    // SQLite reads it with the claim; the others leave it to the caller.
+    assert_eq!(journal.is_some(), store.backend() == "sqlite");
+    if let Some(j) = journal {
+        assert_eq!(j.execution.epoch, claimed.epoch);
+        assert_eq!(j.execution.seed, claimed.seed);
+        assert_eq!(j.operations, vec![recorded]);
+        assert_eq!(j.events.len(), 1);
+        assert_eq!(j.events[0].payload, json!({"by": "ann"}));
+    }
+    // Not due any more: nothing to claim.
+    assert!(
+        store
+            .claim_with_journal(&x, at(3), at(30_000))
+            .await
+            .unwrap()
+            .is_none()
     );
 }
 

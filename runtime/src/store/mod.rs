@@ -40,7 +40,9 @@ pub use attributes::{AttributePage, AttributeQuery, SearchAttribute};
 pub use dynamodb::DynamoStore;
 #[cfg(feature = "testing")]
 pub use faulty::FaultyStore;
-pub use offload::{OFFLOAD_THRESHOLD_BYTES, OffloadingStore, REFERENCE_KEY, with_blobs_from_env};
+pub use offload::{
+    OFFLOAD_THRESHOLD_BYTES, OffloadingStore, REFERENCE_KEY, holds_references, with_blobs_from_env,
+};
 pub use queue::{Lease, LeaseRequest, LeaseTake, QueueMessage, QueueStats};
 pub use remote::HttpStore;
 pub use retrying::RetryingStore;
@@ -90,6 +92,30 @@ pub enum Transition {
     Done,
     /// A newer claim owns the execution, or it is no longer running: nothing changed.
     Stale,
+}
+
+/// The answer to [`Store::suspend_with`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)]
+pub enum SuspendWrite {
+    /// The operations were written and the execution suspended.
+    Done,
+    /// A newer claim owns the execution, or it is no longer running: it did
+    /// not suspend (operations before this was found may have been written).
+    Stale,
+    /// Another writer had recorded this operation differently: nothing
+    /// after it was written and the execution did not suspend.
+    Conflict(Operation),
+}
+
+impl From<Transition> for SuspendWrite {
+    fn from(t: Transition) -> Self {
+        match t {
+            Transition::Done => SuspendWrite::Done,
+            Transition::Stale => SuspendWrite::Stale,
+        }
+    }
 }
 
 /// An entry of the due index.
@@ -170,6 +196,24 @@ pub trait Store: Send + Sync + 'static {
         lease_until: Timestamp,
     ) -> Result<(Created, Option<Execution>)>;
 
+    /// [`Store::claim`], answering with the claimed execution's journal too
+    /// when the store reads it in the same call (SQLite: in the claim's own
+    /// transaction). `None` for the journal means the caller reads it
+    /// ([`Store::load_journal`]); a backend whose claim and query are two
+    /// requests (DynamoDB) leaves it to the caller, so a dispatcher does not
+    /// read what a handler may not need.
+    async fn claim_with_journal(
+        &self,
+        id: &ExecutionId,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Option<(Execution, Option<Journal>)>> {
+        Ok(self
+            .claim(id, now, lease_until)
+            .await?
+            .map(|claimed| (claimed, None)))
+    }
+
     /// Writes an operation record. `op.rev == 1` creates it if absent; a higher
     /// `rev` replaces revision `rev - 1`. If another writer got there first, the
     /// stored record is returned as [`OpWrite::Conflict`].
@@ -205,6 +249,35 @@ pub trait Store: Send + Sync + 'static {
         outcome: &Outcome,
         now: Timestamp,
     ) -> Result<Transition>;
+
+    /// Writes `ops` (each as [`Store::put_operation`]) and then suspends
+    /// the execution (as [`Store::suspend`]), in one call: the records of
+    /// the operations the invocation parks on (a timer, a retry's backoff)
+    /// travel with its suspension. Stops at the first operation another
+    /// writer recorded differently ([`SuspendWrite::Conflict`]; an identical
+    /// record counts as written, as a retried write finds its own). SQLite
+    /// does it in one commit; the default makes the calls one by one.
+    async fn suspend_with(
+        &self,
+        id: &ExecutionId,
+        epoch: u64,
+        seen_wakeups: u64,
+        ops: &[Operation],
+        wake_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<SuspendWrite> {
+        for op in ops {
+            match self.put_operation(id, op).await? {
+                OpWrite::Written => {}
+                OpWrite::Conflict(current) if current == *op => {}
+                OpWrite::Conflict(current) => return Ok(SuspendWrite::Conflict(current)),
+            }
+        }
+        Ok(self
+            .suspend(id, epoch, seen_wakeups, wake_at, now)
+            .await?
+            .into())
+    }
 
     /// Signals that something the execution may wait for has arrived: bumps
     /// `wakeups` and, if `SUSPENDED`, makes it due now. Returns false if the

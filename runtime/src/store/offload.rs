@@ -38,13 +38,14 @@ use super::blob::{self, BlobKey, BlobStore, sha256_hex};
 use super::{
     AttributePage, AttributeQuery, Created, DueItem, ExecutionPage, Lease, LeaseRequest, LeaseTake,
     ListFilter, OpWrite, Outcome, QueueMessage, QueueStats, Schedule, ScheduleWrite,
-    SearchAttribute, SentEvent, Store, Transition,
+    SearchAttribute, SentEvent, Store, SuspendWrite, Transition,
 };
 use crate::error::{Result, StoreError};
 use crate::model::{
     Execution, ExecutionId, HistoryEntry, Journal, MAX_OFFLOADED_PAYLOAD_BYTES, NewExecution,
     Operation, Timestamp, json_len,
 };
+use std::borrow::Cow;
 
 /// Payloads whose JSON is larger than this go to the blob store.
 pub const OFFLOAD_THRESHOLD_BYTES: usize = 1024 * 1024;
@@ -300,6 +301,57 @@ impl OffloadingStore {
         }
     }
 
+    async fn resolve_journal(&self, id: &ExecutionId, mut journal: Journal) -> Result<Journal> {
+        self.resolve_execution(&mut journal.execution).await?;
+        for op in &mut journal.operations {
+            self.resolve_operation(id, op).await?;
+        }
+        for ev in &mut journal.events {
+            self.resolve(id, &mut ev.payload).await?;
+        }
+        Ok(journal)
+    }
+
+    /// `op` as the inner store records it: a large result offloaded.
+    async fn recorded_op<'o>(
+        &self,
+        id: &ExecutionId,
+        op: &'o Operation,
+    ) -> Result<Cow<'o, Operation>> {
+        let stored = match &op.result {
+            Some(r) => {
+                let what = || format!("{} {:?} (operation {}) result", op.kind, op.name, op.id);
+                self.offload(id, what, r).await?
+            }
+            None => None,
+        };
+        Ok(match stored {
+            Some(r) => Cow::Owned(with_result(op, r)),
+            None => Cow::Borrowed(op),
+        })
+    }
+
+    /// `outcome` as the inner store records it: a large output offloaded.
+    async fn recorded_outcome<'o>(
+        &self,
+        id: &ExecutionId,
+        outcome: &'o Outcome,
+    ) -> Result<Cow<'o, Outcome>> {
+        let stored = match &outcome.output {
+            Some(out) => self.offload(id, || "execution output".into(), out).await?,
+            None => None,
+        };
+        Ok(match stored {
+            Some(r) => Cow::Owned(Outcome {
+                status: outcome.status,
+                output: Some(r),
+                error: outcome.error.clone(),
+                expires_at: outcome.expires_at,
+            }),
+            None => Cow::Borrowed(outcome),
+        })
+    }
+
     async fn resolve_operation(&self, id: &ExecutionId, op: &mut Operation) -> Result<()> {
         match op.result.as_mut() {
             Some(r) => self.resolve(id, r).await,
@@ -360,6 +412,20 @@ fn reference(v: &Value) -> Option<(&str, u64)> {
     Some((r.get("sha256")?.as_str()?, r.get("bytes")?.as_u64()?))
 }
 
+/// Whether any payload of `journal` (input, output, an operation's result,
+/// an event's payload) is a blob reference, which only an
+/// [`OffloadingStore`] in the reader's process turns back into the value.
+pub fn holds_references(journal: &Journal) -> bool {
+    let e = &journal.execution;
+    is_reserved(&e.input)
+        || e.output.as_ref().is_some_and(is_reserved)
+        || journal
+            .operations
+            .iter()
+            .any(|o| o.result.as_ref().is_some_and(is_reserved))
+        || journal.events.iter().any(|ev| is_reserved(&ev.payload))
+}
+
 fn is_reserved(v: &Value) -> bool {
     v.as_object()
         .is_some_and(|o| o.len() == 1 && o.contains_key(REFERENCE_KEY))
@@ -408,17 +474,10 @@ impl Store for OffloadingStore {
         self.resolve_opt(e).await
     }
     async fn load_journal(&self, id: &ExecutionId) -> Result<Option<Journal>> {
-        let Some(mut journal) = self.inner.load_journal(id).await? else {
-            return Ok(None);
-        };
-        self.resolve_execution(&mut journal.execution).await?;
-        for op in &mut journal.operations {
-            self.resolve_operation(id, op).await?;
+        match self.inner.load_journal(id).await? {
+            Some(journal) => Ok(Some(self.resolve_journal(id, journal).await?)),
+            None => Ok(None),
         }
-        for ev in &mut journal.events {
-            self.resolve(id, &mut ev.payload).await?;
-        }
-        Ok(Some(journal))
     }
     async fn claim(
         &self,
@@ -428,6 +487,24 @@ impl Store for OffloadingStore {
     ) -> Result<Option<Execution>> {
         let e = self.inner.claim(id, now, lease_until).await?;
         self.resolve_opt(e).await
+    }
+    async fn claim_with_journal(
+        &self,
+        id: &ExecutionId,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Option<(Execution, Option<Journal>)>> {
+        let Some((mut claimed, journal)) =
+            self.inner.claim_with_journal(id, now, lease_until).await?
+        else {
+            return Ok(None);
+        };
+        self.resolve_execution(&mut claimed).await?;
+        let journal = match journal {
+            Some(j) => Some(self.resolve_journal(id, j).await?),
+            None => None,
+        };
+        Ok(Some((claimed, journal)))
     }
     async fn create_and_claim(
         &self,
@@ -449,18 +526,8 @@ impl Store for OffloadingStore {
         Ok((created, claimed))
     }
     async fn put_operation(&self, id: &ExecutionId, op: &Operation) -> Result<OpWrite> {
-        let stored = match &op.result {
-            Some(r) => {
-                let what = || format!("{} {:?} (operation {}) result", op.kind, op.name, op.id);
-                self.offload(id, what, r).await?
-            }
-            None => None,
-        };
-        let written = match stored {
-            Some(r) => self.inner.put_operation(id, &with_result(op, r)).await?,
-            None => self.inner.put_operation(id, op).await?,
-        };
-        match written {
+        let recorded = self.recorded_op(id, op).await?;
+        match self.inner.put_operation(id, &recorded).await? {
             OpWrite::Written => Ok(OpWrite::Written),
             OpWrite::Conflict(mut theirs) => {
                 self.resolve_operation(id, &mut theirs).await?;
@@ -493,21 +560,32 @@ impl Store for OffloadingStore {
         outcome: &Outcome,
         now: Timestamp,
     ) -> Result<Transition> {
-        let stored = match &outcome.output {
-            Some(out) => self.offload(id, || "execution output".into(), out).await?,
-            None => None,
-        };
-        match stored {
-            Some(r) => {
-                let recorded = Outcome {
-                    status: outcome.status,
-                    output: Some(r),
-                    error: outcome.error.clone(),
-                    expires_at: outcome.expires_at,
-                };
-                self.inner.finish(id, epoch, &recorded, now).await
+        let recorded = self.recorded_outcome(id, outcome).await?;
+        self.inner.finish(id, epoch, &recorded, now).await
+    }
+    async fn suspend_with(
+        &self,
+        id: &ExecutionId,
+        epoch: u64,
+        seen_wakeups: u64,
+        ops: &[Operation],
+        wake_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<SuspendWrite> {
+        let mut recorded = Vec::with_capacity(ops.len());
+        for op in ops {
+            recorded.push(self.recorded_op(id, op).await?.into_owned());
+        }
+        match self
+            .inner
+            .suspend_with(id, epoch, seen_wakeups, &recorded, wake_at, now)
+            .await?
+        {
+            SuspendWrite::Conflict(mut theirs) => {
+                self.resolve_operation(id, &mut theirs).await?;
+                Ok(SuspendWrite::Conflict(theirs))
             }
-            None => self.inner.finish(id, epoch, outcome, now).await,
+            other => Ok(other),
         }
     }
     async fn wake(&self, id: &ExecutionId, now: Timestamp) -> Result<bool> {

@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use super::{
     Created, DueItem, ExecutionPage, ListFilter, OpWrite, Outcome, Schedule, ScheduleWrite,
-    SentEvent, Store, Transition,
+    SentEvent, Store, SuspendWrite, Transition,
 };
 use crate::error::Result;
 use crate::model::{
@@ -49,6 +49,26 @@ impl WakingStore {
     /// `inner`, reporting to `sink`.
     pub fn new(inner: Arc<dyn Store>, sink: Arc<dyn WakeSink>) -> Self {
         WakingStore { inner, sink }
+    }
+
+    /// An execution suspended: reports when it is due (its timer, or now if
+    /// a signal during the invocation made it due at once).
+    async fn suspended(&self, id: &ExecutionId, wake_at: Option<Timestamp>, now: Timestamp) {
+        let due = match wake_at {
+            Some(at) if at <= now => Some(at),
+            // A signal during the invocation may have made it due now.
+            _ => match self.inner.get_execution(id).await {
+                Ok(Some(e)) if e.status == ExecutionStatus::Suspended => e.due_at,
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::warn!(execution_id = %id, error = %e, "cannot re-read a suspended execution; reporting its timer");
+                    wake_at
+                }
+            },
+        };
+        if let Some(at) = due {
+            self.sink.due(id, at, now).await;
+        }
     }
 }
 
@@ -84,6 +104,14 @@ impl Store for WakingStore {
     ) -> Result<Option<Execution>> {
         self.inner.claim(id, now, lease_until).await
     }
+    async fn claim_with_journal(
+        &self,
+        id: &ExecutionId,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Option<(Execution, Option<Journal>)>> {
+        self.inner.claim_with_journal(id, now, lease_until).await
+    }
     async fn create_and_claim(
         &self,
         new: &NewExecution,
@@ -114,21 +142,7 @@ impl Store for WakingStore {
             .suspend(id, epoch, seen_wakeups, wake_at, now)
             .await?;
         if t == Transition::Done {
-            let due = match wake_at {
-                Some(at) if at <= now => Some(at),
-                // A signal during the invocation may have made it due now.
-                _ => match self.inner.get_execution(id).await {
-                    Ok(Some(e)) if e.status == ExecutionStatus::Suspended => e.due_at,
-                    Ok(_) => None,
-                    Err(e) => {
-                        tracing::warn!(execution_id = %id, error = %e, "cannot re-read a suspended execution; reporting its timer");
-                        wake_at
-                    }
-                },
-            };
-            if let Some(at) = due {
-                self.sink.due(id, at, now).await;
-            }
+            self.suspended(id, wake_at, now).await;
         }
         Ok(t)
     }
@@ -140,6 +154,24 @@ impl Store for WakingStore {
         now: Timestamp,
     ) -> Result<Transition> {
         self.inner.finish(id, epoch, outcome, now).await
+    }
+    async fn suspend_with(
+        &self,
+        id: &ExecutionId,
+        epoch: u64,
+        seen_wakeups: u64,
+        ops: &[Operation],
+        wake_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<SuspendWrite> {
+        let t = self
+            .inner
+            .suspend_with(id, epoch, seen_wakeups, ops, wake_at, now)
+            .await?;
+        if t == SuspendWrite::Done {
+            self.suspended(id, wake_at, now).await;
+        }
+        Ok(t)
     }
     async fn wake(&self, id: &ExecutionId, now: Timestamp) -> Result<bool> {
         let woken = self.inner.wake(id, now).await?;

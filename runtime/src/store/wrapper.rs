@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::{
     AttributePage, AttributeQuery, Created, DueItem, ExecutionPage, Lease, LeaseRequest, LeaseTake,
     ListFilter, OpWrite, Outcome, QueueMessage, QueueStats, Schedule, ScheduleWrite,
-    SearchAttribute, SentEvent, Store, Transition,
+    SearchAttribute, SentEvent, Store, SuspendWrite, Transition,
 };
 use crate::error::Result;
 use crate::model::{
@@ -73,6 +73,18 @@ impl<W: Wrapper> Store for W {
         let s = self.inner();
         self.around("claim", || s.claim(id, now, lease_until)).await
     }
+    async fn claim_with_journal(
+        &self,
+        id: &ExecutionId,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Option<(Execution, Option<Journal>)>> {
+        let s = self.inner();
+        self.around("claim_with_journal", || {
+            s.claim_with_journal(id, now, lease_until)
+        })
+        .await
+    }
     async fn create_and_claim(
         &self,
         new: &NewExecution,
@@ -120,6 +132,21 @@ impl<W: Wrapper> Store for W {
         let s = self.inner();
         self.around("finish", || s.finish(id, epoch, outcome, now))
             .await
+    }
+    async fn suspend_with(
+        &self,
+        id: &ExecutionId,
+        epoch: u64,
+        seen_wakeups: u64,
+        ops: &[Operation],
+        wake_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<SuspendWrite> {
+        let s = self.inner();
+        self.around("suspend_with", || {
+            s.suspend_with(id, epoch, seen_wakeups, ops, wake_at, now)
+        })
+        .await
     }
     async fn wake(&self, id: &ExecutionId, now: Timestamp) -> Result<bool> {
         let s = self.inner();

@@ -52,6 +52,11 @@ pub(crate) enum Fault {
     /// The execution was paused while this invocation ran: it suspends
     /// (due at once, which the store keeps from dispatch until unpaused).
     Paused,
+    /// A deferred record ([`DurableContext::checkpoint_later`]) found
+    /// another writer's different one: this invocation parked on what is
+    /// not the recorded state, so it suspends, due at once, and the next
+    /// invocation replays the recorded one.
+    Diverged,
 }
 
 /// What the driver needs to know after each poll of the handler.
@@ -92,6 +97,16 @@ pub(crate) struct Shared {
     /// The execution's function and creation time (search attributes).
     pub(crate) function: String,
     pub(crate) created_at: durafn_runtime::model::Timestamp,
+    /// Checkpoints recorded but not yet written
+    /// ([`DurableContext::checkpoint_later`]).
+    pub(crate) deferred: Mutex<Vec<Deferred>>,
+}
+
+/// A record of an operation parked on, not written yet, with the history
+/// record of the attempt that made it (written beside it).
+pub(crate) struct Deferred {
+    pub(crate) op: Operation,
+    pub(crate) history: Option<durafn_runtime::model::HistoryEntry>,
 }
 
 impl Shared {
@@ -106,6 +121,58 @@ impl Shared {
 
     pub(crate) fn position(&self) -> MutexGuard<'_, crate::capture::Position> {
         self.position.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The deferred checkpoints, taken: the caller writes them.
+    pub(crate) fn take_deferred(&self) -> Vec<Deferred> {
+        std::mem::take(&mut *self.deferred.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// A checkpoint is durable: the hook and the trace hear of it.
+    pub(crate) fn checkpointed(&self, op: &Operation) {
+        if let Some(hook) = &self.config.on_checkpoint {
+            hook(op);
+        }
+        if let Some(trace) = &self.trace {
+            trace.operation(op, self.clock.now());
+        }
+    }
+
+    /// Writes the history records of deferred checkpoints.
+    pub(crate) async fn write_histories(&self, deferred: &[Deferred]) {
+        let keep = durafn_runtime::model::history_limit();
+        for entry in deferred.iter().filter_map(|d| d.history.as_ref()) {
+            crate::history::write(self.store.as_ref(), &self.execution_id, entry, keep).await;
+        }
+    }
+
+    /// Writes the deferred checkpoints, in the order they were recorded.
+    pub(crate) async fn flush(&self) -> Result<(), Fault> {
+        let deferred = self.take_deferred();
+        if deferred.is_empty() {
+            return Ok(());
+        }
+        let puts = async {
+            for Deferred { op, .. } in &deferred {
+                match self.store.put_operation(&self.execution_id, op).await {
+                    Ok(OpWrite::Written) => self.checkpointed(op),
+                    // A retried write that had landed finds its own record.
+                    Ok(OpWrite::Conflict(current)) if current == *op => self.checkpointed(op),
+                    Ok(OpWrite::Conflict(current)) => {
+                        tracing::info!(op_id = %current.id, "operation already recorded differently by another invocation; replaying it in a new invocation");
+                        return Err(Fault::Diverged);
+                    }
+                    Err(e) => {
+                        tracing::error!(op_id = %op.id, error = %e, "checkpoint failed; ending the invocation");
+                        return Err(Fault::Store(e));
+                    }
+                }
+            }
+            Ok(())
+        };
+        // The records first: a store that defers history sends them with the checkpoint.
+        let ((), written) = futures::join!(self.write_histories(&deferred), puts);
+        written
     }
 }
 
@@ -352,12 +419,51 @@ impl DurableContext {
         self.shared.state().attempts_run += 1;
     }
 
+    /// Records an operation the caller parks on at once (a timer, a
+    /// retry's backoff) and writes it later: with the invocation's
+    /// suspension (one write, not two), or before the next checkpoint or
+    /// step body if the handler goes on elsewhere. Nothing sees such a
+    /// record before it is written: the operation never returns in this
+    /// invocation. A crash before the write loses only what a crash just
+    /// before an immediate write would have.
+    pub(crate) fn checkpoint_later(
+        &self,
+        op: Operation,
+        history: Option<durafn_runtime::model::HistoryEntry>,
+    ) -> Operation {
+        self.shared.cursor().record(op.clone());
+        self.shared
+            .deferred
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Deferred {
+                op: op.clone(),
+                history,
+            });
+        op
+    }
+
+    /// Writes the deferred checkpoints ([`Self::checkpoint_later`]); false
+    /// (the invocation's fault set) if that failed.
+    pub(crate) async fn flush(&self) -> bool {
+        match self.shared.flush().await {
+            Ok(()) => true,
+            Err(fault) => {
+                self.set_fault(fault);
+                false
+            }
+        }
+    }
+
     /// Writes an operation record. First writer wins: if another invocation
     /// recorded this operation first, its record is adopted and returned.
     /// A store failure stops the invocation (nothing is lost: the next
     /// invocation replays from the last checkpoint).
     pub(crate) async fn checkpoint(&self, op: Operation) -> Operation {
         let _work = self.work();
+        if !self.flush().await {
+            return self.park(None).await;
+        }
         match self
             .shared
             .store
@@ -366,12 +472,7 @@ impl DurableContext {
         {
             Ok(OpWrite::Written) => {
                 self.shared.cursor().record(op.clone());
-                if let Some(hook) = &self.shared.config.on_checkpoint {
-                    hook(&op);
-                }
-                if let Some(trace) = &self.shared.trace {
-                    trace.operation(&op, self.clock_now());
-                }
+                self.shared.checkpointed(&op);
                 op
             }
             Ok(OpWrite::Conflict(current)) => {

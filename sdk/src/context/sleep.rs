@@ -136,9 +136,9 @@ impl SleepParts {
                         }
                         Target::At(t) => t,
                     };
+                    // Parked on at once: the record goes with the suspension.
                     record = Some(
-                        ctx.checkpoint(sleep::scheduled(&id, &name, wake_at, now))
-                            .await,
+                        ctx.checkpoint_later(sleep::scheduled(&id, &name, wake_at, now), None),
                     );
                 }
             }

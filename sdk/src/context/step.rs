@@ -231,7 +231,8 @@ where
                     );
                     // When it started is not recorded: it shows as found, at `now`.
                     let history = step::attempt_record(&next, (now, now), ctx.shared().epoch, true);
-                    record = Some(checkpoint_with_history(&ctx, next, history).await);
+                    let later = next.status == OpStatus::Pending;
+                    record = Some(checkpoint_with_history(&ctx, next, history, later).await);
                 }
                 StepDecision::Run { attempt } => {
                     // One attempt per step per invocation: after adopting another
@@ -246,6 +247,10 @@ where
                         return ctx.park(None).await;
                     }
                     let _work = ctx.work();
+                    // Records parked on elsewhere are durable before this body runs.
+                    if !ctx.flush().await {
+                        return ctx.park(None).await;
+                    }
                     ctx.count_attempt();
                     if semantics == StepSemantics::AtMostOncePerRetry {
                         let start = step::started(record.as_ref(), &id, &name, attempt, now);
@@ -365,7 +370,8 @@ where
                         ctx.shared().epoch,
                         false,
                     );
-                    record = Some(checkpoint_with_history(&ctx, next, history).await);
+                    let later = !pause && next.status == OpStatus::Pending;
+                    record = Some(checkpoint_with_history(&ctx, next, history, later).await);
                     if pause
                         && record
                             .as_ref()
@@ -381,11 +387,19 @@ where
 
 /// Checkpoints `next` and, at the same time (one commit on SQLite, parallel
 /// requests on DynamoDB), writes the attempt's history record if it has one.
+/// A retry's record (`PENDING`, waiting out its backoff), which the step
+/// parks on and nothing sees, goes with the invocation's suspension instead
+/// (`later`; see [`DurableContext::checkpoint_later`]).
 async fn checkpoint_with_history(
     ctx: &DurableContext,
     next: Operation,
     history: Option<durafn_runtime::model::AttemptRecord>,
+    later: bool,
 ) -> Operation {
+    if later {
+        let entry = history.map(durafn_runtime::model::HistoryEntry::Attempt);
+        return ctx.checkpoint_later(next, entry);
+    }
     let Some(attempt) = history else {
         return ctx.checkpoint(next).await;
     };

@@ -23,7 +23,7 @@ use crate::model::{
 };
 use crate::store::{
     Created, DueItem, ExecutionPage, Lease, LeaseRequest, LeaseTake, ListFilter, OpWrite, Outcome,
-    QueueMessage, QueueStats, Schedule, ScheduleWrite, SentEvent, Store, Transition,
+    QueueMessage, QueueStats, Schedule, ScheduleWrite, SentEvent, Store, SuspendWrite, Transition,
 };
 
 /// A store reached over HTTP (`http://HOST:PORT/PATH`), as handler processes
@@ -435,6 +435,26 @@ impl Store for HttpStore {
             id: Cow::Borrowed(id),
             epoch,
             outcome: Cow::Borrowed(outcome),
+            now,
+        })
+        .await
+    }
+
+    async fn suspend_with(
+        &self,
+        id: &ExecutionId,
+        epoch: u64,
+        seen_wakeups: u64,
+        ops: &[Operation],
+        wake_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<SuspendWrite> {
+        self.call(Call::SuspendWith {
+            id: Cow::Borrowed(id),
+            epoch,
+            seen_wakeups,
+            ops: Cow::Borrowed(ops),
+            wake_at,
             now,
         })
         .await

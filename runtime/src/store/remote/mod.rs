@@ -109,7 +109,10 @@ pub async fn serve(store: &Arc<dyn Store>, body: &[u8]) -> Vec<u8> {
             // Anything else (a read of the history, say) comes after them.
             if matches!(
                 *then,
-                Call::PutOperation { .. } | Call::Suspend { .. } | Call::Finish { .. }
+                Call::PutOperation { .. }
+                    | Call::Suspend { .. }
+                    | Call::Finish { .. }
+                    | Call::SuspendWith { .. }
             ) {
                 let ((), answer) = tokio::join!(records, serve_one(store, *then));
                 answer
@@ -175,6 +178,18 @@ async fn serve_one(store: &Arc<dyn Store>, call: Call<'_>) -> Vec<u8> {
             outcome,
             now,
         } => encode(store.finish(&id, epoch, &outcome, now).await),
+        Call::SuspendWith {
+            id,
+            epoch,
+            seen_wakeups,
+            ops,
+            wake_at,
+            now,
+        } => encode(
+            store
+                .suspend_with(&id, epoch, seen_wakeups, &ops, wake_at, now)
+                .await,
+        ),
         Call::Wake { id, now } => encode(store.wake(&id, now).await),
         Call::Due { shard, now, limit } => encode(store.due(shard, now, limit).await),
         Call::PurgeExpired { now } => encode(store.purge_expired(now).await),

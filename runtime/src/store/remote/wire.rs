@@ -67,6 +67,14 @@ pub enum Call<'a> {
         outcome: Cow<'a, Outcome>,
         now: Timestamp,
     },
+    SuspendWith {
+        id: Cow<'a, ExecutionId>,
+        epoch: u64,
+        seen_wakeups: u64,
+        ops: Cow<'a, [Operation]>,
+        wake_at: Option<Timestamp>,
+        now: Timestamp,
+    },
     Wake {
         id: Cow<'a, ExecutionId>,
         now: Timestamp,
@@ -343,7 +351,7 @@ impl From<WireCreated> for Created {
 }
 
 /// A [`Journal`](crate::model::Journal) on the wire.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WireJournal {
     /// The meta record.
     pub execution: SeededExecution,
@@ -351,6 +359,26 @@ pub struct WireJournal {
     pub operations: Vec<Operation>,
     /// The events.
     pub events: Vec<EventRecord>,
+}
+
+impl From<crate::model::Journal> for WireJournal {
+    fn from(j: crate::model::Journal) -> Self {
+        WireJournal {
+            execution: SeededExecution(j.execution),
+            operations: j.operations,
+            events: j.events,
+        }
+    }
+}
+
+impl From<WireJournal> for crate::model::Journal {
+    fn from(j: WireJournal) -> Self {
+        crate::model::Journal {
+            execution: j.execution.0,
+            operations: j.operations,
+            events: j.events,
+        }
+    }
 }
 
 /// An [`ExecutionPage`] on the wire.

@@ -26,8 +26,8 @@ use tokio::sync::oneshot;
 use super::queue::{validate_lease, validate_message};
 use super::{
     Created, DueItem, ExecutionPage, Lease, LeaseRequest, LeaseTake, ListFilter, OpWrite, Outcome,
-    QueueMessage, QueueStats, Schedule, ScheduleWrite, SentEvent, Store, Transition, validate_new,
-    validate_op, validate_outcome, validate_schedule,
+    QueueMessage, QueueStats, Schedule, ScheduleWrite, SentEvent, Store, SuspendWrite, Transition,
+    validate_new, validate_op, validate_outcome, validate_schedule,
 };
 use crate::error::{Result, StoreError};
 use crate::model::{
@@ -306,6 +306,24 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn claim_with_journal(
+        &self,
+        id: &ExecutionId,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Option<(Execution, Option<Journal>)>> {
+        let Some(claimed) = self.claim(id, now, lease_until).await? else {
+            return Ok(None);
+        };
+        // Read after the claim's commit, on a reader (off the writer's
+        // thread): nothing but this claimant writes operations now.
+        let journal = match self.load_journal(id).await? {
+            Some(j) if j.execution.epoch == claimed.epoch => Some(j),
+            _ => None,
+        };
+        Ok(Some((claimed, journal)))
+    }
+
     async fn put_operation(&self, id: &ExecutionId, op: &Operation) -> Result<OpWrite> {
         validate_op(op)?;
         let (id, op_id, rev, body) = (id.to_string(), op.id.clone(), op.rev, to_json(op)?);
@@ -364,6 +382,36 @@ impl Store for SqliteStore {
             end.output.as_ref().map_or(0, String::len) + end.error.as_ref().map_or(0, String::len);
         self.write_sized(bytes, move |conn| {
             executions::finish(conn, &id, epoch, &end, now)
+        })
+        .await
+    }
+
+    async fn suspend_with(
+        &self,
+        id: &ExecutionId,
+        epoch: u64,
+        seen_wakeups: u64,
+        ops: &[Operation],
+        wake_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<SuspendWrite> {
+        let mut bodies = Vec::with_capacity(ops.len());
+        for op in ops {
+            validate_op(op)?;
+            bodies.push((op.clone(), to_json(op)?));
+        }
+        let id = id.to_string();
+        let bytes = bodies.iter().map(|(_, b)| b.len()).sum::<usize>();
+        // One job, so one commit: the records and the suspension.
+        self.write_sized(bytes, move |conn| {
+            for (op, body) in &bodies {
+                match journal::put_operation(conn, &id, &op.id, op.rev, body)? {
+                    OpWrite::Written => {}
+                    OpWrite::Conflict(current) if current == *op => {}
+                    OpWrite::Conflict(current) => return Ok(SuspendWrite::Conflict(current)),
+                }
+            }
+            Ok(executions::suspend(conn, &id, epoch, seen_wakeups, wake_at, now)?.into())
         })
         .await
     }
