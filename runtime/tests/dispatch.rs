@@ -848,3 +848,156 @@ async fn small_journals_travel_in_the_resume_request() {
         "a large journal is read by the handler"
     );
 }
+
+/// Counts the store calls made through it, by method.
+struct Counting(
+    Arc<dyn Store>,
+    Arc<Mutex<std::collections::BTreeMap<&'static str, usize>>>,
+);
+
+impl durafn_runtime::store::Wrapper for Counting {
+    fn inner(&self) -> &dyn Store {
+        &*self.0
+    }
+    fn around<'a, T, F>(
+        &'a self,
+        what: &'static str,
+        mut call: F,
+    ) -> impl std::future::Future<Output = durafn_runtime::Result<T>> + Send + 'a
+    where
+        T: Send + 'a,
+        F: FnMut() -> durafn_runtime::store::InnerCall<'a, T> + Send + 'a,
+    {
+        *self.1.lock().unwrap().entry(what).or_default() += 1;
+        call()
+    }
+}
+
+/// Finishes what it is handed; the first invocation waits for `gate`.
+struct FirstWaits {
+    store: Arc<dyn Store>,
+    clock: ManualClock,
+    gate: tokio::sync::Semaphore,
+    seen: Mutex<Vec<ResumeRequest>>,
+}
+
+#[async_trait]
+impl Invoker for FirstWaits {
+    async fn invoke(
+        &self,
+        _function: &str,
+        request: &ResumeRequest,
+    ) -> Result<InvocationSummary, InvokeError> {
+        let first = {
+            let mut seen = self.seen.lock().unwrap();
+            seen.push(request.clone());
+            seen.len() == 1
+        };
+        if first {
+            let _ = self.gate.acquire().await;
+        }
+        let outcome = Outcome {
+            status: ExecutionStatus::Succeeded,
+            output: Some(json!("done")),
+            error: None,
+            expires_at: None,
+        };
+        self.store
+            .finish(
+                &request.execution_id,
+                request.epoch,
+                &outcome,
+                self.clock.now(),
+            )
+            .await
+            .map_err(|e| InvokeError::FunctionError(e.to_string()))?;
+        Ok(InvocationSummary {
+            status: "SUCCEEDED".into(),
+            wake_at: None,
+        })
+    }
+}
+
+/// A start through the dispatcher creates and claims in one write and is
+/// invoked with its (empty) journal; one beyond the function's process
+/// capacity is only created, and runs when a process frees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_is_created_claimed_and_invoked_in_one_write() {
+    use durafn_runtime::store::Created;
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
+    let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("d.db")).unwrap());
+    let store: Arc<dyn Store> = Arc::new(Counting(sqlite.clone(), calls.clone()));
+    let clock = ManualClock::new(Timestamp(1_000_000));
+    let invoker = Arc::new(FirstWaits {
+        store: sqlite.clone(),
+        clock: clock.clone(),
+        gate: tokio::sync::Semaphore::new(0),
+        seen: Mutex::new(Vec::new()),
+    });
+    let mut config = DispatcherConfig::default();
+    config.capacity_for = Arc::new(|_| Some(1));
+    let d = Dispatcher::new(
+        store.clone(),
+        Arc::new(clock.clone()),
+        invoker.clone(),
+        config,
+    );
+    let handle = d.handle();
+    let new = |name: &str| NewExecution {
+        id: ExecutionId::new(name).unwrap(),
+        function: "order".into(),
+        version: "1".into(),
+        input: json!({"n": name}),
+        now: clock.now(),
+    };
+    let first = handle.start(&new("s-1")).await.unwrap();
+    assert!(matches!(first, Created::New(_)), "{first:?}");
+    // The one process is busy with s-1: s-2 is only created.
+    let second = handle.start(&new("s-2")).await.unwrap();
+    assert!(matches!(second, Created::New(_)), "{second:?}");
+    // Starting s-1 again (it is running) answers the existing execution.
+    let again = handle.start(&new("s-1")).await.unwrap();
+    assert!(matches!(again, Created::Existing(_)), "{again:?}");
+    {
+        let calls = calls.lock().unwrap();
+        assert_eq!(calls.get("create_and_claim"), Some(&1), "{calls:?}");
+        assert_eq!(calls.get("create_execution"), Some(&2), "{calls:?}");
+        assert_eq!(calls.get("claim_with_journal"), None, "{calls:?}");
+    }
+    invoker.gate.add_permits(1);
+    for _ in 0..100 {
+        d.idle().await;
+        let done = sqlite
+            .get_execution(&ExecutionId::new("s-2").unwrap())
+            .await
+            .unwrap()
+            .is_some_and(|e| e.status == ExecutionStatus::Succeeded);
+        if done {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let seen = invoker.seen.lock().unwrap().clone();
+    let ids: Vec<&str> = seen.iter().map(|r| r.execution_id.as_str()).collect();
+    assert_eq!(ids, ["s-1", "s-2"], "each invoked once");
+    // s-1 came with its empty journal and no claim of its own; s-2 was
+    // claimed when s-1's process freed.
+    let j = seen[0]
+        .journal
+        .as_ref()
+        .expect("the new execution's journal");
+    assert!(j.operations.is_empty() && j.events.is_empty());
+    assert!(!j.execution.0.seed.is_empty());
+    assert_eq!((seen[0].epoch, seen[1].epoch), (1, 1));
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls.get("claim_with_journal"), Some(&1), "{calls:?}");
+    for id in ["s-1", "s-2"] {
+        let e = sqlite
+            .get_execution(&ExecutionId::new(id).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.status, ExecutionStatus::Succeeded, "{id}");
+    }
+}

@@ -491,37 +491,43 @@ async fn start(
         true => None,
         false => state.dispatch.as_ref().map(DispatchHandle::subscribe),
     };
-    let created = state
-        .store
-        .create_execution(&NewExecution {
-            id: id.clone(),
-            function,
-            version: "$LATEST".into(),
-            input: req.input,
-            now: state.clock.now(),
-        })
-        .await?;
-    let status = match created {
-        Created::New(_) => {
-            state.metrics.started.fetch_add(1, Ordering::Relaxed);
-            crate::metrics::execution_started(&created.execution().function, "api");
-            if !options.is_default() {
-                state
-                    .store
-                    .set_start_options(&id, &options, state.clock.now())
-                    .await?;
+    let new = NewExecution {
+        id: id.clone(),
+        function,
+        version: "$LATEST".into(),
+        input: req.input,
+        now: state.clock.now(),
+    };
+    let status = match (&state.dispatch, options.is_default()) {
+        // Created, claimed and invoked at once where the dispatcher can.
+        (Some(d), true) => match d.start(&new).await? {
+            created @ Created::New(_) => {
+                started(&state, &created);
+                StatusCode::CREATED
             }
-            match &state.dispatch {
-                Some(d) if !options.is_default() => d.dispatch_now_with_priority(
-                    id.clone(),
-                    &created.execution().function,
-                    options.priority,
-                ),
-                _ => state.poke_new(&id, &created.execution().function),
+            Created::Existing(_) => StatusCode::OK,
+        },
+        _ => match state.store.create_execution(&new).await? {
+            created @ Created::New(_) => {
+                started(&state, &created);
+                if !options.is_default() {
+                    state
+                        .store
+                        .set_start_options(&id, &options, state.clock.now())
+                        .await?;
+                }
+                match &state.dispatch {
+                    Some(d) if !options.is_default() => d.dispatch_now_with_priority(
+                        id.clone(),
+                        &created.execution().function,
+                        options.priority,
+                    ),
+                    _ => state.poke_new(&id, &created.execution().function),
+                }
+                StatusCode::CREATED
             }
-            StatusCode::CREATED
-        }
-        Created::Existing(_) => StatusCode::OK,
+            Created::Existing(_) => StatusCode::OK,
+        },
     };
     if !wait.is_zero() {
         let new = status == StatusCode::CREATED;
@@ -534,6 +540,12 @@ async fn start(
         status
     };
     Ok((status, Json(body)).into_response())
+}
+
+/// Counts a start the REST API made.
+fn started(state: &ApiState, created: &Created) {
+    state.metrics.started.fetch_add(1, Ordering::Relaxed);
+    crate::metrics::execution_started(&created.execution().function, "api");
 }
 
 /// Waits until the execution finishes, blocks, or waits on the outside world,

@@ -30,8 +30,8 @@ use super::flow::{self, Admission, FlowControl};
 use super::limits::{self, ConcurrencyLimit};
 use super::{HeldShards, InvocationSummary, Invoker, LEASE_GRACE, ResumeRequest};
 use crate::clock::Clock;
-use crate::model::{DUE_SHARDS, Execution, ExecutionId, ExecutionStatus, Timestamp};
-use crate::store::Store;
+use crate::model::{DUE_SHARDS, Execution, ExecutionId, ExecutionStatus, NewExecution, Timestamp};
+use crate::store::{Created, Store};
 
 /// Settings of a dispatcher.
 #[derive(Clone)]
@@ -175,12 +175,36 @@ struct Job {
     id: ExecutionId,
     /// Its function, if known; else the dispatch reads the execution first.
     function: Option<Arc<str>>,
+    /// Created and claimed already ([`DispatchHandle::start`]): invoked
+    /// without a claim.
+    claimed: Option<Box<Claimed>>,
 }
 
 impl Job {
     fn unknown(id: ExecutionId) -> Self {
-        Job { id, function: None }
+        Job::of(id, None)
     }
+
+    fn of(id: ExecutionId, function: Option<Arc<str>>) -> Self {
+        Job {
+            id,
+            function,
+            claimed: None,
+        }
+    }
+}
+
+/// An execution a start has created and claimed in one write, for a
+/// worker to invoke.
+struct Claimed {
+    execution: Execution,
+    /// Its journal is known to be empty (created by this start and claimed
+    /// for the first time, nothing sent to it since).
+    empty: bool,
+    /// The store calls of the create and claim, handed to the invocation.
+    meter: Arc<crate::cost::UsageMeter>,
+    /// Its place in the function's process capacity.
+    slot: Option<Slot>,
 }
 
 /// A cheap handle to poke a running dispatcher and follow what it does.
@@ -249,10 +273,63 @@ impl DispatchHandle {
         };
         match runtime {
             Some(rt) if start => {
-                rt.spawn(inner.clone().worker(Job { id, function }));
+                rt.spawn(inner.clone().worker(Job::of(id, function)));
             }
             _ => inner.wake.notify_one(),
         }
+    }
+
+    /// Starts an execution: creates it and, when this dispatcher can run it
+    /// at once, claims it in the same write ([`Store::create_and_claim`],
+    /// one commit on SQLite) and invokes it — a write and a hop fewer than
+    /// creating it and then claiming it. Otherwise (limits, flow control,
+    /// a paused function, no free worker or process, another replica's
+    /// shard, a store without an atomic create-and-claim) it creates it and
+    /// dispatches it as [`dispatch_now_of`](Self::dispatch_now_of) does.
+    /// Answers what the create found (new, or an existing execution).
+    pub async fn start(&self, new: &NewExecution) -> crate::Result<Created> {
+        let inner = &self.inner;
+        let function: Arc<str> = Arc::from(new.function.as_str());
+        let Some(slot) = inner.reserve_start(&new.id, &function).await else {
+            let created = inner.store.create_execution(new).await?;
+            if let Created::New(_) = &created {
+                self.dispatch_now_of(new.id.clone(), &function);
+            }
+            return Ok(created);
+        };
+        let lease = (inner.config.timeout_for)(&function) + LEASE_GRACE;
+        let meter = crate::cost::UsageMeter::new();
+        let write = inner.store.create_and_claim(new, new.now.plus(lease));
+        let (created, claimed) = match crate::cost::metered(meter.clone(), write).await {
+            Ok((created, Some(claimed))) => (created, claimed),
+            other => {
+                drop(RunningSlot { inner, slot });
+                inner.unreserve(&new.id);
+                return other.map(|(created, _)| created);
+            }
+        };
+        // Created by this start and claimed for the first time, with nothing
+        // sent to it since: no invocation has run, no event arrived.
+        let empty =
+            matches!(created, Created::New(_)) && claimed.epoch == 1 && claimed.wakeups == 0;
+        let job = Job {
+            id: new.id.clone(),
+            function: Some(function),
+            claimed: Some(Box::new(Claimed {
+                execution: claimed,
+                empty,
+                meter,
+                slot,
+            })),
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(inner.clone().worker(job));
+            }
+            // Checked by the reservation; a worker on this task otherwise.
+            Err(_) => inner.clone().worker(job).await,
+        }
+        Ok(created)
     }
 
     /// A function was paused or unpaused here: read the paused functions
@@ -457,7 +534,7 @@ impl Inner {
                 Some(again) => *again = true,
                 None => {
                     q.in_flight.insert(id.clone(), false);
-                    return Some(Job { id, function });
+                    return Some(Job::of(id, function));
                 }
             }
         }
@@ -516,7 +593,12 @@ impl Inner {
     /// none is due.
     async fn worker(self: Arc<Self>, mut job: Job) {
         loop {
-            self.dispatch(&job).await;
+            match job.claimed.take() {
+                Some(claimed) => self.run_started(job.id.clone(), *claimed).await,
+                None => {
+                    self.dispatch(&job).await;
+                }
+            }
             let now = self.clock.now();
             let next = {
                 let mut q = self.queue();
@@ -769,6 +851,91 @@ impl Inner {
                 return false;
             }
         };
+        self.invoke_claimed(id, claimed, journal, &meter, &slots)
+            .await
+    }
+
+    /// Invokes an execution [`DispatchHandle::start`] created and claimed.
+    async fn run_started(&self, id: ExecutionId, claimed: Claimed) {
+        let Claimed {
+            execution,
+            empty,
+            meter,
+            slot,
+        } = claimed;
+        let _running = RunningSlot { inner: self, slot };
+        let journal = empty.then(|| crate::model::Journal {
+            execution: execution.clone(),
+            operations: Vec::new(),
+            events: Vec::new(),
+        });
+        self.invoke_claimed(id, execution, journal, &meter, &[])
+            .await;
+    }
+
+    /// Whether a start of `function` can be created, claimed and invoked
+    /// at once here ([`DispatchHandle::start`]): the store creates and
+    /// claims in one write, this dispatcher serves the id's shard, the
+    /// function has no limits or flow control and is not paused, and a
+    /// worker and a process are free. Then `id` is marked in flight and
+    /// holds the process slot returned.
+    async fn reserve_start(&self, id: &ExecutionId, function: &Arc<str>) -> Option<Option<Slot>> {
+        let now = self.clock.now();
+        if !self.store.atomic_create_and_claim()
+            || !self.ours(id, now)
+            || self.config.limits.contains_key(&**function)
+            || self.config.flow.contains_key(&**function)
+            || tokio::runtime::Handle::try_current().is_err()
+            || self
+                .paused
+                .is_paused(self.store.as_ref(), function, now)
+                .await
+        {
+            return None;
+        }
+        {
+            let mut q = self.queue();
+            if q.in_flight.contains_key(id) || !self.has_room(&q) {
+                return None;
+            }
+            q.in_flight.insert(id.clone(), false);
+        }
+        let slot = match (self.config.capacity_for)(function) {
+            // At capacity: it waits for a process as any due execution does.
+            Some(max) => match self.capacity.take(function, max, id, now) {
+                Some(slot) => Some(slot),
+                None => {
+                    self.unreserve(id);
+                    return None;
+                }
+            },
+            None => None,
+        };
+        Some(slot)
+    }
+
+    /// Gives up a start's in-flight mark; if something asked for the
+    /// execution meanwhile, it is dispatched now.
+    fn unreserve(&self, id: &ExecutionId) {
+        let again = self.queue().in_flight.remove(id) == Some(true);
+        if again {
+            self.add_timer(self.clock.now(), id, None);
+        }
+        self.ended.notify_waiters();
+    }
+
+    /// Invokes an execution this dispatcher (or a start through it) has
+    /// claimed, and settles what follows: a failed invocation's retry, the
+    /// limit slots it held, who waits on its end.
+    async fn invoke_claimed(
+        &self,
+        id: ExecutionId,
+        claimed: Execution,
+        journal: Option<crate::model::Journal>,
+        meter: &crate::cost::UsageMeter,
+        slots: &[(String, u32)],
+    ) -> bool {
+        let now = self.clock.now();
         self.learn_priority(&id, claimed.priority);
         let request = ResumeRequest {
             execution_id: id.clone(),
@@ -826,7 +993,7 @@ impl Inner {
                 {
                     tracing::warn!(execution_id = %id, error = %e, "could not drop an admission record");
                 }
-                match limits::release(self.store.as_ref(), &id, &slots).await {
+                match limits::release(self.store.as_ref(), &id, slots).await {
                     Ok(()) => self.retry_blocked(&claimed.function),
                     Err(e) => {
                         tracing::warn!(execution_id = %id, error = %e, "could not release a concurrency slot; the next waiter takes it")
