@@ -951,13 +951,13 @@ async fn a_start_is_created_claimed_and_invoked_in_one_write() {
         input: json!({"n": name}),
         now: clock.now(),
     };
-    let first = handle.start(&new("s-1")).await.unwrap();
+    let first = handle.start(store.as_ref(), &new("s-1")).await.unwrap();
     assert!(matches!(first, Created::New(_)), "{first:?}");
     // The one process is busy with s-1: s-2 is only created.
-    let second = handle.start(&new("s-2")).await.unwrap();
+    let second = handle.start(store.as_ref(), &new("s-2")).await.unwrap();
     assert!(matches!(second, Created::New(_)), "{second:?}");
     // Starting s-1 again (it is running) answers the existing execution.
-    let again = handle.start(&new("s-1")).await.unwrap();
+    let again = handle.start(store.as_ref(), &new("s-1")).await.unwrap();
     assert!(matches!(again, Created::Existing(_)), "{again:?}");
     {
         let calls = calls.lock().unwrap();

@@ -500,7 +500,7 @@ async fn start(
     };
     let status = match (&state.dispatch, options.is_default()) {
         // Created, claimed and invoked at once where the dispatcher can.
-        (Some(d), true) => match d.start(&new).await? {
+        (Some(d), true) => match d.start(state.store.as_ref(), &new).await? {
             created @ Created::New(_) => {
                 started(&state, &created);
                 StatusCode::CREATED

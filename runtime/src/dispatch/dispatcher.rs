@@ -287,11 +287,18 @@ impl DispatchHandle {
     /// shard, a store without an atomic create-and-claim) it creates it and
     /// dispatches it as [`dispatch_now_of`](Self::dispatch_now_of) does.
     /// Answers what the create found (new, or an existing execution).
-    pub async fn start(&self, new: &NewExecution) -> crate::Result<Created> {
+    ///
+    /// `store` is the caller's view of the dispatcher's store (the REST
+    /// API's, which may offload large inputs to a blob store).
+    pub async fn start(&self, store: &dyn Store, new: &NewExecution) -> crate::Result<Created> {
         let inner = &self.inner;
         let function: Arc<str> = Arc::from(new.function.as_str());
-        let Some(slot) = inner.reserve_start(&new.id, &function).await else {
-            let created = inner.store.create_execution(new).await?;
+        let reserved = match store.atomic_create_and_claim() {
+            true => inner.reserve_start(&new.id, &function).await,
+            false => None,
+        };
+        let Some(slot) = reserved else {
+            let created = store.create_execution(new).await?;
             if let Created::New(_) = &created {
                 self.dispatch_now_of(new.id.clone(), &function);
             }
@@ -299,7 +306,7 @@ impl DispatchHandle {
         };
         let lease = (inner.config.timeout_for)(&function) + LEASE_GRACE;
         let meter = crate::cost::UsageMeter::new();
-        let write = inner.store.create_and_claim(new, new.now.plus(lease));
+        let write = store.create_and_claim(new, new.now.plus(lease));
         let (created, claimed) = match crate::cost::metered(meter.clone(), write).await {
             Ok((created, Some(claimed))) => (created, claimed),
             other => {
@@ -874,15 +881,14 @@ impl Inner {
     }
 
     /// Whether a start of `function` can be created, claimed and invoked
-    /// at once here ([`DispatchHandle::start`]): the store creates and
-    /// claims in one write, this dispatcher serves the id's shard, the
+    /// at once here ([`DispatchHandle::start`], which has checked that the
+    /// store creates and claims in one write): this dispatcher serves the id's shard, the
     /// function has no limits or flow control and is not paused, and a
     /// worker and a process are free. Then `id` is marked in flight and
     /// holds the process slot returned.
     async fn reserve_start(&self, id: &ExecutionId, function: &Arc<str>) -> Option<Option<Slot>> {
         let now = self.clock.now();
-        if !self.store.atomic_create_and_claim()
-            || !self.ours(id, now)
+        if !self.ours(id, now)
             || self.config.limits.contains_key(&**function)
             || self.config.flow.contains_key(&**function)
             || tokio::runtime::Handle::try_current().is_err()
