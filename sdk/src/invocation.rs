@@ -250,8 +250,8 @@ async fn run(
     let expires_at = Some(now.plus(retention));
     let outcome = match end {
         End::Fault(Fault::Store(e)) => return Err(Error::Store(e)),
-        // Went on from a result another invocation recorded otherwise:
-        // due at once, the next invocation replays the recorded one.
+        // A deferred record another invocation recorded otherwise: due at
+        // once, the next invocation replays the recorded one.
         End::Fault(Fault::Diverged) => {
             return rerun_now(store.as_ref(), ending, claimed, now).await;
         }

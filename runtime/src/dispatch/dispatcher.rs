@@ -297,7 +297,7 @@ impl DispatchHandle {
             true => inner.reserve_start(&new.id, &function).await,
             false => None,
         };
-        let Some(slot) = reserved else {
+        let Some((rt, slot)) = reserved else {
             let created = store.create_execution(new).await?;
             if let Created::New(_) = &created {
                 self.dispatch_now_of(new.id.clone(), &function);
@@ -329,13 +329,7 @@ impl DispatchHandle {
                 slot,
             })),
         };
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                rt.spawn(inner.clone().worker(job));
-            }
-            // Checked by the reservation; a worker on this task otherwise.
-            Err(_) => inner.clone().worker(job).await,
-        }
+        rt.spawn(inner.clone().worker(job));
         Ok(created)
     }
 
@@ -884,14 +878,19 @@ impl Inner {
     /// at once here ([`DispatchHandle::start`], which has checked that the
     /// store creates and claims in one write): this dispatcher serves the id's shard, the
     /// function has no limits or flow control and is not paused, and a
-    /// worker and a process are free. Then `id` is marked in flight and
-    /// holds the process slot returned.
-    async fn reserve_start(&self, id: &ExecutionId, function: &Arc<str>) -> Option<Option<Slot>> {
+    /// worker and a process are free. Then `id` is marked in flight, and
+    /// the reservation is the runtime to run its worker on and the process
+    /// slot it holds.
+    async fn reserve_start(
+        &self,
+        id: &ExecutionId,
+        function: &Arc<str>,
+    ) -> Option<(tokio::runtime::Handle, Option<Slot>)> {
         let now = self.clock.now();
+        let rt = tokio::runtime::Handle::try_current().ok()?;
         if !self.ours(id, now)
             || self.config.limits.contains_key(&**function)
             || self.config.flow.contains_key(&**function)
-            || tokio::runtime::Handle::try_current().is_err()
             || self
                 .paused
                 .is_paused(self.store.as_ref(), function, now)
@@ -917,7 +916,7 @@ impl Inner {
             },
             None => None,
         };
-        Some(slot)
+        Some((rt, slot))
     }
 
     /// Gives up a start's in-flight mark; if something asked for the

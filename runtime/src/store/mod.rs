@@ -84,6 +84,18 @@ pub enum OpWrite {
     Conflict(Operation),
 }
 
+impl OpWrite {
+    /// The other writer's record when it differs from `mine`; `None` when
+    /// `mine` is what the store holds (written now, or found as a retried
+    /// write finds its own).
+    pub fn theirs(self, mine: &Operation) -> Option<Operation> {
+        match self {
+            OpWrite::Conflict(current) if current != *mine => Some(current),
+            _ => None,
+        }
+    }
+}
+
 /// The answer to an epoch-conditional update ([`Store::suspend`], [`Store::finish`]).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -267,10 +279,8 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<SuspendWrite> {
         for op in ops {
-            match self.put_operation(id, op).await? {
-                OpWrite::Written => {}
-                OpWrite::Conflict(current) if current == *op => {}
-                OpWrite::Conflict(current) => return Ok(SuspendWrite::Conflict(current)),
+            if let Some(theirs) = self.put_operation(id, op).await?.theirs(op) {
+                return Ok(SuspendWrite::Conflict(theirs));
             }
         }
         Ok(self

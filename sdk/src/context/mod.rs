@@ -155,13 +155,13 @@ impl Shared {
         let puts = async {
             for Deferred { op, .. } in &deferred {
                 match self.store.put_operation(&self.execution_id, op).await {
-                    Ok(OpWrite::Written) => self.checkpointed(op),
-                    // A retried write that had landed finds its own record.
-                    Ok(OpWrite::Conflict(current)) if current == *op => self.checkpointed(op),
-                    Ok(OpWrite::Conflict(current)) => {
-                        tracing::info!(op_id = %current.id, "operation already recorded differently by another invocation; replaying it in a new invocation");
-                        return Err(Fault::Diverged);
-                    }
+                    Ok(written) => match written.theirs(op) {
+                        None => self.checkpointed(op),
+                        Some(theirs) => {
+                            tracing::info!(op_id = %theirs.id, "operation already recorded differently by another invocation; replaying it in a new invocation");
+                            return Err(Fault::Diverged);
+                        }
+                    },
                     Err(e) => {
                         tracing::error!(op_id = %op.id, error = %e, "checkpoint failed; ending the invocation");
                         return Err(Fault::Store(e));

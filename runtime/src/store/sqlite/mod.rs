@@ -405,10 +405,9 @@ impl Store for SqliteStore {
         // One job, so one commit: the records and the suspension.
         self.write_sized(bytes, move |conn| {
             for (op, body) in &bodies {
-                match journal::put_operation(conn, &id, &op.id, op.rev, body)? {
-                    OpWrite::Written => {}
-                    OpWrite::Conflict(current) if current == *op => {}
-                    OpWrite::Conflict(current) => return Ok(SuspendWrite::Conflict(current)),
+                let written = journal::put_operation(conn, &id, &op.id, op.rev, body)?;
+                if let Some(theirs) = written.theirs(op) {
+                    return Ok(SuspendWrite::Conflict(theirs));
                 }
             }
             Ok(executions::suspend(conn, &id, epoch, seen_wakeups, wake_at, now)?.into())
